@@ -1,0 +1,875 @@
+// Package local is the orchestrator that runs function workers as processes
+// on the engine's machine.
+//
+// A worker is one runtime server process (runtimes/python3/server.py for the
+// python3 kind) listening on a unix socket in its private directory
+// <WorkersDir>/<name>/, in its own process group. Each runtime has a pool of
+// free, prewarmed workers; ScaleUp takes some, unpacks the function's package
+// into their packages/ directory and hands them out, then tops the pool up in
+// the background. A worker that exits (the Python runtime exits with status 3
+// after one of its executions timed out, since it cannot kill a thread) is
+// reaped, its directory removed and the pool refilled; Run on it then reports
+// orchestrator.ErrWorkerNotFound.
+//
+// Each worker directory holds a worker.json record, so several engines may
+// share WorkersDir: DeleteWorker and DeleteFunction also stop workers that
+// another instance started, and New removes directories of dead workers.
+// Workers die with the engine (Pdeathsig).
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/workerclient"
+	"github.com/qinling-go/qinling/pkg/archive"
+)
+
+// Config configures the local orchestrator.
+type Config struct {
+	// WorkersDir holds the workers' private directories; created 0700. It
+	// must be short enough for a unix socket path inside it (about 70 bytes).
+	WorkersDir string
+	// PoolSize is the number of free, prewarmed workers kept per runtime.
+	PoolSize int
+	// Python3 is the interpreter that runs the python3 runtime
+	// (default /usr/bin/python3).
+	Python3 string
+	// RuntimesDir contains python3/server.py. Required unless Command is set.
+	RuntimesDir string
+	// MaxLogSize and MaxResultSize are passed to the runtime: bytes of an
+	// execution's log kept, and the largest JSON result (default 1 MiB each).
+	MaxLogSize, MaxResultSize int
+	// Owner names this engine in worker records.
+	Owner string
+	// Logger receives the orchestrator's events and the workers' own output
+	// (default slog.Default()).
+	Logger *slog.Logger
+	// Command, if set, replaces the real runtime: it returns the command that
+	// serves the worker protocol on the unix socket sock, reading packages
+	// from pkgDir. Its arguments must include sock verbatim, since that is how
+	// other instances recognise the worker's process. Tests use it to run the
+	// test binary as a fake runtime.
+	Command func(kind string, sock, pkgDir string) *exec.Cmd
+	// RunGrace is how long past an invocation's timeout a worker may take to
+	// answer before it is declared stuck and killed (default 3 s).
+	RunGrace time.Duration
+	// StartTimeout bounds a worker's start until it answers /ping (default 15 s).
+	StartTimeout time.Duration
+	// Limits bound package extraction (zero fields: archive defaults).
+	Limits archive.Limits
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultPython3       = "/usr/bin/python3"
+	DefaultLogSize       = 1 << 20
+	DefaultResultSize    = 1 << 20
+	DefaultRunGrace      = 3 * time.Second
+	DefaultStartTimeout  = 15 * time.Second
+	readyPollInterval    = 3 * time.Millisecond
+	deleteWait           = 5 * time.Second
+	maxUnixSocketPathLen = 107 // sun_path is 108 bytes including the NUL
+)
+
+// Names inside a worker directory.
+const (
+	socketName   = "sock"
+	packagesName = "packages"
+)
+
+var errClosed = errors.New("local orchestrator: closed")
+
+// state of a worker; guarded by Orchestrator.mu.
+type state int
+
+const (
+	stateStarting    state = iota // process started, not yet answering /ping
+	stateFree                     // in its pool's free list
+	stateReserved                 // taken by a ScaleUp, package being delivered
+	stateSpecialised              // handed out by ScaleUp
+)
+
+// worker is one runtime process started by this instance.
+type worker struct {
+	name, runtimeID, kind string
+	dir, sock, addr       string
+	cmd                   *exec.Cmd
+	pid                   int
+	started               time.Time
+	out                   *outputLog
+	done                  chan struct{} // closed once reaped and its directory removed
+
+	// Guarded by Orchestrator.mu.
+	state   state
+	fnID    string
+	version int
+	killed  bool  // we sent SIGKILL: its exit is expected
+	exited  bool  // the process has exited; its pid must not be signalled any more
+	waitErr error // from cmd.Wait, valid once done is closed
+}
+
+func (w *worker) public() orchestrator.Worker {
+	return orchestrator.Worker{Name: w.name, Address: w.addr}
+}
+
+func (w *worker) record(owner string) record {
+	return record{
+		Name: w.name, Runtime: w.runtimeID, Kind: w.kind, Function: w.fnID, Version: w.version,
+		PID: w.pid, Owner: owner, Socket: w.sock, Started: w.started,
+	}
+}
+
+// pool is a runtime's set of free workers.
+type pool struct {
+	rt       orchestrator.Runtime
+	kind     string
+	free     []*worker
+	starting int // workers being started for the free list
+}
+
+// Orchestrator is the local orchestrator. Create it with New.
+type Orchestrator struct {
+	cfg    Config
+	log    *slog.Logger
+	client *workerclient.Client
+	spawn  *spawner
+	life   context.Context // ended by Close
+	end    context.CancelFunc
+	wg     sync.WaitGroup // every goroutine and start in flight
+
+	mu      sync.Mutex
+	closed  bool
+	pools   map[string]*pool
+	workers map[string]*worker
+}
+
+var _ orchestrator.Orchestrator = (*Orchestrator)(nil)
+
+// New checks cfg, creates WorkersDir, removes directories of workers whose
+// process is gone, and returns an Orchestrator with no pools.
+func New(cfg Config) (*Orchestrator, error) {
+	if cfg.WorkersDir == "" {
+		return nil, errors.New("local orchestrator: WorkersDir is required")
+	}
+	dir, err := filepath.Abs(cfg.WorkersDir)
+	if err != nil {
+		return nil, fmt.Errorf("local orchestrator: workers dir: %w", err)
+	}
+	cfg.WorkersDir = dir
+	if n := len(dir) + len("/python3-0123456789abcdef/") + len(socketName); n > maxUnixSocketPathLen {
+		return nil, fmt.Errorf("local orchestrator: workers dir %s is too long for unix socket paths (%d bytes, limit %d); choose a shorter one", dir, n, maxUnixSocketPathLen)
+	}
+	if cfg.PoolSize < 0 {
+		return nil, fmt.Errorf("local orchestrator: pool size %d must not be negative", cfg.PoolSize)
+	}
+	if cfg.Python3 == "" {
+		cfg.Python3 = DefaultPython3
+	}
+	if cfg.MaxLogSize <= 0 {
+		cfg.MaxLogSize = DefaultLogSize
+	}
+	if cfg.MaxResultSize <= 0 {
+		cfg.MaxResultSize = DefaultResultSize
+	}
+	if cfg.RunGrace <= 0 {
+		cfg.RunGrace = DefaultRunGrace
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Command == nil {
+		server := filepath.Join(cfg.RuntimesDir, KindPython3, "server.py")
+		if _, err := os.Stat(server); err != nil {
+			return nil, fmt.Errorf("local orchestrator: python3 runtime: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("local orchestrator: %w", err)
+	}
+	log := cfg.Logger.With("orchestrator", "local")
+	removed, err := removeStale(dir, time.Now())
+	if err != nil {
+		log.Warn("could not remove every stale worker directory", "dir", dir, "error", err)
+	}
+	if removed > 0 {
+		log.Info("removed stale worker directories", "dir", dir, "count", removed)
+	}
+	life, end := context.WithCancel(context.Background())
+	return &Orchestrator{
+		cfg: cfg,
+		log: log,
+		client: workerclient.New(workerclient.Options{
+			// Logs may be JSON-escaped up to 6 bytes per byte; results are
+			// measured as JSON already.
+			MaxResponseBytes: 6*int64(cfg.MaxLogSize) + int64(cfg.MaxResultSize) + 64<<10,
+		}),
+		spawn:   newSpawner(life),
+		life:    life,
+		end:     end,
+		pools:   map[string]*pool{},
+		workers: map[string]*worker{},
+	}, nil
+}
+
+// hold registers work that Close must wait for; false once closed.
+func (o *Orchestrator) hold() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.wg.Add(1)
+	return true
+}
+
+// CreatePool starts PoolSize free workers for rt in parallel and returns once
+// they all answer /ping. If one fails the pool is removed again and the error
+// carries the worker's output. Creating an existing pool is a no-op.
+func (o *Orchestrator) CreatePool(ctx context.Context, rt orchestrator.Runtime) error {
+	kind, err := RuntimeKind(rt.Image)
+	if err != nil {
+		return fmt.Errorf("create pool %s: %w", rt.ID, err)
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return fmt.Errorf("create pool %s: %w", rt.ID, errClosed)
+	}
+	if _, ok := o.pools[rt.ID]; ok {
+		o.mu.Unlock()
+		o.refill(rt.ID)
+		return nil
+	}
+	p := &pool{rt: rt, kind: kind, starting: o.cfg.PoolSize}
+	o.pools[rt.ID] = p
+	o.mu.Unlock()
+
+	start := time.Now()
+	errs := make([]error, o.cfg.PoolSize)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = o.startFree(ctx, p) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		_ = o.DeletePool(context.WithoutCancel(ctx), rt.ID)
+		return fmt.Errorf("create pool %s: %w", rt.ID, err)
+	}
+	o.log.Info("pool ready", "runtime_id", rt.ID, "image", rt.Image, "workers", o.cfg.PoolSize, "elapsed", time.Since(start))
+	return nil
+}
+
+// startFree starts one worker for p's free list; p.starting already counts it.
+func (o *Orchestrator) startFree(ctx context.Context, p *pool) error {
+	w, err := o.startWorker(ctx, p)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p.starting--
+	if err != nil {
+		return err
+	}
+	if o.closed || o.pools[p.rt.ID] != p || w.killed || w.exited {
+		o.killLocked(w) // the pool went away while the worker started
+		return fmt.Errorf("start worker for pool %s: pool deleted", p.rt.ID)
+	}
+	w.state = stateFree
+	p.free = append(p.free, w)
+	return nil
+}
+
+// refill starts, in the background, the workers p needs to have PoolSize free.
+func (o *Orchestrator) refill(runtimeID string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.pools[runtimeID]
+	if p == nil || o.closed {
+		return
+	}
+	n := o.cfg.PoolSize - len(p.free) - p.starting
+	if n <= 0 {
+		return
+	}
+	p.starting += n
+	o.wg.Add(n)
+	for range n {
+		go func() {
+			defer o.wg.Done()
+			if err := o.startFree(o.life, p); err != nil && !errors.Is(err, errClosed) && o.life.Err() == nil {
+				o.log.Warn("could not refill pool", "runtime_id", runtimeID, "error", err)
+			}
+		}()
+	}
+}
+
+// startWorker starts a runtime process for p and waits until it answers
+// /ping. The worker is registered (so Close and DeletePool can stop it) but
+// belongs to no list; the caller decides its state.
+func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error) {
+	if !o.hold() {
+		return nil, errClosed
+	}
+	defer o.wg.Done()
+
+	name := p.kind + "-" + randomHex(8)
+	dir := filepath.Join(o.cfg.WorkersDir, name)
+	pkgDir := filepath.Join(dir, packagesName)
+	sock := filepath.Join(dir, socketName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start worker %s: %w", name, err)
+	}
+	if err := os.Mkdir(pkgDir, 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start worker %s: %w", name, err)
+	}
+	cmd := o.command(p.kind, sock, pkgDir, dir)
+	cmd.Dir = dir
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	// Its own process group, so that killing the group also kills whatever
+	// the function started; and death with the engine (see spawner).
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	r, wr, err := os.Pipe()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start worker %s: %w", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = wr, wr
+	err = o.spawn.start(ctx, o.life, cmd)
+	_ = wr.Close()
+	if err != nil {
+		_ = r.Close()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start worker %s: %w", name, err)
+	}
+
+	w := &worker{
+		name: name, runtimeID: p.rt.ID, kind: p.kind,
+		dir: dir, sock: sock, addr: workerclient.UnixAddress(sock),
+		cmd: cmd, pid: cmd.Process.Pid, started: time.Now(),
+		out:  newOutputLog(o.log.With("worker", name)),
+		done: make(chan struct{}),
+	}
+	go w.out.consume(r)
+	o.mu.Lock()
+	o.workers[name] = w
+	o.wg.Add(1) // safe: this start holds the group open
+	go o.reap(w)
+	if o.closed {
+		o.killLocked(w)
+		o.mu.Unlock()
+		return nil, errClosed
+	}
+	o.mu.Unlock()
+
+	err = writeRecord(dir, w.record(o.cfg.Owner))
+	if err == nil {
+		err = o.waitReady(ctx, w)
+	}
+	if err != nil {
+		o.stop(context.WithoutCancel(ctx), w)
+		return nil, err
+	}
+	o.log.Debug("worker ready", "worker", name, "runtime_id", p.rt.ID, "pid", w.pid, "elapsed", time.Since(w.started))
+	return w, nil
+}
+
+// command returns the runtime command for kind.
+func (o *Orchestrator) command(kind, sock, pkgDir, dir string) *exec.Cmd {
+	if o.cfg.Command != nil {
+		return o.cfg.Command(kind, sock, pkgDir)
+	}
+	// -I: ignore PYTHON* variables and user site-packages, so the engine's
+	// environment cannot change how functions run.
+	cmd := exec.Command(o.cfg.Python3, "-I", filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"),
+		"--socket", sock, "--packages-dir", pkgDir,
+		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
+		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize))
+	// A minimal environment: the engine's may hold credentials, which
+	// functions must not see. Temporary files live and die with the worker.
+	cmd.Env = []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"LANG=C.UTF-8",
+		"HOME=" + dir,
+		"TMPDIR=" + dir,
+	}
+	return cmd
+}
+
+// waitReady polls /ping until the worker answers, exits, or StartTimeout passes.
+func (o *Orchestrator) waitReady(ctx context.Context, w *worker) error {
+	deadline := time.NewTimer(o.cfg.StartTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(readyPollInterval)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := o.client.Ping(pctx, w.addr)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-w.done:
+			return fmt.Errorf("start worker %s: exited before it was ready (%v); output: %s", w.name, w.waitErr, w.out.Tail())
+		case <-deadline.C:
+			return fmt.Errorf("start worker %s: not ready after %s (%v); output: %s", w.name, o.cfg.StartTimeout, err, w.out.Tail())
+		case <-ctx.Done():
+			return fmt.Errorf("start worker %s: %w", w.name, ctx.Err())
+		case <-o.life.Done():
+			return errClosed
+		}
+	}
+}
+
+// reap waits for the worker's process to exit, kills what is left of its
+// process group, removes its directory and forgets it.
+func (o *Orchestrator) reap(w *worker) {
+	defer o.wg.Done()
+	if err := waitExited(w.pid); err != nil {
+		o.log.Error("waiting for worker", "worker", w.name, "pid", w.pid, "error", err)
+	}
+	o.mu.Lock()
+	w.exited = true
+	o.mu.Unlock()
+	// The leader is a zombie until Wait, so its group id is still ours.
+	killGroup(w.pid)
+	waitErr := w.cmd.Wait()
+	select { // the output ends with the group; don't hang on an escaped child
+	case <-w.out.done:
+	case <-time.After(time.Second):
+	}
+	if err := os.RemoveAll(w.dir); err != nil {
+		o.log.Warn("could not remove worker directory", "worker", w.name, "dir", w.dir, "error", err)
+	}
+
+	o.mu.Lock()
+	w.waitErr = waitErr
+	if o.workers[w.name] == w {
+		delete(o.workers, w.name)
+	}
+	p := o.pools[w.runtimeID]
+	if p != nil {
+		p.free = slices.DeleteFunc(p.free, func(x *worker) bool { return x == w })
+	}
+	killed, st, fnID, version := w.killed, w.state, w.fnID, w.version
+	o.mu.Unlock()
+	close(w.done)
+
+	attrs := []any{"worker", w.name, "runtime_id", w.runtimeID, "function_id", fnID, "version", version, "status", waitErr}
+	switch {
+	case killed:
+		o.log.Debug("worker stopped", attrs...)
+	case exitCode(waitErr) == 3:
+		// The runtime's way of retiring after a timed-out execution.
+		o.log.Info("worker retired after an execution timeout", attrs...)
+	case st == stateStarting:
+		// waitReady reports it with the output.
+	default:
+		o.log.Warn("worker exited unexpectedly", append(attrs, "output", w.out.Tail())...)
+	}
+	if p != nil {
+		o.refill(w.runtimeID)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// killLocked kills the worker's process group, unless the process has
+// already exited (then its pid may be reused). o.mu must be held, which
+// keeps reap from reaping between the check and the signal.
+func (o *Orchestrator) killLocked(w *worker) {
+	w.killed = true
+	if !w.exited {
+		killGroup(w.pid)
+	}
+}
+
+// stop kills w and waits (bounded) until it is reaped and its directory removed.
+func (o *Orchestrator) stop(ctx context.Context, w *worker) {
+	o.mu.Lock()
+	o.killLocked(w)
+	o.mu.Unlock()
+	waitDone(ctx, w)
+}
+
+func waitDone(ctx context.Context, w *worker) {
+	t := time.NewTimer(deleteWait)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// DeletePool stops every worker of the runtime, free or specialised. An
+// unknown runtime is not an error.
+func (o *Orchestrator) DeletePool(ctx context.Context, runtimeID string) error {
+	o.mu.Lock()
+	delete(o.pools, runtimeID)
+	var victims []*worker
+	for _, w := range o.workers {
+		if w.runtimeID == runtimeID {
+			o.killLocked(w)
+			victims = append(victims, w)
+		}
+	}
+	o.mu.Unlock()
+	for _, w := range victims {
+		waitDone(ctx, w)
+	}
+	if len(victims) > 0 {
+		o.log.Info("pool deleted", "runtime_id", runtimeID, "workers", len(victims))
+	}
+	return ctx.Err()
+}
+
+// Pool reports the runtime's workers: Total counts free and specialised
+// ones, Available the free ones.
+func (o *Orchestrator) Pool(_ context.Context, runtimeID string) (orchestrator.Capacity, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.pools[runtimeID]
+	if p == nil {
+		return orchestrator.Capacity{}, fmt.Errorf("pool %s: %w", runtimeID, orchestrator.ErrPoolNotFound)
+	}
+	c := orchestrator.Capacity{Available: len(p.free)}
+	for _, w := range o.workers {
+		if w.runtimeID == runtimeID && w.state != stateStarting && !w.killed && !w.exited {
+			c.Total++
+		}
+	}
+	return c, nil
+}
+
+// ScaleUp takes count free workers of fn's runtime (starting more if the pool
+// has too few), unpacks fn's package into each, and returns them. The pool
+// is refilled in the background. On error no worker is left specialised.
+func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, count int) ([]orchestrator.Worker, error) {
+	switch {
+	case count <= 0:
+		return nil, fmt.Errorf("scale up function %s: count %d must be positive", fn.ID, count)
+	case !validFunctionID(fn.ID):
+		return nil, fmt.Errorf("scale up function %q: not a valid function id", fn.ID)
+	case fn.Package.Open == nil:
+		return nil, fmt.Errorf("scale up function %s: no package to deliver", fn.ID)
+	}
+	start := time.Now()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil, fmt.Errorf("scale up function %s: %w", fn.ID, errClosed)
+	}
+	p := o.pools[fn.RuntimeID]
+	if p == nil {
+		o.mu.Unlock()
+		return nil, fmt.Errorf("scale up function %s: pool %s: %w", fn.ID, fn.RuntimeID, orchestrator.ErrPoolNotFound)
+	}
+	taken := min(count, len(p.free))
+	ws := slices.Clone(p.free[len(p.free)-taken:])
+	p.free = p.free[:len(p.free)-taken]
+	for _, w := range ws {
+		o.reserveLocked(w, fn)
+	}
+	o.mu.Unlock()
+	defer o.refill(fn.RuntimeID)
+
+	ws, err := o.startExtra(ctx, p, fn, ws, count-taken)
+	if err == nil {
+		err = o.deliver(ctx, fn, ws)
+	}
+	if err == nil {
+		err = o.specialise(ws, fn)
+	}
+	if err != nil {
+		for _, w := range ws {
+			o.stop(context.WithoutCancel(ctx), w)
+		}
+		return nil, fmt.Errorf("scale up function %s version %d: %w", fn.ID, fn.Version, err)
+	}
+	out := make([]orchestrator.Worker, len(ws))
+	for i, w := range ws {
+		out[i] = w.public()
+	}
+	o.log.Debug("scaled up", "function_id", fn.ID, "version", fn.Version, "workers", count, "from_pool", taken, "elapsed", time.Since(start))
+	return out, nil
+}
+
+// reserveLocked marks w as being specialised for fn; DeleteFunction already
+// counts it as fn's.
+func (o *Orchestrator) reserveLocked(w *worker, fn orchestrator.Function) {
+	w.state = stateReserved
+	w.fnID, w.version = fn.ID, fn.Version
+}
+
+// startExtra starts n workers for a ScaleUp that the pool could not serve
+// (a local machine can start processes on demand) and appends them to ws.
+func (o *Orchestrator) startExtra(ctx context.Context, p *pool, fn orchestrator.Function, ws []*worker, n int) ([]*worker, error) {
+	if n == 0 {
+		return ws, nil
+	}
+	started := make([]*worker, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { started[i], errs[i] = o.startWorker(ctx, p) })
+	}
+	wg.Wait()
+	o.mu.Lock()
+	for _, w := range started {
+		if w != nil {
+			o.reserveLocked(w, fn)
+			ws = append(ws, w)
+		}
+	}
+	o.mu.Unlock()
+	return ws, errors.Join(errs...)
+}
+
+// deliver unpacks fn's package once into a temporary directory and links
+// the tree into every worker's packages/<fn.ID>/: one extraction and no copy
+// of the data however many workers there are. Workers import the code and
+// never write to it, and they all run as the engine's user anyway, so the
+// shared inodes give no function access it did not have.
+func (o *Orchestrator) deliver(ctx context.Context, fn orchestrator.Function, ws []*worker) error {
+	rc, err := fn.Package.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open package: %w", err)
+	}
+	tmp, err := os.MkdirTemp(o.cfg.WorkersDir, extractPrefix)
+	if err != nil {
+		_ = rc.Close()
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	src := filepath.Join(tmp, "pkg")
+	err = archive.ExtractReader(rc, tmp, src, o.cfg.Limits)
+	_ = rc.Close()
+	if err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	for i, w := range ws {
+		dst := filepath.Join(w.dir, packagesName, fn.ID)
+		if i == len(ws)-1 {
+			err = os.Rename(src, dst) // the last one takes the tree itself
+		} else {
+			err = linkTree(src, dst)
+		}
+		if err != nil {
+			return fmt.Errorf("deliver package to worker %s: %w", w.name, err)
+		}
+	}
+	return nil
+}
+
+// linkTree recreates the directory tree src at dst with hard links to its files.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.Mkdir(target, 0o755)
+		case d.Type().IsRegular():
+			return os.Link(path, target)
+		}
+		return fmt.Errorf("unexpected file type %s at %s", d.Type(), rel)
+	})
+}
+
+// specialise marks delivered workers as fn's, unless one was stopped meanwhile.
+func (o *Orchestrator) specialise(ws []*worker, fn orchestrator.Function) error {
+	o.mu.Lock()
+	for _, w := range ws {
+		if w.killed || w.exited || w.fnID != fn.ID || w.version != fn.Version {
+			o.mu.Unlock()
+			return fmt.Errorf("worker %s: %w: stopped during scale-up", w.name, orchestrator.ErrWorkerNotFound)
+		}
+	}
+	recs := make([]record, len(ws))
+	for i, w := range ws {
+		w.state = stateSpecialised
+		recs[i] = w.record(o.cfg.Owner)
+	}
+	o.mu.Unlock()
+	for i, w := range ws {
+		if err := writeRecord(w.dir, recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validFunctionID reports whether id is safe as a directory name.
+func validFunctionID(id string) bool {
+	return id != "" && id != "." && id != ".." && filepath.Base(id) == id && len(id) <= 255
+}
+
+// Run executes inv on w. A worker that does not answer within inv.Timeout
+// plus RunGrace is killed, and the execution reported as timed out; one whose
+// connection broke is killed and ErrWorkerLost returned.
+func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) (orchestrator.Result, error) {
+	o.mu.Lock()
+	wk := o.workers[w.Name]
+	if wk == nil || wk.state != stateSpecialised || wk.killed || wk.exited {
+		o.mu.Unlock()
+		return orchestrator.Result{}, fmt.Errorf("run %s on worker %s: %w", inv.ExecutionID, w.Name, orchestrator.ErrWorkerNotFound)
+	}
+	o.mu.Unlock()
+
+	res, err := o.client.Execute(ctx, wk.addr, inv, o.cfg.RunGrace)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, workerclient.ErrWorkerStuck):
+		o.log.Warn("killing stuck worker", "worker", wk.name, "execution_id", inv.ExecutionID, "timeout", inv.Timeout, "grace", o.cfg.RunGrace)
+		o.kill(wk)
+		return res, nil
+	case errors.Is(err, orchestrator.ErrWorkerLost):
+		// Whatever it still is, it cannot be trusted with another execution.
+		o.kill(wk)
+	}
+	return res, fmt.Errorf("run on worker %s: %w", wk.name, err)
+}
+
+// kill kills w without waiting; reap cleans up.
+func (o *Orchestrator) kill(w *worker) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.killLocked(w)
+}
+
+// DeleteWorker stops a worker, whether this instance or another one sharing
+// WorkersDir started it. Unknown names are not an error.
+func (o *Orchestrator) DeleteWorker(ctx context.Context, w orchestrator.Worker) error {
+	o.mu.Lock()
+	wk := o.workers[w.Name]
+	if wk != nil {
+		o.killLocked(wk)
+	}
+	o.mu.Unlock()
+	if wk != nil {
+		waitDone(ctx, wk)
+		return ctx.Err()
+	}
+	if !workerName.MatchString(w.Name) {
+		return nil
+	}
+	rec, err := readRecord(filepath.Join(o.cfg.WorkersDir, w.Name))
+	if err != nil {
+		return nil // gone, or not a worker
+	}
+	return o.stopForeign(ctx, []record{rec})
+}
+
+// DeleteFunction stops every worker specialised for (functionID, version),
+// including those of other instances sharing WorkersDir, and refills pools.
+func (o *Orchestrator) DeleteFunction(ctx context.Context, functionID string, version int) error {
+	o.mu.Lock()
+	var victims []*worker
+	for _, w := range o.workers {
+		if (w.state == stateReserved || w.state == stateSpecialised) && w.fnID == functionID && w.version == version {
+			o.killLocked(w)
+			victims = append(victims, w)
+		}
+	}
+	o.mu.Unlock()
+	for _, w := range victims {
+		waitDone(ctx, w)
+	}
+
+	recs, err := scanRecords(o.cfg.WorkersDir)
+	if err != nil {
+		return fmt.Errorf("delete function %s version %d: %w", functionID, version, err)
+	}
+	o.mu.Lock()
+	foreign := slices.DeleteFunc(recs, func(r record) bool {
+		_, ours := o.workers[r.Name]
+		return ours || r.Function != functionID || r.Version != version
+	})
+	o.mu.Unlock()
+	if len(victims)+len(foreign) > 0 {
+		o.log.Info("function workers deleted", "function_id", functionID, "version", version, "workers", len(victims), "other_instances", len(foreign))
+	}
+	return o.stopForeign(ctx, foreign)
+}
+
+// stopForeign kills workers started by another instance: after checking that
+// the pid still runs the worker, it kills the process group, waits (bounded)
+// for it to die and removes the directory. If the owning instance is alive,
+// its reaper forgets the worker.
+func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
+	for _, rec := range recs {
+		if rec.alive() {
+			killGroup(rec.PID)
+		}
+	}
+	deadline := time.Now().Add(deleteWait)
+	for _, rec := range recs {
+		for rec.alive() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := os.RemoveAll(filepath.Join(o.cfg.WorkersDir, rec.Name)); err != nil {
+			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
+		}
+	}
+	return ctx.Err()
+}
+
+// Close stops every worker and waits for all background work.
+func (o *Orchestrator) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	for _, w := range o.workers {
+		o.killLocked(w)
+	}
+	o.pools = map[string]*pool{}
+	o.mu.Unlock()
+	o.end()
+	o.wg.Wait()
+	o.client.Close()
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,117 @@
+// Package orchestrator defines how the engine gets function workers: a pool of
+// prewarmed runtime workers per runtime, specialised on demand for one
+// (function, version), and executions run on them. Backends live in
+// subpackages (local, and later kubernetes); pkg/backends picks one by name.
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+)
+
+// Orchestrator runs function workers. Implementations must be safe for
+// concurrent use. Worker bookkeeping per function (which workers serve which
+// function version) belongs to the engine, which keeps it in etcd; the
+// orchestrator only creates, runs and destroys workers.
+type Orchestrator interface {
+	// CreatePool prepares the prewarmed pool for a runtime and returns when it
+	// is ready. An image the backend cannot run is an error whose message says why.
+	CreatePool(ctx context.Context, rt Runtime) error
+	// DeletePool stops every worker of the runtime, free or specialised.
+	DeletePool(ctx context.Context, runtimeID string) error
+	// Pool reports the pool's capacity; ErrPoolNotFound if there is none.
+	Pool(ctx context.Context, runtimeID string) (Capacity, error)
+	// ScaleUp specialises count workers for fn (its package delivered, ready to
+	// run) and returns them.
+	ScaleUp(ctx context.Context, fn Function, count int) ([]Worker, error)
+	// Run executes one invocation on a worker previously returned by ScaleUp.
+	// A function that fails or times out is a Result with Success false, not an
+	// error; errors mean the worker could not be used (ErrWorkerNotFound: it is
+	// gone and nothing ran; ErrWorkerLost: it died while running).
+	Run(ctx context.Context, w Worker, inv Invocation) (Result, error)
+	// DeleteWorker stops one worker; unknown names are not an error.
+	DeleteWorker(ctx context.Context, w Worker) error
+	// DeleteFunction stops every worker specialised for (functionID, version)
+	// and returns their capacity to the pool.
+	DeleteFunction(ctx context.Context, functionID string, version int) error
+	// Close stops everything the orchestrator started.
+	Close() error
+}
+
+// Runtime is what a pool is built from.
+type Runtime struct {
+	ID      string
+	Image   string
+	Trusted bool
+}
+
+// Capacity of a runtime's pool.
+type Capacity struct {
+	Total     int `json:"total"`
+	Available int `json:"available"`
+}
+
+// Function is what a worker is specialised for.
+type Function struct {
+	ID        string
+	Version   int
+	RuntimeID string
+	Entry     string
+	// CPU in millicores and MemorySize in bytes, as the API stores them.
+	CPU        int
+	MemorySize int64
+	Timeout    time.Duration
+	Package    Package
+}
+
+// Package says how a worker gets the function's code.
+type Package struct {
+	MD5 string
+	// Open returns the zip; backends that deliver the package themselves use it.
+	Open func(ctx context.Context) (io.ReadCloser, error)
+	// DownloadURL is where a remote worker can fetch the zip (upstream's sidecar).
+	DownloadURL string
+}
+
+// Worker is one specialised worker. Name is unique within the backend; Address
+// is how Run reaches it ("unix:///path/to/sock" or "http://host:port").
+type Worker struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// Invocation is one execution request, as upstream's /execute body.
+type Invocation struct {
+	ExecutionID string
+	FunctionID  string
+	Version     int
+	Entry       string
+	// Input is a JSON object or null; upstream's positional argument travels
+	// as {"__function_input": "<raw>"}.
+	Input      json.RawMessage
+	CPU        int
+	MemorySize int64
+	Timeout    time.Duration
+	RequestID  string
+}
+
+// Result of an execution as the worker reported it.
+type Result struct {
+	Success bool
+	// Output is the function's return value, or the failure message.
+	Output   json.RawMessage
+	Duration float64 // seconds
+	Logs     string
+}
+
+// Errors returned by backends; compare with errors.Is.
+var (
+	ErrPoolNotFound     = errors.New("orchestrator: pool not found")
+	ErrNoCapacity       = errors.New("orchestrator: not enough workers available")
+	ErrWorkerNotFound   = errors.New("orchestrator: worker not found")
+	ErrWorkerLost       = errors.New("orchestrator: worker died during the execution")
+	ErrImageNotRunnable = errors.New("orchestrator: image cannot be run by this orchestrator")
+)

@@ -1,0 +1,309 @@
+// Package workerclient speaks upstream Qinling's worker protocol (GET /ping,
+// POST /execute) over HTTP, to workers reached by a unix socket
+// ("unix:///abs/path.sock") or by TCP ("http://host:port"). Every backend whose
+// workers serve HTTP shares it.
+//
+// Execution is the hot path of the whole service, so a Client keeps one
+// keep-alive Transport per address kind for its lifetime and Execute does not
+// ping first: a dead worker shows up as a dial error, which is reported as
+// orchestrator.ErrWorkerNotFound so the caller can retry elsewhere.
+package workerclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
+)
+
+// ErrWorkerStuck is returned, together with a timeout Result, when a worker did
+// not answer within the invocation's timeout plus the grace period. The
+// function is reported as timed out; the worker must be killed, since it
+// is no longer trusted to enforce timeouts.
+var ErrWorkerStuck = errors.New("orchestrator: worker did not answer within the timeout")
+
+// TimeoutOutput is upstream's output for an execution that ran out of time.
+const TimeoutOutput = "Function execution timeout."
+
+// unixPrefix marks an address that is a unix socket path.
+const unixPrefix = "unix://"
+
+// DefaultMaxResponseBytes bounds a worker's /execute answer when Options
+// leaves it unset: the runtime caps logs and results at 1 MiB each by default,
+// and JSON escaping can multiply that several times.
+const DefaultMaxResponseBytes = 32 << 20
+
+// noDeadlineTimeout is the answer deadline for an invocation without a timeout:
+// upstream's engine reads worker answers for at most 180 s.
+const noDeadlineTimeout = 180 * time.Second
+
+// Options tune a Client; the zero value is usable.
+type Options struct {
+	// DialTimeout bounds connecting to a worker (default 3 s, as upstream).
+	DialTimeout time.Duration
+	// MaxResponseBytes bounds an /execute answer (default DefaultMaxResponseBytes).
+	MaxResponseBytes int64
+	// MaxIdleConnsPerWorker is how many idle keep-alive connections are kept
+	// per worker (default 16); concurrent executions on one worker each need
+	// their own connection.
+	MaxIdleConnsPerWorker int
+}
+
+// Client reaches workers. It is safe for concurrent use; create one per
+// process (or per backend) and reuse it.
+type Client struct {
+	unix    *http.Client
+	tcp     *http.Client
+	maxResp int64
+}
+
+// New returns a Client.
+func New(opts Options) *Client {
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 3 * time.Second
+	}
+	if opts.MaxResponseBytes <= 0 {
+		opts.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if opts.MaxIdleConnsPerWorker <= 0 {
+		opts.MaxIdleConnsPerWorker = 16
+	}
+	dialer := &net.Dialer{Timeout: opts.DialTimeout}
+	transport := func(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+		return &http.Transport{
+			DialContext:         dial,
+			MaxIdleConns:        0, // no global cap: the per-worker cap bounds it
+			MaxIdleConnsPerHost: opts.MaxIdleConnsPerWorker,
+			IdleConnTimeout:     60 * time.Second,
+			// Workers answer small JSON documents on a local link;
+			// gzip would only cost CPU on both ends.
+			DisableCompression: true,
+		}
+	}
+	return &Client{
+		// The transport pools connections by URL host, so each socket gets
+		// its own host name: the socket path, hex-encoded (see unixURL).
+		// The dialer decodes it back; nothing is looked up in DNS.
+		unix: &http.Client{Transport: transport(func(ctx context.Context, _, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				host = addr
+			}
+			path, err := hex.DecodeString(host)
+			if err != nil {
+				return nil, fmt.Errorf("bad unix socket host %q: %w", host, err)
+			}
+			return dialer.DialContext(ctx, "unix", string(path))
+		})},
+		tcp:     &http.Client{Transport: transport(dialer.DialContext)},
+		maxResp: opts.MaxResponseBytes,
+	}
+}
+
+// Close drops idle connections. The Client stays usable.
+func (c *Client) Close() {
+	c.unix.CloseIdleConnections()
+	c.tcp.CloseIdleConnections()
+}
+
+// target returns the HTTP client and URL for path on the worker at addr.
+func (c *Client) target(addr, path string) (*http.Client, string, error) {
+	switch {
+	case strings.HasPrefix(addr, unixPrefix):
+		sock := addr[len(unixPrefix):]
+		if !strings.HasPrefix(sock, "/") {
+			return nil, "", fmt.Errorf("worker address %q: unix socket path must be absolute", addr)
+		}
+		return c.unix, "http://" + hex.EncodeToString([]byte(sock)) + path, nil
+	case strings.HasPrefix(addr, "http://"):
+		return c.tcp, strings.TrimSuffix(addr, "/") + path, nil
+	}
+	return nil, "", fmt.Errorf("worker address %q: want unix:///path or http://host:port", addr)
+}
+
+// UnixAddress returns the worker address of a unix socket path.
+func UnixAddress(sockPath string) string { return unixPrefix + sockPath }
+
+// Ping checks that the worker at addr answers GET /ping with 200. A worker
+// that cannot be reached or is draining is an error wrapping
+// orchestrator.ErrWorkerNotFound.
+func (c *Client) Ping(ctx context.Context, addr string) error {
+	hc, url, err := c.target(addr, "/ping")
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", addr, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return fmt.Errorf("ping %s: %w: %v", addr, orchestrator.ErrWorkerNotFound, err)
+		}
+		return fmt.Errorf("ping %s: %w", addr, err)
+	}
+	defer drainClose(resp.Body)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("ping %s: %w: worker draining", addr, orchestrator.ErrWorkerNotFound)
+	}
+	return fmt.Errorf("ping %s: unexpected status %s", addr, resp.Status)
+}
+
+// executeRequest is upstream's /execute body (engine/utils get_request_data),
+// minus the sidecar and keystone fields the local runtime does not use.
+type executeRequest struct {
+	ExecutionID     string          `json:"execution_id"`
+	FunctionID      string          `json:"function_id"`
+	FunctionVersion int             `json:"function_version"`
+	Entry           string          `json:"entry"`
+	Input           json.RawMessage `json:"input"`
+	Timeout         float64         `json:"timeout"`
+	CPU             int             `json:"cpu"`
+	MemorySize      int64           `json:"memory_size"`
+	RequestID       string          `json:"request_id"`
+}
+
+// executeResponse is the runtime's answer. Success is a pointer because
+// upstream treats a missing "success" as true.
+type executeResponse struct {
+	Output   json.RawMessage `json:"output"`
+	Duration float64         `json:"duration"`
+	Logs     string          `json:"logs"`
+	Success  *bool           `json:"success"`
+}
+
+// nullJSON stands for an absent input, as upstream sends None.
+var nullJSON = json.RawMessage("null")
+
+// Execute runs inv on the worker at addr and returns what the worker answered.
+//
+// Errors say what happened to the worker:
+//   - orchestrator.ErrWorkerNotFound: it could not be reached, or it is
+//     draining (503); nothing ran and the caller may retry on another worker;
+//   - orchestrator.ErrWorkerLost: the connection broke after the request was
+//     sent, or the answer was not the protocol's JSON; the function may have run;
+//   - ErrWorkerStuck: no answer within inv.Timeout+grace. The returned Result
+//     is then upstream's timeout failure, ready to be reported as the outcome,
+//     and the caller should kill the worker;
+//   - the context's error if ctx ended first.
+func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invocation, grace time.Duration) (orchestrator.Result, error) {
+	hc, url, err := c.target(addr, "/execute")
+	if err != nil {
+		return orchestrator.Result{}, err
+	}
+	input := inv.Input
+	if len(input) == 0 {
+		input = nullJSON
+	}
+	body, err := json.Marshal(executeRequest{
+		ExecutionID:     inv.ExecutionID,
+		FunctionID:      inv.FunctionID,
+		FunctionVersion: inv.Version,
+		Entry:           inv.Entry,
+		Input:           input,
+		Timeout:         inv.Timeout.Seconds(),
+		CPU:             inv.CPU,
+		MemorySize:      inv.MemorySize,
+		RequestID:       inv.RequestID,
+	})
+	if err != nil {
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: encode request: %w", inv.ExecutionID, addr, err)
+	}
+
+	limit := inv.Timeout
+	if limit <= 0 {
+		limit = noDeadlineTimeout
+	}
+	runCtx, cancel := context.WithTimeoutCause(ctx, limit+grace, ErrWorkerStuck)
+	defer cancel()
+	req, err := http.NewRequestWithContext(runCtx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+
+	resp, err := hc.Do(req)
+	if err != nil {
+		return c.failure(ctx, runCtx, addr, inv, err)
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: worker draining", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound)
+	}
+	// Upstream parses the JSON body whatever the status (the Node.js runtime
+	// reports failures as 500 with the usual fields), so the status is only
+	// used for the error detail.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
+	if err != nil {
+		return c.failure(ctx, runCtx, addr, inv, err)
+	}
+	if int64(len(data)) > c.maxResp {
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: answer larger than %d bytes", inv.ExecutionID, addr, orchestrator.ErrWorkerLost, c.maxResp)
+	}
+	var out executeResponse
+	if err := json.Unmarshal(data, &out); err != nil {
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: status %s, answer is not JSON (%v): %q",
+			inv.ExecutionID, addr, orchestrator.ErrWorkerLost, resp.Status, err, snippet(data))
+	}
+	res := orchestrator.Result{
+		Success:  out.Success == nil || *out.Success,
+		Output:   out.Output,
+		Duration: out.Duration,
+		Logs:     out.Logs,
+	}
+	return res, nil
+}
+
+// failure classifies a transport error of Execute.
+func (c *Client) failure(parent, runCtx context.Context, addr string, inv orchestrator.Invocation, err error) (orchestrator.Result, error) {
+	switch {
+	case parent.Err() != nil:
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, context.Cause(parent))
+	case context.Cause(runCtx) == ErrWorkerStuck:
+		out, _ := json.Marshal(TimeoutOutput)
+		return orchestrator.Result{Success: false, Output: out, Duration: inv.Timeout.Seconds()},
+			fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, ErrWorkerStuck)
+	case isDialError(err):
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %v", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound, err)
+	}
+	return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %v", inv.ExecutionID, addr, orchestrator.ErrWorkerLost, err)
+}
+
+// isDialError reports whether err happened while connecting, so no request
+// reached the worker.
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// drainClose reads a little of what is left so the connection can be reused.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}
+
+// snippet shortens a bad answer for an error message.
+func snippet(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,272 @@
+package workerclient_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/workerclient"
+)
+
+// serveUnix serves h on a fresh unix socket and returns its worker address
+// and a counter of accepted connections.
+func serveUnix(t *testing.T, h http.Handler) (string, *atomic.Int64) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wc")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	conns := &atomic.Int64{}
+	srv := &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return workerclient.UnixAddress(sock), conns
+}
+
+// serveTCP serves h on a loopback port and returns its worker address.
+func serveTCP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// runtime is a well-behaved worker: it echoes the request back in the output.
+func runtime() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("pong")) })
+	mux.HandleFunc("POST /execute", func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"output": req, "duration": 0.012, "logs": "ran\n", "success": true})
+	})
+	return mux
+}
+
+func invocation() orchestrator.Invocation {
+	return orchestrator.Invocation{
+		ExecutionID: "e1", FunctionID: "f1", Version: 2, Entry: "main.main",
+		Input: json.RawMessage(`{"name":"x"}`), CPU: 100, MemorySize: 33554432,
+		Timeout: 5 * time.Second, RequestID: "req-1",
+	}
+}
+
+func TestExecute_RequestAndAnswer(t *testing.T) {
+	t.Parallel()
+	c := workerclient.New(workerclient.Options{})
+	for _, tc := range []struct {
+		name string
+		addr string
+	}{
+		{name: "unix socket", addr: func() string { a, _ := serveUnix(t, runtime()); return a }()},
+		{name: "tcp", addr: serveTCP(t, runtime())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := c.Execute(context.Background(), tc.addr, invocation(), time.Second)
+			require.NoError(t, err)
+			require.True(t, res.Success)
+			require.Equal(t, "ran\n", res.Logs)
+			require.InDelta(t, 0.012, res.Duration, 1e-9)
+			require.JSONEq(t, `{"execution_id":"e1","function_id":"f1","function_version":2,"entry":"main.main",
+				"input":{"name":"x"},"timeout":5,"cpu":100,"memory_size":33554432,"request_id":"req-1"}`, string(res.Output))
+			require.NoError(t, c.Ping(context.Background(), tc.addr))
+		})
+	}
+}
+
+func TestExecute_NullInput(t *testing.T) {
+	t.Parallel()
+	addr, _ := serveUnix(t, runtime())
+	inv := invocation()
+	inv.Input = nil
+	res, err := workerclient.New(workerclient.Options{}).Execute(context.Background(), addr, inv, time.Second)
+	require.NoError(t, err)
+	var echoed map[string]any
+	require.NoError(t, json.Unmarshal(res.Output, &echoed))
+	require.Contains(t, echoed, "input")
+	require.Nil(t, echoed["input"])
+}
+
+func TestExecute_KeepAlive(t *testing.T) {
+	t.Parallel()
+	addr, conns := serveUnix(t, runtime())
+	other, otherConns := serveUnix(t, runtime())
+	c := workerclient.New(workerclient.Options{})
+	for range 20 {
+		_, err := c.Execute(context.Background(), addr, invocation(), time.Second)
+		require.NoError(t, err)
+		_, err = c.Execute(context.Background(), other, invocation(), time.Second)
+		require.NoError(t, err)
+	}
+	// One connection per socket: sequential calls reuse it, and two sockets
+	// never share one.
+	require.EqualValues(t, 1, conns.Load())
+	require.EqualValues(t, 1, otherConns.Load())
+}
+
+func TestExecute_Errors(t *testing.T) {
+	t.Parallel()
+	answer := func(status int, body string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+		})
+	}
+	hangup := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	})
+	unixAddr := func(h http.Handler) string { a, _ := serveUnix(t, h); return a }
+	refused := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		return "http://" + addr
+	}()
+
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		want    error
+		success bool
+		detail  string
+	}{
+		{name: "missing socket is not found", addr: workerclient.UnixAddress("/nonexistent/qinling/sock"), want: orchestrator.ErrWorkerNotFound},
+		{name: "refused port is not found", addr: refused, want: orchestrator.ErrWorkerNotFound},
+		{name: "draining worker is not found", addr: unixAddr(answer(503, `{"error":"worker draining"}`)), want: orchestrator.ErrWorkerNotFound},
+		{name: "hang-up after the request is lost", addr: unixAddr(hangup), want: orchestrator.ErrWorkerLost},
+		{name: "non-JSON answer is lost with detail", addr: unixAddr(answer(500, "<html>boom</html>")), want: orchestrator.ErrWorkerLost, detail: "<html>boom</html>"},
+		{name: "JSON failure with status 500 is a result", addr: unixAddr(answer(500, `{"output":"Function invocation error","success":false}`))},
+		{name: "missing success means success", addr: unixAddr(answer(200, `{"output":4,"duration":1}`)), success: true},
+		{name: "relative socket is rejected", addr: "unix://rel/sock", detail: "absolute"},
+		{name: "unknown scheme is rejected", addr: "tcp://x:1", detail: "want unix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := workerclient.New(workerclient.Options{})
+			res, err := c.Execute(context.Background(), tc.addr, invocation(), time.Second)
+			switch {
+			case tc.want != nil:
+				require.ErrorIs(t, err, tc.want)
+			case tc.detail != "":
+				require.Error(t, err)
+			default:
+				require.NoError(t, err)
+				require.Equal(t, tc.success, res.Success)
+			}
+			if tc.detail != "" {
+				require.ErrorContains(t, err, tc.detail)
+			}
+		})
+	}
+}
+
+func TestExecute_Stuck(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	addr, _ := serveUnix(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	c := workerclient.New(workerclient.Options{})
+
+	t.Run("no answer within timeout and grace", func(t *testing.T) {
+		inv := invocation()
+		inv.Timeout = 100 * time.Millisecond
+		start := time.Now()
+		res, err := c.Execute(context.Background(), addr, inv, 50*time.Millisecond)
+		require.ErrorIs(t, err, workerclient.ErrWorkerStuck)
+		require.False(t, errors.Is(err, orchestrator.ErrWorkerLost))
+		require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+		require.False(t, res.Success)
+		require.JSONEq(t, `"Function execution timeout."`, string(res.Output))
+		require.InDelta(t, 0.1, res.Duration, 1e-9)
+	})
+	t.Run("caller cancellation is not stuck", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := c.Execute(ctx, addr, invocation(), time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NotErrorIs(t, err, workerclient.ErrWorkerStuck)
+	})
+}
+
+func TestPing(t *testing.T) {
+	t.Parallel()
+	draining, _ := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	broken, _ := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	ok, _ := serveUnix(t, runtime())
+	c := workerclient.New(workerclient.Options{})
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		wantErr error
+		anyErr  bool
+	}{
+		{name: "ready", addr: ok},
+		{name: "draining", addr: draining, wantErr: orchestrator.ErrWorkerNotFound},
+		{name: "absent", addr: workerclient.UnixAddress("/nonexistent/sock"), wantErr: orchestrator.ErrWorkerNotFound},
+		{name: "broken", addr: broken, anyErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := c.Ping(context.Background(), tc.addr)
+			switch {
+			case tc.wantErr != nil:
+				require.ErrorIs(t, err, tc.wantErr)
+			case tc.anyErr:
+				require.Error(t, err)
+				require.NotErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+			default:
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func BenchmarkExecute(b *testing.B) {
+	dir, err := os.MkdirTemp("", "wcb")
+	require.NoError(b, err)
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(b, err)
+	srv := &http.Server{Handler: runtime()}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	c := workerclient.New(workerclient.Options{})
+	addr := workerclient.UnixAddress(sock)
+	inv := invocation()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Execute(context.Background(), addr, inv, time.Second); err != nil {
+			b.Fatal(fmt.Sprint(err))
+		}
+	}
+}

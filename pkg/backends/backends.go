@@ -1,0 +1,91 @@
+// Package backends is the one place that names concrete backends: each
+// constructor picks an implementation by the name in the configuration and
+// fails with the names it knows.
+package backends
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	orchlocal "github.com/qinling-go/qinling/orchestrator/local"
+	"github.com/qinling-go/qinling/pkg/archive"
+	"github.com/qinling-go/qinling/pkg/config"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/coord/etcd"
+	"github.com/qinling-go/qinling/pkg/rpc"
+	"github.com/qinling-go/qinling/pkg/rpc/inproc"
+	"github.com/qinling-go/qinling/runtimes"
+	"github.com/qinling-go/qinling/storage"
+	storagelocal "github.com/qinling-go/qinling/storage/local"
+)
+
+// NewStorage returns the package storage named by [storage] provider.
+func NewStorage(c *config.Config) (storage.PackageStorage, error) {
+	switch c.Storage.Provider {
+	case "local":
+		return storagelocal.New(storagelocal.Config{Dir: c.PackagesDir(), MaxSize: c.Storage.MaxPackageSize, Limits: archive.DefaultLimits()})
+	}
+	return nil, fmt.Errorf("storage.provider %q: unknown (want local)", c.Storage.Provider)
+}
+
+// NewOrchestrator returns the orchestrator named by [engine] orchestrator.
+func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestrator, error) {
+	switch c.Engine.Orchestrator {
+	case "local":
+		if c.Local.RuntimesDir == "" {
+			if _, err := runtimes.Install(c.RuntimesDir()); err != nil {
+				return nil, err
+			}
+		}
+		return orchlocal.New(orchlocal.Config{
+			WorkersDir:    c.WorkersDir(),
+			PoolSize:      c.Local.PoolSize,
+			Python3:       c.Local.Python3,
+			RuntimesDir:   c.RuntimesDir(),
+			MaxLogSize:    c.Local.MaxLogSize,
+			MaxResultSize: c.Local.MaxResultSize,
+			Owner:         c.EngineName(),
+			Logger:        log.With("component", "orchestrator"),
+		})
+	}
+	return nil, fmt.Errorf("engine.orchestrator %q: unknown (want local)", c.Engine.Orchestrator)
+}
+
+// NewTransport returns the RPC transport named by [DEFAULT] transport_url;
+// an empty URL is the in-process transport, usable only when API and engine
+// share the process.
+func NewTransport(c *config.Config, allInOne bool) (rpc.Transport, error) {
+	if c.Default.TransportURL == "" {
+		if !allInOne {
+			return nil, fmt.Errorf("DEFAULT.transport_url is empty: separate API and engine processes need a message broker (rabbit://user:pass@host:5672/); only --all-in-one runs without one")
+		}
+		return inproc.New(c.Default.RPCTimeout), nil
+	}
+	return nil, fmt.Errorf("DEFAULT.transport_url %q: unsupported scheme (want empty for in-process)", config.RedactURL(c.Default.TransportURL))
+}
+
+// NewCoordinator connects to etcd, first starting the embedded one when
+// [etcd] embedded is set. The returned stop function closes both.
+func NewCoordinator(ctx context.Context, c *config.Config) (coord.Coordinator, func(), error) {
+	stopEmbedded := func() {}
+	if c.Etcd.Embedded {
+		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: c.EtcdDataDir(), Host: c.Etcd.Host, Port: c.Etcd.Port, PeerPort: c.Etcd.PeerPort})
+		if err != nil {
+			return nil, nil, err
+		}
+		stopEmbedded = e.Close
+	}
+	tlsCfg, err := c.EtcdTLS()
+	if err != nil {
+		stopEmbedded()
+		return nil, nil, err
+	}
+	co, err := etcd.New(ctx, etcd.Config{Endpoints: []string{c.EtcdEndpoint()}, TLS: tlsCfg, DialTimeout: c.Etcd.DialTimeout, LockTTL: c.Etcd.LockTTL})
+	if err != nil {
+		stopEmbedded()
+		return nil, nil, err
+	}
+	return co, func() { co.Close(); stopEmbedded() }, nil
+}

@@ -1,0 +1,138 @@
+// Package config is qinling-go's one typed configuration: oslo-style INI
+// files (--config-file, repeatable, later files win), every option declared
+// once below with its section, name, default and help, validated in one place
+// at startup. etc/qinling.conf.sample is generated from these declarations.
+package config
+
+import "time"
+
+// Config is the whole configuration. The `ini` tag of a field here names
+// the section, the `ini` tag inside a section struct names the option;
+// `default` and `help` feed both Default() and the generated sample.
+// `choices` lists the accepted values, `secret` masks the value in logs and
+// in the sample, `path` expands a leading ~ to the user's home directory.
+type Config struct {
+	Default        DefaultSection `ini:"DEFAULT"`
+	API            API            `ini:"api"`
+	Pecan          Pecan          `ini:"pecan"`
+	Engine         Engine         `ini:"engine"`
+	Local          Local          `ini:"local_orchestrator"`
+	Storage        Storage        `ini:"storage"`
+	Database       Database       `ini:"database"`
+	Etcd           Etcd           `ini:"etcd"`
+	ResourceLimits ResourceLimits `ini:"resource_limits"`
+	Keystone       KeystoneAuth   `ini:"keystone_authtoken"`
+	CORS           CORS           `ini:"cors"`
+
+	// Facts about how this value was built, for Warnings and IsSet; not
+	// options, so they carry no tags.
+	warnings []string
+	set      map[string]bool
+}
+
+// DefaultSection is [DEFAULT].
+type DefaultSection struct {
+	StatePath       string        `ini:"state_path" default:"~/.local/share/qinling" help:"Directory for all state the service keeps on this machine: the SQLite database and packages when their own options are unset, the embedded etcd, worker directories. Created if missing; ~ is the user's home." path:"true"`
+	QinlingEndpoint string        `ini:"qinling_endpoint" default:"" help:"Public URL of the Qinling API, used in webhook URLs and package download URLs. Empty means http://<api host>:<api port>."`
+	TransportURL    string        `ini:"transport_url" default:"" help:"RPC transport between API and engines. Empty means in-process (only with --all-in-one); rabbit://user:pass@host:5672/ for RabbitMQ."`
+	RPCTimeout      time.Duration `ini:"rpc_response_timeout" default:"330s" help:"How long an RPC call (e.g. a synchronous execution) waits for its reply. Integer seconds or a Go duration."`
+	Debug           bool          `ini:"debug" default:"false" help:"Log at debug level."`
+	LogFormat       string        `ini:"log_format" default:"text" help:"Log line format: text or json." choices:"text,json"`
+}
+
+// API is [api].
+type API struct {
+	Host             string `ini:"host" default:"127.0.0.1" help:"Address the API listens on."`
+	Port             int    `ini:"port" default:"7070" help:"Port the API listens on."`
+	EnableJobHandler bool   `ini:"enable_job_handler" default:"true" help:"Run the cron job handler in this API process."`
+	MaxBodySize      int64  `ini:"max_body_size" default:"1048576" help:"Largest JSON or form request body, in bytes (package uploads are bounded by [storage] max_package_size)."`
+}
+
+// Pecan is [pecan]; the name is upstream's.
+type Pecan struct {
+	AuthEnable bool `ini:"auth_enable" default:"true" help:"Validate Keystone tokens and enforce policy. When false every caller is project 'default' and admin (--all-in-one turns it off unless a config file sets it)."`
+}
+
+// Engine is [engine].
+type Engine struct {
+	Host                      string        `ini:"host" default:"" help:"Name of this engine on the RPC bus and in worker records. Empty means the machine's hostname plus the process ID."`
+	Topic                     string        `ini:"topic" default:"qinling_engine" help:"RPC topic (queue) the engines consume."`
+	Orchestrator              string        `ini:"orchestrator" default:"local" help:"Orchestrator backend." choices:"local"`
+	FunctionServiceExpiration time.Duration `ini:"function_service_expiration" default:"3600s" help:"Idle time after which a function's workers are released. Integer seconds or a Go duration."`
+	ExpirationCheckInterval   time.Duration `ini:"function_service_expiration_interval" default:"300s" help:"How often idle workers are looked for."`
+	FunctionConcurrency       int           `ini:"function_concurrency" default:"3" help:"Running executions per worker before another worker is added."`
+	MaxWorkersPerFunction     int           `ini:"max_workers_per_function" default:"10" help:"Upper bound on workers one function version can scale to."`
+}
+
+// Local is [local_orchestrator].
+type Local struct {
+	PoolSize      int    `ini:"pool_size" default:"2" help:"Prewarmed, not yet specialised worker processes kept per runtime."`
+	Python3       string `ini:"python3" default:"/usr/bin/python3" help:"Python 3 interpreter that runs the python3 runtime." path:"true"`
+	RuntimesDir   string `ini:"runtimes_dir" default:"" help:"Directory holding the runtime servers (python3/server.py, ...). Empty means the copies built into the binary, written out to <state_path>/runtimes at start." path:"true"`
+	WorkersDir    string `ini:"workers_dir" default:"" help:"Directory for the workers' private directories. Empty means <state_path>/workers." path:"true"`
+	MaxLogSize    int    `ini:"max_log_size" default:"1048576" help:"Bytes of an execution's output kept as its log; the rest is cut with a note."`
+	MaxResultSize int    `ini:"max_result_size" default:"1048576" help:"Largest JSON-encoded function result, in bytes; a larger one fails the execution with a clear message."`
+}
+
+// Storage is [storage].
+type Storage struct {
+	Provider       string `ini:"provider" default:"local" help:"Package storage backend." choices:"local"`
+	FileSystemDir  string `ini:"file_system_dir" default:"" help:"Directory of the local package storage. Empty means <state_path>/packages." path:"true"`
+	MaxPackageSize int64  `ini:"max_package_size" default:"53477376" help:"Largest function package accepted, in bytes (upstream's 51 MiB)."`
+}
+
+// Database is [database].
+type Database struct {
+	Connection string `ini:"connection" default:"" help:"Database URL: sqlite:///path/to/file.sqlite or mysql+pymysql://user:pass@host/db. Empty means sqlite:///<state_path>/qinling.sqlite."`
+}
+
+// Etcd is [etcd].
+type Etcd struct {
+	Embedded    bool          `ini:"embedded" default:"true" help:"Run an etcd server inside this process (one-process deployments). Set false and point host/port at a cluster otherwise."`
+	Host        string        `ini:"host" default:"127.0.0.1" help:"etcd host (the embedded etcd listens here)."`
+	Port        int           `ini:"port" default:"2379" help:"etcd client port (the embedded etcd listens here)."`
+	PeerPort    int           `ini:"peer_port" default:"2380" help:"Peer port of the embedded etcd."`
+	Protocol    string        `ini:"protocol" default:"http" help:"http or https." choices:"http,https"`
+	CACert      string        `ini:"ca_cert" default:"" help:"CA certificate for https." path:"true"`
+	CertFile    string        `ini:"cert_file" default:"" help:"Client certificate for https." path:"true"`
+	CertKey     string        `ini:"cert_key" default:"" help:"Client key for https." path:"true"`
+	LockTTL     time.Duration `ini:"lock_ttl" default:"30s" help:"Lease TTL of engine locks: how long a crashed engine's locks outlive it."`
+	DialTimeout time.Duration `ini:"dial_timeout" default:"5s" help:"How long to wait for etcd when connecting."`
+}
+
+// ResourceLimits is [resource_limits], upstream's names and defaults.
+type ResourceLimits struct {
+	DefaultCPU     int   `ini:"default_cpu" default:"100" help:"Default CPU of a function, in millicores."`
+	MinCPU         int   `ini:"min_cpu" default:"100" help:"Smallest CPU a function may ask for, in millicores."`
+	MaxCPU         int   `ini:"max_cpu" default:"300" help:"Largest CPU a function may ask for, in millicores."`
+	DefaultMemory  int64 `ini:"default_memory" default:"33554432" help:"Default memory of a function, in bytes."`
+	MinMemory      int64 `ini:"min_memory" default:"33554432" help:"Smallest memory a function may ask for, in bytes."`
+	MaxMemory      int64 `ini:"max_memory" default:"134217728" help:"Largest memory a function may ask for, in bytes."`
+	DefaultTimeout int   `ini:"default_timeout" default:"5" help:"Default function timeout, in seconds."`
+	MinTimeout     int   `ini:"min_timeout" default:"1" help:"Smallest function timeout, in seconds."`
+	MaxTimeout     int   `ini:"max_timeout" default:"300" help:"Largest function timeout, in seconds."`
+}
+
+// KeystoneAuth is [keystone_authtoken].
+type KeystoneAuth struct {
+	WWWAuthenticateURI string        `ini:"www_authenticate_uri" default:"" help:"Public Keystone URL (v3) tokens are validated against."`
+	AuthURL            string        `ini:"auth_url" default:"" help:"Keystone URL for the service user; empty means www_authenticate_uri."`
+	Username           string        `ini:"username" default:"" help:"Qinling service user."`
+	Password           string        `ini:"password" default:"" help:"Qinling service user's password." secret:"true"`
+	ProjectName        string        `ini:"project_name" default:"service" help:"Project of the service user."`
+	UserDomainName     string        `ini:"user_domain_name" default:"Default" help:"Domain of the service user."`
+	ProjectDomainName  string        `ini:"project_domain_name" default:"Default" help:"Domain of the service user's project."`
+	RegionName         string        `ini:"region_name" default:"RegionOne" help:"Region of Qinling's catalog endpoint."`
+	TokenCacheSize     int           `ini:"token_cache_size" default:"10000" help:"Validated tokens kept in memory until they expire."`
+	TokenCacheTime     time.Duration `ini:"token_cache_time" default:"300s" help:"Longest a validated token is trusted without asking Keystone again."`
+}
+
+// CORS is [cors], as oslo.middleware's.
+type CORS struct {
+	AllowedOrigin    []string `ini:"allowed_origin" default:"" help:"Origins allowed to make cross-site requests (comma-separated); empty disables CORS."`
+	AllowCredentials bool     `ini:"allow_credentials" default:"true" help:"Whether the actual request may carry credentials."`
+	ExposeHeaders    []string `ini:"expose_headers" default:"X-Auth-Token,X-Subject-Token,X-Service-Token,X-Project-Id,X-User-Name,X-Project-Name,X-Openstack-Request-Id" help:"Headers exposed to the browser."`
+	MaxAge           int      `ini:"max_age" default:"3600" help:"Seconds a preflight answer may be cached."`
+	AllowMethods     []string `ini:"allow_methods" default:"GET,PUT,POST,DELETE,PATCH" help:"Methods allowed in cross-site requests."`
+	AllowHeaders     []string `ini:"allow_headers" default:"X-Auth-Token,X-Identity-Status,X-Roles,X-Service-Catalog,X-User-Id,X-Tenant-Id,X-Project-Id,X-User-Name,X-Project-Name,Content-Type,X-Openstack-Request-Id" help:"Headers allowed in cross-site requests."`
+}

@@ -1,0 +1,189 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validate checks the whole configuration and returns every problem at
+// once (errors.Join), each naming its option and what is wanted, so an
+// operator fixes a file in one pass rather than one restart per mistake.
+func (c *Config) Validate() error {
+	var v validator
+
+	v.choices(c)
+	v.unexpandedPaths(c)
+
+	v.port("api.port", c.API.Port)
+	v.port("etcd.port", c.Etcd.Port)
+	v.port("etcd.peer_port", c.Etcd.PeerPort)
+	if c.Etcd.Embedded && c.Etcd.Port == c.Etcd.PeerPort {
+		v.addf("etcd.peer_port %d: must differ from etcd.port for the embedded etcd", c.Etcd.PeerPort)
+	}
+
+	v.atLeast("api.max_body_size", c.API.MaxBodySize, 1)
+	v.atLeast("engine.function_concurrency", int64(c.Engine.FunctionConcurrency), 1)
+	v.atLeast("engine.max_workers_per_function", int64(c.Engine.MaxWorkersPerFunction), 1)
+	v.atLeast("local_orchestrator.pool_size", int64(c.Local.PoolSize), 0)
+	v.atLeast("local_orchestrator.max_log_size", int64(c.Local.MaxLogSize), 1)
+	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)
+	v.atLeast("storage.max_package_size", c.Storage.MaxPackageSize, 1)
+	v.atLeast("keystone_authtoken.token_cache_size", int64(c.Keystone.TokenCacheSize), 0)
+	v.atLeast("cors.max_age", int64(c.CORS.MaxAge), 0)
+
+	v.positive("DEFAULT.rpc_response_timeout", c.Default.RPCTimeout)
+	v.positive("engine.function_service_expiration", c.Engine.FunctionServiceExpiration)
+	v.positive("engine.function_service_expiration_interval", c.Engine.ExpirationCheckInterval)
+	v.positive("etcd.dial_timeout", c.Etcd.DialTimeout)
+	// etcd leases have whole-second TTLs; less than a second would become
+	// a lease that expires before the lock is used.
+	if c.Etcd.LockTTL < time.Second {
+		v.addf("etcd.lock_ttl %s: must be at least 1s (etcd leases count whole seconds)", c.Etcd.LockTTL)
+	}
+	if c.Keystone.TokenCacheTime < 0 {
+		v.addf("keystone_authtoken.token_cache_time %s: must not be negative", c.Keystone.TokenCacheTime)
+	}
+
+	r := c.ResourceLimits
+	v.limits("cpu", int64(r.MinCPU), int64(r.DefaultCPU), int64(r.MaxCPU))
+	v.limits("memory", r.MinMemory, r.DefaultMemory, r.MaxMemory)
+	v.limits("timeout", int64(r.MinTimeout), int64(r.DefaultTimeout), int64(r.MaxTimeout))
+
+	v.nonEmpty("DEFAULT.state_path", c.Default.StatePath)
+	v.nonEmpty("engine.topic", c.Engine.Topic)
+	v.nonEmpty("etcd.host", c.Etcd.Host)
+	v.nonEmpty("local_orchestrator.python3", c.Local.Python3)
+
+	v.httpURL("DEFAULT.qinling_endpoint", c.Default.QinlingEndpoint)
+	v.httpURL("keystone_authtoken.www_authenticate_uri", c.Keystone.WWWAuthenticateURI)
+	v.httpURL("keystone_authtoken.auth_url", c.Keystone.AuthURL)
+	if c.Pecan.AuthEnable && c.Keystone.WWWAuthenticateURI == "" {
+		v.addf("keystone_authtoken.www_authenticate_uri: required when pecan.auth_enable is true (the Keystone URL tokens are checked against)")
+	}
+
+	if _, _, err := ParseDatabaseURL(c.DatabaseURL()); err != nil {
+		v.addf("database.connection %q: %v", redactURL(c.DatabaseURL()), err)
+	}
+	if t := c.Default.TransportURL; t != "" && !strings.HasPrefix(t, "rabbit://") {
+		v.addf("DEFAULT.transport_url %q: unknown transport (want rabbit://user:pass@host:5672/, or empty for in-process)", redactURL(t))
+	}
+
+	v.etcdTLS(c.Etcd)
+	return errors.Join(v.errs...)
+}
+
+// validator collects problems; its helpers each state one kind of rule.
+type validator struct{ errs []error }
+
+func (v *validator) addf(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// choices checks every option that declares a `choices` tag.
+func (v *validator) choices(c *Config) {
+	cv := reflect.ValueOf(c).Elem()
+	for _, o := range options() {
+		if len(o.choices) == 0 {
+			continue
+		}
+		if val := cv.FieldByIndex(o.index).String(); !slices.Contains(o.choices, val) {
+			v.addf("%s %q: unknown (want %s)", o.key(), val, orList(o.choices))
+		}
+	}
+}
+
+// unexpandedPaths reports a ~ that Load could not expand (no $HOME), which
+// would otherwise create a directory literally named "~".
+func (v *validator) unexpandedPaths(c *Config) {
+	cv := reflect.ValueOf(c).Elem()
+	for _, o := range options() {
+		p := cv.FieldByIndex(o.index)
+		if o.path && (p.String() == "~" || strings.HasPrefix(p.String(), "~/")) {
+			v.addf("%s %q: cannot expand ~ (no home directory; set $HOME or use an absolute path)", o.key(), p.String())
+		}
+	}
+}
+
+func (v *validator) port(key string, p int) {
+	if p < 1 || p > 65535 {
+		v.addf("%s %d: want a port between 1 and 65535", key, p)
+	}
+}
+
+func (v *validator) atLeast(key string, n, lowest int64) {
+	if n < lowest {
+		v.addf("%s %d: must be at least %d", key, n, lowest)
+	}
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.addf("%s %s: must be positive (integer seconds or a Go duration such as 30s)", key, d)
+	}
+}
+
+func (v *validator) nonEmpty(key, s string) {
+	if strings.TrimSpace(s) == "" {
+		v.addf("%s: must not be empty", key)
+	}
+}
+
+// httpURL checks an optional absolute http(s) URL.
+func (v *validator) httpURL(key, s string) {
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.addf("%s %q: want an absolute http:// or https:// URL", key, redactURL(s))
+	}
+}
+
+// limits checks one [resource_limits] triple: 0 < min <= default <= max.
+func (v *validator) limits(what string, lo, def, hi int64) {
+	k := func(p string) string { return "resource_limits." + p + "_" + what }
+	if lo < 1 {
+		v.addf("%s %d: must be at least 1", k("min"), lo)
+	}
+	if def < lo {
+		v.addf("%s %d: below %s %d", k("default"), def, k("min"), lo)
+	}
+	if def > hi {
+		v.addf("%s %d: above %s %d", k("default"), def, k("max"), hi)
+	}
+	if lo > hi {
+		v.addf("%s %d: above %s %d", k("min"), lo, k("max"), hi)
+	}
+}
+
+// etcdTLS keeps the certificate options consistent with the protocol, so
+// that a half-configured TLS setup fails at startup rather than at the
+// first lock.
+func (v *validator) etcdTLS(e Etcd) {
+	if e.Protocol != "https" {
+		for _, o := range []struct{ key, val string }{
+			{"etcd.ca_cert", e.CACert}, {"etcd.cert_file", e.CertFile}, {"etcd.cert_key", e.CertKey},
+		} {
+			if o.val != "" {
+				v.addf("%s %q: only used with etcd.protocol = https (protocol is %q)", o.key, o.val, e.Protocol)
+			}
+		}
+		return
+	}
+	if (e.CertFile == "") != (e.CertKey == "") {
+		v.addf("etcd.cert_file and etcd.cert_key: set both for a client certificate, or neither")
+	}
+}
+
+// orList renders choices as "a, b or c".
+func orList(items []string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}

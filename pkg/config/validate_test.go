@@ -1,0 +1,106 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestValidate_EachRule(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   string // "" means valid
+	}{
+		{name: "defaults with keystone", change: func(*Config) {}},
+		{name: "port zero", change: func(c *Config) { c.API.Port = 0 }, want: "api.port 0: want a port between 1 and 65535"},
+		{name: "port too big", change: func(c *Config) { c.Etcd.Port = 70000 }, want: "etcd.port 70000: want a port between 1 and 65535"},
+		{name: "peer port clash", change: func(c *Config) { c.Etcd.PeerPort = 2379 }, want: "etcd.peer_port 2379: must differ from etcd.port"},
+		{name: "peer port clash fine when external", change: func(c *Config) { c.Etcd.PeerPort = 2379; c.Etcd.Embedded = false }},
+		{name: "concurrency", change: func(c *Config) { c.Engine.FunctionConcurrency = 0 }, want: "engine.function_concurrency 0: must be at least 1"},
+		{name: "workers", change: func(c *Config) { c.Engine.MaxWorkersPerFunction = -1 }, want: "engine.max_workers_per_function -1: must be at least 1"},
+		{name: "pool may be empty", change: func(c *Config) { c.Local.PoolSize = 0 }},
+		{name: "pool negative", change: func(c *Config) { c.Local.PoolSize = -1 }, want: "local_orchestrator.pool_size -1: must be at least 0"},
+		{name: "package size", change: func(c *Config) { c.Storage.MaxPackageSize = 0 }, want: "storage.max_package_size 0: must be at least 1"},
+		{name: "orchestrator choice", change: func(c *Config) { c.Engine.Orchestrator = "k8s" }, want: `engine.orchestrator "k8s": unknown (want local)`},
+		{name: "log format choice", change: func(c *Config) { c.Default.LogFormat = "xml" }, want: `DEFAULT.log_format "xml": unknown (want text or json)`},
+		{name: "etcd protocol choice", change: func(c *Config) { c.Etcd.Protocol = "grpc" }, want: `etcd.protocol "grpc": unknown (want http or https)`},
+		{name: "rpc timeout", change: func(c *Config) { c.Default.RPCTimeout = 0 }, want: "DEFAULT.rpc_response_timeout 0s: must be positive"},
+		{name: "expiry interval", change: func(c *Config) { c.Engine.ExpirationCheckInterval = -time.Second }, want: "engine.function_service_expiration_interval -1s: must be positive"},
+		{name: "lock ttl under a second", change: func(c *Config) { c.Etcd.LockTTL = 500 * time.Millisecond }, want: "etcd.lock_ttl 500ms: must be at least 1s"},
+		{name: "token cache time negative", change: func(c *Config) { c.Keystone.TokenCacheTime = -time.Second }, want: "keystone_authtoken.token_cache_time -1s: must not be negative"},
+		{name: "cpu default below min", change: func(c *Config) { c.ResourceLimits.DefaultCPU = 50 }, want: "resource_limits.default_cpu 50: below resource_limits.min_cpu 100"},
+		{name: "memory default above max", change: func(c *Config) { c.ResourceLimits.DefaultMemory = 1 << 30 }, want: "resource_limits.default_memory 1073741824: above resource_limits.max_memory 134217728"},
+		{name: "timeout min zero", change: func(c *Config) { c.ResourceLimits.MinTimeout = 0 }, want: "resource_limits.min_timeout 0: must be at least 1"},
+		{name: "min above max", change: func(c *Config) { c.ResourceLimits.MinCPU = 400 }, want: "resource_limits.min_cpu 400: above resource_limits.max_cpu 300"},
+		{name: "auth needs keystone", change: func(c *Config) { c.Keystone.WWWAuthenticateURI = "" }, want: "keystone_authtoken.www_authenticate_uri: required when pecan.auth_enable is true"},
+		{name: "no auth no keystone", change: func(c *Config) { c.Keystone.WWWAuthenticateURI = ""; c.Pecan.AuthEnable = false }},
+		{name: "keystone not a URL", change: func(c *Config) { c.Keystone.WWWAuthenticateURI = "keystone:5000" }, want: `keystone_authtoken.www_authenticate_uri "keystone:5000": want an absolute http:// or https:// URL`},
+		{name: "endpoint not a URL", change: func(c *Config) { c.Default.QinlingEndpoint = "/qinling" }, want: `DEFAULT.qinling_endpoint "/qinling": want an absolute`},
+		{name: "database URL", change: func(c *Config) { c.Database.Connection = "postgresql://u:hunter2@db/q" }, want: `database.connection "postgresql://u:***@db/q": unsupported scheme "postgresql"`},
+		{name: "mysql database URL", change: func(c *Config) { c.Database.Connection = "mysql+pymysql://u:p@db/q?charset=utf8" }},
+		{name: "transport", change: func(c *Config) { c.Default.TransportURL = "amqp://u:hunter2@mq/" }, want: `DEFAULT.transport_url "amqp://u:***@mq/": unknown transport (want rabbit://`},
+		{name: "rabbit transport", change: func(c *Config) { c.Default.TransportURL = "rabbit://u:p@mq:5672/" }},
+		{name: "etcd certs over http", change: func(c *Config) { c.Etcd.CACert = "/ca.pem" }, want: `etcd.ca_cert "/ca.pem": only used with etcd.protocol = https`},
+		{name: "etcd cert without key", change: func(c *Config) { c.Etcd.Protocol = "https"; c.Etcd.CertFile = "/c.pem" }, want: "etcd.cert_file and etcd.cert_key: set both"},
+		{name: "etcd https full", change: func(c *Config) {
+			c.Etcd.Protocol, c.Etcd.CACert, c.Etcd.CertFile, c.Etcd.CertKey = "https", "/ca.pem", "/c.pem", "/c.key"
+		}},
+		{name: "etcd https system CAs", change: func(c *Config) { c.Etcd.Protocol = "https" }},
+		{name: "empty topic", change: func(c *Config) { c.Engine.Topic = " " }, want: "engine.topic: must not be empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := Default()
+			withKeystone(c)
+			tc.change(c)
+			err := c.Validate()
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "hunter2", "passwords never reach messages")
+		})
+	}
+}
+
+func TestValidate_CollectsEveryProblem(t *testing.T) {
+	t.Parallel()
+	c := Default() // auth on, no Keystone URL: one problem already
+	c.API.Port = -1
+	c.Engine.FunctionConcurrency = 0
+	c.Default.LogFormat = "xml"
+	c.ResourceLimits.DefaultTimeout = 301
+
+	err := c.Validate()
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, 5, err.Error())
+	for _, want := range []string{
+		"api.port -1",
+		"engine.function_concurrency 0",
+		`DEFAULT.log_format "xml"`,
+		"resource_limits.default_timeout 301: above resource_limits.max_timeout 300",
+		"keystone_authtoken.www_authenticate_uri: required",
+	} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
+func TestValidate_LoadRefusesInvalidFile(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{writeConf(t, `
+[api]
+port = 0
+[engine]
+function_concurrency = 0
+`)})
+	require.Nil(t, c)
+	require.ErrorContains(t, err, "api.port 0")
+	require.ErrorContains(t, err, "engine.function_concurrency 0")
+	require.ErrorContains(t, err, "keystone_authtoken.www_authenticate_uri")
+}

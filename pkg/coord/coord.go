@@ -1,0 +1,43 @@
+// Package coord is the engines' shared memory: which workers serve which
+// function version, and locks that serialise scaling decisions across engines.
+// The etcd backend (pkg/coord/etcd) is used by every deployment (the
+// all-in-one runs an embedded etcd); pkg/coord/memory is the unit-test fake.
+package coord
+
+import (
+	"context"
+)
+
+// WorkerRecord is one worker serving a function version.
+type WorkerRecord struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// Owner names the engine whose orchestrator created the worker.
+	Owner string `json:"owner,omitempty"`
+}
+
+// FunctionVersion identifies the workers' key space of one function version.
+type FunctionVersion struct {
+	FunctionID string
+	Version    int
+}
+
+// Coordinator is implemented by every coordination backend; safe for
+// concurrent use.
+type Coordinator interface {
+	// Workers lists the workers of a function version, oldest first.
+	Workers(ctx context.Context, fv FunctionVersion) ([]WorkerRecord, error)
+	// AddWorker records a worker; re-adding the same name overwrites it.
+	AddWorker(ctx context.Context, fv FunctionVersion, w WorkerRecord) error
+	// RemoveWorker forgets one worker; unknown names are not an error.
+	RemoveWorker(ctx context.Context, fv FunctionVersion, name string) error
+	// DeleteFunction forgets every worker of exactly this function version
+	// (upstream's prefix delete also hit version 10 when deleting version 1).
+	DeleteFunction(ctx context.Context, fv FunctionVersion) error
+	// Functions lists the function versions that have at least one worker.
+	Functions(ctx context.Context) ([]FunctionVersion, error)
+	// Lock takes the named lock, waiting until ctx ends. The lock is tied to
+	// this process's lease, so a crashed engine's locks expire by themselves.
+	Lock(ctx context.Context, name string) (unlock func(), err error)
+	Close() error
+}

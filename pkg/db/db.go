@@ -1,0 +1,128 @@
+// Package db keeps qinling-go's state in SQL through gorm: SQLite for the
+// all-in-one, MySQL/MariaDB for real deployments. Every query that a user can
+// reach is scoped to a project here, not in the callers.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/qinling-go/qinling/pkg/errdefs"
+)
+
+// DB is the store. Methods take a context and return errdefs-kinded errors.
+type DB struct {
+	gorm *gorm.DB
+}
+
+// Open connects with a driver name ("sqlite" or "mysql") and DSN, as
+// config.ParseDatabaseURL returns them, and brings the schema up to date.
+func Open(driver, dsn string) (*DB, error) {
+	var dial gorm.Dialector
+	switch driver {
+	case "sqlite":
+		// WAL lets readers (API lists) run while the engine writes results;
+		// busy_timeout makes concurrent writers wait instead of failing.
+		if dsn == "" || dsn == ":memory:" {
+			dsn = "file::memory:?cache=shared"
+		}
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		dial = sqlite.Open(dsn + sep + "_foreign_keys=1&_journal_mode=WAL&_busy_timeout=10000")
+	case "mysql":
+		dial = mysql.Open(dsn)
+	default:
+		return nil, fmt.Errorf("database driver %q: unknown (want sqlite or mysql)", driver)
+	}
+	g, err := gorm.Open(dial, &gorm.Config{
+		Logger:  logger.Discard,
+		NowFunc: func() time.Time { return time.Now().UTC() },
+		// Errors such as duplicate keys come back as gorm.ErrDuplicatedKey.
+		TranslateError: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if driver == "sqlite" {
+		sqlDB, err := g.DB()
+		if err != nil {
+			return nil, err
+		}
+		// One writer at a time is SQLite's model; a single connection avoids
+		// "database is locked" between our own goroutines.
+		sqlDB.SetMaxOpenConns(1)
+	}
+	d := &DB{gorm: g}
+	if err := d.Migrate(context.Background()); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Migrate creates or updates the schema.
+func (d *DB) Migrate(ctx context.Context) error {
+	if err := d.gorm.WithContext(ctx).AutoMigrate(allModels()...); err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	return nil
+}
+
+// Close releases the connection pool.
+func (d *DB) Close() error {
+	sqlDB, err := d.gorm.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// NewID returns a new primary key.
+func NewID() string { return uuid.NewString() }
+
+// Scope says which projects a caller may see.
+type Scope struct {
+	ProjectID string
+	// All lifts the project restriction (admins with all_projects, or
+	// internal callers such as the engine).
+	All bool
+}
+
+// Internal is the scope of the services themselves.
+var Internal = Scope{All: true}
+
+func (s Scope) apply(q *gorm.DB) *gorm.DB {
+	if s.All {
+		return q
+	}
+	return q.Where("project_id = ?", s.ProjectID)
+}
+
+func now() time.Time { return time.Now().UTC() }
+
+// translate turns gorm errors into kinded errors with upstream's messages.
+func translate(err error, what, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return errdefs.NotFound("%s not found [id=%s]", what, id)
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return errdefs.Invalid("Duplicate entry for %s.", what)
+	case errors.Is(err, gorm.ErrForeignKeyViolated):
+		return errdefs.Conflict("%s [id=%s] is referenced by other objects.", what, id)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return err
+	}
+	return errdefs.Wrap(errdefs.KindInternal, err, "database error")
+}

@@ -1,0 +1,55 @@
+package db
+
+import (
+	"context"
+)
+
+// CreateExecution inserts e, filling ID and CreatedAt.
+func (d *DB) CreateExecution(ctx context.Context, e *Execution) error {
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	return translate(d.gorm.WithContext(ctx).Create(e).Error, "Execution", e.ID)
+}
+
+// Execution returns an execution in scope.
+func (d *DB) Execution(ctx context.Context, s Scope, id string) (*Execution, error) {
+	var e Execution
+	if err := s.apply(d.gorm.WithContext(ctx)).Where("id = ?", id).Take(&e).Error; err != nil {
+		return nil, translate(err, "Execution", id)
+	}
+	return &e, nil
+}
+
+// Executions lists executions in scope. Logs are not loaded: lists never show them.
+func (d *DB) Executions(ctx context.Context, s Scope, o ListOptions) ([]Execution, error) {
+	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Execution{}).Omit("logs")), "executions", o)
+	if err != nil {
+		return nil, err
+	}
+	var out []Execution
+	return out, translate(q.Find(&out).Error, "Execution", "")
+}
+
+// FinishExecution stores the outcome of a running execution. It changes
+// nothing when the execution is no longer running (deleted, or already
+// finished by someone else), and reports whether it did.
+func (d *DB) FinishExecution(ctx context.Context, id, status string, result, logs *string) (bool, error) {
+	res := d.gorm.WithContext(ctx).Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).
+		Updates(map[string]any{"status": status, "result": result, "logs": logs, "updated_at": now()})
+	return res.RowsAffected > 0, translate(res.Error, "Execution", id)
+}
+
+// DeleteExecution removes an execution.
+func (d *DB) DeleteExecution(ctx context.Context, id string) error {
+	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Execution{}).Error, "Execution", id)
+}
+
+// RunningExecutions counts the running executions of a function version, the
+// load figure of upstream's scale-up rule.
+func (d *DB) RunningExecutions(ctx context.Context, functionID string, version int) (int, error) {
+	var n int64
+	err := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("function_id = ? AND function_version = ? AND status = ?", functionID, version, StatusRunning).Count(&n).Error
+	return int(n), translate(err, "Execution", "")
+}

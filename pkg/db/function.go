@@ -1,0 +1,102 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Code is a function's code descriptor, stored as JSON in functions.code.
+type Code struct {
+	Source string     `json:"source"`
+	MD5Sum string     `json:"md5sum,omitempty"`
+	Image  string     `json:"image,omitempty"`
+	Swift  *SwiftCode `json:"swift,omitempty"`
+}
+
+// SwiftCode locates a package in Swift.
+type SwiftCode struct {
+	Container string `json:"container"`
+	Object    string `json:"object"`
+}
+
+// Code sources.
+const (
+	SourcePackage = "package"
+	SourceSwift   = "swift"
+	SourceImage   = "image"
+)
+
+// ParsedCode decodes the stored code descriptor.
+func (f *Function) ParsedCode() Code {
+	var c Code
+	_ = json.Unmarshal([]byte(f.Code), &c) // written only by SetCode
+	return c
+}
+
+// SetCode encodes c into the stored column.
+func (f *Function) SetCode(c Code) {
+	b, _ := json.Marshal(c) // plain strings only: cannot fail
+	f.Code = string(b)
+}
+
+// CreateFunction inserts f, filling ID and CreatedAt.
+func (d *DB) CreateFunction(ctx context.Context, f *Function) error {
+	if f.ID == "" {
+		f.ID = NewID()
+	}
+	return translate(d.gorm.WithContext(ctx).Create(f).Error, "Function", f.ID)
+}
+
+// Function returns a function in scope.
+func (d *DB) Function(ctx context.Context, s Scope, id string) (*Function, error) {
+	var f Function
+	if err := s.apply(d.gorm.WithContext(ctx)).Where("id = ?", id).Take(&f).Error; err != nil {
+		return nil, translate(err, "Function", id)
+	}
+	return &f, nil
+}
+
+// Functions lists functions in scope.
+func (d *DB) Functions(ctx context.Context, s Scope, o ListOptions) ([]Function, error) {
+	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Function{})), "functions", o)
+	if err != nil {
+		return nil, err
+	}
+	var out []Function
+	return out, translate(q.Find(&out).Error, "Function", "")
+}
+
+// UpdateFunction sets the given columns and bumps updated_at.
+func (d *DB) UpdateFunction(ctx context.Context, id string, values map[string]any) error {
+	return d.update(ctx, &Function{}, "Function", id, values)
+}
+
+// DeleteFunction removes a function row (its versions cascade).
+func (d *DB) DeleteFunction(ctx context.Context, id string) error {
+	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where("function_id = ?", id).Delete(&FunctionVersion{}).Error; err != nil {
+			return translate(err, "Function", id)
+		}
+		return translate(tx.Where("id = ?", id).Delete(&Function{}).Error, "Function", id)
+	})
+}
+
+// CountExecution adds one to the execution count of a function version and
+// bumps its updated_at, which is what idle expiry measures. A single UPDATE
+// is atomic, so upstream's compare-and-swap retry loop is not needed.
+func (d *DB) CountExecution(ctx context.Context, functionID string, version int) error {
+	bump := map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}
+	if version == 0 {
+		return translate(d.gorm.WithContext(ctx).Model(&Function{}).Where("id = ?", functionID).Updates(bump).Error, "Function", functionID)
+	}
+	return translate(d.gorm.WithContext(ctx).Model(&FunctionVersion{}).
+		Where("function_id = ? AND version_number = ?", functionID, version).Updates(bump).Error, "FunctionVersion", functionID)
+}
+
+// SetUpdatedAt sets a function's updated_at; tests use it to age a function.
+func (d *DB) SetUpdatedAt(ctx context.Context, id string, t time.Time) error {
+	return translate(d.gorm.WithContext(ctx).Model(&Function{}).Where("id = ?", id).Update("updated_at", t.UTC()).Error, "Function", id)
+}

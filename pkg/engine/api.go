@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/rpc"
+)
+
+// RPC method names, upstream's.
+const (
+	MethodCreateRuntime     = "create_runtime"
+	MethodDeleteRuntime     = "delete_runtime"
+	MethodGetRuntimePool    = "get_runtime_pool"
+	MethodCreateExecution   = "create_execution"
+	MethodDeleteFunction    = "delete_function"
+	MethodScaleUpFunction   = "scaleup_function"
+	MethodScaleDownFunction = "scaledown_function"
+)
+
+// RuntimeArgs names a runtime.
+type RuntimeArgs struct {
+	RuntimeID string `json:"runtime_id"`
+}
+
+// ExecutionArgs asks for one execution; the row already exists as running.
+type ExecutionArgs struct {
+	ExecutionID     string          `json:"execution_id"`
+	FunctionID      string          `json:"function_id"`
+	FunctionVersion int             `json:"function_version"`
+	RuntimeID       string          `json:"runtime_id"`
+	Input           json.RawMessage `json:"input"`
+}
+
+// FunctionArgs names a function version, with a count for scaling.
+type FunctionArgs struct {
+	FunctionID      string `json:"function_id"`
+	FunctionVersion int    `json:"function_version"`
+	RuntimeID       string `json:"runtime_id,omitempty"`
+	Count           int    `json:"count,omitempty"`
+}
+
+// Client is the API's typed view of the engine over any RPC transport.
+type Client struct {
+	RPC rpc.Client
+}
+
+// CreateRuntime asks an engine to build the runtime's pool (cast).
+func (c Client) CreateRuntime(ctx context.Context, id string) error {
+	return c.RPC.Cast(ctx, MethodCreateRuntime, RuntimeArgs{RuntimeID: id})
+}
+
+// DeleteRuntime asks an engine to delete the pool and the runtime row (cast).
+func (c Client) DeleteRuntime(ctx context.Context, id string) error {
+	return c.RPC.Cast(ctx, MethodDeleteRuntime, RuntimeArgs{RuntimeID: id})
+}
+
+// RuntimePool returns the pool's capacity (call).
+func (c Client) RuntimePool(ctx context.Context, id string) (orchestrator.Capacity, error) {
+	var cp orchestrator.Capacity
+	err := c.RPC.Call(ctx, MethodGetRuntimePool, RuntimeArgs{RuntimeID: id}, &cp)
+	return cp, err
+}
+
+// CreateExecution runs an execution: a call when sync, a cast otherwise.
+func (c Client) CreateExecution(ctx context.Context, a ExecutionArgs, sync bool) error {
+	if sync {
+		return c.RPC.Call(ctx, MethodCreateExecution, a, nil)
+	}
+	return c.RPC.Cast(ctx, MethodCreateExecution, a)
+}
+
+// DeleteFunction releases a function version's workers (cast).
+func (c Client) DeleteFunction(ctx context.Context, functionID string, version int) error {
+	return c.RPC.Cast(ctx, MethodDeleteFunction, FunctionArgs{FunctionID: functionID, FunctionVersion: version})
+}
+
+// ScaleUp adds count workers to a function version (cast).
+func (c Client) ScaleUp(ctx context.Context, a FunctionArgs) error {
+	return c.RPC.Cast(ctx, MethodScaleUpFunction, a)
+}
+
+// ScaleDown removes up to count workers, keeping one (cast).
+func (c Client) ScaleDown(ctx context.Context, a FunctionArgs) error {
+	return c.RPC.Cast(ctx, MethodScaleDownFunction, a)
+}

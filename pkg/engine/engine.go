@@ -1,0 +1,335 @@
+// Package engine is qinling-engine's logic: it serves the RPC methods the API
+// sends (runtimes, executions, scaling), decides when a function needs
+// another worker, and releases idle ones. It is transport- and
+// backend-agnostic: the orchestrator, coordinator, storage and RPC transport
+// are interfaces chosen by pkg/backends.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+	"github.com/qinling-go/qinling/pkg/rpc"
+	"github.com/qinling-go/qinling/storage"
+)
+
+// Options are the engine's settings (from [engine] and friends).
+type Options struct {
+	// Name identifies this engine in worker records.
+	Name string
+	// FunctionConcurrency is upstream's scale-up threshold: running
+	// executions per worker above which another worker is added.
+	FunctionConcurrency int
+	// MaxWorkers bounds the workers of one function version.
+	MaxWorkers int
+	// Expiration is how long a function may stay idle before its workers go.
+	Expiration time.Duration
+	// ExpirationInterval is how often idle functions are looked for.
+	ExpirationInterval time.Duration
+	// PublicEndpoint builds package download URLs for remote workers.
+	PublicEndpoint string
+}
+
+// Engine implements the engine's RPC methods.
+type Engine struct {
+	db      *db.DB
+	orch    orchestrator.Orchestrator
+	coord   coord.Coordinator
+	storage storage.PackageStorage
+	opts    Options
+	log     *slog.Logger
+
+	// inflight counts this engine's running executions per worker, to send
+	// each new one to the least busy worker.
+	mu       sync.Mutex
+	inflight map[string]int
+}
+
+// New wires an engine.
+func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.PackageStorage, opts Options, log *slog.Logger) *Engine {
+	if opts.FunctionConcurrency < 1 {
+		opts.FunctionConcurrency = 3
+	}
+	if opts.MaxWorkers < 1 {
+		opts.MaxWorkers = 10
+	}
+	return &Engine{db: d, orch: o, coord: c, storage: s, opts: opts, log: log, inflight: map[string]int{}}
+}
+
+var _ rpc.Handler = (*Engine)(nil)
+
+// Handle dispatches one RPC method.
+func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage) (any, error) {
+	decode := func(v any) error {
+		if err := json.Unmarshal(raw, v); err != nil {
+			return errdefs.Invalid("Malformed arguments for %s: %v", method, err)
+		}
+		return nil
+	}
+	switch method {
+	case MethodCreateRuntime, MethodDeleteRuntime, MethodGetRuntimePool:
+		var a RuntimeArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		switch method {
+		case MethodCreateRuntime:
+			return nil, e.CreateRuntime(ctx, a.RuntimeID)
+		case MethodDeleteRuntime:
+			return nil, e.DeleteRuntime(ctx, a.RuntimeID)
+		default:
+			return e.RuntimePool(ctx, a.RuntimeID)
+		}
+	case MethodCreateExecution:
+		var a ExecutionArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return nil, e.CreateExecution(ctx, a)
+	case MethodDeleteFunction, MethodScaleUpFunction, MethodScaleDownFunction:
+		var a FunctionArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		switch method {
+		case MethodDeleteFunction:
+			return nil, e.DeleteFunction(ctx, a.FunctionID, a.FunctionVersion)
+		case MethodScaleUpFunction:
+			return nil, e.ScaleUp(ctx, a)
+		default:
+			return nil, e.ScaleDown(ctx, a)
+		}
+	}
+	return nil, errdefs.Invalid("Unknown engine method %q.", method)
+}
+
+// Start brings the pools of existing runtimes up (after a restart the local
+// processes are gone) and starts the idle-worker reaper. With forgetWorkers
+// the worker records are dropped first: an all-in-one owns its etcd, and
+// every worker it recorded died with the previous process.
+func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
+	if forgetWorkers {
+		fvs, err := e.coord.Functions(ctx)
+		if err != nil {
+			return err
+		}
+		for _, fv := range fvs {
+			if err := e.coord.DeleteFunction(ctx, fv); err != nil {
+				return err
+			}
+		}
+	}
+	rts, err := e.db.Runtimes(ctx, db.Internal, db.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, rt := range rts {
+		switch rt.Status {
+		case db.StatusCreating, db.StatusAvailable, db.StatusUpgrading:
+			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
+		case db.StatusDeleting:
+			go func() { _ = e.DeleteRuntime(ctx, rt.ID) }()
+		}
+	}
+	go e.reapIdle(ctx)
+	return nil
+}
+
+// CreateRuntime builds the runtime's pool and records the outcome.
+func (e *Engine) CreateRuntime(ctx context.Context, id string) error {
+	log := reqctx.Logger(ctx, e.log).With("runtime_id", id)
+	rt, err := e.db.Runtime(ctx, db.Internal, id)
+	if err != nil {
+		return err
+	}
+	err = e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
+	if err != nil {
+		log.Error("runtime pool failed", "image", rt.Image, "error", err)
+		values := map[string]any{"status": db.StatusError}
+		// The reason goes where the CLI shows it, unless the operator wrote a
+		// description of their own.
+		if rt.Description == nil || *rt.Description == "" {
+			values["description"] = truncate("Runtime pool failed: "+err.Error(), 255)
+		}
+		return e.db.UpdateRuntime(ctx, id, values)
+	}
+	log.Info("runtime available", "image", rt.Image)
+	return e.db.UpdateRuntime(ctx, id, map[string]any{"status": db.StatusAvailable})
+}
+
+// DeleteRuntime removes the pool, then the row.
+func (e *Engine) DeleteRuntime(ctx context.Context, id string) error {
+	if err := e.orch.DeletePool(ctx, id); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
+		reqctx.Logger(ctx, e.log).Error("delete runtime pool", "runtime_id", id, "error", err)
+		return errdefs.Wrap(errdefs.KindInternal, err, "delete pool")
+	}
+	return e.db.DeleteRuntime(ctx, id)
+}
+
+// RuntimePool reports the pool's capacity.
+func (e *Engine) RuntimePool(ctx context.Context, id string) (orchestrator.Capacity, error) {
+	cp, err := e.orch.Pool(ctx, id)
+	if errors.Is(err, orchestrator.ErrPoolNotFound) {
+		return cp, errdefs.NotFound("Runtime not found [id=%s]", id)
+	}
+	return cp, err
+}
+
+// spec builds what the orchestrator needs to specialise a worker.
+func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
+	code := f.ParsedCode()
+	entry := "main.main"
+	if f.Entry != nil && *f.Entry != "" {
+		entry = *f.Entry
+	}
+	runtimeID := ""
+	if f.RuntimeID != nil {
+		runtimeID = *f.RuntimeID
+	}
+	url := fmt.Sprintf("%s/v1/functions/%s?download=true", e.opts.PublicEndpoint, f.ID)
+	if version > 0 {
+		url = fmt.Sprintf("%s/v1/functions/%s/versions/%d?download=true", e.opts.PublicEndpoint, f.ID, version)
+	}
+	project, fid := f.ProjectID, f.ID
+	return orchestrator.Function{
+		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: entry,
+		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: time.Duration(f.Timeout) * time.Second,
+		Package: orchestrator.Package{
+			MD5:         code.MD5Sum,
+			DownloadURL: url,
+			Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)
+			},
+		},
+	}
+}
+
+func lockName(fv coord.FunctionVersion) string {
+	return fmt.Sprintf("function_worker_%s_%d", fv.FunctionID, fv.Version)
+}
+
+// pickWorker applies upstream's load check under the function's lock — add a
+// worker when there is none or when running executions per worker exceed
+// function_concurrency — and returns the least busy worker.
+func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (coord.WorkerRecord, error) {
+	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	unlock, err := e.coord.Lock(lctx, lockName(fv))
+	if err != nil {
+		return coord.WorkerRecord{}, err
+	}
+	defer unlock()
+	workers, err := e.coord.Workers(ctx, fv)
+	if err != nil {
+		return coord.WorkerRecord{}, err
+	}
+	running, err := e.db.RunningExecutions(ctx, f.ID, version)
+	if err != nil {
+		return coord.WorkerRecord{}, err
+	}
+	load := float64(max(running, 1)) / float64(max(len(workers), 1))
+	if len(workers) == 0 || (load > float64(e.opts.FunctionConcurrency) && len(workers) < e.opts.MaxWorkers) {
+		added, err := e.scaleUp(ctx, f, version, 1)
+		if err != nil && len(workers) == 0 {
+			return coord.WorkerRecord{}, err
+		}
+		workers = append(workers, added...)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	best, bestLoad := workers[0], math.MaxInt
+	for _, w := range workers {
+		if n := e.inflight[w.Name]; n < bestLoad {
+			best, bestLoad = w, n
+		}
+	}
+	return best, nil
+}
+
+// scaleUp specialises count workers and records them.
+func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int) ([]coord.WorkerRecord, error) {
+	ws, err := e.orch.ScaleUp(ctx, e.spec(f, version), count)
+	if err != nil {
+		return nil, err
+	}
+	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
+	out := make([]coord.WorkerRecord, 0, len(ws))
+	for _, w := range ws {
+		rec := coord.WorkerRecord{Name: w.Name, Address: w.Address, Owner: e.opts.Name}
+		if err := e.coord.AddWorker(ctx, fv, rec); err != nil {
+			_ = e.orch.DeleteWorker(ctx, w)
+			return out, err
+		}
+		out = append(out, rec)
+	}
+	reqctx.Logger(ctx, e.log).Info("function scaled up", "function_id", f.ID, "version", version, "added", len(out))
+	return out, nil
+}
+
+// ScaleUp adds workers on an admin's request.
+func (e *Engine) ScaleUp(ctx context.Context, a FunctionArgs) error {
+	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
+	if err != nil {
+		return err
+	}
+	_, err = e.scaleUp(ctx, f, a.FunctionVersion, max(a.Count, 1))
+	return err
+}
+
+// ScaleDown removes up to count workers, oldest first, always keeping one.
+func (e *Engine) ScaleDown(ctx context.Context, a FunctionArgs) error {
+	fv := coord.FunctionVersion{FunctionID: a.FunctionID, Version: a.FunctionVersion}
+	unlock, err := e.coord.Lock(ctx, lockName(fv))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	workers, err := e.coord.Workers(ctx, fv)
+	if err != nil {
+		return err
+	}
+	n := min(max(a.Count, 1), len(workers)-1)
+	for _, w := range workers[:max(n, 0)] {
+		e.forgetWorker(ctx, fv, w)
+	}
+	return nil
+}
+
+// forgetWorker drops a worker from the records and stops it.
+func (e *Engine) forgetWorker(ctx context.Context, fv coord.FunctionVersion, w coord.WorkerRecord) {
+	if err := e.coord.RemoveWorker(ctx, fv, w.Name); err != nil {
+		reqctx.Logger(ctx, e.log).Warn("remove worker record", "worker", w.Name, "error", err)
+	}
+	if err := e.orch.DeleteWorker(ctx, orchestrator.Worker{Name: w.Name, Address: w.Address}); err != nil {
+		reqctx.Logger(ctx, e.log).Warn("delete worker", "worker", w.Name, "error", err)
+	}
+}
+
+// DeleteFunction releases every worker of a function version.
+func (e *Engine) DeleteFunction(ctx context.Context, functionID string, version int) error {
+	fv := coord.FunctionVersion{FunctionID: functionID, Version: version}
+	if err := e.coord.DeleteFunction(ctx, fv); err != nil {
+		return err
+	}
+	return e.orch.DeleteFunction(ctx, functionID, version)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

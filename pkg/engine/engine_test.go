@@ -1,0 +1,266 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/fake"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/coord/memory"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+)
+
+type harness struct {
+	db    *db.DB
+	orch  *fake.Orchestrator
+	coord *memory.Coordinator
+	eng   *engine.Engine
+}
+
+func newHarness(t *testing.T, opts engine.Options) *harness {
+	t.Helper()
+	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	o := fake.New(fake.Config{PoolSize: 3})
+	c := memory.New()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return &harness{db: d, orch: o, coord: c, eng: engine.New(d, o, c, nil, opts, log)}
+}
+
+func str(s string) *string { return &s }
+
+// function creates an available runtime and a package function using entry.
+func (h *harness) function(t *testing.T, entry string) *db.Function {
+	ctx := context.Background()
+	rt := &db.Runtime{Base: db.Base{ProjectID: "p"}, Image: "python3", Status: db.StatusCreating, IsPublic: true}
+	require.NoError(t, h.db.CreateRuntime(ctx, rt))
+	require.NoError(t, h.eng.CreateRuntime(ctx, rt.ID))
+	f := &db.Function{Base: db.Base{ProjectID: "p"}, RuntimeID: &rt.ID, Entry: str(entry), CPU: 100, MemorySize: 33554432, Timeout: 5}
+	f.SetCode(db.Code{Source: db.SourcePackage, MD5Sum: "abc"})
+	require.NoError(t, h.db.CreateFunction(ctx, f))
+	return f
+}
+
+// execution records a running execution the way the API does.
+func (h *harness) execution(t *testing.T, f *db.Function) engine.ExecutionArgs {
+	e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning, Sync: true}
+	require.NoError(t, h.db.CreateExecution(context.Background(), e))
+	return engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, RuntimeID: *f.RuntimeID, Input: json.RawMessage(`{"name":"x"}`)}
+}
+
+func (h *harness) stored(t *testing.T, id string) (*db.Execution, map[string]any) {
+	e, err := h.db.Execution(context.Background(), db.Internal, id)
+	require.NoError(t, err)
+	var res map[string]any
+	if e.Result != nil {
+		require.NoError(t, json.Unmarshal([]byte(*e.Result), &res))
+	}
+	return e, res
+}
+
+func hello(inv orchestrator.Invocation) orchestrator.Result {
+	var in map[string]string
+	_ = json.Unmarshal(inv.Input, &in)
+	out, _ := json.Marshal("Hello, " + in["name"])
+	return orchestrator.Result{Success: true, Output: out, Duration: 0.0123456, Logs: "Hello, " + in["name"] + "\n"}
+}
+
+func TestEngine_Runtime(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, image, wantStatus string
+		wantDesc              bool
+	}{
+		{name: "runnable image becomes available", image: "python3", wantStatus: db.StatusAvailable},
+		{name: "unrunnable image is error with reason", image: "unrunnable/busybox", wantStatus: db.StatusError, wantDesc: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			rt := &db.Runtime{Base: db.Base{ProjectID: "p"}, Image: tc.image, Status: db.StatusCreating}
+			require.NoError(t, h.db.CreateRuntime(ctx, rt))
+			_, err := h.eng.Handle(ctx, engine.MethodCreateRuntime, json.RawMessage(fmt.Sprintf(`{"runtime_id":%q}`, rt.ID)))
+			require.NoError(t, err)
+			got, err := h.db.Runtime(ctx, db.Internal, rt.ID)
+			require.NoError(t, err)
+			require.Equal(t, tc.wantStatus, got.Status)
+			if tc.wantDesc {
+				require.NotNil(t, got.Description)
+				require.Contains(t, *got.Description, "Runtime pool failed")
+			}
+			cp, err := h.eng.RuntimePool(ctx, rt.ID)
+			if tc.wantStatus == db.StatusAvailable {
+				require.NoError(t, err)
+				require.Equal(t, 3, cp.Available)
+			} else {
+				require.ErrorIs(t, err, errdefs.ErrNotFound)
+			}
+		})
+	}
+}
+
+func TestEngine_Execution(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		setup      func(h *harness)
+		entry      string
+		wantStatus string
+		wantOutput string
+	}{
+		{name: "success stores output and log", entry: "hello.main", wantStatus: db.StatusSuccess, wantOutput: "Hello, x"},
+		{name: "function failure is failed", entry: "missing.main", wantStatus: db.StatusFailed, wantOutput: `No module named "missing.main"`},
+		{
+			name:  "gone worker is retried elsewhere",
+			entry: "hello.main",
+			setup: func(h *harness) {
+				h.orch.FailRuns(fmt.Errorf("dial: %w", orchestrator.ErrWorkerNotFound))
+			},
+			wantStatus: db.StatusSuccess, wantOutput: "Hello, x",
+		},
+		{
+			name:  "worker dying mid-run is failed with a reason",
+			entry: "hello.main",
+			setup: func(h *harness) {
+				h.orch.FailRuns(fmt.Errorf("reset: %w", orchestrator.ErrWorkerLost))
+			},
+			wantStatus: db.StatusFailed, wantOutput: "the worker process died",
+		},
+		{
+			name:  "no capacity is error",
+			entry: "hello.main",
+			setup: func(h *harness) {
+				h.orch.SetErrors(fake.Errors{ScaleUpErr: orchestrator.ErrNoCapacity})
+			},
+			wantStatus: db.StatusError, wantOutput: "Function execution failed.",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			h.orch.Handle("hello.main", hello)
+			f := h.function(t, tc.entry)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			args := h.execution(t, f)
+			require.NoError(t, h.eng.CreateExecution(ctx, args))
+			e, res := h.stored(t, args.ExecutionID)
+			require.Equal(t, tc.wantStatus, e.Status)
+			require.Contains(t, res["output"], tc.wantOutput)
+			require.Contains(t, res, "duration")
+			if tc.wantStatus == db.StatusSuccess {
+				require.Equal(t, 0.012, res["duration"], "duration is rounded to milliseconds")
+				require.NotNil(t, e.Logs)
+				require.Contains(t, *e.Logs, "Hello, x")
+			}
+		})
+	}
+}
+
+func TestEngine_UnknownFunctionIsError(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: str("nope"), Status: db.StatusRunning}
+	require.NoError(t, h.db.CreateExecution(context.Background(), e))
+	require.NoError(t, h.eng.CreateExecution(context.Background(), engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: "nope"}))
+	got, res := h.stored(t, e.ID)
+	require.Equal(t, db.StatusError, got.Status)
+	require.Contains(t, res["output"], "Function not found")
+}
+
+// TestEngine_ConcurrencyRule checks upstream's scale-up rule with the default
+// function_concurrency of 3: three simultaneous executions share one worker,
+// six get two.
+func TestEngine_ConcurrencyRule(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		concurrent  int
+		wantWorkers int
+	}{
+		{name: "three share one worker", concurrent: 3, wantWorkers: 1},
+		{name: "six get two workers", concurrent: 6, wantWorkers: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{FunctionConcurrency: 3})
+			release := make(chan struct{})
+			h.orch.Handle("block.main", func(inv orchestrator.Invocation) orchestrator.Result {
+				<-release
+				return orchestrator.Result{Success: true, Output: json.RawMessage(`null`)}
+			})
+			f := h.function(t, "block.main")
+			// Record all executions first, as concurrent API requests would.
+			var all []engine.ExecutionArgs
+			for i := 0; i < tc.concurrent; i++ {
+				all = append(all, h.execution(t, f))
+			}
+			var wg sync.WaitGroup
+			for _, a := range all {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = h.eng.CreateExecution(context.Background(), a)
+				}()
+			}
+			require.Eventually(t, func() bool { return len(h.orch.Calls().Run) == tc.concurrent }, 10*time.Second, 10*time.Millisecond)
+			ws, err := h.coord.Workers(context.Background(), coord.FunctionVersion{FunctionID: f.ID})
+			require.NoError(t, err)
+			require.Len(t, ws, tc.wantWorkers)
+			close(release)
+			wg.Wait()
+		})
+	}
+}
+
+func TestEngine_ScaleDownKeepsOne(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{})
+	f := h.function(t, "hello.main")
+	require.NoError(t, h.eng.ScaleUp(ctx, engine.FunctionArgs{FunctionID: f.ID, Count: 3}))
+	fv := coord.FunctionVersion{FunctionID: f.ID}
+	ws, _ := h.coord.Workers(ctx, fv)
+	require.Len(t, ws, 3)
+	require.NoError(t, h.eng.ScaleDown(ctx, engine.FunctionArgs{FunctionID: f.ID, Count: 5}))
+	after, _ := h.coord.Workers(ctx, fv)
+	require.Len(t, after, 1)
+	require.Equal(t, ws[2].Name, after[0].Name, "the oldest workers go first")
+	require.Len(t, h.orch.Calls().DeletedWorkers, 2)
+}
+
+func TestEngine_ReapIdle(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{Expiration: time.Hour})
+	h.orch.Handle("hello.main", hello)
+	idle, busy := h.function(t, "hello.main"), h.function(t, "hello.main")
+	for _, f := range []*db.Function{idle, busy} {
+		require.NoError(t, h.eng.CreateExecution(ctx, h.execution(t, f)))
+	}
+	// The idle function's last activity is two hours ago.
+	require.NoError(t, h.db.UpdateFunction(ctx, idle.ID, map[string]any{}))
+	require.NoError(t, h.db.SetUpdatedAt(ctx, idle.ID, time.Now().Add(-2*time.Hour)))
+	require.NoError(t, h.db.CountExecution(ctx, busy.ID, 0))
+
+	require.NoError(t, h.eng.ReapIdle(ctx))
+	fvs, err := h.coord.Functions(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []coord.FunctionVersion{{FunctionID: busy.ID}}, fvs)
+	require.Contains(t, h.orch.Calls().DeletedFunctions, fake.FunctionVersion{FunctionID: idle.ID})
+}
+
+func TestEngine_UnknownMethod(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	_, err := h.eng.Handle(context.Background(), "frobnicate", json.RawMessage(`{}`))
+	require.ErrorIs(t, err, errdefs.ErrInvalid)
+	_, err = h.eng.Handle(context.Background(), engine.MethodCreateExecution, json.RawMessage(`[`))
+	require.ErrorIs(t, err, errdefs.ErrInvalid)
+}

@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+)
+
+// Messages users see in an execution's result.
+const (
+	msgFailed     = "Function execution failed."
+	msgWorkerLost = "Function execution failed: the worker process died during the execution."
+)
+
+// attempts bounds how often an execution is sent to another worker when the
+// chosen one turns out to be gone before anything ran.
+const attempts = 3
+
+// CreateExecution runs one execution and stores its outcome. Whatever
+// happens, the execution does not stay "running": it ends success, failed
+// (the function ran and failed), or error (it could not be run).
+func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
+	log := reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID, "function_id", a.FunctionID)
+	start := time.Now()
+	res, status, err := e.execute(ctx, a)
+	if err != nil {
+		log.Warn("execution could not run", "error", err)
+		res = orchestrator.Result{Output: jsonString(msgFailed + " " + errdefs.PublicMessage(err))}
+		status = db.StatusError
+	}
+	result := encodeResult(res)
+	var logs *string
+	if res.Logs != "" {
+		logs = &res.Logs
+	}
+	// A background context: the outcome must be stored even if the caller
+	// (a sync API request) gave up waiting.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := e.db.FinishExecution(sctx, a.ExecutionID, status, &result, logs); err != nil {
+		log.Error("store execution result", "error", err)
+		return err
+	}
+	log.Info("execution finished", "status", status, "duration", res.Duration, "elapsed", time.Since(start))
+	return nil
+}
+
+func (e *Engine) execute(ctx context.Context, a ExecutionArgs) (orchestrator.Result, string, error) {
+	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
+	if err != nil {
+		return orchestrator.Result{}, "", err
+	}
+	if f.ParsedCode().Source == db.SourceImage {
+		return orchestrator.Result{}, "", errdefs.Invalid("Image functions cannot run on this orchestrator.")
+	}
+	entry := e.spec(f, a.FunctionVersion).Entry
+	inv := orchestrator.Invocation{
+		ExecutionID: a.ExecutionID, FunctionID: f.ID, Version: a.FunctionVersion, Entry: entry,
+		Input: a.Input, CPU: f.CPU, MemorySize: f.MemorySize,
+		Timeout: time.Duration(f.Timeout) * time.Second, RequestID: reqctx.From(ctx).RequestID,
+	}
+	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
+	for try := 1; ; try++ {
+		w, err := e.pickWorker(ctx, f, a.FunctionVersion)
+		if err != nil {
+			return orchestrator.Result{}, "", err
+		}
+		res, err := e.runOn(ctx, w, inv)
+		switch {
+		case err == nil:
+			status := db.StatusSuccess
+			if !res.Success {
+				status = db.StatusFailed
+			}
+			return res, status, nil
+		case errors.Is(err, orchestrator.ErrWorkerNotFound) && try < attempts:
+			// Nothing ran: forget the dead worker and try another one.
+			e.forgetWorker(ctx, fv, w)
+			continue
+		case errors.Is(err, orchestrator.ErrWorkerLost):
+			e.forgetWorker(ctx, fv, w)
+			return orchestrator.Result{Output: jsonString(msgWorkerLost)}, db.StatusFailed, nil
+		default:
+			if errors.Is(err, orchestrator.ErrWorkerNotFound) {
+				e.forgetWorker(ctx, fv, w)
+			}
+			return orchestrator.Result{}, "", err
+		}
+	}
+}
+
+func (e *Engine) runOn(ctx context.Context, w coord.WorkerRecord, inv orchestrator.Invocation) (orchestrator.Result, error) {
+	e.mu.Lock()
+	e.inflight[w.Name]++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		if e.inflight[w.Name]--; e.inflight[w.Name] <= 0 {
+			delete(e.inflight, w.Name)
+		}
+		e.mu.Unlock()
+	}()
+	return e.orch.Run(ctx, orchestrator.Worker{Name: w.Name, Address: w.Address}, inv)
+}
+
+// encodeResult renders upstream's result column: {"duration": s, "output": v}.
+func encodeResult(r orchestrator.Result) string {
+	out := r.Output
+	if len(out) == 0 {
+		out = json.RawMessage("null")
+	}
+	b, err := json.Marshal(struct {
+		Duration float64         `json:"duration"`
+		Output   json.RawMessage `json:"output"`
+	}{Duration: math.Round(r.Duration*1000) / 1000, Output: out})
+	if err != nil {
+		// The worker sent output that is not JSON after all.
+		b, _ = json.Marshal(map[string]any{"duration": r.Duration, "output": "Function result could not be encoded."})
+	}
+	return string(b)
+}
+
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// reapIdle releases the workers of function versions that had no execution
+// (and no update) for the expiration time, as upstream's periodic task.
+func (e *Engine) reapIdle(ctx context.Context) {
+	if e.opts.ExpirationInterval <= 0 || e.opts.Expiration <= 0 {
+		return
+	}
+	t := time.NewTicker(e.opts.ExpirationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.ReapIdle(ctx); err != nil {
+				e.log.Warn("idle worker check failed", "error", err)
+			}
+		}
+	}
+}
+
+// ReapIdle runs one idle check.
+func (e *Engine) ReapIdle(ctx context.Context) error {
+	fvs, err := e.coord.Functions(ctx)
+	if err != nil {
+		return err
+	}
+	cutoff := time.Now().UTC().Add(-e.opts.Expiration)
+	for _, fv := range fvs {
+		last, err := e.lastActivity(ctx, fv)
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		// A deleted function's workers go too.
+		if errors.Is(err, errdefs.ErrNotFound) || !last.After(cutoff) {
+			e.log.Info("releasing idle workers", "function_id", fv.FunctionID, "version", fv.Version)
+			if err := e.DeleteFunction(ctx, fv.FunctionID, fv.Version); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) lastActivity(ctx context.Context, fv coord.FunctionVersion) (time.Time, error) {
+	var base db.Base
+	if fv.Version == 0 {
+		f, err := e.db.Function(ctx, db.Internal, fv.FunctionID)
+		if err != nil {
+			return time.Time{}, err
+		}
+		base = f.Base
+	} else {
+		v, err := e.db.FunctionVersion(ctx, db.Internal, fv.FunctionID, fv.Version)
+		if err != nil {
+			return time.Time{}, err
+		}
+		base = v.Base
+	}
+	if base.UpdatedAt != nil {
+		return *base.UpdatedAt, nil
+	}
+	return base.CreatedAt, nil
+}

@@ -1,0 +1,106 @@
+// Package inproc is the RPC transport of the all-in-one: API and engine in
+// one process. Messages still go through the JSON envelope every transport
+// uses, so the all-in-one exercises the same encoding, identity propagation
+// and error kinds as RabbitMQ does.
+package inproc
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/rpc"
+)
+
+type envelope struct {
+	req   rpc.Request
+	reply chan rpc.Response // nil for a cast
+}
+
+// Transport is an in-memory queue between rpc.Client and one Serve loop.
+type Transport struct {
+	timeout time.Duration
+	queue   chan envelope
+	done    chan struct{}
+	once    sync.Once
+}
+
+var _ rpc.Transport = (*Transport)(nil)
+
+// New returns a transport whose calls wait at most timeout for a reply.
+func New(timeout time.Duration) *Transport {
+	return &Transport{timeout: timeout, queue: make(chan envelope, 1024), done: make(chan struct{})}
+}
+
+// Call sends a request and waits for its reply.
+func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
+	req, err := rpc.NewRequest(ctx, method, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	env := envelope{req: req, reply: make(chan rpc.Response, 1)}
+	if err := t.enqueue(ctx, env); err != nil {
+		return err
+	}
+	select {
+	case resp := <-env.reply:
+		return resp.Decode(reply)
+	case <-ctx.Done():
+		return errdefs.Wrap(errdefs.KindTimeout, ctx.Err(), "No reply from the engine to %s in time.", method)
+	case <-t.done:
+		return errdefs.Unavailable("The engine is shutting down.")
+	}
+}
+
+// Cast sends a request without waiting for it to be handled.
+func (t *Transport) Cast(ctx context.Context, method string, args any) error {
+	req, err := rpc.NewRequest(ctx, method, args)
+	if err != nil {
+		return err
+	}
+	return t.enqueue(ctx, envelope{req: req})
+}
+
+func (t *Transport) enqueue(ctx context.Context, env envelope) error {
+	select {
+	case t.queue <- env:
+		return nil
+	case <-ctx.Done():
+		return errdefs.Wrap(errdefs.KindUnavailable, ctx.Err(), "The engine is not accepting requests.")
+	case <-t.done:
+		return errdefs.Unavailable("The engine is shutting down.")
+	}
+}
+
+// Serve handles requests, each in its own goroutine, until ctx ends. Handlers
+// run under ctx (not the caller's context), as they would on a remote engine.
+func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case env := <-t.queue:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp := rpc.Dispatch(ctx, h, env.req)
+				if env.reply != nil {
+					env.reply <- resp
+				}
+			}()
+		case <-ctx.Done():
+			return nil
+		case <-t.done:
+			return nil
+		}
+	}
+}
+
+// Close stops the transport; pending and later calls fail as unavailable.
+func (t *Transport) Close() error {
+	t.once.Do(func() { close(t.done) })
+	return nil
+}

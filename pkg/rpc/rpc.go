@@ -1,0 +1,99 @@
+// Package rpc is how qinling-api talks to qinling-engine: request/reply calls
+// and fire-and-forget casts of named methods with JSON arguments. The caller's
+// identity (reqctx) travels with every message, and errors keep their errdefs
+// kind across the wire. Transports live in subpackages: inproc for the
+// all-in-one and, later, rabbit for RabbitMQ; pkg/backends picks one.
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+)
+
+// Client sends methods to some engine.
+type Client interface {
+	// Call sends method with args to one engine and waits for its reply,
+	// which is decoded into reply (when not nil).
+	Call(ctx context.Context, method string, args, reply any) error
+	// Cast sends method with args to one engine without waiting. Once Cast
+	// returns nil the message is the transport's to deliver.
+	Cast(ctx context.Context, method string, args any) error
+}
+
+// Handler serves methods on the engine's side. The context carries the
+// caller's identity; the returned value is JSON-encoded as the reply.
+type Handler interface {
+	Handle(ctx context.Context, method string, args json.RawMessage) (any, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, method string, args json.RawMessage) (any, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, method string, args json.RawMessage) (any, error) {
+	return f(ctx, method, args)
+}
+
+// Transport is both ends of one RPC transport.
+type Transport interface {
+	Client
+	// Serve consumes messages and dispatches them to h until ctx ends.
+	Serve(ctx context.Context, h Handler) error
+	Close() error
+}
+
+// Request is the envelope every transport carries.
+type Request struct {
+	Method   string          `json:"method"`
+	Args     json.RawMessage `json:"args"`
+	Identity reqctx.Identity `json:"context"`
+}
+
+// Response is the envelope of a call's reply.
+type Response struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *errdefs.Wire   `json:"error,omitempty"`
+}
+
+// Dispatch runs req through h the way every transport must: identity
+// installed in the context, the reply JSON-encoded, the error put on the wire
+// with its kind.
+func Dispatch(ctx context.Context, h Handler, req Request) Response {
+	ctx = reqctx.With(ctx, req.Identity)
+	out, err := h.Handle(ctx, req.Method, req.Args)
+	if err != nil {
+		return Response{Error: errdefs.ToWire(err)}
+	}
+	if out == nil {
+		return Response{}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return Response{Error: errdefs.ToWire(err)}
+	}
+	return Response{Result: b}
+}
+
+// Decode turns a Response into the caller's reply value or error.
+func (r Response) Decode(reply any) error {
+	if r.Error != nil {
+		return errdefs.FromWire(r.Error)
+	}
+	if reply == nil || len(r.Result) == 0 {
+		return nil
+	}
+	return json.Unmarshal(r.Result, reply)
+}
+
+// NewRequest builds the envelope for method and args, taking the identity
+// from ctx.
+func NewRequest(ctx context.Context, method string, args any) (Request, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return Request{}, errdefs.Wrap(errdefs.KindInternal, err, "encode arguments of %s", method)
+	}
+	return Request{Method: method, Args: b, Identity: reqctx.From(ctx)}, nil
+}

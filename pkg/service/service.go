@@ -1,0 +1,124 @@
+// Package service assembles the running parts both binaries share: logging,
+// the database, coordination, storage, the RPC transport and the engine. The
+// all-in-one is qinling-api with the engine assembled into the same process.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/backends"
+	"github.com/qinling-go/qinling/pkg/config"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/rpc"
+	"github.com/qinling-go/qinling/storage"
+)
+
+// NewLogger returns the process logger per [DEFAULT] debug and log_format.
+func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if c.Default.Debug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Default.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Deps are the connections a process holds; Close releases them in reverse.
+type Deps struct {
+	DB        *db.DB
+	Coord     coord.Coordinator
+	Storage   storage.PackageStorage
+	Transport rpc.Transport
+	closers   []func()
+}
+
+// Close releases everything Open acquired.
+func (d *Deps) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// Open connects to everything a process needs. The state directory is
+// created first: the all-in-one keeps everything under it.
+func Open(ctx context.Context, c *config.Config, allInOne bool) (_ *Deps, err error) {
+	d := &Deps{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(c.Default.StatePath, 0o700); err != nil {
+		return nil, fmt.Errorf("DEFAULT.state_path: %w", err)
+	}
+	driver, dsn, err := config.ParseDatabaseURL(c.DatabaseURL())
+	if err != nil {
+		return nil, err
+	}
+	if d.DB, err = db.Open(driver, dsn); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { d.DB.Close() })
+	co, stop, err := backends.NewCoordinator(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	d.Coord = co
+	d.closers = append(d.closers, stop)
+	if d.Storage, err = backends.NewStorage(c); err != nil {
+		return nil, err
+	}
+	if d.Transport, err = backends.NewTransport(c, allInOne); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { d.Transport.Close() })
+	return d, nil
+}
+
+// Engine is a running engine.
+type Engine struct {
+	Engine *engine.Engine
+	orch   orchestrator.Orchestrator
+	done   chan error
+}
+
+// StartEngine builds the orchestrator and the engine and starts serving RPC
+// until ctx ends; Wait returns when it has stopped.
+func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, log *slog.Logger) (*Engine, error) {
+	orch, err := backends.NewOrchestrator(c, log)
+	if err != nil {
+		return nil, err
+	}
+	eng := engine.New(d.DB, orch, d.Coord, d.Storage, engine.Options{
+		Name:                c.EngineName(),
+		FunctionConcurrency: c.Engine.FunctionConcurrency,
+		MaxWorkers:          c.Engine.MaxWorkersPerFunction,
+		Expiration:          c.Engine.FunctionServiceExpiration,
+		ExpirationInterval:  c.Engine.ExpirationCheckInterval,
+		PublicEndpoint:      c.PublicEndpoint(),
+	}, log.With("component", "engine"))
+	if err := eng.Start(ctx, allInOne); err != nil {
+		orch.Close()
+		return nil, err
+	}
+	e := &Engine{Engine: eng, orch: orch, done: make(chan error, 1)}
+	go func() {
+		err := d.Transport.Serve(ctx, eng)
+		e.done <- errors.Join(err, orch.Close())
+	}()
+	return e, nil
+}
+
+// Wait blocks until the engine stopped serving and its workers are gone.
+func (e *Engine) Wait() error { return <-e.done }

@@ -1,0 +1,180 @@
+package testutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// httpClient allows for synchronous executions, which last as long as the
+// function runs.
+var httpClient = &http.Client{Timeout: 3 * time.Minute}
+
+// Form is a multipart/form-data body: text fields and file parts, the shape
+// python-qinlingclient uses to create and update package functions.
+type Form struct {
+	Fields map[string]string
+	Files  map[string]File // by field name, e.g. "package"
+}
+
+// File is one file part of a Form.
+type File struct {
+	Name string // the filename the part carries
+	Data []byte
+}
+
+// Response is an HTTP response with its body read.
+type Response struct {
+	Method string
+	Path   string
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// String describes the exchange for failure messages (body cut at 2 KiB).
+func (r *Response) String() string {
+	body := string(r.Body)
+	if len(body) > 2048 {
+		body = body[:2048] + "…"
+	}
+	return fmt.Sprintf("%s %s → %d (%s) %s", r.Method, r.Path, r.Status, r.Header.Get("Content-Type"), body)
+}
+
+// Object decodes the body as a JSON object, failing the test otherwise.
+func (r *Response) Object(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	r.Decode(t, &m)
+	require.NotNil(t, m, "%s: body is JSON null", r)
+	return m
+}
+
+// Decode decodes the JSON body into v, failing the test if it is not JSON.
+func (r *Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Body, v), "%s: body is not JSON", r)
+}
+
+// Fault checks the error shape python-qinlingclient needs (client contract
+// §5.1): Content-Type application/json and a JSON object with a non-empty
+// string faultstring, which it returns.
+func (r *Response) Fault(t testing.TB) string {
+	t.Helper()
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	require.NoError(t, err, "%s: unparsable Content-Type", r)
+	require.Equal(t, "application/json", mt, "%s: error bodies must be JSON", r)
+	fault, _ := r.Object(t)["faultstring"].(string)
+	require.NotEmpty(t, fault, "%s: no faultstring", r)
+	return fault
+}
+
+// Do sends a request to path (relative to URL, or an absolute URL) the way
+// python-qinlingclient does: X-Auth-Token "notused", its User-Agent, Accept */*
+// and Content-Type application/json even on body-less GETs. body may be:
+//
+//	nil          no body
+//	string       sent as-is as application/json (for malformed JSON)
+//	[]byte       likewise
+//	url.Values   application/x-www-form-urlencoded
+//	*Form        multipart/form-data
+//	anything     JSON-encoded
+//
+// headers are name, value pairs overriding those defaults; an empty value
+// removes a header. Only a transport error fails the test.
+func (s *Server) Do(t testing.TB, method, path string, body any, headers ...string) *Response {
+	t.Helper()
+	require.True(t, len(headers)%2 == 0, "Do: headers must be name, value pairs")
+	var (
+		rd    io.Reader
+		ctype string
+	)
+	switch b := body.(type) {
+	case nil:
+		if method == http.MethodGet {
+			ctype = "application/json"
+		}
+	case string:
+		rd, ctype = strings.NewReader(b), "application/json"
+	case []byte:
+		rd, ctype = bytes.NewReader(b), "application/json"
+	case url.Values:
+		rd, ctype = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
+	case *Form:
+		data, ct, err := b.encode()
+		require.NoError(t, err)
+		rd, ctype = bytes.NewReader(data), ct
+	default:
+		data, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd, ctype = bytes.NewReader(data), "application/json"
+	}
+	target := path
+	if !strings.HasPrefix(path, "http://") && !strings.HasPrefix(path, "https://") {
+		target = s.URL + path
+	}
+	req, err := http.NewRequest(method, target, rd)
+	require.NoError(t, err)
+	req.Header.Set("X-Auth-Token", "notused")
+	req.Header.Set("User-Agent", "python-qinlingclient")
+	req.Header.Set("Accept", "*/*")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := httpClient.Do(req)
+	require.NoError(t, err, "%s %s", method, path)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "%s %s: reading body", method, path)
+	return &Response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+func (f *Form) encode() ([]byte, string, error) {
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for _, k := range sortedKeys(f.Fields) {
+		if err := w.WriteField(k, f.Fields[k]); err != nil {
+			return nil, "", err
+		}
+	}
+	for _, k := range sortedKeys(f.Files) {
+		part, err := w.CreateFormFile(k, f.Files[k].Name)
+		if err != nil {
+			return nil, "", err
+		}
+		if _, err := part.Write(f.Files[k].Data); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, "", err
+	}
+	return b.Bytes(), w.FormDataContentType(), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,287 @@
+package testutil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	// readyTimeout bounds how long a server may take to answer GET / with 200.
+	readyTimeout = 60 * time.Second
+	// stopGrace is how long a server gets to exit after SIGTERM before SIGKILL.
+	stopGrace = 15 * time.Second
+	// failLogLines is how much of the server log a failed test prints.
+	failLogLines = 100
+)
+
+// Option changes the config file StartAllInOne or Launch writes.
+type Option func(*iniFile)
+
+// WithConfig sets option key of [section] to value, adding or overriding a
+// line of the default config, e.g. WithConfig("storage", "max_package_size", "65536").
+func WithConfig(section, key, value string) Option {
+	return func(f *iniFile) { f.set(section, key, value) }
+}
+
+// Server is a running (or stopped) all-in-one qinling-api: API and engine in
+// one process, SQLite, embedded etcd, in-process RPC, the local orchestrator
+// and local package storage, auth off. Everything it writes is under Dir.
+type Server struct {
+	URL        string // http://127.0.0.1:<port>, no trailing slash
+	Dir        string // private directory holding the files below
+	ConfigPath string // the oslo INI file the server was started with
+	StateDir   string // [DEFAULT] state_path
+	LogPath    string // the server's stdout and stderr, appended across restarts
+
+	bin string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	waitErr error
+}
+
+// StartAllInOne starts an all-in-one server with a private state directory
+// and free ports, waits until GET / answers 200 and stops it when the test
+// ends (SIGTERM, then SIGKILL), printing the log tail if the test failed.
+func StartAllInOne(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	// Not t.TempDir(): the local orchestrator puts unix sockets under the
+	// state directory, and test names would push their paths past the
+	// 108-byte limit.
+	dir, err := os.MkdirTemp("", "qaio-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+
+	s, err := Launch(dir, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Logf("stopping qinling-api: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("last %d lines of %s:\n%s", failLogLines, s.LogPath, s.LogTail(failLogLines))
+		}
+	})
+	return s
+}
+
+// Launch is StartAllInOne for callers without a testing.TB (TestMain): dir
+// must exist and is not removed; the caller must Stop the server.
+func Launch(dir string, opts ...Option) (*Server, error) {
+	bin, err := BuildBinaries()
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{
+		URL:        fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		Dir:        dir,
+		ConfigPath: filepath.Join(dir, "qinling.conf"),
+		StateDir:   filepath.Join(dir, "state"),
+		LogPath:    filepath.Join(dir, "qinling-api.log"),
+		bin:        filepath.Join(bin, "qinling-api"),
+	}
+	f := &iniFile{}
+	f.set("DEFAULT", "state_path", s.StateDir)
+	f.set("api", "host", "127.0.0.1")
+	f.set("api", "port", fmt.Sprint(ports[0]))
+	f.set("etcd", "port", fmt.Sprint(ports[1]))
+	f.set("etcd", "peer_port", fmt.Sprint(ports[2]))
+	f.set("local_orchestrator", "pool_size", "2")
+	f.set("pecan", "auth_enable", "false")
+	for _, o := range opts {
+		o(f)
+	}
+	if err := os.WriteFile(s.ConfigPath, f.bytes(), 0o600); err != nil {
+		return nil, fmt.Errorf("testutil: %w", err)
+	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// start runs the binary and waits for readiness; on failure the process is
+// stopped and the error carries the log tail.
+func (s *Server) start() error {
+	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("testutil: %w", err)
+	}
+	defer logf.Close() // the child has its own copy
+	fmt.Fprintf(logf, "=== testutil: starting %s --all-in-one --config-file %s at %s\n",
+		s.bin, s.ConfigPath, time.Now().Format(time.RFC3339))
+
+	tmp := filepath.Join(s.Dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("testutil: %w", err)
+	}
+	cmd := exec.Command(s.bin, "--all-in-one", "--config-file", s.ConfigPath)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group, so a server that has to be killed takes its worker
+	// processes with it; SIGTERM if this test process dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("testutil: start %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited, s.waitErr = cmd, exited, nil
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+
+	if err := s.waitReady(exited); err != nil {
+		s.Stop()
+		return fmt.Errorf("testutil: qinling-api not ready: %w\nlast lines of %s:\n%s",
+			err, s.LogPath, s.LogTail(failLogLines))
+	}
+	return nil
+}
+
+func (s *Server) waitReady(exited <-chan struct{}) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-exited:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return fmt.Errorf("it exited during startup (%v)", s.waitErr)
+		default:
+		}
+		resp, err := client.Get(s.URL + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET / answered %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no 200 from GET %s/ within %s (last: %v)", s.URL, readyTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM, waits up to 15 s, then SIGKILLs the server's process
+// group; it also kills whatever the server left running in that group. It
+// returns an error describing an unclean stop. Stopping a stopped server is
+// a no-op.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	pid := cmd.Process.Pid
+	var problems []string
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(stopGrace):
+		problems = append(problems, fmt.Sprintf("no exit within %s of SIGTERM; killed", stopGrace))
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-exited
+	}
+	if syscall.Kill(-pid, 0) == nil {
+		problems = append(problems, "left processes running in its group; killed")
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	s.mu.Lock()
+	waitErr := s.waitErr
+	s.mu.Unlock()
+	if waitErr != nil && len(problems) == 0 {
+		problems = append(problems, fmt.Sprintf("exit after SIGTERM: %v", waitErr))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Restart stops the server and starts it again with the same config, ports
+// and state directory, for state-survives-restart tests.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		// An unclean stop is worth knowing about, not a reason to give up.
+		fmt.Fprintf(os.Stderr, "testutil: restart: %v\n", err)
+	}
+	return s.start()
+}
+
+// LogTail returns the last n lines of the server log.
+func (s *Server) LogTail(n int) string {
+	data, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Log returns the whole server log so far.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(s.LogPath)
+	return string(data)
+}
+
+// iniFile is an oslo-style INI file: sections in first-set order, keys sorted.
+type iniFile struct {
+	order    []string
+	sections map[string]map[string]string
+}
+
+func (f *iniFile) set(section, key, value string) {
+	if f.sections == nil {
+		f.sections = map[string]map[string]string{}
+	}
+	if _, ok := f.sections[section]; !ok {
+		f.order = append(f.order, section)
+		f.sections[section] = map[string]string{}
+	}
+	f.sections[section][key] = value
+}
+
+func (f *iniFile) bytes() []byte {
+	var b bytes.Buffer
+	for _, name := range f.order {
+		fmt.Fprintf(&b, "[%s]\n", name)
+		for _, k := range sortedKeys(f.sections[name]) {
+			fmt.Fprintf(&b, "%s = %s\n", k, f.sections[name][k])
+		}
+		b.WriteString("\n")
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,229 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+)
+
+type runtimeRequest struct {
+	Image       optString `json:"image"`
+	Name        optString `json:"name"`
+	Description optString `json:"description"`
+	IsPublic    *bool     `json:"is_public"`
+	Trusted     *bool     `json:"trusted"`
+	// Read-only attributes are refused with upstream's message.
+	ID        any `json:"id"`
+	Status    any `json:"status"`
+	ProjectID any `json:"project_id"`
+	CreatedAt any `json:"created_at"`
+	UpdatedAt any `json:"updated_at"`
+}
+
+func (rr *runtimeRequest) readOnlySet() bool {
+	return rr.ID != nil || rr.Status != nil || rr.ProjectID != nil || rr.CreatedAt != nil || rr.UpdatedAt != nil
+}
+
+func (s *Server) createRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	ctx := r.Context()
+	if err := requireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	var req runtimeRequest
+	if err := s.decodeJSON(r, &req); err != nil {
+		return nil, 0, err
+	}
+	if req.readOnlySet() {
+		return nil, 0, errdefs.Invalid("Cannot set read only field.")
+	}
+	if req.Image.Value == nil || strings.TrimSpace(*req.Image.Value) == "" {
+		return nil, 0, errdefs.Invalid("Required param is missing. Required: {'image'}")
+	}
+	if len(*req.Image.Value) > 255 {
+		return nil, 0, errdefs.Invalid("image is longer than 255 characters.")
+	}
+	if err := checkLen("name", req.Name.Value, 255); err != nil {
+		return nil, 0, err
+	}
+	if err := checkLen("description", req.Description.Value, 255); err != nil {
+		return nil, 0, err
+	}
+	rt := &db.Runtime{
+		Base: db.Base{ProjectID: reqctx.From(ctx).ProjectID},
+		Name: req.Name.Value, Description: req.Description.Value, Image: strings.TrimSpace(*req.Image.Value),
+		Status: db.StatusCreating, IsPublic: true, Trusted: true,
+	}
+	if req.IsPublic != nil {
+		rt.IsPublic = *req.IsPublic
+	}
+	if req.Trusted != nil {
+		rt.Trusted = *req.Trusted
+	}
+	if err := s.DB.CreateRuntime(ctx, rt); err != nil {
+		return nil, 0, err
+	}
+	if err := s.Engine.CreateRuntime(ctx, rt.ID); err != nil {
+		_ = s.DB.UpdateRuntime(ctx, rt.ID, map[string]any{"status": db.StatusError})
+		return nil, 0, err
+	}
+	return renderRuntime(rt), http.StatusCreated, nil
+}
+
+func checkLen(field string, v *string, n int) error {
+	if v != nil && len(*v) > n {
+		return errdefs.Invalid("%s is longer than %d characters.", field, n)
+	}
+	return nil
+}
+
+func (s *Server) listRuntimes(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	_, scope := caller(r.Context())
+	opts, err := listOptions(r, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	rts, err := s.DB.Runtimes(r.Context(), scope, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]runtimeView, len(rts))
+	for i := range rts {
+		out[i] = renderRuntime(&rts[i])
+	}
+	return map[string]any{"runtimes": out}, http.StatusOK, nil
+}
+
+func (s *Server) getRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, scope := caller(r.Context())
+	rt, err := s.DB.Runtime(r.Context(), scope, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return renderRuntime(rt), http.StatusOK, nil
+}
+
+// updateRuntime changes name and description. Changing the image rolls the
+// pool, which comes with the full admin API.
+func (s *Server) updateRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	ctx := r.Context()
+	if err := requireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	id, err := pathID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	var req runtimeRequest
+	if err := s.decodeJSON(r, &req); err != nil {
+		return nil, 0, err
+	}
+	if req.readOnlySet() {
+		return nil, 0, errdefs.Invalid("Cannot set read only field.")
+	}
+	_, scope := caller(ctx)
+	rt, err := s.DB.Runtime(ctx, scope, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	values := map[string]any{}
+	if req.Name.Set {
+		values["name"] = req.Name.Value
+	}
+	if req.Description.Set {
+		values["description"] = req.Description.Value
+	}
+	if req.Image.Value != nil && *req.Image.Value != rt.Image {
+		return nil, 0, errdefs.New(errdefs.KindConflict, "Changing the image of runtime %s is not supported yet.", id)
+	}
+	if len(values) > 0 {
+		if err := s.DB.UpdateRuntime(ctx, id, values); err != nil {
+			return nil, 0, err
+		}
+	}
+	rt, err = s.DB.Runtime(ctx, scope, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return renderRuntime(rt), http.StatusOK, nil
+}
+
+func (s *Server) deleteRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	ctx := r.Context()
+	if err := requireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	id, err := pathID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, scope := caller(ctx)
+	if _, err := s.DB.Runtime(ctx, scope, id); err != nil {
+		return nil, 0, err
+	}
+	inUse, err := s.DB.RuntimeInUse(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if inUse {
+		return nil, 0, errdefs.Forbidden("Runtime %s is still in use.", id)
+	}
+	if err := s.DB.UpdateRuntime(ctx, id, map[string]any{"status": db.StatusDeleting}); err != nil {
+		return nil, 0, err
+	}
+	if err := s.Engine.DeleteRuntime(ctx, id); err != nil {
+		return nil, 0, err
+	}
+	return nil, http.StatusNoContent, nil
+}
+
+func (s *Server) getRuntimePool(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	ctx := r.Context()
+	if err := requireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	id, err := pathID(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	cp, err := s.Engine.RuntimePool(ctx, id)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil, 0, errdefs.NotFound("Runtime not found [id=%s]", id)
+		}
+		return nil, 0, err
+	}
+	return map[string]any{"name": id, "capacity": cp}, http.StatusOK, nil
+}
+
+// listOptions reads the paging extension (limit, marker) and the filters
+// named in allowed (query name → column).
+func listOptions(r *http.Request, allowed map[string]string) (db.ListOptions, error) {
+	q := r.URL.Query()
+	var o db.ListOptions
+	if v := q.Get("limit"); v != "" {
+		n, _, err := formInt("limit", v)
+		if err != nil || n < 1 {
+			return o, errdefs.Invalid("Invalid limit %q: a positive integer is required.", v)
+		}
+		o.Limit = int(n)
+	}
+	o.Marker = q.Get("marker")
+	for name, col := range allowed {
+		if v := q.Get(name); v != "" {
+			f, err := db.ParseFilter(col, v)
+			if err != nil {
+				return o, err
+			}
+			o.Filters = append(o.Filters, f)
+		}
+	}
+	return o, nil
+}

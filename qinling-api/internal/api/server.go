@@ -1,0 +1,313 @@
+// Package api is qinling-api's HTTP layer: routes, middleware (request IDs,
+// identity, recovery), request decoding and the wire rendering of upstream
+// Qinling's v1 API. Handlers return (value, status, error); one function,
+// respond, writes every answer, and errors become JSON with faultstring.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+	"github.com/qinling-go/qinling/storage"
+)
+
+// Limits are the request and resource bounds the API enforces.
+type Limits struct {
+	MaxBodySize    int64
+	MaxPackageSize int64
+	DefaultCPU     int
+	MinCPU         int
+	MaxCPU         int
+	DefaultMemory  int64
+	MinMemory      int64
+	MaxMemory      int64
+	DefaultTimeout int
+	MinTimeout     int
+	MaxTimeout     int
+}
+
+// Authenticator turns a request into an identity, or an unauthorized error.
+// The no-auth one gives everyone upstream's project "default".
+type Authenticator interface {
+	Authenticate(r *http.Request) (reqctx.Identity, error)
+}
+
+// NoAuth is the authenticator of auth_enable = false.
+type NoAuth struct{}
+
+// Authenticate returns the default project's identity.
+func (NoAuth) Authenticate(*http.Request) (reqctx.Identity, error) {
+	return reqctx.Identity{ProjectID: reqctx.DefaultProject}, nil
+}
+
+// Server serves the v1 API.
+type Server struct {
+	DB       *db.DB
+	Engine   engine.Client
+	Coord    coord.Coordinator
+	Storage  storage.PackageStorage
+	Auth     Authenticator
+	Limits   Limits
+	Endpoint string // public URL, for links
+	Log      *slog.Logger
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) (any, int, error)
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	open := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h, false)) }
+	authed := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h, true)) }
+
+	open("GET /{$}", s.root)
+	open("GET /v1", s.v1root)
+
+	authed("POST /v1/runtimes", s.createRuntime)
+	authed("GET /v1/runtimes", s.listRuntimes)
+	authed("GET /v1/runtimes/{id}", s.getRuntime)
+	authed("PUT /v1/runtimes/{id}", s.updateRuntime)
+	authed("DELETE /v1/runtimes/{id}", s.deleteRuntime)
+	authed("GET /v1/runtimes/{id}/pool", s.getRuntimePool)
+
+	authed("POST /v1/functions", s.createFunction)
+	authed("GET /v1/functions", s.listFunctions)
+	authed("GET /v1/functions/{id}", s.getFunction)
+	authed("PUT /v1/functions/{id}", s.updateFunction)
+	authed("DELETE /v1/functions/{id}", s.deleteFunction)
+
+	authed("POST /v1/executions", s.createExecution)
+	authed("GET /v1/executions", s.listExecutions)
+	authed("GET /v1/executions/{id}", s.getExecution)
+	authed("GET /v1/executions/{id}/log", s.getExecutionLog)
+	authed("DELETE /v1/executions/{id}", s.deleteExecution)
+
+	// Anything else is a JSON 404: the CLI crashes on a text/plain error.
+	open("/", func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+		return nil, 0, errdefs.NotFound("Resource not found: %s %s", r.Method, r.URL.Path)
+	})
+	return s.middleware(mux)
+}
+
+// middleware gives every request an ID, normalises trailing slashes (the CLI
+// asks for /v1/functions/<id>/workers/?...), and recovers panics as JSON 500s.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := "req-" + uuid.NewString()
+		w.Header().Set("X-Openstack-Request-Id", rid)
+		if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+			r.URL.Path = strings.TrimRight(p, "/")
+			if r.URL.Path == "" {
+				r.URL.Path = "/"
+			}
+		}
+		ctx := reqctx.With(r.Context(), reqctx.Identity{RequestID: rid, ProjectID: reqctx.DefaultProject})
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				s.Log.Error("panic serving request", "request_id", rid, "panic", p, "stack", string(debug.Stack()))
+				if !rec.wrote {
+					writeError(rec, errdefs.New(errdefs.KindInternal, "internal error"))
+				}
+			}
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelError
+			}
+			s.Log.Log(ctx, level, "request", "request_id", rid, "method", r.Method, "path", r.URL.Path,
+				"status", rec.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}()
+		next.ServeHTTP(rec, r.WithContext(ctx))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status, s.wrote = code, true
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// wrap authenticates (when asked), calls h and writes its answer.
+func (s *Server) wrap(h handlerFunc, authenticate bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if authenticate {
+			id, err := s.Auth.Authenticate(r)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			id.RequestID = reqctx.From(r.Context()).RequestID
+			r = r.WithContext(reqctx.With(r.Context(), id))
+		}
+		v, status, err := h(w, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		respond(w, status, v)
+	})
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	log := reqctx.Logger(r.Context(), s.Log)
+	if errdefs.HTTPStatus(err) >= 500 {
+		log.Error("request failed", "error", err)
+	} else {
+		log.Debug("request rejected", "error", err)
+	}
+	writeError(w, err)
+}
+
+// respond writes v as JSON. A nil v with 204 writes no body at all, as the
+// clients (tempest) require; raw bodies (logs, downloads) are written by the
+// handler itself, which then returns status 0.
+func respond(w http.ResponseWriter, status int, v any) {
+	switch {
+	case status == 0:
+		return
+	case status == http.StatusNoContent:
+		w.WriteHeader(status)
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, errdefs.Wrap(errdefs.KindInternal, err, "encode response"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeError writes upstream's error body: a JSON object with faultstring.
+func writeError(w http.ResponseWriter, err error) {
+	status := errdefs.HTTPStatus(err)
+	code := "Client"
+	if status >= 500 {
+		code = "Server"
+	}
+	b, _ := json.Marshal(map[string]any{"faultcode": code, "faultstring": errdefs.PublicMessage(err), "debuginfo": nil})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) root(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	return map[string]any{"versions": []any{map[string]any{
+		"id": "v1.0", "status": "CURRENT",
+		"links": []any{map[string]string{"href": s.baseURL(r) + "/v1", "target": "v1", "rel": "self"}},
+	}}}, http.StatusOK, nil
+}
+
+func (s *Server) v1root(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	return map[string]string{"uri": s.baseURL(r) + "/v1"}, http.StatusOK, nil
+}
+
+// baseURL is the URL the client used to reach us, as upstream's
+// application_url.
+func (s *Server) baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://%s", scheme, r.Host)
+}
+
+// caller returns the identity and its default scope.
+func caller(ctx context.Context) (reqctx.Identity, db.Scope) {
+	id := reqctx.From(ctx)
+	return id, db.Scope{ProjectID: id.ProjectID}
+}
+
+// readScope is the scope of by-ID reads: admins may read any project's
+// objects, as upstream.
+func readScope(ctx context.Context) db.Scope {
+	id, s := caller(ctx)
+	s.All = id.IsAdmin()
+	return s
+}
+
+// requireAdmin enforces upstream's admin-only policy rules.
+func requireAdmin(ctx context.Context) error {
+	if !reqctx.From(ctx).IsAdmin() {
+		return errdefs.Forbidden("Operation not allowed")
+	}
+	return nil
+}
+
+// listScope applies all_projects and project_id: admins may list every
+// project or one named project; for others project_id is ignored (upstream
+// crashed there) and all_projects is refused.
+func listScope(r *http.Request) (db.Scope, error) {
+	id, s := caller(r.Context())
+	q := r.URL.Query()
+	all := false
+	if v := q.Get("all_projects"); v != "" {
+		b, ok := parseBool(v)
+		if !ok {
+			return s, errdefs.Invalid("Invalid value for all_projects: %q.", v)
+		}
+		all = b
+	}
+	if all {
+		if err := requireAdmin(r.Context()); err != nil {
+			return s, err
+		}
+		s.All = true
+	}
+	if p := q.Get("project_id"); p != "" && id.IsAdmin() {
+		s = db.Scope{ProjectID: p}
+	}
+	return s, nil
+}
+
+// parseBool follows oslo's bool_from_string.
+func parseBool(v string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "t", "true", "on", "y", "yes":
+		return true, true
+	case "0", "f", "false", "off", "n", "no":
+		return false, true
+	}
+	return false, false
+}
+
+// pathID returns the {id} path value after checking it is a UUID; the CLI
+// treats anything else as a name, so only scripts send such ids.
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return "", errdefs.Invalid("Invalid input for field/attribute id. Value: '%s'. Expected a UUID.", id)
+	}
+	return strings.ToLower(id), nil
+}

@@ -1,0 +1,120 @@
+// Package app is qinling-api's startup: flags, configuration, wiring of the
+// API (and, with --all-in-one, the engine) and graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/qinling-go/qinling/pkg/config"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/service"
+	"github.com/qinling-go/qinling/qinling-api/internal/api"
+)
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// Main runs qinling-api and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qinling-api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var files stringList
+	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable, later files override earlier ones (precedence: defaults < files < flags)")
+	allInOne := fs.Bool("all-in-one", false, "run the engine in this process too, with no outside service: SQLite, embedded etcd, in-process RPC, local orchestrator; auth is off unless a config file sets [pecan] auth_enable")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var overrides []config.Override
+	if *allInOne {
+		overrides = append(overrides, func(c *config.Config) {
+			if !c.IsSet("pecan.auth_enable") {
+				c.Pecan.AuthEnable = false
+			}
+		})
+	}
+	cfg, err := config.Load(files, overrides...)
+	if err != nil {
+		fmt.Fprintf(stderr, "qinling-api: configuration: %v\n", err)
+		return 2
+	}
+	log := service.NewLogger(cfg, stderr)
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
+	}
+	if err := run(ctx, cfg, *allInOne, log); err != nil {
+		log.Error("qinling-api stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logger) error {
+	log.Info("starting qinling-api", "all_in_one", allInOne, "config", cfg)
+	if cfg.Pecan.AuthEnable {
+		return errors.New("pecan.auth_enable = true: Keystone authentication is not available in this build yet; set it to false")
+	}
+	// Listen first: a port in use should fail before anything else starts.
+	addr := net.JoinHostPort(cfg.API.Host, strconv.Itoa(cfg.API.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	defer ln.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deps, err := service.Open(ctx, cfg, allInOne)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	var eng *service.Engine
+	if allInOne {
+		if eng, err = service.StartEngine(ctx, cfg, deps, true, log); err != nil {
+			return err
+		}
+	}
+	l := cfg.ResourceLimits
+	srv := &api.Server{
+		DB: deps.DB, Engine: engine.Client{RPC: deps.Transport}, Coord: deps.Coord, Storage: deps.Storage,
+		Auth: api.NoAuth{}, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
+		Limits: api.Limits{
+			MaxBodySize: cfg.API.MaxBodySize, MaxPackageSize: cfg.Storage.MaxPackageSize,
+			DefaultCPU: l.DefaultCPU, MinCPU: l.MinCPU, MaxCPU: l.MaxCPU,
+			DefaultMemory: l.DefaultMemory, MinMemory: l.MinMemory, MaxMemory: l.MaxMemory,
+			DefaultTimeout: l.DefaultTimeout, MinTimeout: l.MinTimeout, MaxTimeout: l.MaxTimeout,
+		},
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("qinling-api listening", "address", "http://"+ln.Addr().String(), "auth", cfg.Pecan.AuthEnable)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("api serve: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	_ = hs.Shutdown(sctx)
+	cancel()
+	if eng != nil {
+		if err := eng.Wait(); err != nil {
+			log.Warn("engine shutdown", "error", err)
+		}
+	}
+	return nil
+}

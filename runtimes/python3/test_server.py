@@ -1,0 +1,328 @@
+"""Tests for server.py: start the real server on a temp unix socket and talk HTTP.
+
+Run from the repo root:
+    /usr/bin/python3 -m unittest discover -s runtimes/python3 -p 'test_*.py'
+"""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")
+
+# function_id -> {relative file name: source}
+PACKAGES = {
+    "hello": {"main.py": (
+        "def main(name='World', **kwargs):\n"
+        "    print('Hello, %s' % name)\n"
+        "    return 'Hello, %s' % name\n")},
+    "positional": {"main.py": (
+        "def main(name, **kwargs):\n"
+        "    return 'Hello, %s' % name\n")},
+    "mutual": {
+        "pkg_a.py": "import pkg_b\nVALUE = 'a'\ndef main():\n    return pkg_b.both()\n",
+        "pkg_b.py": "import pkg_a\ndef both():\n    return pkg_a.VALUE + 'b'\n"},
+    "nested": {"lib/__init__.py": "", "lib/handlers.py": "def run():\n    return 'nested'\n"},
+    "raises": {"main.py": (
+        "def helper():\n    raise ValueError('bad input value')\n"
+        "def main():\n    print('before')\n    helper()\n"
+        "def empty():\n    raise RuntimeError()\n"
+        "def sysexit():\n    import sys; sys.exit(4)\n")},
+    "badresult": {"main.py": (
+        "def main():\n    return {1, 2}\n"
+        "def nan():\n    return float('nan')\n"
+        "def big():\n    return 'x' * (2 * 1024 * 1024)\n"
+        "not_callable = 42\n")},
+    "broken": {"main.py": "import does_not_exist_anywhere\n"},
+    "noisy": {"main.py": (
+        "import sys\n"
+        "def main():\n"
+        "    chunk = 'y' * (1024 * 1024)\n"
+        "    for _ in range(5):\n        sys.stdout.write(chunk)\n"
+        "    return 'done'\n")},
+    "sleepy": {"main.py": (
+        "import time, threading\n"
+        "def main(seconds, tag='', **kwargs):\n"
+        "    for i in range(3):\n"
+        "        print('%s line %d' % (tag, i))\n"
+        "        time.sleep(seconds / 3.0)\n"
+        "    return tag\n"
+        "def threaded():\n"
+        "    t = threading.Thread(target=lambda: print('from child thread'))\n"
+        "    t.start(); t.join()\n"
+        "    import logging; logging.getLogger('x').warning('logged warning')\n"
+        "    return 'ok'\n")},
+    "ctx": {"main.py": (
+        "def plain(name):\n    return name\n"
+        "def explicit(context, name='n'):\n    return sorted(context)\n"
+        "def kw(**kwargs):\n    return sorted(kwargs)\n")},
+    "counter": {"main.py": "COUNT = 0\ndef main():\n    global COUNT\n    COUNT += 1\n    return COUNT\n"},
+}
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=20):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Worker:
+    """A real server.py subprocess on a temp unix socket."""
+
+    def __init__(self, packages, *extra):
+        self.dir = tempfile.mkdtemp(prefix="qinling-py-")
+        self.sock = os.path.join(self.dir, "w.sock")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", SERVER, "--socket", self.sock, "--packages-dir", packages, *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.request("GET", "/ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("worker did not start")
+            time.sleep(0.02)
+
+    def request(self, method, path, body=None):
+        conn = UnixConnection(self.sock)
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "application/json"} if body is not None else {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def execute(self, fid, entry="main.main", input=None, **extra):
+        req = dict(execution_id="exec-%s-%s" % (fid, time.monotonic_ns()), function_id=fid,
+                   entry=entry, input=input, **extra)
+        status, body = self.request("POST", "/execute", json.dumps(req).encode())
+        assert status == 200, (status, body)
+        result = json.loads(body)
+        result["_id"] = req["execution_id"]
+        return result
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Base(unittest.TestCase):
+    def assertFailed(self, r, output):
+        self.assertFalse(r["success"], r)
+        self.assertEqual(r["output"], output)
+
+
+class ServerTest(Base):
+    @classmethod
+    def setUpClass(cls):
+        cls.packages = tempfile.mkdtemp(prefix="qinling-pkgs-")
+        for fid, files in PACKAGES.items():
+            for name, src in files.items():
+                path = os.path.join(cls.packages, fid, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(src)
+        cls.w = Worker(cls.packages)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        shutil.rmtree(cls.packages, ignore_errors=True)
+
+    def test_ping(self):
+        self.assertEqual(self.w.request("GET", "/ping"), (200, b"pong"))
+        self.assertEqual(self.w.request("GET", "/nope")[0], 404)
+
+    def test_keep_alive(self):
+        conn = UnixConnection(self.w.sock)
+        try:
+            for _ in range(2):
+                conn.request("GET", "/ping")
+                resp = conn.getresponse()
+                self.assertEqual((resp.status, resp.read()), (200, b"pong"))
+            body = json.dumps({"execution_id": "ka", "function_id": "hello"})
+            conn.request("POST", "/execute", body=body)
+            resp = conn.getresponse()
+            self.assertEqual(json.loads(resp.read())["output"], "Hello, World")
+        finally:
+            conn.close()
+
+    def test_hello_kwargs_and_log(self):
+        r = self.w.execute("hello", input={"name": "Qinling"})
+        self.assertTrue(r["success"], r)
+        self.assertEqual(r["output"], "Hello, Qinling")
+        self.assertEqual(r["logs"], "Start execution: %s\nHello, Qinling\nFinished execution: %s\n"
+                         % (r["_id"], r["_id"]))
+        self.assertIsInstance(r["duration"], float)
+        self.assertEqual(self.w.execute("hello")["output"], "Hello, World")
+
+    def test_positional_input(self):
+        r = self.w.execute("positional", input={"__function_input": "Qinling"})
+        self.assertEqual((r["success"], r["output"]), (True, "Hello, Qinling"))
+
+    def test_modules_importing_each_other(self):
+        r = self.w.execute("mutual", entry="pkg_a.main")
+        self.assertEqual((r["success"], r["output"]), (True, "ab"))
+
+    def test_dotted_module_path(self):
+        r = self.w.execute("nested", entry="lib.handlers.run")
+        self.assertEqual((r["success"], r["output"]), (True, "nested"))
+
+    def test_function_raises(self):
+        r = self.w.execute("raises")
+        self.assertFailed(r, "bad input value")
+        self.assertIn("before\n", r["logs"])
+        self.assertIn("Traceback (most recent call last)", r["logs"])
+        self.assertIn("in helper", r["logs"])
+        self.assertIn("ValueError: bad input value", r["logs"])
+        self.assertTrue(r["logs"].endswith("Finished execution: %s\n" % r["_id"]))
+        self.assertFailed(self.w.execute("raises", entry="main.empty"), "RuntimeError")
+
+    def test_sys_exit_does_not_kill_worker(self):
+        self.assertFailed(self.w.execute("raises", entry="main.sysexit"), "Function raised SystemExit: 4.")
+        self.assertEqual(self.w.request("GET", "/ping")[0], 200)
+
+    def test_result_not_serializable(self):
+        r = self.w.execute("badresult")
+        self.assertFalse(r["success"])
+        self.assertTrue(r["output"].startswith("Function result is not JSON serializable: "), r)
+        self.assertIn("set", r["output"])
+        self.assertFalse(self.w.execute("badresult", entry="main.nan")["success"])
+
+    def test_result_too_large(self):
+        r = self.w.execute("badresult", entry="main.big")
+        self.assertFailed(r, "Function result too large: %d bytes (limit 1048576)." % (2 * 1024 * 1024 + 2))
+
+    def test_entry_problems(self):
+        self.assertFailed(self.w.execute("hello", entry="main.missing"),
+                          "Function 'missing' not found in module 'main'.")
+        self.assertFailed(self.w.execute("badresult", entry="main.not_callable"),
+                          "Entry 'main.not_callable' is not callable.")
+        r = self.w.execute("hello", entry="nosuchmodule.main")
+        self.assertFailed(r, "Failed to import module 'nosuchmodule': No module named 'nosuchmodule'")
+        r = self.w.execute("broken")
+        self.assertFailed(r, "Failed to import module 'main': No module named 'does_not_exist_anywhere'")
+        self.assertIn("Traceback", r["logs"])
+        self.assertNotIn("importlib", r["logs"])   # import machinery frames are hidden
+        self.assertFailed(self.w.execute("hello", entry="main"),
+                          "Invalid entry 'main': expected 'module.function'.")
+
+    def test_missing_package(self):
+        self.assertFailed(self.w.execute("no-such-function"),
+                          "Function package not found for function no-such-function.")
+
+    def test_huge_print_truncated(self):
+        r = self.w.execute("noisy")
+        self.assertEqual((r["success"], r["output"]), (True, "done"))
+        self.assertIn("... [log truncated: %d bytes dropped]\n" % (4 * 1024 * 1024), r["logs"])
+        self.assertLess(len(r["logs"]), 1024 * 1024 + 500)
+        self.assertTrue(r["logs"].endswith("Finished execution: %s\n" % r["_id"]))
+
+    def test_concurrent_logs_separate(self):
+        results = {}
+
+        def run(tag):
+            results[tag] = self.w.execute("sleepy", input={"seconds": 0.3, "tag": tag})
+
+        threads = [threading.Thread(target=run, args=("T%d" % i,)) for i in range(4)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertLess(time.monotonic() - start, 1.5)   # really concurrent
+        for tag, r in results.items():
+            self.assertEqual(r["output"], tag)
+            lines = r["logs"].splitlines()
+            self.assertEqual(lines[1:4], ["%s line %d" % (tag, i) for i in range(3)], r["logs"])
+            self.assertEqual(len(lines), 5, r["logs"])
+
+    def test_child_thread_and_logging_captured(self):
+        r = self.w.execute("sleepy", entry="main.threaded")
+        self.assertTrue(r["success"], r)
+        self.assertIn("from child thread\n", r["logs"])
+        self.assertIn("logged warning\n", r["logs"])
+
+    def test_context_injection(self):
+        r = self.w.execute("ctx", entry="main.plain", input={"name": "x"})
+        self.assertEqual((r["success"], r["output"]), (True, "x"))
+        self.assertEqual(self.w.execute("ctx", entry="main.explicit")["output"], ["os_session"])
+        self.assertEqual(self.w.execute("ctx", entry="main.kw", input={"a": 1})["output"], ["a", "context"])
+
+    def test_warm_module_globals_persist(self):
+        self.assertEqual(self.w.execute("counter")["output"], 1)
+        self.assertEqual(self.w.execute("counter")["output"], 2)
+
+    def test_bad_requests(self):
+        status, body = self.w.request("POST", "/execute", b"{not json")
+        self.assertEqual(status, 400)
+        self.assertIn("error", json.loads(body))
+        status, body = self.w.request("POST", "/execute", json.dumps({"function_id": "hello"}).encode())
+        self.assertEqual(status, 400)
+        self.assertIn("execution_id", json.loads(body)["error"])
+        status, _ = self.w.request("POST", "/execute", json.dumps(
+            {"execution_id": "e", "function_id": "hello", "timeout": "soon"}).encode())
+        self.assertEqual(status, 400)
+
+
+class LifecycleTest(Base):
+    def setUp(self):
+        self.packages = tempfile.mkdtemp(prefix="qinling-pkgs-")
+        os.makedirs(os.path.join(self.packages, "sleepy"))
+        with open(os.path.join(self.packages, "sleepy", "main.py"), "w") as f:
+            f.write(PACKAGES["sleepy"]["main.py"])
+        self.w = Worker(self.packages)
+
+    def tearDown(self):
+        self.w.stop()
+        shutil.rmtree(self.packages, ignore_errors=True)
+
+    def test_timeout_drains_then_exits_3(self):
+        long_result = {}
+        slow = threading.Thread(target=lambda: long_result.update(
+            self.w.execute("sleepy", input={"seconds": 1.5, "tag": "slow"}, timeout=10)))
+        slow.start()
+        time.sleep(0.2)
+        r = self.w.execute("sleepy", input={"seconds": 30}, timeout=0.5)
+        self.assertFailed(r, "Function execution timeout.")
+        self.assertGreaterEqual(r["duration"], 0.5)
+        self.assertLess(r["duration"], 1.5)
+        self.assertIn("timed out", r["logs"])
+        # Draining: the other execution is still in flight, new work is refused.
+        status, body = self.w.request("GET", "/ping")
+        self.assertEqual((status, json.loads(body)), (503, {"error": "worker draining"}))
+        status, _ = self.w.request("POST", "/execute", json.dumps(
+            {"execution_id": "late", "function_id": "sleepy"}).encode())
+        self.assertEqual(status, 503)
+        self.assertIsNone(self.w.proc.poll())
+        slow.join()
+        self.assertEqual((long_result["success"], long_result["output"]), (True, "slow"))
+        self.assertEqual(self.w.proc.wait(timeout=5), 3)
+        self.assertFalse(os.path.exists(self.w.sock))
+
+    def test_sigterm_exits_cleanly(self):
+        self.w.proc.terminate()
+        self.assertEqual(self.w.proc.wait(timeout=5), 0)
+        self.assertFalse(os.path.exists(self.w.sock))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,44 @@
+// Package runtimes carries the runtime servers inside the qinling binaries,
+// so a worker always runs the server that matches the engine that started it,
+// whatever directory the binary was started from.
+package runtimes
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+//go:embed python3/server.py
+var files embed.FS
+
+// Install writes the runtime servers under dir (dir/python3/server.py, ...)
+// and returns dir. Files are rewritten on every start so an upgrade of the
+// binary upgrades the runtimes too.
+func Install(dir string) (string, error) {
+	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := files.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		// Write then rename: a worker starting right now never reads half a file.
+		tmp := dst + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, dst)
+	})
+	if err != nil {
+		return "", fmt.Errorf("install runtimes into %s: %w", dir, err)
+	}
+	return dir, nil
+}

@@ -1,0 +1,9 @@
+// Package functional holds the black-box tests of qinling-go's v1 REST API.
+//
+// They are built only with the `functional` tag (./tox -e functional): each
+// test binary starts real all-in-one servers through pkg/testutil (SQLite,
+// embedded etcd, the local orchestrator running real Python workers) and
+// speaks HTTP to them exactly as python-qinlingclient does. What they assert
+// is the wire contract in shared/reference/client-contract.md §4–5 and
+// qinling-v1-spec.md §1; they never import server packages.
+package functional

@@ -1,0 +1,58 @@
+//go:build functional
+
+package functional
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestVersionDiscovery covers GET / and GET /v1/ (spec §1.2), the two paths
+// that answer without a token.
+func TestVersionDiscovery(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		path  string
+		check func(t *testing.T, body map[string]any)
+	}{
+		{
+			name: "root lists v1 as current",
+			path: "/",
+			check: func(t *testing.T, body map[string]any) {
+				versions, ok := body["versions"].([]any)
+				require.True(t, ok, "versions must be a list: %v", body)
+				require.Len(t, versions, 1)
+				v := versions[0].(map[string]any)
+				assert.Equal(t, "v1.0", v["id"])
+				assert.Equal(t, "CURRENT", v["status"])
+				links, ok := v["links"].([]any)
+				require.True(t, ok, "links must be a list: %v", v)
+				require.Len(t, links, 1)
+				link := links[0].(map[string]any)
+				assert.Equal(t, "self", link["rel"])
+				assert.Equal(t, "v1", link["target"])
+				assert.True(t, strings.HasSuffix(link["href"].(string), "/v1"), "href %v", link["href"])
+			},
+		},
+		{
+			name: "v1 root gives its uri",
+			path: "/v1/",
+			check: func(t *testing.T, body map[string]any) {
+				uri, _ := body["uri"].(string)
+				assert.True(t, strings.HasPrefix(uri, "http") && strings.HasSuffix(uri, "/v1"), "uri %q", uri)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Version discovery needs no token.
+			r := call(t, srv, http.MethodGet, tc.path, nil, "X-Auth-Token", "")
+			expect(t, r, http.StatusOK)
+			tc.check(t, r.Object(t))
+		})
+	}
+}
