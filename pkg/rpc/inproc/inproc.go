@@ -65,6 +65,13 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 }
 
 func (t *Transport) enqueue(ctx context.Context, env envelope) error {
+	// Checked first: select picks at random among ready cases, and a closed
+	// transport must refuse even while its queue has room.
+	select {
+	case <-t.done:
+		return errdefs.Unavailable("The engine is shutting down.")
+	default:
+	}
 	select {
 	case t.queue <- env:
 		return nil

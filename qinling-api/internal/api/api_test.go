@@ -190,7 +190,7 @@ func TestAPI_Spine(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
 	ex := r.json(t)
 	require.Equal(t, "success", ex["status"])
-	require.Equal(t, `{"name":"x"}`, ex["input"])
+	require.Equal(t, `{"name": "x"}`, ex["input"])
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(ex["result"].(string)), &res))
 	require.Equal(t, "Hello, x", res["output"])

@@ -164,20 +164,18 @@ func orDefault(v, def int64) int64 {
 	return v
 }
 
-// storageError gives storage failures upstream's user-facing messages.
+// storageError gives storage failures upstream's user-facing answers.
+// Backends already return kinded errors with those messages; bare sentinels
+// (from a backend that does not) are mapped here.
 func storageError(err error) error {
+	if errdefs.KindOf(err) != errdefs.KindInternal {
+		return err
+	}
 	switch {
 	case errors.Is(err, storage.ErrChecksumMismatch):
-		return errdefs.Invalid("Package md5 mismatch.")
+		return errdefs.Wrap(errdefs.KindInvalid, err, "Package md5 mismatch.")
 	case errors.Is(err, storage.ErrInvalidPackage):
-		msg := "Package is not a valid ZIP package."
-		if detail := strings.TrimPrefix(err.Error(), storage.ErrInvalidPackage.Error()); strings.TrimSpace(strings.Trim(detail, ": ")) != "" {
-			msg = strings.TrimSpace(strings.TrimPrefix(detail, ":"))
-			if !strings.Contains(msg, "ZIP") && !strings.Contains(msg, "zip") {
-				msg = "Package is not a valid ZIP package: " + msg
-			}
-		}
-		return errdefs.Wrap(errdefs.KindInvalid, err, "%s", msg)
+		return errdefs.Wrap(errdefs.KindInvalid, err, "Package is not a valid ZIP package.")
 	case errors.Is(err, storage.ErrTooLarge):
 		return errdefs.Wrap(errdefs.KindTooLarge, err, "Package is too large.")
 	case errors.Is(err, storage.ErrNotFound):

@@ -128,9 +128,8 @@ func normaliseInput(in *string) *string {
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(*in), &obj); err == nil && obj != nil {
-		b, _ := json.Marshal(obj)
-		s := string(b)
-		return &s
+		// Kept as typed, so the user reads back exactly what they sent.
+		return in
 	}
 	b, _ := json.Marshal(map[string]string{positionalKey: *in})
 	s := string(b)
