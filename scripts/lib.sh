@@ -8,8 +8,6 @@ export PATH="$PATH:/usr/local/go/bin"
 # No VCS stamping: a fresh clone or a tree without commits must build the same.
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-MODULE=github.com/qinling-go/qinling
-
 # Extra arguments for `go test`, set by `./tox ... -- ARGS`.
 GO_TEST_ARGS=()
 
@@ -63,7 +61,8 @@ run_envs() {
 	done
 	for name in "${names[@]}"; do
 		log "=== $name: ${ENV_HELP[$name]}"
-		# Run in a subshell so `set -e` inside an env stops only that env.
+		# A subshell keeps an env's cd and variables to itself. bash ignores
+		# `set -e` inside an `||` list, so envs check each step themselves.
 		rc=0
 		(set -euo pipefail; "env_$name") || rc=$?
 		if ((rc == 0)); then
@@ -97,6 +96,7 @@ build_binaries() {
 	if [[ -n ${QINLING_TEST_BIN:-} ]]; then
 		[[ -x ${QINLING_TEST_BIN}/qinling-api ]] && return 0
 		log "QINLING_TEST_BIN=$QINLING_TEST_BIN has no qinling-api"
+		unset QINLING_TEST_BIN
 		return 1
 	fi
 	if [[ ! -d qinling-api ]]; then

@@ -4,7 +4,7 @@
 
 register_env lint "gofmt -l, go vet (untagged and with each test tag), layering rules, config sample up to date"
 env_lint() {
-	require_go
+	require_go || return
 	local rc=0 tag unformatted
 
 	unformatted=$(go_files | xargs -r gofmt -l)
@@ -27,7 +27,7 @@ env_lint() {
 
 register_env fmt "gofmt -w every Go file (the fix for lint's gofmt check)"
 env_fmt() {
-	require_go
+	require_go || return
 	go_files | xargs -r gofmt -w
 }
 

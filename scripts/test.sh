@@ -6,10 +6,13 @@
 # `functional` starts the all-in-one server and talks HTTP to it; `cli` drives
 # it with the real `openstack` client. Both tagged tiers use the binaries that
 # build_binaries made once for the whole ./tox run (QINLING_TEST_BIN).
+#
+# run_envs calls each env inside an `||` list, where bash ignores `set -e`:
+# every step that can fail is checked explicitly.
 
 register_env unit "go test -race ./... (no build tags) and the python3 runtime's unittest suite"
 env_unit() {
-	require_go
+	require_go || return
 	local rc=0
 	go test -race -count=1 "${GO_TEST_ARGS[@]}" ./... || rc=1
 	if [[ -d runtimes/python3 ]]; then
@@ -23,15 +26,15 @@ env_unit() {
 
 register_env functional "go test -tags functional ./tests/functional/... against the all-in-one server" bin
 env_functional() {
-	require_go
-	need_binaries
+	require_go || return
+	need_binaries || return
 	go test -tags functional -count=1 -timeout 15m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 
 register_env cli "go test -tags cli ./tests/cli/...: the real openstack CLI against the all-in-one server" bin
 env_cli() {
-	require_go
-	need_binaries
+	require_go || return
+	need_binaries || return
 	if [[ ! -x /usr/bin/openstack ]]; then
 		log "/usr/bin/openstack missing: apt-get install python3-openstackclient python3-qinlingclient (.ci/run does)"
 		return 1

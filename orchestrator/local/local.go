@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -670,7 +671,13 @@ func (o *Orchestrator) deliver(ctx context.Context, fn orchestrator.Function, ws
 	}
 	defer os.RemoveAll(tmp)
 	src := filepath.Join(tmp, "pkg")
-	err = archive.ExtractReader(rc, tmp, src, o.cfg.Limits)
+	if f, ok := rc.(*os.File); ok {
+		// Package storage on local disk hands out the file itself: read it
+		// in place rather than spooling a copy.
+		err = archive.Extract(f.Name(), src, o.cfg.Limits)
+	} else {
+		err = archive.ExtractReader(rc, tmp, src, o.cfg.Limits)
+	}
 	_ = rc.Close()
 	if err != nil {
 		return fmt.Errorf("deliver package: %w", err)
@@ -704,10 +711,34 @@ func linkTree(src, dst string) error {
 		case d.IsDir():
 			return os.Mkdir(target, 0o755)
 		case d.Type().IsRegular():
-			return os.Link(path, target)
+			if err := os.Link(path, target); err != nil {
+				return copyFile(path, target) // a file system without hard links
+			}
+			return nil
 		}
 		return fmt.Errorf("unexpected file type %s at %s", d.Type(), rel)
 	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // specialise marks delivered workers as fn's, unless one was stopped meanwhile.

@@ -259,6 +259,13 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: status %s, answer is not JSON (%v): %q",
 			inv.ExecutionID, addr, orchestrator.ErrWorkerLost, resp.Status, err, snippet(data))
 	}
+	if out.Success == nil && resp.StatusCode != http.StatusOK {
+		// Not an execution result but the runtime refusing the request (400
+		// for a malformed body, 404 for a wrong path): our bug, not the
+		// function's outcome, and the worker itself is fine.
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: worker refused the request: status %s: %q",
+			inv.ExecutionID, addr, resp.Status, snippet(data))
+	}
 	res := orchestrator.Result{
 		Success:  out.Success == nil || *out.Success,
 		Output:   out.Output,

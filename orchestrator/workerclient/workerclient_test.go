@@ -163,6 +163,7 @@ func TestExecute_Errors(t *testing.T) {
 		{name: "hang-up after the request is lost", addr: unixAddr(hangup), want: orchestrator.ErrWorkerLost},
 		{name: "non-JSON answer is lost with detail", addr: unixAddr(answer(500, "<html>boom</html>")), want: orchestrator.ErrWorkerLost, detail: "<html>boom</html>"},
 		{name: "JSON failure with status 500 is a result", addr: unixAddr(answer(500, `{"output":"Function invocation error","success":false}`))},
+		{name: "refused request is an error without sentinel", addr: unixAddr(answer(400, `{"error":"invalid request: timeout must be positive"}`)), detail: "worker refused the request"},
 		{name: "missing success means success", addr: unixAddr(answer(200, `{"output":4,"duration":1}`)), success: true},
 		{name: "relative socket is rejected", addr: "unix://rel/sock", detail: "absolute"},
 		{name: "unknown scheme is rejected", addr: "tcp://x:1", detail: "want unix"},
@@ -175,6 +176,8 @@ func TestExecute_Errors(t *testing.T) {
 				require.ErrorIs(t, err, tc.want)
 			case tc.detail != "":
 				require.Error(t, err)
+				require.NotErrorIs(t, err, orchestrator.ErrWorkerLost)
+				require.NotErrorIs(t, err, orchestrator.ErrWorkerNotFound)
 			default:
 				require.NoError(t, err)
 				require.Equal(t, tc.success, res.Success)

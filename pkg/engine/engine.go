@@ -169,6 +169,18 @@ func (e *Engine) CreateRuntime(ctx context.Context, id string) error {
 	return e.db.UpdateRuntime(ctx, id, map[string]any{"status": db.StatusAvailable})
 }
 
+// ensurePool builds this engine's pool of an available runtime.
+func (e *Engine) ensurePool(ctx context.Context, runtimeID string) error {
+	rt, err := e.db.Runtime(ctx, db.Internal, runtimeID)
+	if err != nil {
+		return err
+	}
+	if rt.Status != db.StatusAvailable {
+		return errdefs.Conflict("Runtime %s is not available.", runtimeID)
+	}
+	return e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
+}
+
 // DeleteRuntime removes the pool, then the row.
 func (e *Engine) DeleteRuntime(ctx context.Context, id string) error {
 	if err := e.orch.DeletePool(ctx, id); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
@@ -261,7 +273,15 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 
 // scaleUp specialises count workers and records them.
 func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int) ([]coord.WorkerRecord, error) {
-	ws, err := e.orch.ScaleUp(ctx, e.spec(f, version), count)
+	spec := e.spec(f, version)
+	ws, err := e.orch.ScaleUp(ctx, spec, count)
+	if errors.Is(err, orchestrator.ErrPoolNotFound) && spec.RuntimeID != "" {
+		// Another engine handled create_runtime; with a per-engine
+		// orchestrator (local) this engine builds its own pool on first use.
+		if err = e.ensurePool(ctx, spec.RuntimeID); err == nil {
+			ws, err = e.orch.ScaleUp(ctx, spec, count)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

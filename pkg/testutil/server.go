@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,8 +139,8 @@ func (s *Server) start() error {
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group, so a server that has to be killed takes its worker
-	// processes with it; SIGTERM if this test process dies first.
+	// Own process group, so killing it cannot reach the test process; SIGTERM
+	// if this test process dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("testutil: start %s: %w", s.bin, err)
@@ -190,10 +191,10 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 	}
 }
 
-// Stop sends SIGTERM, waits up to 15 s, then SIGKILLs the server's process
-// group; it also kills whatever the server left running in that group. It
-// returns an error describing an unclean stop. Stopping a stopped server is
-// a no-op.
+// Stop sends SIGTERM, waits up to 15 s, then SIGKILLs the server. Processes
+// the server started (its workers) that outlive it are killed too, by PID.
+// It returns an error describing an unclean stop. Stopping a stopped server
+// is a no-op.
 func (s *Server) Stop() error {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
@@ -203,6 +204,7 @@ func (s *Server) Stop() error {
 		return nil
 	}
 	pid := cmd.Process.Pid
+	children := descendants(pid) // workers may sit in process groups of their own
 	var problems []string
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -212,9 +214,9 @@ func (s *Server) Stop() error {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-exited
 	}
-	if syscall.Kill(-pid, 0) == nil {
-		problems = append(problems, "left processes running in its group; killed")
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(-pid, syscall.SIGKILL) // anything left in its group
+	if n := killAlive(children); n > 0 {
+		problems = append(problems, fmt.Sprintf("%d of its child processes outlived it; killed", n))
 	}
 	s.mu.Lock()
 	waitErr := s.waitErr
@@ -226,6 +228,61 @@ func (s *Server) Stop() error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// descendants lists the PIDs of pid's children, their children and so on,
+// read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _, ok := procStat(p); ok {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// killAlive SIGKILLs those of pids that still run and returns how many did.
+func killAlive(pids []int) int {
+	n := 0
+	for _, p := range pids {
+		if _, state, ok := procStat(p); ok && state != "Z" && syscall.Kill(p, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// procStat reads a process's parent PID and state from /proc/<pid>/stat.
+func procStat(pid int) (ppid int, state string, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "", false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	rest := string(data)
+	rest = rest[strings.LastIndexByte(rest, ')')+1:]
+	fields := strings.Fields(rest)
+	if len(fields) < 2 {
+		return 0, "", false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return ppid, fields[0], err == nil
 }
 
 // Restart stops the server and starts it again with the same config, ports

@@ -6,7 +6,9 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,4 +69,17 @@ func TestFreePort_NeverTwice(t *testing.T) {
 		assert.False(t, seen[p], "port %d handed out twice", p)
 		seen[p] = true
 	}
+}
+
+func TestDescendantsAndKillAlive(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "sleep 30 & wait")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var kids []int
+	require.Eventually(t, func() bool {
+		kids = descendants(cmd.Process.Pid)
+		return len(kids) == 1
+	}, 5*time.Second, 20*time.Millisecond, "the shell's sleep child")
+	assert.Equal(t, 1, killAlive(kids))
+	require.NoError(t, cmd.Wait())
 }
