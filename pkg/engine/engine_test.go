@@ -82,7 +82,7 @@ func TestEngine_Runtime(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, image, wantStatus string
-		wantDesc              bool
+		wantDesc                bool
 	}{
 		{name: "runnable image becomes available", image: "python3", wantStatus: db.StatusAvailable},
 		{name: "unrunnable image is error with reason", image: "unrunnable/busybox", wantStatus: db.StatusError, wantDesc: true},

@@ -268,7 +268,9 @@ func TestAPI_BadInput(t *testing.T) {
 		{"JSON array body", func() response { return doJSON(t, "POST", ts.URL+"/v1/runtimes", `[1]`) }, 400, "JSON object"},
 		{"unknown attribute", func() response { return doJSON(t, "POST", ts.URL+"/v1/runtimes", `{"image": "x", "is_public:": true}`) }, 400, "Unknown attribute"},
 		{"wrong type", func() response { return doJSON(t, "POST", ts.URL+"/v1/runtimes", `{"image": "x", "is_public": 3}`) }, 400, "is_public"},
-		{"read-only field", func() response { return doJSON(t, "POST", ts.URL+"/v1/runtimes", `{"image": "x", "status": "available"}`) }, 400, "read only"},
+		{"read-only field", func() response {
+			return doJSON(t, "POST", ts.URL+"/v1/runtimes", `{"image": "x", "status": "available"}`)
+		}, 400, "read only"},
 		{"missing image", func() response { return doJSON(t, "POST", ts.URL+"/v1/runtimes", `{"name": "x"}`) }, 400, "Required param is missing"},
 		{"non-UUID runtime", func() response { return doJSON(t, "GET", ts.URL+"/v1/runtimes/xyz", "") }, 400, "UUID"},
 		{"unknown runtime", func() response {
