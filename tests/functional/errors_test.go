@@ -167,6 +167,11 @@ func TestBadIDs(t *testing.T) {
 			errCase{name: "DELETE unknown " + res, method: http.MethodDelete, path: path, status: []int{404}, has: []string{"not found"}},
 		)
 	}
+	cases = append(cases,
+		// The client crashes on an error without a JSON body, whatever the route.
+		errCase{name: "unknown route", method: http.MethodGet, path: "/v1/nothing-here", status: []int{404}},
+		errCase{name: "unsupported method", method: http.MethodPatch, path: "/v1/runtimes", body: map[string]any{}, status: []int{405, 404}},
+	)
 	cases = append(cases, errCase{
 		name: "log of unknown execution", method: http.MethodGet, path: "/v1/executions/" + unknownUUID + "/log",
 		status: []int{404}, has: []string{"not found"},
