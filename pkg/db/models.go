@@ -57,11 +57,13 @@ type Function struct {
 // Execution is one run of a function.
 type Execution struct {
 	Base
-	FunctionID      *string `gorm:"size:36;index"`
-	FunctionVersion int     `gorm:"not null"`
+	// The composite index serves the engine's per-execution count of
+	// running executions of one function version.
+	FunctionID      *string `gorm:"size:36;index:ix_executions_load,priority:1"`
+	FunctionVersion int     `gorm:"not null;index:ix_executions_load,priority:2"`
 	FunctionAlias   *string `gorm:"size:255"`
 	Description     *string `gorm:"size:255"`
-	Status          string  `gorm:"size:32;not null;index"`
+	Status          string  `gorm:"size:32;not null;index;index:ix_executions_load,priority:3"`
 	Sync            bool    `gorm:"not null"`
 	Input           *string `gorm:"type:longtext"` // JSON object
 	Result          *string `gorm:"type:longtext"` // JSON object

@@ -204,13 +204,17 @@ func (s *Server) listFunctions(_ http.ResponseWriter, r *http.Request) (any, int
 	return map[string]any{"functions": out}, http.StatusOK, nil
 }
 
-func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) (any, int, error) {
-	ctx := r.Context()
+// function returns the function named by the path, as the caller may read it.
+func (s *Server) function(r *http.Request) (*db.Function, error) {
 	id, err := pathID(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	f, err := s.DB.Function(ctx, readScope(ctx), id)
+	return s.DB.Function(r.Context(), readScope(r.Context()), id)
+}
+
+func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	f, err := s.function(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -402,14 +406,11 @@ func (s *Server) checkNoRunningJobs(ctx context.Context, functionID string) erro
 
 func (s *Server) deleteFunction(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
-	id, err := pathID(r)
+	f, err := s.function(r)
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := s.DB.Function(ctx, readScope(ctx), id)
-	if err != nil {
-		return nil, 0, err
-	}
+	id := f.ID
 	if err := s.checkNoRunningJobs(ctx, id); err != nil {
 		return nil, 0, err
 	}
