@@ -38,6 +38,10 @@ type DefaultSection struct {
 	RPCTimeout      time.Duration `ini:"rpc_response_timeout" default:"330s" help:"How long an RPC call (e.g. a synchronous execution) waits for its reply. Integer seconds or a Go duration."`
 	Debug           bool          `ini:"debug" default:"false" help:"Log at debug level."`
 	LogFormat       string        `ini:"log_format" default:"text" help:"Log line format: text or json." choices:"text,json"`
+	// oslo.messaging's names, so upstream qinling.conf files keep working.
+	ExecutorThreadPoolSize int           `ini:"executor_thread_pool_size" default:"64" help:"RPC requests one engine handles at once; also its RabbitMQ prefetch, so a busy engine is not handed more than it can start."`
+	ReconnectInterval      time.Duration `ini:"rabbit_retry_interval" default:"1s" help:"First wait before reconnecting to the message broker; doubles up to rabbit_retry_backoff."`
+	ReconnectMaxInterval   time.Duration `ini:"rabbit_retry_backoff" default:"30s" help:"Longest wait between reconnection attempts to the message broker."`
 }
 
 // API is [api].
@@ -83,7 +87,8 @@ type Storage struct {
 
 // Database is [database].
 type Database struct {
-	Connection string `ini:"connection" default:"" help:"Database URL: sqlite:///path/to/file.sqlite or mysql+pymysql://user:pass@host/db. Empty means sqlite:///<state_path>/qinling.sqlite."`
+	Connection  string `ini:"connection" default:"" help:"Database URL: sqlite:///path/to/file.sqlite or mysql+pymysql://user:pass@host/db. Empty means sqlite:///<state_path>/qinling.sqlite."`
+	MaxPoolSize int    `ini:"max_pool_size" default:"10" help:"Open connections kept to MySQL per process."`
 }
 
 // Etcd is [etcd].
