@@ -21,12 +21,20 @@ import (
 
 // DB is the store. Methods take a context and return errdefs-kinded errors.
 type DB struct {
-	gorm *gorm.DB
+	gorm   *gorm.DB
+	driver string
+}
+
+// Options tune the connection pool.
+type Options struct {
+	// MaxOpenConns bounds MySQL connections; SQLite always uses one.
+	MaxOpenConns int
 }
 
 // Open connects with a driver name ("sqlite" or "mysql") and DSN, as
-// config.ParseDatabaseURL returns them, and brings the schema up to date.
-func Open(driver, dsn string) (*DB, error) {
+// config.ParseDatabaseURL returns them. It does not touch the schema: call
+// Sync (db-sync, or the all-in-one at start) or CheckSchema.
+func Open(driver, dsn string, opts Options) (*DB, error) {
 	var dial gorm.Dialector
 	switch driver {
 	case "sqlite":
@@ -54,28 +62,24 @@ func Open(driver, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	if driver == "sqlite" {
-		sqlDB, err := g.DB()
-		if err != nil {
-			return nil, err
-		}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case driver == "sqlite":
 		// One writer at a time is SQLite's model; a single connection avoids
 		// "database is locked" between our own goroutines.
 		sqlDB.SetMaxOpenConns(1)
+	case opts.MaxOpenConns > 0:
+		sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+		sqlDB.SetMaxIdleConns(opts.MaxOpenConns)
 	}
-	d := &DB{gorm: g}
-	if err := d.Migrate(context.Background()); err != nil {
-		return nil, err
+	if driver == "mysql" {
+		// MySQL closes idle connections after wait_timeout (8 h by default).
+		sqlDB.SetConnMaxIdleTime(time.Hour)
 	}
-	return d, nil
-}
-
-// Migrate creates or updates the schema.
-func (d *DB) Migrate(ctx context.Context) error {
-	if err := d.gorm.WithContext(ctx).AutoMigrate(allModels()...); err != nil {
-		return fmt.Errorf("migrate database: %w", err)
-	}
-	return nil
+	return &DB{gorm: g, driver: driver}, nil
 }
 
 // Close releases the connection pool.

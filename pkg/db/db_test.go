@@ -12,7 +12,9 @@ import (
 )
 
 func open(t *testing.T) *db.DB {
-	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"))
+	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
+	require.NoError(t, err)
+	_, _, err = d.Sync(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
 	return d

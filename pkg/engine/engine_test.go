@@ -31,7 +31,9 @@ type harness struct {
 
 func newHarness(t *testing.T, opts engine.Options) *harness {
 	t.Helper()
-	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"))
+	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
+	require.NoError(t, err)
+	_, _, err = d.Sync(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
 	o := fake.New(fake.Config{PoolSize: 3})
@@ -263,4 +265,21 @@ func TestEngine_UnknownMethod(t *testing.T) {
 	require.ErrorIs(t, err, errdefs.ErrInvalid)
 	_, err = h.eng.Handle(context.Background(), engine.MethodCreateExecution, json.RawMessage(`[`))
 	require.ErrorIs(t, err, errdefs.ErrInvalid)
+}
+
+func TestEngine_RedeliveredExecutionIsNotRunTwice(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{})
+	h.orch.Handle("hello.main", hello)
+	f := h.function(t, "hello.main")
+	args := h.execution(t, f)
+	require.NoError(t, h.eng.CreateExecution(ctx, args))
+	require.NoError(t, h.eng.CreateExecution(ctx, args), "a second delivery of the same request")
+	require.Len(t, h.orch.Calls().Run, 1)
+	e, _ := h.stored(t, args.ExecutionID)
+	require.Equal(t, db.StatusSuccess, e.Status)
+
+	require.NoError(t, h.db.DeleteExecution(ctx, args.ExecutionID))
+	require.NoError(t, h.eng.CreateExecution(ctx, args), "a deleted execution is skipped quietly")
+	require.Len(t, h.orch.Calls().Run, 1)
 }

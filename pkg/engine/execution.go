@@ -29,6 +29,13 @@ const attempts = 3
 // (the function ran and failed), or error (it could not be run).
 func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	log := reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID, "function_id", a.FunctionID)
+	// A message broker delivers at least once: a request whose engine died
+	// before acknowledging it comes again. Only a still-running execution
+	// is worth running; a finished or deleted one is done.
+	if cur, err := e.db.Execution(ctx, db.Internal, a.ExecutionID); err != nil || cur.Status != db.StatusRunning {
+		log.Info("execution not running any more, skipped", "error", err)
+		return nil
+	}
 	start := time.Now()
 	res, status, err := e.execute(ctx, a)
 	if err != nil {

@@ -66,10 +66,19 @@ func Open(ctx context.Context, c *config.Config, allInOne bool) (_ *Deps, err er
 	if err != nil {
 		return nil, err
 	}
-	if d.DB, err = db.Open(driver, dsn); err != nil {
+	if d.DB, err = db.Open(driver, dsn, db.Options{MaxOpenConns: c.Database.MaxPoolSize}); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { d.DB.Close() })
+	// A private SQLite database is ours to migrate; a shared MySQL one is
+	// migrated by the operator's db-sync, and a mismatch must stop us.
+	if driver == "sqlite" {
+		if _, _, err := d.DB.Sync(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := d.DB.CheckSchema(ctx); err != nil {
+		return nil, err
+	}
 	co, stop, err := backends.NewCoordinator(ctx, c)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,9 @@ import (
 // transport to a real engine whose orchestrator is the fake.
 func newServer(t *testing.T) (*httptest.Server, *fake.Orchestrator) {
 	t.Helper()
-	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"))
+	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
+	require.NoError(t, err)
+	_, _, err = d.Sync(context.Background())
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	orch := fake.New(fake.Config{PoolSize: 2})

@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/qinling-go/qinling/pkg/config"
+	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/service"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
@@ -27,7 +29,14 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // Main runs qinling-api and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "db-sync" {
+		return dbSync(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("qinling-api", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: qinling-api [--all-in-one] [--config-file FILE]...\n       qinling-api db-sync [--config-file FILE]...\n")
+		fs.PrintDefaults()
+	}
 	fs.SetOutput(stderr)
 	var files stringList
 	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable, later files override earlier ones (precedence: defaults < files < flags)")
@@ -56,6 +65,44 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("qinling-api stopped", "error", err)
 		return 1
 	}
+	return 0
+}
+
+// dbSync creates or upgrades the database schema (upstream's
+// qinling-db-manage upgrade head).
+func dbSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qinling-api db-sync", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var files stringList
+	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(files)
+	if err != nil {
+		fmt.Fprintf(stderr, "qinling-api db-sync: configuration: %v\n", err)
+		return 2
+	}
+	driver, dsn, err := config.ParseDatabaseURL(cfg.DatabaseURL())
+	if err == nil && driver == "sqlite" {
+		err = os.MkdirAll(cfg.Default.StatePath, 0o700)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "qinling-api db-sync: %v\n", err)
+		return 1
+	}
+	d, err := db.Open(driver, dsn, db.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "qinling-api db-sync: %v\n", err)
+		return 1
+	}
+	defer d.Close()
+	from, to, err := d.Sync(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "qinling-api db-sync: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "database schema at version %d (was %d)\n", to, from)
 	return 0
 }
 

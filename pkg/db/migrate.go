@@ -1,0 +1,108 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one numbered schema change. Up runs in order, once; each Up
+// must be safe to run on a schema that already has its change (gorm's
+// migrator checks make that easy), because version 1 creates the tables from
+// the current models.
+type migration struct {
+	Version int
+	Name    string
+	Up      func(tx *gorm.DB) error
+}
+
+// migrations is the schema history. Append; never edit a released entry.
+var migrations = []migration{
+	{Version: 1, Name: "initial schema (upstream's tables as of migration 011)", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(allModels()...)
+	}},
+}
+
+// LatestVersion is the schema version this build needs.
+func LatestVersion() int { return migrations[len(migrations)-1].Version }
+
+// schemaMigration records an applied migration.
+type schemaMigration struct {
+	Version   int       `gorm:"primaryKey;autoIncrement:false"`
+	Name      string    `gorm:"size:255;not null"`
+	AppliedAt time.Time `gorm:"not null"`
+}
+
+func (schemaMigration) TableName() string { return "qinling_schema_migrations" }
+
+// SchemaVersion returns the highest applied migration (0 for an empty database).
+func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
+	g := d.gorm.WithContext(ctx)
+	if !g.Migrator().HasTable(&schemaMigration{}) {
+		return 0, nil
+	}
+	var v *int
+	if err := g.Model(&schemaMigration{}).Select("MAX(version)").Scan(&v).Error; err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}
+
+// Sync applies the migrations the database lacks and returns the versions
+// before and after. On MySQL a named lock keeps two processes (two devstack
+// nodes, say) from migrating at once.
+func (d *DB) Sync(ctx context.Context) (from, to int, err error) {
+	if d.driver == "mysql" {
+		var got int
+		if err := d.gorm.WithContext(ctx).Raw("SELECT GET_LOCK('qinling_db_sync', 120)").Scan(&got).Error; err != nil || got != 1 {
+			return 0, 0, fmt.Errorf("db sync: could not take the migration lock: %v", err)
+		}
+		defer d.gorm.WithContext(context.WithoutCancel(ctx)).Exec("SELECT RELEASE_LOCK('qinling_db_sync')")
+	}
+	if err := d.gorm.WithContext(ctx).AutoMigrate(&schemaMigration{}); err != nil {
+		return 0, 0, fmt.Errorf("db sync: %w", err)
+	}
+	from, err = d.SchemaVersion(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if from > LatestVersion() {
+		return from, from, fmt.Errorf("database schema is at version %d, newer than this build knows (%d): upgrade qinling-go", from, LatestVersion())
+	}
+	for _, m := range migrations {
+		if m.Version <= from {
+			continue
+		}
+		// MySQL commits DDL implicitly, so a transaction would not make a
+		// migration atomic there; idempotent steps make a retry safe instead.
+		if err := m.Up(d.gorm.WithContext(ctx)); err != nil {
+			return from, m.Version - 1, fmt.Errorf("db sync: migration %d (%s): %w", m.Version, m.Name, err)
+		}
+		rec := schemaMigration{Version: m.Version, Name: m.Name, AppliedAt: now()}
+		if err := d.gorm.WithContext(ctx).Create(&rec).Error; err != nil {
+			return from, m.Version - 1, fmt.Errorf("db sync: record migration %d: %w", m.Version, err)
+		}
+	}
+	return from, LatestVersion(), nil
+}
+
+// ErrSchemaOutdated means the database needs `qinling-api db-sync`.
+var ErrSchemaOutdated = errors.New("database schema is not up to date: run qinling-api db-sync")
+
+// CheckSchema fails unless the database is exactly at LatestVersion.
+func (d *DB) CheckSchema(ctx context.Context) error {
+	v, err := d.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v != LatestVersion() {
+		return fmt.Errorf("%w (database at version %d, this build needs %d)", ErrSchemaOutdated, v, LatestVersion())
+	}
+	return nil
+}
