@@ -54,8 +54,10 @@ func (f Filter) apply(q *gorm.DB) (*gorm.DB, error) {
 	case "lte":
 		return q.Where(col+" <= ?", f.Values[0]), nil
 	case "has":
-		esc := strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Values[0])
-		return q.Where(col+` LIKE ? ESCAPE '\'`, "%"+esc+"%"), nil
+		// '!' rather than backslash: MySQL reads a backslash inside a string
+		// literal as an escape, SQLite does not, and '!' means the same to both.
+		esc := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(f.Values[0])
+		return q.Where(col+" LIKE ? ESCAPE '!'", "%"+esc+"%"), nil
 	}
 	return nil, errdefs.Invalid("Invalid filter operator %q for %s.", f.Op, col)
 }
