@@ -156,4 +156,3 @@ func lastBytes(s string, n int) string {
 	}
 	return "..." + s[len(s)-n:]
 }
-
