@@ -59,6 +59,11 @@ func Open(ctx context.Context, c *config.Config, allInOne bool) (_ *Deps, err er
 			d.Close()
 		}
 	}()
+	if c.Etcd.Embedded && !allInOne {
+		// Each process would start its own etcd and none would see the
+		// others' workers or locks.
+		return nil, fmt.Errorf("etcd.embedded = true only works with --all-in-one: set it to false and point [etcd] host and port at the etcd cluster")
+	}
 	if err := os.MkdirAll(c.Default.StatePath, 0o700); err != nil {
 		return nil, fmt.Errorf("DEFAULT.state_path: %w", err)
 	}

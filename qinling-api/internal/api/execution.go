@@ -10,6 +10,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -72,7 +73,11 @@ func (s *Server) createExecution(_ http.ResponseWriter, r *http.Request) (any, i
 	}
 	switch {
 	case req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "":
-		return nil, 0, errdefs.NotFound("FunctionAlias not found [name=%s]", *req.FunctionAlias.Value)
+		a, err := s.resolveAlias(r, *req.FunctionAlias.Value)
+		if err != nil {
+			return nil, 0, err
+		}
+		e.FunctionID, e.FunctionVersion, e.FunctionAlias = &a.FunctionID, a.FunctionVersion, &a.Name
 	case req.FunctionID.Value != nil && *req.FunctionID.Value != "":
 		e.FunctionID = req.FunctionID.Value
 		e.FunctionVersion = req.FunctionVersion.Value
@@ -150,7 +155,7 @@ var executionFilters = map[string]string{
 }
 
 func (s *Server) listExecutions(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r)
+	scope, err := listScope(r, policy.ExecutionGetAllAllProjects)
 	if err != nil {
 		return nil, 0, err
 	}

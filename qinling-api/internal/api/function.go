@@ -13,6 +13,7 @@ import (
 
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/storage"
 )
@@ -185,7 +186,7 @@ func storageError(err error) error {
 }
 
 func (s *Server) listFunctions(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r)
+	scope, err := listScope(r, policy.FunctionGetAllAllProjects)
 	if err != nil {
 		return nil, 0, err
 	}

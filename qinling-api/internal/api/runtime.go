@@ -7,6 +7,7 @@ import (
 
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -30,7 +31,7 @@ func (rr *runtimeRequest) readOnlySet() bool {
 
 func (s *Server) createRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
-	if err := requireAdmin(ctx); err != nil {
+	if err := policy.Enforce(ctx, policy.RuntimeCreate); err != nil {
 		return nil, 0, err
 	}
 	var req runtimeRequest
@@ -114,7 +115,7 @@ func (s *Server) getRuntime(_ http.ResponseWriter, r *http.Request) (any, int, e
 // pool, which comes with the full admin API.
 func (s *Server) updateRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
-	if err := requireAdmin(ctx); err != nil {
+	if err := policy.Enforce(ctx, policy.RuntimeUpdate); err != nil {
 		return nil, 0, err
 	}
 	id, err := pathID(r)
@@ -157,7 +158,7 @@ func (s *Server) updateRuntime(_ http.ResponseWriter, r *http.Request) (any, int
 
 func (s *Server) deleteRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
-	if err := requireAdmin(ctx); err != nil {
+	if err := policy.Enforce(ctx, policy.RuntimeDelete); err != nil {
 		return nil, 0, err
 	}
 	id, err := pathID(r)
@@ -186,7 +187,7 @@ func (s *Server) deleteRuntime(_ http.ResponseWriter, r *http.Request) (any, int
 
 func (s *Server) getRuntimePool(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
-	if err := requireAdmin(ctx); err != nil {
+	if err := policy.Enforce(ctx, policy.RuntimePoolGetAll); err != nil {
 		return nil, 0, err
 	}
 	id, err := pathID(r)

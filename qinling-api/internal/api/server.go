@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/storage"
 )
@@ -39,10 +41,18 @@ type Limits struct {
 	MaxTimeout     int
 }
 
-// Authenticator turns a request into an identity, or an unauthorized error.
-// The no-auth one gives everyone upstream's project "default".
+// Authenticator turns a request into an identity, or an error: unauthorized
+// (401) when the caller's credentials are missing or bad, unavailable (503)
+// when they cannot be checked now. The no-auth one gives everyone upstream's
+// project "default"; pkg/keystone's Validator checks Keystone tokens.
 type Authenticator interface {
 	Authenticate(r *http.Request) (reqctx.Identity, error)
+}
+
+// Challenger is an Authenticator that tells clients where to get
+// credentials: its Challenge is sent as WWW-Authenticate with every 401.
+type Challenger interface {
+	Challenge() string
 }
 
 // NoAuth is the authenticator of auth_enable = false.
@@ -73,8 +83,13 @@ func (s *Server) Handler() http.Handler {
 	open := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h, false)) }
 	authed := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h, true)) }
 
+	// The only routes without authentication, as upstream's AuthHook
+	// exemptions: version discovery (the middleware has already turned
+	// /v1/ into /v1) and webhook invocation, whose URL is its credential.
+	// Everything else, including unknown paths, needs a token.
 	open("GET /{$}", s.root)
 	open("GET /v1", s.v1root)
+	open("POST /v1/webhooks/{id}/invoke", s.invokeWebhook)
 
 	authed("POST /v1/runtimes", s.createRuntime)
 	authed("GET /v1/runtimes", s.listRuntimes)
@@ -89,6 +104,37 @@ func (s *Server) Handler() http.Handler {
 	authed("PUT /v1/functions/{id}", s.updateFunction)
 	authed("DELETE /v1/functions/{id}", s.deleteFunction)
 
+	authed("POST /v1/functions/{id}/scale_up", s.scale(true))
+	authed("POST /v1/functions/{id}/scale_down", s.scale(false))
+	authed("POST /v1/functions/{id}/detach", s.detach)
+	authed("GET /v1/functions/{id}/workers", s.listWorkers)
+
+	authed("POST /v1/functions/{id}/versions", s.createVersion)
+	authed("GET /v1/functions/{id}/versions", s.listVersions)
+	authed("GET /v1/functions/{id}/versions/{n}", s.getVersion)
+	authed("DELETE /v1/functions/{id}/versions/{n}", s.deleteVersion)
+	authed("POST /v1/functions/{id}/versions/{n}/scale_up", s.scale(true))
+	authed("POST /v1/functions/{id}/versions/{n}/scale_down", s.scale(false))
+	authed("POST /v1/functions/{id}/versions/{n}/detach", s.detach)
+
+	authed("POST /v1/aliases", s.createAlias)
+	authed("GET /v1/aliases", s.listAliases)
+	authed("GET /v1/aliases/{name}", s.getAlias)
+	authed("PUT /v1/aliases/{name}", s.updateAlias)
+	authed("DELETE /v1/aliases/{name}", s.deleteAlias)
+
+	authed("POST /v1/jobs", s.createJob)
+	authed("GET /v1/jobs", s.listJobs)
+	authed("GET /v1/jobs/{id}", s.getJob)
+	authed("PUT /v1/jobs/{id}", s.updateJob)
+	authed("DELETE /v1/jobs/{id}", s.deleteJob)
+
+	authed("POST /v1/webhooks", s.createWebhook)
+	authed("GET /v1/webhooks", s.listWebhooks)
+	authed("GET /v1/webhooks/{id}", s.getWebhook)
+	authed("PUT /v1/webhooks/{id}", s.updateWebhook)
+	authed("DELETE /v1/webhooks/{id}", s.deleteWebhook)
+
 	authed("POST /v1/executions", s.createExecution)
 	authed("GET /v1/executions", s.listExecutions)
 	authed("GET /v1/executions/{id}", s.getExecution)
@@ -96,7 +142,9 @@ func (s *Server) Handler() http.Handler {
 	authed("DELETE /v1/executions/{id}", s.deleteExecution)
 
 	// Anything else is a JSON 404: the CLI crashes on a text/plain error.
-	open("/", func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	// It is authenticated like upstream, which checked the token before
+	// routing, so callers without a token cannot probe for routes.
+	authed("/", func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		return nil, 0, errdefs.NotFound("Resource not found: %s %s", r.Method, r.URL.Path)
 	})
 	return s.middleware(mux)
@@ -163,6 +211,9 @@ func (s *Server) wrap(h handlerFunc, authenticate bool) http.Handler {
 		if authenticate {
 			id, err := s.Auth.Authenticate(r)
 			if err != nil {
+				if c, ok := s.Auth.(Challenger); ok && errdefs.KindOf(err) == errdefs.KindUnauthorized {
+					w.Header().Set("WWW-Authenticate", c.Challenge())
+				}
 				s.fail(w, r, err)
 				return
 			}
@@ -257,19 +308,13 @@ func readScope(ctx context.Context) db.Scope {
 	return s
 }
 
-// requireAdmin enforces upstream's admin-only policy rules.
-func requireAdmin(ctx context.Context) error {
-	if !reqctx.From(ctx).IsAdmin() {
-		return errdefs.Forbidden("Operation not allowed")
-	}
-	return nil
-}
-
-// listScope applies all_projects and project_id: admins may list every
-// project or one named project; for others project_id is ignored (upstream
-// crashed there) and all_projects is refused.
-func listScope(r *http.Request) (db.Scope, error) {
-	id, s := caller(r.Context())
+// listScope applies all_projects and project_id to a list; allProjects is the
+// resource's "<resource>:get_all:all_projects" policy action. Callers that
+// pass it (admins) may list every project or one named project; for others
+// all_projects is refused and project_id ignored (upstream crashed there).
+// Without either, everyone, admins included, lists their own project.
+func listScope(r *http.Request, allProjects policy.Action) (db.Scope, error) {
+	_, s := caller(r.Context())
 	q := r.URL.Query()
 	all := false
 	if v := q.Get("all_projects"); v != "" {
@@ -280,13 +325,18 @@ func listScope(r *http.Request) (db.Scope, error) {
 		all = b
 	}
 	if all {
-		if err := requireAdmin(r.Context()); err != nil {
+		if err := policy.Enforce(r.Context(), allProjects); err != nil {
 			return s, err
 		}
 		s.All = true
 	}
-	if p := q.Get("project_id"); p != "" && id.IsAdmin() {
-		s = db.Scope{ProjectID: p}
+	if p := q.Get("project_id"); p != "" {
+		switch err := policy.Enforce(r.Context(), allProjects); {
+		case err == nil:
+			s = db.Scope{ProjectID: p}
+		case !errors.Is(err, errdefs.ErrForbidden):
+			return s, err
+		}
 	}
 	return s, nil
 }

@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/keystone"
 	"github.com/qinling-go/qinling/pkg/service"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
@@ -26,6 +26,9 @@ type stringList []string
 
 func (s *stringList) String() string     { return fmt.Sprint(*s) }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// jobHandlerInterval is upstream's period of the cron job handler.
+const jobHandlerInterval = 3 * time.Second
 
 // Main runs qinling-api and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -108,8 +111,9 @@ func dbSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logger) error {
 	log.Info("starting qinling-api", "all_in_one", allInOne, "config", cfg)
-	if cfg.Pecan.AuthEnable {
-		return errors.New("pecan.auth_enable = true: Keystone authentication is not available in this build yet; set it to false")
+	auth, err := authenticator(cfg, log)
+	if err != nil {
+		return err
 	}
 	// Listen first: a port in use should fail before anything else starts.
 	addr := net.JoinHostPort(cfg.API.Host, strconv.Itoa(cfg.API.Port))
@@ -135,13 +139,18 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	l := cfg.ResourceLimits
 	srv := &api.Server{
 		DB: deps.DB, Engine: engine.Client{RPC: deps.Transport}, Coord: deps.Coord, Storage: deps.Storage,
-		Auth: api.NoAuth{}, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
+		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
 		Limits: api.Limits{
 			MaxBodySize: cfg.API.MaxBodySize, MaxPackageSize: cfg.Storage.MaxPackageSize,
 			DefaultCPU: l.DefaultCPU, MinCPU: l.MinCPU, MaxCPU: l.MaxCPU,
 			DefaultMemory: l.DefaultMemory, MinMemory: l.MinMemory, MaxMemory: l.MaxMemory,
 			DefaultTimeout: l.DefaultTimeout, MinTimeout: l.MinTimeout, MaxTimeout: l.MaxTimeout,
 		},
+	}
+	if cfg.API.EnableJobHandler {
+		// Every API process may run it: each job run is claimed in the
+		// database, so it fires once however many handlers there are.
+		go srv.RunJobHandler(ctx, jobHandlerInterval)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	serveErr := make(chan error, 1)
@@ -164,4 +173,21 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 		}
 	}
 	return nil
+}
+
+// authenticator is the API's authentication as configured: Keystone token
+// validation when [pecan] auth_enable is true, upstream's no-auth mode
+// (everyone is project "default" and admin, no policy) otherwise.
+func authenticator(cfg *config.Config, log *slog.Logger) (api.Authenticator, error) {
+	if !cfg.Pecan.AuthEnable {
+		log.Warn("authentication is off ([pecan] auth_enable = false): every caller is project \"default\" and admin")
+		return api.NoAuth{}, nil
+	}
+	v, err := keystone.New(cfg.Keystone, keystone.WithLogger(log.With("component", "keystone")))
+	if err != nil {
+		return nil, err
+	}
+	log.Info("authentication is on: Keystone tokens", "validate_at", v.Endpoint(),
+		"token_cache_size", cfg.Keystone.TokenCacheSize, "token_cache_time", cfg.Keystone.TokenCacheTime)
+	return v, nil
 }

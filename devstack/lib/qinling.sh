@@ -1,0 +1,179 @@
+# shellcheck shell=bash
+# devstack/lib/qinling.sh: qinling-api and QINLING_ENGINES qinling-engine
+# processes built from QINLING_REPO, one shared config file plus a small
+# per-engine one, the schema made by `qinling-api db-sync`.
+#
+# Layout: $STACK_DIR/bin/{qinling-api,qinling-engine}, etc/qinling.conf,
+# etc/engine-N.conf, data/qinling/{api,engine-N} (each process's state_path),
+# data/qinling/packages (package storage shared by the API, which stores
+# uploads, and the engines, which unpack them).
+
+QINLING_ENGINE_QUEUE=${QINLING_ENGINE_QUEUE:-qinling_engine}
+
+qinling_paths() {
+	QINLING_CONF=$ETC_DIR/qinling.conf
+	QINLING_URL=http://$SERVICE_HOST:$QINLING_API_PORT
+}
+
+# build_qinling: go build into bin.new, then move each binary into bin only
+# when it changed (a running binary is replaced by rename, never rewritten).
+build_qinling() {
+	local new=$STACK_DIR/bin.new b
+	command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
+	command -v go >/dev/null || die "go not found (expected /usr/local/go/bin/go)"
+	mkdir -p "$BIN_DIR" "$new"
+	log "qinling: go build ./qinling-api ./qinling-engine in $QINLING_REPO"
+	(cd "$QINLING_REPO" && GOFLAGS=${GOFLAGS:--buildvcs=false} go build -o "$new/" ./qinling-api ./qinling-engine) \
+		>"$LOG_DIR/build.log" 2>&1 || die "go build failed:
+$(tail -n 30 "$LOG_DIR/build.log")"
+	for b in qinling-api qinling-engine; do
+		if [[ -f $BIN_DIR/$b ]] && cmp -s "$new/$b" "$BIN_DIR/$b"; then
+			rm -f "$new/$b"
+		else
+			mv -f "$new/$b" "$BIN_DIR/$b"
+		fi
+	done
+	rmdir "$new"
+}
+
+qinling_config() {
+	mkdir -p "$DATA_DIR/qinling/api" "$DATA_DIR/qinling/packages"
+	write_file "$QINLING_CONF" 0600 <<-EOF
+		# Written by devstack/stack.sh; qinling-api and every engine read it
+		# (the engines also read their etc/engine-N.conf, which wins).
+		[DEFAULT]
+		state_path = $DATA_DIR/qinling/api
+		transport_url = rabbit://$RABBIT_USER:$RABBIT_PASSWORD@$SERVICE_HOST:$RABBIT_PORT/
+		qinling_endpoint = $QINLING_URL
+		debug = $QINLING_DEBUG
+
+		[api]
+		host = $SERVICE_HOST
+		port = $QINLING_API_PORT
+
+		[pecan]
+		auth_enable = true
+
+		[keystone_authtoken]
+		www_authenticate_uri = http://$SERVICE_HOST:$KEYSTONE_PORT
+		auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT
+		username = qinling
+		password = $SERVICE_PASSWORD
+		project_name = service
+		user_domain_name = Default
+		project_domain_name = Default
+		region_name = $REGION_NAME
+
+		[database]
+		connection = mysql+pymysql://qinling:$DATABASE_PASSWORD@$SERVICE_HOST:$MYSQL_PORT/qinling?charset=utf8mb4
+
+		[etcd]
+		embedded = false
+		host = $SERVICE_HOST
+		port = $ETCD_PORT
+
+		[engine]
+		topic = $QINLING_ENGINE_QUEUE
+
+		[storage]
+		file_system_dir = $DATA_DIR/qinling/packages
+
+		[local_orchestrator]
+		pool_size = $QINLING_POOL_SIZE
+	EOF
+	local i
+	for ((i = 1; i <= QINLING_ENGINES; i++)); do
+		mkdir -p "$DATA_DIR/qinling/engine-$i"
+		write_file "$ETC_DIR/engine-$i.conf" 0600 <<-EOF
+			# Written by devstack/stack.sh: what differs for engine-$i.
+			[DEFAULT]
+			state_path = $DATA_DIR/qinling/engine-$i
+
+			[engine]
+			host = engine-$i
+		EOF
+	done
+}
+
+start_qinling_api_daemon() {
+	require_port_free qinling-api "$QINLING_API_PORT" QINLING_API_PORT
+	start_daemon qinling-api "$BIN_DIR/qinling-api" --config-file "$QINLING_CONF"
+	wait_until qinling-api "$SERVICE_TIMEOUT" http_ok "$QINLING_URL/"
+	log "qinling-api: ready at $QINLING_URL"
+}
+
+running_engines() {
+	local i n=0
+	for ((i = 1; i <= QINLING_ENGINES; i++)); do
+		is_running "engine-$i" && n=$((n + 1))
+	done
+	printf '%s' "$n"
+}
+
+# engines_consuming: every running engine consumes the RPC queue (RabbitMQ
+# counts one consumer per engine), the readiness probe of qinling-engine.
+engines_consuming() {
+	local have
+	have=$(engine_queue_consumers)
+	((have >= $(running_engines)))
+}
+
+# start_engine N: start engine-N and wait until it consumes the RPC queue.
+start_engine() {
+	local name=engine-$1
+	start_daemon "$name" "$BIN_DIR/qinling-engine" --config-file "$QINLING_CONF" --config-file "$ETC_DIR/$name.conf"
+	# A broken engine usually exits within a second or two.
+	sleep 1
+	wait_until "$name" "$SERVICE_TIMEOUT" engines_consuming
+	log "$name: ready (RabbitMQ queue $QINLING_ENGINE_QUEUE has $(engine_queue_consumers) consumers)"
+}
+
+engine_hash() {
+	digest "$BIN_DIR/qinling-engine" "$QINLING_CONF" "$ETC_DIR/engine-$1.conf"
+}
+
+stack_qinling() {
+	qinling_paths
+	build_qinling
+	qinling_config
+	log "qinling: db-sync"
+	"$BIN_DIR/qinling-api" db-sync --config-file "$QINLING_CONF" >>"$LOG_DIR/qinling-db-sync.log" 2>&1 ||
+		die "qinling-api db-sync failed:
+$(tail -n 20 "$LOG_DIR/qinling-db-sync.log")"
+	tail -n 1 "$LOG_DIR/qinling-db-sync.log" | sed 's/^/stack:   /' >&2
+
+	ensure_daemon qinling-api "$(digest "$BIN_DIR/qinling-api" "$QINLING_CONF")" start_qinling_api_daemon
+
+	local i f name
+	for ((i = 1; i <= QINLING_ENGINES; i++)); do
+		# shellcheck disable=SC2329
+		eval "start_engine_$i() { start_engine $i; }"
+		ensure_daemon "engine-$i" "$(engine_hash "$i")" "start_engine_$i"
+	done
+	# Engines beyond QINLING_ENGINES left by an earlier run with more.
+	for f in "$PID_DIR"/engine-*.pid; do
+		[[ -e $f ]] || continue
+		name=$(basename "$f" .pid)
+		((${name#engine-} > QINLING_ENGINES)) && stop_daemon "$name"
+	done
+	return 0
+}
+
+# restart_qinling NAME: restart qinling-api or engine-N and wait until ready.
+restart_qinling() {
+	qinling_paths
+	case $1 in
+	qinling-api)
+		stop_daemon qinling-api
+		start_qinling_api_daemon
+		printf '%s\n' "$(digest "$BIN_DIR/qinling-api" "$QINLING_CONF")" >"$PID_DIR/qinling-api.hash"
+		;;
+	engine-*)
+		local n=${1#engine-}
+		[[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= QINLING_ENGINES)) || die "no $1: QINLING_ENGINES=$QINLING_ENGINES"
+		stop_daemon "$1"
+		start_engine "$n"
+		printf '%s\n' "$(engine_hash "$n")" >"$PID_DIR/$1.hash"
+		;;
+	esac
+}

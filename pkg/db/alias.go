@@ -1,0 +1,69 @@
+package db
+
+import (
+	"context"
+	"errors"
+
+	"gorm.io/gorm"
+
+	"github.com/qinling-go/qinling/pkg/errdefs"
+)
+
+// CreateFunctionAlias inserts an alias; names are unique per project, and so
+// is the function version an alias points at (upstream's constraints).
+func (d *DB) CreateFunctionAlias(ctx context.Context, a *FunctionAlias) error {
+	if a.ID == "" {
+		a.ID = NewID()
+	}
+	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&FunctionAlias{}).Where("project_id = ? AND name = ?", a.ProjectID, a.Name).Count(&n).Error; err != nil {
+			return translate(err, "FunctionAlias", a.Name)
+		}
+		if n > 0 {
+			return errdefs.Invalid("Duplicate entry for function_aliases: name %q already exists.", a.Name)
+		}
+		if err := tx.Model(&FunctionAlias{}).Where("project_id = ? AND function_id = ? AND function_version = ?",
+			a.ProjectID, a.FunctionID, a.FunctionVersion).Count(&n).Error; err != nil {
+			return translate(err, "FunctionAlias", a.Name)
+		}
+		if n > 0 {
+			return errdefs.Invalid("Duplicate entry for function_aliases: function %s version %d already has an alias.", a.FunctionID, a.FunctionVersion)
+		}
+		return translate(tx.Create(a).Error, "function_aliases", a.Name)
+	})
+}
+
+// FunctionAlias returns the alias name visible in scope.
+func (d *DB) FunctionAlias(ctx context.Context, s Scope, name string) (*FunctionAlias, error) {
+	var a FunctionAlias
+	// An admin reading across projects gets the oldest alias of that name.
+	err := s.apply(d.gorm.WithContext(ctx)).Where("name = ?", name).Order("created_at ASC").Take(&a).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, errdefs.NotFound("FunctionAlias not found [name=%s]", name)
+	}
+	if err != nil {
+		return nil, translate(err, "FunctionAlias", name)
+	}
+	return &a, nil
+}
+
+// FunctionAliases lists aliases in scope.
+func (d *DB) FunctionAliases(ctx context.Context, s Scope, o ListOptions) ([]FunctionAlias, error) {
+	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&FunctionAlias{})), "function_aliases", o)
+	if err != nil {
+		return nil, err
+	}
+	var out []FunctionAlias
+	return out, translate(q.Find(&out).Error, "FunctionAlias", "")
+}
+
+// UpdateFunctionAlias sets columns of an alias by ID.
+func (d *DB) UpdateFunctionAlias(ctx context.Context, id string, values map[string]any) error {
+	return d.update(ctx, &FunctionAlias{}, "FunctionAlias", id, values)
+}
+
+// DeleteFunctionAlias removes an alias by ID.
+func (d *DB) DeleteFunctionAlias(ctx context.Context, id string) error {
+	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&FunctionAlias{}).Error, "FunctionAlias", id)
+}

@@ -1,0 +1,40 @@
+package db
+
+import "context"
+
+// CreateWebhook inserts a webhook.
+func (d *DB) CreateWebhook(ctx context.Context, w *Webhook) error {
+	if w.ID == "" {
+		w.ID = NewID()
+	}
+	return translate(d.gorm.WithContext(ctx).Create(w).Error, "Webhook", w.ID)
+}
+
+// Webhook returns a webhook in scope.
+func (d *DB) Webhook(ctx context.Context, s Scope, id string) (*Webhook, error) {
+	var w Webhook
+	if err := s.apply(d.gorm.WithContext(ctx)).Where("id = ?", id).Take(&w).Error; err != nil {
+		return nil, translate(err, "Webhook", id)
+	}
+	return &w, nil
+}
+
+// Webhooks lists webhooks in scope.
+func (d *DB) Webhooks(ctx context.Context, s Scope, o ListOptions) ([]Webhook, error) {
+	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Webhook{})), "webhooks", o)
+	if err != nil {
+		return nil, err
+	}
+	var out []Webhook
+	return out, translate(q.Find(&out).Error, "Webhook", "")
+}
+
+// UpdateWebhook sets columns of a webhook.
+func (d *DB) UpdateWebhook(ctx context.Context, id string, values map[string]any) error {
+	return d.update(ctx, &Webhook{}, "Webhook", id, values)
+}
+
+// DeleteWebhook removes a webhook.
+func (d *DB) DeleteWebhook(ctx context.Context, id string) error {
+	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Webhook{}).Error, "Webhook", id)
+}
