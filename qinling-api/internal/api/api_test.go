@@ -34,6 +34,14 @@ import (
 // transport to a real engine whose orchestrator is the fake.
 func newServer(t *testing.T) (*httptest.Server, *fake.Orchestrator) {
 	t.Helper()
+	_, ts, orch := newAPI(t)
+	return ts, orch
+}
+
+// newAPI is newServer that also hands out the api.Server, for tests that
+// drive its background work (the job handler) directly.
+func newAPI(t *testing.T) (*api.Server, *httptest.Server, *fake.Orchestrator) {
+	t.Helper()
 	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
 	require.NoError(t, err)
 	_, _, err = d.Sync(context.Background())
@@ -67,7 +75,7 @@ func newServer(t *testing.T) (*httptest.Server, *fake.Orchestrator) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ts.Close(); cancel(); tr.Close(); d.Close() })
-	return ts, orch
+	return srv, ts, orch
 }
 
 type response struct {

@@ -2,14 +2,18 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
 
 // newPackage uploads a new package for fid so a new version can be cut.
@@ -224,4 +228,35 @@ func TestAPI_Jobs(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &fields))
 	require.Len(t, fields, 14)
 	require.Equal(t, http.StatusNoContent, do(t, "DELETE", ts.URL+"/v1/jobs/"+jid, "", nil).status)
+}
+
+// TestAPI_JobHandlerFiresOnce runs two job handlers on one database, as two
+// API processes would, and shows each run of a job starts one execution and
+// a count-2 job ends done after two runs.
+func TestAPI_JobHandlerFiresOnce(t *testing.T) {
+	srv, ts, orch := newAPI(t)
+	fid, _ := createFunction(t, ts.URL, createRuntime(t, ts.URL))
+	other := *srv // a second handler sharing the database and engine
+	r := doJSON(t, "POST", ts.URL+"/v1/jobs", fmt.Sprintf(`{"function_id": %q, "pattern": "* * * * *", "count": 2, "function_input": "{\"name\": \"cron\"}"}`, fid))
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	jid := r.json(t)["id"].(string)
+	makeDue := func() {
+		require.NoError(t, srv.DB.UpdateJob(context.Background(), jid, map[string]any{"next_execution_time": time.Now().UTC().Add(-time.Second)}))
+	}
+	for run := 1; run <= 2; run++ {
+		makeDue()
+		var wg sync.WaitGroup
+		for _, h := range []*api.Server{srv, &other, srv, &other} {
+			wg.Add(1)
+			go func() { defer wg.Done(); h.FireDueJobs(context.Background()) }()
+		}
+		wg.Wait()
+		execs := doJSON(t, "GET", ts.URL+"/v1/executions?description=has:"+jid, "").json(t)["executions"].([]any)
+		require.Len(t, execs, run, "run %d started exactly one execution", run)
+	}
+	job := doJSON(t, "GET", ts.URL+"/v1/jobs/"+jid, "").json(t)
+	require.Equal(t, "done", job["status"])
+	require.EqualValues(t, 0, job["count"])
+	require.Eventually(t, func() bool { return len(orch.Calls().Run) == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.JSONEq(t, `{"name": "cron"}`, string(orch.Calls().Run[0].Invocation.Input))
 }
