@@ -122,6 +122,14 @@ $(tail -n 30 "$LOG_DIR/$name.log")"
 	log "$name: started, PID $pid (log $LOG_DIR/$name.log)"
 }
 
+# adopt_pid NAME PID: from now on NAME is process PID (a daemon whose
+# launcher forks the real server and stays around as its parent).
+adopt_pid() {
+	local start
+	start=$(proc_starttime "$2") || die "$1: process $2 is not running"
+	printf '%s %s\n' "$2" "$start" >"$(pidfile "$1")"
+}
+
 # descendants PID: the PIDs of PID's children, their children, and so on.
 descendants() {
 	local out=() queue=("$1") p kid

@@ -23,8 +23,9 @@ keystone_config() {
 	write_file "$KEYSTONE_CONF" 0600 <<-EOF
 		# Written by devstack/stack.sh.
 		[DEFAULT]
-		log_file = $LOG_DIR/keystone.log
-		use_stderr = false
+		# Logs go to stderr: uwsgi's log (logs/keystone.log) for the API,
+		# logs/keystone-manage.log for keystone-manage.
+		use_stderr = true
 
 		[database]
 		connection = mysql+pymysql://keystone:$DATABASE_PASSWORD@$SERVICE_HOST:$MYSQL_PORT/keystone?charset=utf8mb4

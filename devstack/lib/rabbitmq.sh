@@ -47,6 +47,12 @@ start_rabbitmq_daemon() {
 	require_port_free rabbitmq "$RABBIT_DIST_PORT" RABBIT_DIST_PORT
 	(rabbit_env && start_daemon rabbitmq "$RABBIT_BIN/rabbitmq-server")
 	wait_until rabbitmq "$SERVICE_TIMEOUT" rabbit_up
+	# The script keeps running as the parent of the Erlang VM and does not
+	# pass signals on: from now on the VM (its PID file) is "rabbitmq", so
+	# SIGTERM reaches the node, which then shuts down cleanly.
+	local beam
+	beam=$(cat "$RUN_DIR/rabbitmq.pid" 2>/dev/null) || die "rabbitmq: no PID file $RUN_DIR/rabbitmq.pid"
+	adopt_pid rabbitmq "$beam"
 	log "rabbitmq: node $RABBIT_NODENAME ready on $SERVICE_HOST:$RABBIT_PORT"
 }
 

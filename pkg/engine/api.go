@@ -12,6 +12,7 @@ import (
 const (
 	MethodCreateRuntime     = "create_runtime"
 	MethodDeleteRuntime     = "delete_runtime"
+	MethodUpdateRuntime     = "update_runtime"
 	MethodGetRuntimePool    = "get_runtime_pool"
 	MethodCreateExecution   = "create_execution"
 	MethodDeleteFunction    = "delete_function"
@@ -22,6 +23,13 @@ const (
 // RuntimeArgs names a runtime.
 type RuntimeArgs struct {
 	RuntimeID string `json:"runtime_id"`
+}
+
+// UpdateRuntimeArgs asks for a runtime's pool to move to a new image.
+type UpdateRuntimeArgs struct {
+	RuntimeID string `json:"runtime_id"`
+	Image     string `json:"image"`
+	PreImage  string `json:"pre_image"`
 }
 
 // ExecutionArgs asks for one execution; the row already exists as running.
@@ -54,6 +62,11 @@ func (c Client) CreateRuntime(ctx context.Context, id string) error {
 // DeleteRuntime asks an engine to delete the pool and the runtime row (cast).
 func (c Client) DeleteRuntime(ctx context.Context, id string) error {
 	return c.RPC.Cast(ctx, MethodDeleteRuntime, RuntimeArgs{RuntimeID: id})
+}
+
+// UpdateRuntime asks an engine to roll the pool to a new image (cast).
+func (c Client) UpdateRuntime(ctx context.Context, a UpdateRuntimeArgs) error {
+	return c.RPC.Cast(ctx, MethodUpdateRuntime, a)
 }
 
 // RuntimePool returns the pool's capacity (call).

@@ -92,6 +92,12 @@ func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage)
 		default:
 			return e.RuntimePool(ctx, a.RuntimeID)
 		}
+	case MethodUpdateRuntime:
+		var a UpdateRuntimeArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		return nil, e.UpdateRuntime(ctx, a)
 	case MethodCreateExecution:
 		var a ExecutionArgs
 		if err := decode(&a); err != nil {
@@ -167,6 +173,32 @@ func (e *Engine) CreateRuntime(ctx context.Context, id string) error {
 	}
 	log.Info("runtime available", "image", rt.Image)
 	return e.db.UpdateRuntime(ctx, id, map[string]any{"status": db.StatusAvailable})
+}
+
+// UpdateRuntime rebuilds the pool with the new image; if the new image
+// cannot run, the pool comes back with the previous one and the runtime's
+// image is put back, as upstream's rollback.
+func (e *Engine) UpdateRuntime(ctx context.Context, a UpdateRuntimeArgs) error {
+	log := reqctx.Logger(ctx, e.log).With("runtime_id", a.RuntimeID)
+	rt, err := e.db.Runtime(ctx, db.Internal, a.RuntimeID)
+	if err != nil {
+		return err
+	}
+	if err := e.orch.DeletePool(ctx, rt.ID); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
+		log.Error("runtime update: delete old pool", "error", err)
+	}
+	values := map[string]any{"status": db.StatusAvailable}
+	if err := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.Image, Trusted: rt.Trusted}); err != nil {
+		log.Error("runtime update failed, rolling back", "image", a.Image, "error", err)
+		values["image"] = a.PreImage
+		if rerr := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.PreImage, Trusted: rt.Trusted}); rerr != nil {
+			log.Error("runtime rollback failed", "image", a.PreImage, "error", rerr)
+			values["status"] = db.StatusError
+		}
+	} else {
+		log.Info("runtime updated", "image", a.Image)
+	}
+	return e.db.UpdateRuntime(ctx, rt.ID, values)
 }
 
 // ensurePool builds this engine's pool of an available runtime.

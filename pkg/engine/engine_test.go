@@ -283,3 +283,28 @@ func TestEngine_RedeliveredExecutionIsNotRunTwice(t *testing.T) {
 	require.NoError(t, h.eng.CreateExecution(ctx, args), "a deleted execution is skipped quietly")
 	require.Len(t, h.orch.Calls().Run, 1)
 }
+
+func TestEngine_UpdateRuntime(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, image, wantImage string
+	}{
+		{name: "runnable image is rolled out", image: "python3.11", wantImage: "python3.11"},
+		{name: "unrunnable image rolls back", image: "unrunnable/x", wantImage: "python3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			f := h.function(t, "hello.main")
+			require.NoError(t, h.db.UpdateRuntime(ctx, *f.RuntimeID, map[string]any{"status": db.StatusUpgrading, "image": tc.image}))
+			raw, _ := json.Marshal(engine.UpdateRuntimeArgs{RuntimeID: *f.RuntimeID, Image: tc.image, PreImage: "python3"})
+			_, err := h.eng.Handle(ctx, engine.MethodUpdateRuntime, raw)
+			require.NoError(t, err)
+			rt, err := h.db.Runtime(ctx, db.Internal, *f.RuntimeID)
+			require.NoError(t, err)
+			require.Equal(t, db.StatusAvailable, rt.Status)
+			require.Equal(t, tc.wantImage, rt.Image)
+			_, err = h.eng.RuntimePool(ctx, rt.ID)
+			require.NoError(t, err, "a pool exists after the update either way")
+		})
+	}
+}

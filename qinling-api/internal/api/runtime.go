@@ -1,11 +1,14 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
@@ -72,6 +75,25 @@ func (s *Server) createRuntime(_ http.ResponseWriter, r *http.Request) (any, int
 		return nil, 0, err
 	}
 	return renderRuntime(rt), http.StatusCreated, nil
+}
+
+// checkRuntimeIdle refuses an image change while any function of the
+// runtime has workers: they run the old image and would be cut off mid-call.
+func (s *Server) checkRuntimeIdle(ctx context.Context, runtimeID string) error {
+	fs, err := s.DB.Functions(ctx, db.Internal, db.ListOptions{Filters: []db.Filter{{Column: "runtime_id", Op: "eq", Values: []string{runtimeID}}}})
+	if err != nil {
+		return err
+	}
+	for _, f := range fs {
+		ws, err := s.Coord.Workers(ctx, coord.FunctionVersion{FunctionID: f.ID})
+		if err != nil {
+			return err
+		}
+		if len(ws) > 0 {
+			return errdefs.Forbidden("Runtime %s is still in use by functions.", runtimeID)
+		}
+	}
+	return nil
 }
 
 func checkLen(field string, v *string, n int) error {
@@ -141,11 +163,29 @@ func (s *Server) updateRuntime(_ http.ResponseWriter, r *http.Request) (any, int
 	if req.Description.Set {
 		values["description"] = req.Description.Value
 	}
-	if req.Image.Value != nil && *req.Image.Value != rt.Image {
-		return nil, 0, errdefs.New(errdefs.KindConflict, "Changing the image of runtime %s is not supported yet.", id)
+	var roll *engine.UpdateRuntimeArgs
+	if req.Image.Value != nil && strings.TrimSpace(*req.Image.Value) != rt.Image {
+		image := strings.TrimSpace(*req.Image.Value)
+		if image == "" || len(image) > 255 {
+			return nil, 0, errdefs.Invalid("image must be 1 to 255 characters.")
+		}
+		if rt.Status != db.StatusAvailable {
+			return nil, 0, errdefs.Conflict("Runtime %s is not available.", id)
+		}
+		if err := s.checkRuntimeIdle(ctx, id); err != nil {
+			return nil, 0, err
+		}
+		values["image"], values["status"] = image, db.StatusUpgrading
+		roll = &engine.UpdateRuntimeArgs{RuntimeID: id, Image: image, PreImage: rt.Image}
 	}
 	if len(values) > 0 {
 		if err := s.DB.UpdateRuntime(ctx, id, values); err != nil {
+			return nil, 0, err
+		}
+	}
+	if roll != nil {
+		if err := s.Engine.UpdateRuntime(ctx, *roll); err != nil {
+			_ = s.DB.UpdateRuntime(context.WithoutCancel(ctx), id, map[string]any{"image": roll.PreImage, "status": db.StatusAvailable})
 			return nil, 0, err
 		}
 	}

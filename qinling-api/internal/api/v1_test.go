@@ -260,3 +260,21 @@ func TestAPI_JobHandlerFiresOnce(t *testing.T) {
 	require.Eventually(t, func() bool { return len(orch.Calls().Run) == 2 }, 5*time.Second, 10*time.Millisecond)
 	require.JSONEq(t, `{"name": "cron"}`, string(orch.Calls().Run[0].Invocation.Input))
 }
+
+func TestAPI_RuntimeImageUpdate(t *testing.T) {
+	ts, _ := newServer(t)
+	rt := createRuntime(t, ts.URL)
+	r := doJSON(t, "PUT", ts.URL+"/v1/runtimes/"+rt, `{"image": "python3.11", "name": "renamed"}`)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	require.Equal(t, "python3.11", r.json(t)["image"])
+	require.Equal(t, "renamed", r.json(t)["name"])
+	require.Eventually(t, func() bool {
+		return doJSON(t, "GET", ts.URL+"/v1/runtimes/"+rt, "").json(t)["status"] == "available"
+	}, 5*time.Second, 10*time.Millisecond)
+
+	fid, _ := createFunction(t, ts.URL, rt)
+	require.Equal(t, http.StatusCreated, doJSON(t, "POST", ts.URL+"/v1/executions", fmt.Sprintf(`{"function_id": %q}`, fid)).status)
+	r = doJSON(t, "PUT", ts.URL+"/v1/runtimes/"+rt, `{"image": "python3"}`)
+	require.Equal(t, http.StatusForbidden, r.status, "a function with workers holds the image")
+	require.Contains(t, r.json(t)["faultstring"], "still in use by functions")
+}
