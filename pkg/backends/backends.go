@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/qinling-go/qinling/orchestrator"
 	orchlocal "github.com/qinling-go/qinling/orchestrator/local"
@@ -16,6 +17,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord/etcd"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/pkg/rpc/inproc"
+	"github.com/qinling-go/qinling/pkg/rpc/rabbit"
 	"github.com/qinling-go/qinling/runtimes"
 	"github.com/qinling-go/qinling/storage"
 	storagelocal "github.com/qinling-go/qinling/storage/local"
@@ -63,7 +65,22 @@ func NewTransport(c *config.Config, allInOne bool) (rpc.Transport, error) {
 		}
 		return inproc.New(c.Default.RPCTimeout), nil
 	}
-	return nil, fmt.Errorf("DEFAULT.transport_url %q: unsupported scheme (want empty for in-process)", config.RedactURL(c.Default.TransportURL))
+	if strings.HasPrefix(c.Default.TransportURL, "rabbit://") || strings.HasPrefix(c.Default.TransportURL, "amqp://") {
+		t, err := rabbit.New(rabbit.Config{
+			URL:               c.Default.TransportURL,
+			Topic:             c.Engine.Topic,
+			Prefetch:          c.Default.ExecutorThreadPoolSize,
+			CallTimeout:       c.Default.RPCTimeout,
+			ReconnectInterval: c.Default.ReconnectInterval,
+			ReconnectMax:      c.Default.ReconnectMaxInterval,
+			Logger:            slog.Default().With("component", "rpc"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("DEFAULT.transport_url: %w", err)
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("DEFAULT.transport_url %q: unsupported scheme (want rabbit://, amqp://, or empty for in-process)", config.RedactURL(c.Default.TransportURL))
 }
 
 // NewCoordinator connects to etcd, first starting the embedded one when

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rs/cors"
+
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
@@ -152,7 +154,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 		// database, so it fires once however many handlers there are.
 		go srv.RunJobHandler(ctx, jobHandlerInterval)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	hs := &http.Server{Handler: withCORS(cfg.CORS, srv.Handler()), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("qinling-api listening", "address", "http://"+ln.Addr().String(), "auth", cfg.Pecan.AuthEnable)
@@ -190,4 +192,21 @@ func authenticator(cfg *config.Config, log *slog.Logger) (api.Authenticator, err
 	log.Info("authentication is on: Keystone tokens", "validate_at", v.Endpoint(),
 		"token_cache_size", cfg.Keystone.TokenCacheSize, "token_cache_time", cfg.Keystone.TokenCacheTime)
 	return v, nil
+}
+
+// withCORS answers cross-site requests per [cors], as oslo.middleware's CORS
+// did in front of upstream's API: preflight requests are answered before
+// authentication; with no allowed origin the handler is unchanged.
+func withCORS(c config.CORS, h http.Handler) http.Handler {
+	if len(c.AllowedOrigin) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins:   c.AllowedOrigin,
+		AllowedMethods:   c.AllowMethods,
+		AllowedHeaders:   c.AllowHeaders,
+		ExposedHeaders:   c.ExposeHeaders,
+		AllowCredentials: c.AllowCredentials,
+		MaxAge:           c.MaxAge,
+	}).Handler(h)
 }

@@ -1,0 +1,217 @@
+package rabbit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/rpc"
+)
+
+// server is one Serve loop: one consumer of the topic's queue.
+type server struct {
+	t   *Transport
+	h   rpc.Handler
+	log *slog.Logger
+	// sem holds a slot per running handler. The prefetch keeps a channel
+	// from being handed more than that; the slots also count handlers still
+	// running from a channel lost to a reconnection.
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	running atomic.Int64
+}
+
+// Serve consumes the topic's queue and dispatches each request to h in its
+// own goroutine, until ctx ends or the transport closes. It survives
+// connection losses: it waits for the connection to come back and consumes
+// again. Handlers run under ctx. On the way out it waits for the running
+// handlers, at most DrainTimeout, then cancels their context. Serve returns
+// nil when it stops; it may run several times at once.
+func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
+	t.mu.Lock()
+	select {
+	case <-t.closing:
+		t.mu.Unlock()
+		return nil
+	default:
+	}
+	t.serving.Add(1)
+	t.mu.Unlock()
+	defer t.serving.Done()
+
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sv := &server{t: t, h: h, log: t.log.With("topic", t.cfg.Topic), sem: make(chan struct{}, t.cfg.Prefetch)}
+	for {
+		s := t.waitSession(ctx)
+		if s == nil {
+			sv.drain(cancel)
+			return nil
+		}
+		ch, err := sv.consume(ctx, hctx, s)
+		if err == nil {
+			// Stopping: the handlers acknowledge on ch, so it stays open
+			// until they are done.
+			sv.drain(cancel)
+			_ = ch.Close()
+			return nil
+		}
+		sv.log.Warn("stopped receiving RPC requests; resuming when possible", "error", err)
+		// A consumer channel can fail alone (the session lives on) or with
+		// its connection; retry on the same session after a pause, or on
+		// the next one.
+		select {
+		case <-s.done:
+		case <-time.After(t.cfg.ReconnectInterval):
+		case <-ctx.Done():
+		case <-t.closing:
+		}
+	}
+}
+
+// consume receives requests on a new channel of s and starts their handlers.
+// It returns an error when the channel fails, and the still open channel,
+// its consumer cancelled, when Serve is to stop.
+func (sv *server) consume(ctx, hctx context.Context, s *session) (*amqp.Channel, error) {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open a channel: %w", err)
+	}
+	if err := ch.Qos(sv.t.cfg.Prefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("set the prefetch: %w", err)
+	}
+	tag := "qinling-" + uuid.NewString()
+	deliveries, err := ch.Consume(sv.t.cfg.Topic, tag, false, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("consume queue %q: %w", sv.t.cfg.Topic, err)
+	}
+	sv.log.Info("receiving RPC requests", "broker", s.broker.String(), "prefetch", sv.t.cfg.Prefetch)
+	// Requests delivered but not started are neither acknowledged nor
+	// rejected here: closing the channel later gives them back to the queue.
+	stop := func() (*amqp.Channel, error) {
+		_ = ch.Cancel(tag, false)
+		return ch, nil
+	}
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return nil, errors.New("the consumer channel closed")
+			}
+			select {
+			case sv.sem <- struct{}{}:
+			case <-ctx.Done():
+				return stop()
+			case <-sv.t.closing:
+				return stop()
+			}
+			sv.wg.Add(1)
+			sv.running.Add(1)
+			go sv.handle(hctx, ch, d)
+		case <-ctx.Done():
+			return stop()
+		case <-sv.t.closing:
+			return stop()
+		}
+	}
+}
+
+// drain waits for running handlers, at most DrainTimeout, then cancels
+// their context.
+func (sv *server) drain(cancel context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		sv.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(sv.t.cfg.DrainTimeout):
+		sv.log.Warn("RPC handlers still running after the drain timeout; their requests will be delivered again",
+			"running", sv.running.Load(), "drain_timeout", sv.t.cfg.DrainTimeout)
+	}
+	cancel()
+}
+
+// handle runs one request and acknowledges it once the handler returned and
+// the reply, for a call, is sent.
+func (sv *server) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
+	defer func() {
+		<-sv.sem
+		sv.running.Add(-1)
+		sv.wg.Done()
+	}()
+	start := time.Now()
+	var req rpc.Request
+	err := json.Unmarshal(d.Body, &req)
+	if err == nil && req.Method == "" {
+		err = errors.New("no method")
+	}
+	if err != nil {
+		sv.log.Warn("rejecting a malformed RPC request", "error", err, "message_id", d.MessageId,
+			"correlation_id", d.CorrelationId, "bytes", len(d.Body))
+		sv.reply(ch, d, rpc.Response{Error: &errdefs.Wire{Kind: errdefs.KindInvalid, Message: "Malformed RPC request."}}, sv.log)
+		if err := d.Reject(false); err != nil {
+			sv.log.Warn("could not reject a malformed RPC request", "error", err)
+		}
+		return
+	}
+	log := sv.log.With("method", req.Method)
+	if req.Identity.RequestID != "" {
+		log = log.With("request_id", req.Identity.RequestID)
+	}
+	resp := sv.dispatch(ctx, req, log)
+	sv.reply(ch, d, resp, log)
+	if err := d.Ack(false); err != nil {
+		log.Warn("could not acknowledge an RPC request; the broker will deliver it again", "error", err)
+		return
+	}
+	log.Debug("handled an RPC request", "duration", time.Since(start), "call", d.ReplyTo != "", "redelivered", d.Redelivered)
+}
+
+// dispatch is rpc.Dispatch with a handler panic turned into an internal
+// error: one bad request must not take the engine down.
+func (sv *server) dispatch(ctx context.Context, req rpc.Request, log *slog.Logger) (resp rpc.Response) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("RPC handler panicked", "panic", r, "stack", string(debug.Stack()))
+			resp = rpc.Response{Error: errdefs.ToWire(errdefs.New(errdefs.KindInternal, "handler of %s panicked", req.Method))}
+		}
+	}()
+	return rpc.Dispatch(ctx, sv.h, req)
+}
+
+// reply sends resp to the caller of a call. A caller that went away is no
+// error here: the broker drops a reply to a direct reply-to address whose
+// channel is gone.
+func (sv *server) reply(ch *amqp.Channel, d amqp.Delivery, resp rpc.Response, log *slog.Logger) {
+	if d.ReplyTo == "" {
+		return
+	}
+	body, err := json.Marshal(resp)
+	if err != nil {
+		log.Error("cannot encode an RPC reply", "error", err)
+		body, _ = json.Marshal(rpc.Response{Error: errdefs.ToWire(err)})
+	}
+	err = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{
+		ContentType:   contentType,
+		DeliveryMode:  amqp.Transient,
+		CorrelationId: d.CorrelationId,
+		Body:          body,
+	})
+	if err != nil {
+		log.Warn("could not send an RPC reply; its caller will time out", "error", err)
+	}
+}
