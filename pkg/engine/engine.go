@@ -264,33 +264,35 @@ func lockName(fv coord.FunctionVersion) string {
 	return fmt.Sprintf("function_worker_%s_%d", fv.FunctionID, fv.Version)
 }
 
-// pickWorker applies upstream's load check under the function's lock — add a
-// worker when there is none or when running executions per worker exceed
-// function_concurrency — and returns the least busy worker.
+// pickWorker applies upstream's load check — add a worker when there is
+// none or when running executions per worker exceed function_concurrency —
+// and returns the least busy worker. The check runs first without the lock;
+// only a decision to scale takes the function's lock (and is made again
+// under it), so the common case costs no lock round trips.
 func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (coord.WorkerRecord, error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	unlock, err := e.coord.Lock(lctx, lockName(fv))
+	workers, grow, err := e.loadCheck(ctx, fv)
 	if err != nil {
 		return coord.WorkerRecord{}, err
 	}
-	defer unlock()
-	workers, err := e.coord.Workers(ctx, fv)
-	if err != nil {
-		return coord.WorkerRecord{}, err
-	}
-	running, err := e.db.RunningExecutions(ctx, f.ID, version)
-	if err != nil {
-		return coord.WorkerRecord{}, err
-	}
-	load := float64(max(running, 1)) / float64(max(len(workers), 1))
-	if len(workers) == 0 || (load > float64(e.opts.FunctionConcurrency) && len(workers) < e.opts.MaxWorkers) {
-		added, err := e.scaleUp(ctx, f, version, 1)
-		if err != nil && len(workers) == 0 {
+	if grow {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		unlock, err := e.coord.Lock(lctx, lockName(fv))
+		if err != nil {
 			return coord.WorkerRecord{}, err
 		}
-		workers = append(workers, added...)
+		defer unlock()
+		if workers, grow, err = e.loadCheck(ctx, fv); err != nil {
+			return coord.WorkerRecord{}, err
+		}
+		if grow {
+			added, err := e.scaleUp(ctx, f, version, 1)
+			if err != nil && len(workers) == 0 {
+				return coord.WorkerRecord{}, err
+			}
+			workers = append(workers, added...)
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -301,6 +303,22 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 		}
 	}
 	return best, nil
+}
+
+// loadCheck reads a function version's workers and running executions and
+// says whether it needs another worker.
+func (e *Engine) loadCheck(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, bool, error) {
+	workers, err := e.coord.Workers(ctx, fv)
+	if err != nil {
+		return nil, false, err
+	}
+	running, err := e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version)
+	if err != nil {
+		return nil, false, err
+	}
+	load := float64(max(running, 1)) / float64(max(len(workers), 1))
+	grow := len(workers) == 0 || (load > float64(e.opts.FunctionConcurrency) && len(workers) < e.opts.MaxWorkers)
+	return workers, grow, nil
 }
 
 // scaleUp specialises count workers and records them.
