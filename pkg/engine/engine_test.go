@@ -162,6 +162,11 @@ func TestEngine_Execution(t *testing.T) {
 			require.Equal(t, tc.wantStatus, e.Status)
 			require.Contains(t, res["output"], tc.wantOutput)
 			require.Contains(t, res, "duration")
+			timing, ok := res["timing"].(map[string]any)
+			require.True(t, ok, "the result says where the time went: %v", res)
+			for _, k := range []string{"queue_ms", "acquire_ms", "run_ms", "total_ms"} {
+				require.GreaterOrEqual(t, timing[k], 0.0, k)
+			}
 			if tc.wantStatus == db.StatusSuccess {
 				require.Equal(t, 0.012, res["duration"], "duration is rounded to milliseconds")
 				require.NotNil(t, e.Logs)

@@ -32,18 +32,21 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	// A message broker delivers at least once: a request whose engine died
 	// before acknowledging it comes again. Only a still-running execution
 	// is worth running; a finished or deleted one is done.
-	if cur, err := e.db.Execution(ctx, db.Internal, a.ExecutionID); err != nil || cur.Status != db.StatusRunning {
+	cur, err := e.db.Execution(ctx, db.Internal, a.ExecutionID)
+	if err != nil || cur.Status != db.StatusRunning {
 		log.Info("execution not running any more, skipped", "error", err)
 		return nil
 	}
 	start := time.Now()
-	res, status, err := e.execute(ctx, a)
+	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
+	res, status, err := e.execute(ctx, a, &t)
 	if err != nil {
 		log.Warn("execution could not run", "error", err)
 		res = orchestrator.Result{Output: jsonString(msgFailed + " " + errdefs.PublicMessage(err))}
 		status = db.StatusError
 	}
-	result := encodeResult(res)
+	t.TotalMS = ms(time.Since(cur.CreatedAt))
+	result := encodeResult(res, t)
 	var logs *string
 	if res.Logs != "" {
 		logs = &res.Logs
@@ -60,7 +63,20 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	return nil
 }
 
-func (e *Engine) execute(ctx context.Context, a ExecutionArgs) (orchestrator.Result, string, error) {
+// Timing says where an execution's time went, in milliseconds: waiting for
+// an engine (from the API's insert), getting a worker (including
+// specialising one), and the call to the worker (the function's own duration
+// is in the result's "duration").
+type Timing struct {
+	QueueMS   float64 `json:"queue_ms"`
+	AcquireMS float64 `json:"acquire_ms"`
+	RunMS     float64 `json:"run_ms"`
+	TotalMS   float64 `json:"total_ms"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
+
+func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orchestrator.Result, string, error) {
 	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
 	if err != nil {
 		return orchestrator.Result{}, "", err
@@ -76,11 +92,15 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs) (orchestrator.Res
 	}
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
 	for try := 1; ; try++ {
+		acquire := time.Now()
 		w, err := e.pickWorker(ctx, f, a.FunctionVersion)
+		t.AcquireMS += ms(time.Since(acquire))
 		if err != nil {
 			return orchestrator.Result{}, "", err
 		}
+		run := time.Now()
 		res, err := e.runOn(ctx, w, inv)
+		t.RunMS += ms(time.Since(run))
 		switch {
 		case err == nil:
 			status := db.StatusSuccess
@@ -118,8 +138,9 @@ func (e *Engine) runOn(ctx context.Context, w coord.WorkerRecord, inv orchestrat
 	return e.orch.Run(ctx, orchestrator.Worker{Name: w.Name, Address: w.Address}, inv)
 }
 
-// encodeResult renders upstream's result column: {"duration": s, "output": v}.
-func encodeResult(r orchestrator.Result) string {
+// encodeResult renders upstream's result column, {"duration": s, "output":
+// v}, plus qinling-go's per-phase timing (clients read only the first two).
+func encodeResult(r orchestrator.Result, t Timing) string {
 	out := r.Output
 	if len(out) == 0 {
 		out = json.RawMessage("null")
@@ -127,7 +148,8 @@ func encodeResult(r orchestrator.Result) string {
 	b, err := json.Marshal(struct {
 		Duration float64         `json:"duration"`
 		Output   json.RawMessage `json:"output"`
-	}{Duration: math.Round(r.Duration*1000) / 1000, Output: out})
+		Timing   Timing          `json:"timing"`
+	}{Duration: math.Round(r.Duration*1000) / 1000, Output: out, Timing: t})
 	if err != nil {
 		// The worker sent output that is not JSON after all.
 		b, _ = json.Marshal(map[string]any{"duration": r.Duration, "output": "Function result could not be encoded."})

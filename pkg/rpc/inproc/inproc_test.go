@@ -13,7 +13,16 @@ import (
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/pkg/rpc/inproc"
+	"github.com/qinling-go/qinling/pkg/rpc/rpctest"
 )
+
+func TestTransport_Conformance(t *testing.T) {
+	rpctest.Run(t, func(t *testing.T) rpc.Transport {
+		tr := inproc.New(10 * time.Second)
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	})
+}
 
 type args struct {
 	N int `json:"n"`
