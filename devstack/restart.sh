@@ -53,7 +53,7 @@ keystone_paths
 qinling_paths
 
 exec 9>"$STACK_DIR/.lock"
-flock -w 600 9 || die "another stack.sh, unstack.sh or restart.sh is working on $STACK_DIR"
+flock -w 120 9 || die "another stack.sh, unstack.sh or restart.sh is working on $STACK_DIR"
 
 pause() {
 	if ((down > 0)); then

@@ -40,7 +40,7 @@ fi
 stack_paths
 
 exec 9>"$STACK_DIR/.lock"
-flock -w 600 9 || die "another stack.sh, unstack.sh or restart.sh is working on $STACK_DIR"
+flock -w 120 9 || die "another stack.sh, unstack.sh or restart.sh is working on $STACK_DIR"
 
 if [[ -d $PID_DIR ]]; then
 	# Engines (any number an earlier run left), then the API, then the

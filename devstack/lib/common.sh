@@ -114,7 +114,8 @@ start_daemon() {
 	printf '=== %s: stack.sh starts: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_DIR/$name.log"
 	# Without job control the child is no process group leader, so setsid
 	# makes a new session in place and execs: $! is the daemon itself.
-	setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+	# fd 9 is the lock on $STACK_DIR/.lock: daemons must not keep it.
+	setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
 	pid=$!
 	start=$(proc_starttime "$pid") || die "$name exited at once; see $LOG_DIR/$name.log:
 $(tail -n 30 "$LOG_DIR/$name.log")"

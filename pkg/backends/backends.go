@@ -58,7 +58,7 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 // NewTransport returns the RPC transport named by [DEFAULT] transport_url;
 // an empty URL is the in-process transport, usable only when API and engine
 // share the process.
-func NewTransport(c *config.Config, allInOne bool) (rpc.Transport, error) {
+func NewTransport(c *config.Config, allInOne bool, log *slog.Logger) (rpc.Transport, error) {
 	if c.Default.TransportURL == "" {
 		if !allInOne {
 			return nil, fmt.Errorf("DEFAULT.transport_url is empty: separate API and engine processes need a message broker (rabbit://user:pass@host:5672/); only --all-in-one runs without one")
@@ -73,7 +73,7 @@ func NewTransport(c *config.Config, allInOne bool) (rpc.Transport, error) {
 			CallTimeout:       c.Default.RPCTimeout,
 			ReconnectInterval: c.Default.ReconnectInterval,
 			ReconnectMax:      c.Default.ReconnectMaxInterval,
-			Logger:            slog.Default().With("component", "rpc"),
+			Logger:            log.With("component", "rpc"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("DEFAULT.transport_url: %w", err)

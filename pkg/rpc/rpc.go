@@ -8,6 +8,8 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"runtime/debug"
 
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/reqctx"
@@ -61,7 +63,17 @@ type Response struct {
 // Dispatch runs req through h the way every transport must: identity
 // installed in the context, the reply JSON-encoded, the error put on the wire
 // with its kind.
-func Dispatch(ctx context.Context, h Handler, req Request) Response {
+//
+// A panicking handler becomes an internal error (logged with its stack on
+// the default logger): one bad request must not take an engine down.
+func Dispatch(ctx context.Context, h Handler, req Request) (resp Response) {
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Default().Error("RPC handler panicked", "method", req.Method, "request_id", req.Identity.RequestID,
+				"panic", r, "stack", string(debug.Stack()))
+			resp = Response{Error: errdefs.ToWire(errdefs.New(errdefs.KindInternal, "handler of %s panicked", req.Method))}
+		}
+	}()
 	ctx = reqctx.With(ctx, req.Identity)
 	out, err := h.Handle(ctx, req.Method, req.Args)
 	if err != nil {

@@ -28,10 +28,16 @@ func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var l *slog.Logger
 	if c.Default.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		l = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		l = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	// Libraries that log on the default logger (a recovered RPC panic)
+	// then follow [DEFAULT] log_format too.
+	slog.SetDefault(l)
+	return l
 }
 
 // Deps are the connections a process holds; Close releases them in reverse.
@@ -52,7 +58,7 @@ func (d *Deps) Close() {
 
 // Open connects to everything a process needs. The state directory is
 // created first: the all-in-one keeps everything under it.
-func Open(ctx context.Context, c *config.Config, allInOne bool) (_ *Deps, err error) {
+func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger) (_ *Deps, err error) {
 	d := &Deps{}
 	defer func() {
 		if err != nil {
@@ -93,7 +99,7 @@ func Open(ctx context.Context, c *config.Config, allInOne bool) (_ *Deps, err er
 	if d.Storage, err = backends.NewStorage(c); err != nil {
 		return nil, err
 	}
-	if d.Transport, err = backends.NewTransport(c, allInOne); err != nil {
+	if d.Transport, err = backends.NewTransport(c, allInOne, log); err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { d.Transport.Close() })

@@ -7,7 +7,9 @@
 // of executor_thread_pool_size, so the broker hands a busy engine no more
 // than it can start. A request is acknowledged only after its handler
 // returned: the engine has stored the outcome by then, and a request whose
-// engine dies mid-way is delivered again, to another engine.
+// engine dies mid-way is delivered again, to another engine. (RabbitMQ also
+// takes a request back from an engine that holds it unacknowledged longer
+// than its consumer_timeout, 30 minutes by default; handlers stay far below.)
 //
 // Casts are persistent and published with confirms: Cast returns nil only
 // once the broker has the message, so it survives a broker restart. Calls
@@ -188,7 +190,7 @@ func New(cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg:      cfg,
 		brokers:  brokers,
-		log:      cfg.Logger,
+		log:      cfg.Logger.With("topic", cfg.Topic),
 		connName: fmt.Sprintf("qinling-go %s (pid %d)", filepath.Base(os.Args[0]), os.Getpid()),
 		up:       make(chan struct{}),
 		closing:  make(chan struct{}),
@@ -197,7 +199,10 @@ func New(cfg Config) (*Transport, error) {
 	}
 	s, err := t.dial()
 	if err == nil {
-		t.log.Info("connected to the message broker", "broker", s.broker.String(), "vhost", s.broker.Vhost, "topic", cfg.Topic)
+		t.log.Info("connected to the message broker", "broker", s.broker.String(), "vhost", s.broker.Vhost)
+		t.setSession(s)
+	} else {
+		t.setDown(err)
 	}
 	go t.run(s, err)
 	return t, nil
@@ -212,30 +217,37 @@ func (t *Transport) brokerNames() string {
 	return strings.Join(names, ",")
 }
 
-// run owns the connection: it watches the session, and when it dies
-// reconnects with backoff until Close.
+// run owns the connection: it watches the session (s, already installed, or
+// nil after a failed first attempt), and when it dies reconnects with
+// backoff until Close.
 func (t *Transport) run(s *session, err error) {
 	defer close(t.loopDone)
-	attempt := 0
+	waits := 0    // waits since the last session: the backoff exponent
+	failures := 0 // failed attempts since the last session
+	if s == nil {
+		failures = 1
+	}
 	for {
 		if s == nil {
-			wait := backoff(attempt, t.cfg.ReconnectInterval, t.cfg.ReconnectMax, rand.Float64())
-			t.log.Warn("cannot connect to the message broker; RPC fails as unavailable until it is back",
-				"brokers", t.brokerNames(), "error", err, "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond))
-			t.setDown(err)
+			wait := backoff(waits, t.cfg.ReconnectInterval, t.cfg.ReconnectMax, rand.Float64())
+			waits++
+			if failures > 0 {
+				t.log.Warn("cannot connect to the message broker; RPC fails as unavailable until it is back",
+					"brokers", t.brokerNames(), "error", err, "failed_attempts", failures, "retry_in", wait.Round(time.Millisecond))
+			}
 			select {
 			case <-t.quit:
 				return
 			case <-time.After(wait):
 			}
 			if s, err = t.dial(); err != nil {
-				attempt++
+				failures++
+				t.setDown(err)
 				continue
 			}
-			t.log.Info("reconnected to the message broker", "broker", s.broker.String(), "vhost", s.broker.Vhost, "attempts", attempt+1)
-			attempt = 0
+			t.log.Info("reconnected to the message broker", "broker", s.broker.String(), "vhost", s.broker.Vhost, "failed_attempts", failures)
+			t.setSession(s)
 		}
-		t.setSession(s)
 		err = t.watch(s)
 		t.setDown(err)
 		s.shutdown()
@@ -245,7 +257,7 @@ func (t *Transport) run(s *session, err error) {
 		default:
 		}
 		t.log.Warn("lost the connection to the message broker; reconnecting", "broker", s.broker.String(), "error", err)
-		s = nil
+		s, waits, failures = nil, 0, 0
 	}
 }
 
@@ -386,10 +398,10 @@ func (t *Transport) open(b broker) (*session, error) {
 	s.connClosed = conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	go func() {
-		for b := range blocks {
-			s.blocked.Store(b.Active)
-			if b.Active {
-				t.log.Warn("the message broker blocks publishers", "broker", s.broker.String(), "reason", b.Reason)
+		for bl := range blocks {
+			s.blocked.Store(bl.Active)
+			if bl.Active {
+				t.log.Warn("the message broker blocks publishers", "broker", s.broker.String(), "reason", bl.Reason)
 			} else {
 				t.log.Info("the message broker accepts publishers again", "broker", s.broker.String())
 			}
@@ -477,6 +489,15 @@ func (s *session) publish(ctx context.Context, key string, msg amqp.Publishing) 
 	}
 }
 
+// refused is the error for a message the broker did not confirm: amqp091
+// also reports every unconfirmed message as refused when the channel closes.
+func (s *session) refused() error {
+	if s.ch.IsClosed() {
+		return unavailable(nil, "the connection was lost before it confirmed the request")
+	}
+	return unavailable(nil, "it refused the request")
+}
+
 // Call sends method to one engine and waits for its reply, at most
 // CallTimeout and no longer than ctx allows.
 func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
@@ -496,11 +517,14 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
+	timedOut := func(cause error) error {
+		return errdefs.Wrap(errdefs.KindTimeout, cause, "No reply from the engine to %s within %s.", method, max(timeout, 0).Round(time.Millisecond))
+	}
+	if timeout <= 0 {
+		return timedOut(context.DeadlineExceeded)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	timedOut := func(cause error) error {
-		return errdefs.Wrap(errdefs.KindTimeout, cause, "No reply from the engine to %s within %s.", method, timeout.Round(time.Millisecond))
-	}
 
 	id := uuid.NewString()
 	replies := s.expect(id)
@@ -530,7 +554,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 			return resp.Decode(reply)
 		case <-confirmed:
 			if !dc.Acked() {
-				return unavailable(nil, "it did not accept the request")
+				return s.refused()
 			}
 			confirmed = nil
 		case <-s.done:
@@ -584,7 +608,7 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 		if dc.Acked() {
 			return nil
 		}
-		return unavailable(nil, "it did not accept the request")
+		return s.refused()
 	case <-s.done:
 		return unavailable(nil, "the connection was lost before it confirmed the request")
 	case <-ctx.Done():

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +50,7 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sv := &server{t: t, h: h, log: t.log.With("topic", t.cfg.Topic), sem: make(chan struct{}, t.cfg.Prefetch)}
+	sv := &server{t: t, h: h, log: t.log, sem: make(chan struct{}, t.cfg.Prefetch)}
 	for {
 		s := t.waitSession(ctx)
 		if s == nil {
@@ -90,6 +89,11 @@ func (sv *server) consume(ctx, hctx context.Context, s *session) (*amqp.Channel,
 	if err := ch.Qos(sv.t.cfg.Prefetch, 0, false); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("set the prefetch: %w", err)
+	}
+	// Declared here too, in case the queue was deleted under a live session.
+	if _, err := ch.QueueDeclare(sv.t.cfg.Topic, true, false, false, false, nil); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("declare queue %q: %w", sv.t.cfg.Topic, err)
 	}
 	tag := "qinling-" + uuid.NewString()
 	deliveries, err := ch.Consume(sv.t.cfg.Topic, tag, false, false, false, false, nil)
@@ -172,25 +176,13 @@ func (sv *server) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery)
 	if req.Identity.RequestID != "" {
 		log = log.With("request_id", req.Identity.RequestID)
 	}
-	resp := sv.dispatch(ctx, req, log)
+	resp := rpc.Dispatch(ctx, sv.h, req)
 	sv.reply(ch, d, resp, log)
 	if err := d.Ack(false); err != nil {
 		log.Warn("could not acknowledge an RPC request; the broker will deliver it again", "error", err)
 		return
 	}
 	log.Debug("handled an RPC request", "duration", time.Since(start), "call", d.ReplyTo != "", "redelivered", d.Redelivered)
-}
-
-// dispatch is rpc.Dispatch with a handler panic turned into an internal
-// error: one bad request must not take the engine down.
-func (sv *server) dispatch(ctx context.Context, req rpc.Request, log *slog.Logger) (resp rpc.Response) {
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("RPC handler panicked", "panic", r, "stack", string(debug.Stack()))
-			resp = rpc.Response{Error: errdefs.ToWire(errdefs.New(errdefs.KindInternal, "handler of %s panicked", req.Method))}
-		}
-	}()
-	return rpc.Dispatch(ctx, sv.h, req)
 }
 
 // reply sends resp to the caller of a call. A caller that went away is no

@@ -127,7 +127,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	deps, err := service.Open(ctx, cfg, allInOne)
+	deps, err := service.Open(ctx, cfg, allInOne, log)
 	if err != nil {
 		return err
 	}

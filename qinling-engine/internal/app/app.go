@@ -36,7 +36,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("configuration: " + w)
 	}
 	log.Info("starting qinling-engine", "name", cfg.EngineName(), "config", cfg)
-	deps, err := service.Open(ctx, cfg, false)
+	deps, err := service.Open(ctx, cfg, false, log)
 	if err != nil {
 		log.Error("qinling-engine stopped", "error", err)
 		return 1
