@@ -77,6 +77,7 @@ qinling_config() {
 
 		[storage]
 		file_system_dir = $DATA_DIR/qinling/packages
+		max_package_size = $QINLING_MAX_PACKAGE_SIZE
 
 		[local_orchestrator]
 		pool_size = $QINLING_POOL_SIZE

@@ -80,6 +80,12 @@ func (r *Response) Fault(t testing.TB) string {
 	return fault
 }
 
+// Client is what tests send requests through: an all-in-one *Server (no
+// authentication) or a *Target (either mode, acting as one identity).
+type Client interface {
+	Do(t testing.TB, method, path string, body any, headers ...string) *Response
+}
+
 // Do sends a request to path (relative to URL, or an absolute URL) the way
 // python-qinlingclient does: X-Auth-Token "notused", its User-Agent, Accept */*
 // and Content-Type application/json even on body-less GETs. body may be:
@@ -95,7 +101,18 @@ func (r *Response) Fault(t testing.TB) string {
 // removes a header. Only a transport error fails the test.
 func (s *Server) Do(t testing.TB, method, path string, body any, headers ...string) *Response {
 	t.Helper()
-	require.True(t, len(headers)%2 == 0, "Do: headers must be name, value pairs")
+	r, err := send(httpClient, s.URL, "notused", method, path, body, headers...)
+	require.NoError(t, err)
+	return r
+}
+
+// send is Do without a test: base is the server URL, token the X-Auth-Token
+// to send ("" sends none). The error is a transport error (or a malformed
+// call); any HTTP status is a response.
+func send(client *http.Client, base, token, method, path string, body any, headers ...string) (*Response, error) {
+	if len(headers)%2 != 0 {
+		return nil, fmt.Errorf("testutil: headers must be name, value pairs")
+	}
 	var (
 		rd    io.Reader
 		ctype string
@@ -113,20 +130,28 @@ func (s *Server) Do(t testing.TB, method, path string, body any, headers ...stri
 		rd, ctype = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
 	case *Form:
 		data, ct, err := b.encode()
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		rd, ctype = bytes.NewReader(data), ct
 	default:
 		data, err := json.Marshal(b)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		rd, ctype = bytes.NewReader(data), "application/json"
 	}
 	target := path
 	if !strings.HasPrefix(path, "http://") && !strings.HasPrefix(path, "https://") {
-		target = s.URL + path
+		target = base + path
 	}
 	req, err := http.NewRequest(method, target, rd)
-	require.NoError(t, err)
-	req.Header.Set("X-Auth-Token", "notused")
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
 	req.Header.Set("User-Agent", "python-qinlingclient")
 	req.Header.Set("Accept", "*/*")
 	if ctype != "" {
@@ -139,12 +164,16 @@ func (s *Server) Do(t testing.TB, method, path string, body any, headers ...stri
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := httpClient.Do(req)
-	require.NoError(t, err, "%s %s", method, path)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err, "%s %s: reading body", method, path)
-	return &Response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading body: %w", method, path, err)
+	}
+	return &Response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
 }
 
 func (f *Form) encode() ([]byte, string, error) {

@@ -47,6 +47,7 @@ type Server struct {
 	LogPath    string // the server's stdout and stderr, appended across restarts
 
 	bin string
+	cfg *iniFile
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -111,6 +112,7 @@ func Launch(dir string, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(f)
 	}
+	s.cfg = f
 	if err := os.WriteFile(s.ConfigPath, f.bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("testutil: %w", err)
 	}
@@ -293,6 +295,15 @@ func (s *Server) Restart() error {
 		fmt.Fprintf(os.Stderr, "testutil: restart: %v\n", err)
 	}
 	return s.start()
+}
+
+// Option returns what the server's config file sets for [section] key, or
+// "" when it leaves the option at its default.
+func (s *Server) Option(section, key string) string {
+	if s.cfg == nil || s.cfg.sections[section] == nil {
+		return ""
+	}
+	return s.cfg.sections[section][key]
 }
 
 // LogTail returns the last n lines of the server log.

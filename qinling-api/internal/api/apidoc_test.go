@@ -957,7 +957,7 @@ func syncDoc(t *testing.T, regions map[string]*docRegion, routes []string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if !seen[name] {
+		if _, route := docAccessOf[name]; !seen[name] && !route {
 			problems = append(problems, fmt.Sprintf("docs/api.md has no region for %q: add\n\t<!-- generated: %s -->\n\t<!-- end generated -->", name, name))
 		}
 	}

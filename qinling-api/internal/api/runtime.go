@@ -244,6 +244,9 @@ func (s *Server) getRuntimePool(_ http.ResponseWriter, r *http.Request) (any, in
 	return map[string]any{"name": id, "capacity": cp}, http.StatusOK, nil
 }
 
+// boolColumns are the filterable columns that hold booleans.
+var boolColumns = map[string]bool{"sync": true, "is_public": true}
+
 // listOptions reads the paging extension (limit, marker) and the filters
 // named in allowed (query name → column).
 func listOptions(r *http.Request, allowed map[string]string) (db.ListOptions, error) {
@@ -262,6 +265,16 @@ func listOptions(r *http.Request, allowed map[string]string) (db.ListOptions, er
 			f, err := db.ParseFilter(col, v)
 			if err != nil {
 				return o, err
+			}
+			if boolColumns[col] {
+				// Booleans are stored as 1 and 0; accept oslo's spellings.
+				for i, raw := range f.Values {
+					b, ok := parseBool(raw)
+					if !ok {
+						return o, errdefs.Invalid("Invalid value for %s: %q is not a boolean.", name, raw)
+					}
+					f.Values[i] = map[bool]string{true: "1", false: "0"}[b]
+				}
 			}
 			o.Filters = append(o.Filters, f)
 		}

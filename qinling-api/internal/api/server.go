@@ -246,7 +246,8 @@ func respond(w http.ResponseWriter, status int, v any) {
 	switch {
 	case status == 0:
 		return
-	case status == http.StatusNoContent:
+	case status == http.StatusNoContent || v == nil:
+		// 204s, and upstream's empty 202s (scale, detach), have no body.
 		w.WriteHeader(status)
 		return
 	}
