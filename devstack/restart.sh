@@ -23,7 +23,7 @@ done
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
-service= down=0
+service='' down=0
 while (($#)); do
 	case $1 in
 	--down)

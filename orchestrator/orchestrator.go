@@ -41,6 +41,15 @@ type Orchestrator interface {
 	Close() error
 }
 
+// EngineLocal is implemented by backends whose workers can only be used by
+// the engine that created them (the local orchestrator: processes on that
+// engine's machine). The engine then runs executions only on its own
+// workers and measures their load by its own executions in flight, while
+// the worker records stay shared for listing, scaling down and expiry.
+type EngineLocal interface {
+	EngineLocal()
+}
+
 // Runtime is what a pool is built from.
 type Runtime struct {
 	ID      string

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Shared helpers for ./tox and the env scripts. Sourced, never executed.
 #
-# An env is a function named env_<name>, registered with register_env so
-# `./tox -l` can describe it. run_envs runs a comma-separated list of them.
+# An env is a function named env_<name> (a "-" in the name is "_" in the
+# function's), registered with register_env so `./tox -l` can describe it.
+# run_envs runs a comma-separated list of them.
 
 export PATH="$PATH:/usr/local/go/bin"
 # No VCS stamping: a fresh clone or a tree without commits must build the same.
@@ -37,7 +38,7 @@ register_env() {
 list_envs() {
 	local name
 	for name in "${ENV_NAMES[@]}"; do
-		printf '%-11s %s\n' "$name" "${ENV_HELP[$name]}"
+		printf '%-15s %s\n' "$name" "${ENV_HELP[$name]}"
 	done
 }
 
@@ -61,19 +62,20 @@ run_envs() {
 	done
 	for name in "${names[@]}"; do
 		log "=== $name: ${ENV_HELP[$name]}"
+		local t0=$SECONDS
 		# A subshell keeps an env's cd and variables to itself. bash ignores
 		# `set -e` inside an `||` list, so envs check each step themselves.
 		rc=0
-		(set -euo pipefail; "env_$name") || rc=$?
+		(set -euo pipefail; "env_${name//-/_}") || rc=$?
 		if ((rc == 0)); then
 			passed+=("$name")
-			log "=== $name: ok"
+			log "=== $name: ok ($((SECONDS - t0))s)"
 		else
 			failed+=("$name")
-			log "=== $name: FAILED (exit $rc)"
+			log "=== $name: FAILED (exit $rc, $((SECONDS - t0))s)"
 		fi
 	done
-	log "summary: ok: ${passed[*]:-none}; failed: ${failed[*]:-none}"
+	log "summary: ok: ${passed[*]:-none}; failed: ${failed[*]:-none} (${SECONDS}s in all)"
 	((${#failed[@]} == 0))
 }
 

@@ -22,6 +22,22 @@ env_lint() {
 
 	scripts/verify-layering.sh || rc=1
 	check_config_sample || rc=1
+	check_shell || rc=1
+	return $rc
+}
+
+# check_shell: every shell script parses (bash -n), and passes shellcheck
+# when the machine has it (Debian's shellcheck package; not required).
+check_shell() {
+	local f rc=0 scripts=(tox .ci/run scripts/*.sh devstack/*.sh devstack/lib/*.sh devstack/settings)
+	for f in "${scripts[@]}"; do
+		[[ -f $f ]] || continue
+		bash -n "$f" || { log "bash -n $f failed"; rc=1; }
+	done
+	if command -v shellcheck >/dev/null; then
+		# SC2034: the libraries set variables that the scripts sourcing them use.
+		shellcheck -x -S warning -e SC2034 "${scripts[@]}" || rc=1
+	fi
 	return $rc
 }
 

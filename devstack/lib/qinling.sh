@@ -81,6 +81,11 @@ qinling_config() {
 
 		[local_orchestrator]
 		pool_size = $QINLING_POOL_SIZE
+		# One directory for every engine's workers: each engine runs
+		# executions on its own workers only, but any engine can stop any
+		# worker of the machine (detach, scale down, idle expiry, function
+		# delete reach whichever engine RabbitMQ hands them to).
+		workers_dir = $DATA_DIR/qinling/workers
 	EOF
 	local i
 	for ((i = 1; i <= QINLING_ENGINES; i++)); do
@@ -111,12 +116,14 @@ running_engines() {
 	printf '%s' "$n"
 }
 
-# engines_consuming: every running engine consumes the RPC queue (RabbitMQ
-# counts one consumer per engine), the readiness probe of qinling-engine.
+# engines_consuming: the RPC queue has exactly one consumer per running
+# engine (RabbitMQ counts one per engine): the readiness probe of
+# qinling-engine. Exactly, so that a consumer of a just-stopped engine that
+# the broker has not dropped yet cannot pass for the new one.
 engines_consuming() {
 	local have
 	have=$(engine_queue_consumers)
-	((have >= $(running_engines)))
+	((have == $(running_engines)))
 }
 
 # start_engine N: start engine-N and wait until it consumes the RPC queue.

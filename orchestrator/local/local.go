@@ -3,7 +3,14 @@
 //
 // A worker is one runtime server process (runtimes/python3/server.py for the
 // python3 kind) listening on a unix socket in its private directory
-// <WorkersDir>/<name>/, in its own process group. Each runtime has a pool of
+// <WorkersDir>/<name>/, in its own process group. With Config.Sandbox it
+// runs confined (package sandbox): its own namespaces, a read-only root
+// with only the runtime and its package, a private /tmp, an unprivileged
+// uid; it is PID 1 of its PID namespace, so killing it kills everything the
+// function started. With Config.CgroupParent it has its own cgroup (package
+// cgroup): a pids limit from the start, and the function's cpu and memory
+// once specialised. An execution that hits a limit fails with a message
+// naming it, and the worker is replaced. Each runtime has a pool of
 // free, prewarmed workers; ScaleUp takes some, unpacks the function's package
 // into their packages/ directory and hands them out, then tops the pool up in
 // the background. A worker that exits (the Python runtime exits with status 3
@@ -30,12 +37,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
 	"github.com/qinling-go/qinling/orchestrator/workerclient"
 	"github.com/qinling-go/qinling/pkg/archive"
 )
@@ -73,6 +80,14 @@ type Config struct {
 	StartTimeout time.Duration
 	// Limits bound package extraction (zero fields: archive defaults).
 	Limits archive.Limits
+	// Sandbox confines workers; the zero value runs them unconfined.
+	Sandbox Sandbox
+	// CgroupParent is where workers' cgroups go: relative to the engine's
+	// own cgroup, or absolute from each hierarchy's root (package cgroup).
+	// Empty: no cgroups, hence no cpu, memory or pids limits.
+	CgroupParent string
+	// MaxPids bounds the processes and threads of one worker (<= 0: no limit).
+	MaxPids int
 }
 
 // Defaults for Config fields left zero.
@@ -109,6 +124,8 @@ const (
 type worker struct {
 	name, runtimeID, kind string
 	dir, sock, addr       string
+	arg                   string        // identifies its process (see record.Arg)
+	cg                    *cgroup.Group // nil without cgroups
 	cmd                   *exec.Cmd
 	pid                   int
 	started               time.Time
@@ -119,9 +136,12 @@ type worker struct {
 	state   state
 	fnID    string
 	version int
-	killed  bool  // we sent SIGKILL: its exit is expected
-	exited  bool  // the process has exited; its pid must not be signalled any more
-	waitErr error // from cmd.Wait, valid once done is closed
+	killed  bool          // we sent SIGKILL: its exit is expected
+	exited  bool          // the process has exited; its pid must not be signalled any more
+	waitErr error         // from cmd.Wait, valid once done is closed
+	cpu     int           // cpu limit applied, millicores
+	memory  int64         // memory limit applied, bytes
+	seen    cgroup.Events // limit counters already accounted for
 }
 
 func (w *worker) public() orchestrator.Worker {
@@ -131,7 +151,7 @@ func (w *worker) public() orchestrator.Worker {
 func (w *worker) record(owner string) record {
 	return record{
 		Name: w.name, Runtime: w.runtimeID, Kind: w.kind, Function: w.fnID, Version: w.version,
-		PID: w.pid, Owner: owner, Socket: w.sock, Started: w.started,
+		PID: w.pid, Owner: owner, Socket: w.sock, Arg: w.arg, Started: w.started,
 	}
 }
 
@@ -149,6 +169,7 @@ type Orchestrator struct {
 	log    *slog.Logger
 	client *workerclient.Client
 	spawn  *spawner
+	conf   *confinement
 	life   context.Context // ended by Close
 	end    context.CancelFunc
 	wg     sync.WaitGroup // every goroutine and start in flight
@@ -172,7 +193,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		return nil, fmt.Errorf("local orchestrator: workers dir: %w", err)
 	}
 	cfg.WorkersDir = dir
-	if n := len(dir) + len("/python3-0123456789abcdef/") + len(socketName); n > maxUnixSocketPathLen {
+	if n := len(dir) + len("/python3-0123456789abcdef/"+runName+"/") + len(socketName); n > maxUnixSocketPathLen {
 		return nil, fmt.Errorf("local orchestrator: workers dir %s is too long for unix socket paths (%d bytes, limit %d); choose a shorter one", dir, n, maxUnixSocketPathLen)
 	}
 	if cfg.PoolSize < 0 {
@@ -205,6 +226,10 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local orchestrator: %w", err)
 	}
+	conf, err := newConfinement(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("local orchestrator: %w", err)
+	}
 	log := cfg.Logger.With("orchestrator", "local")
 	removed, err := removeStale(dir, time.Now())
 	if err != nil {
@@ -214,7 +239,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		log.Info("removed stale worker directories", "dir", dir, "count", removed)
 	}
 	life, end := context.WithCancel(context.Background())
-	return &Orchestrator{
+	o := &Orchestrator{
 		cfg: cfg,
 		log: log,
 		client: workerclient.New(workerclient.Options{
@@ -223,11 +248,15 @@ func New(cfg Config) (*Orchestrator, error) {
 			MaxResponseBytes: 6*int64(cfg.MaxLogSize) + int64(cfg.MaxResultSize) + 64<<10,
 		}),
 		spawn:   newSpawner(life),
+		conf:    conf,
 		life:    life,
 		end:     end,
 		pools:   map[string]*pool{},
 		workers: map[string]*worker{},
-	}, nil
+	}
+	o.cleanCgroups()
+	log.Info("local orchestrator ready", "sandbox", cfg.Sandbox.Enabled, "cgroup_parent", cfg.CgroupParent, "max_pids", cfg.MaxPids)
+	return o, nil
 }
 
 // hold registers work that Close must wait for; false once closed.
@@ -331,26 +360,24 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 
 	name := p.kind + "-" + randomHex(8)
 	dir := filepath.Join(o.cfg.WorkersDir, name)
-	pkgDir := filepath.Join(dir, packagesName)
-	sock := filepath.Join(dir, socketName)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start worker %s: %w", name, err)
 	}
-	if err := os.Mkdir(pkgDir, 0o700); err != nil {
+	start := time.Now()
+	l, cg, err := o.prepare(name, dir, p)
+	if err != nil {
+		o.destroyCgroup(name, cg)
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start worker %s: %w", name, err)
 	}
-	cmd := o.command(p.kind, sock, pkgDir, dir)
-	cmd.Dir = dir
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
+	cmd := l.cmd
 	// Its own process group, so that killing the group also kills whatever
 	// the function started; and death with the engine (see spawner).
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	r, wr, err := os.Pipe()
 	if err != nil {
+		o.destroyCgroup(name, cg)
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start worker %s: %w", name, err)
 	}
@@ -359,14 +386,15 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 	_ = wr.Close()
 	if err != nil {
 		_ = r.Close()
+		o.destroyCgroup(name, cg)
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start worker %s: %w", name, err)
 	}
 
 	w := &worker{
 		name: name, runtimeID: p.rt.ID, kind: p.kind,
-		dir: dir, sock: sock, addr: workerclient.UnixAddress(sock),
-		cmd: cmd, pid: cmd.Process.Pid, started: time.Now(),
+		dir: dir, sock: l.addr, addr: workerclient.UnixAddress(l.addr), arg: l.arg, cg: cg,
+		cmd: cmd, pid: cmd.Process.Pid, started: start,
 		out:  newOutputLog(o.log.With("worker", name)),
 		done: make(chan struct{}),
 	}
@@ -392,28 +420,6 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 	}
 	o.log.Debug("worker ready", "worker", name, "runtime_id", p.rt.ID, "pid", w.pid, "elapsed", time.Since(w.started))
 	return w, nil
-}
-
-// command returns the runtime command for kind.
-func (o *Orchestrator) command(kind, sock, pkgDir, dir string) *exec.Cmd {
-	if o.cfg.Command != nil {
-		return o.cfg.Command(kind, sock, pkgDir)
-	}
-	// -I: ignore PYTHON* variables and user site-packages, so the engine's
-	// environment cannot change how functions run.
-	cmd := exec.Command(o.cfg.Python3, "-I", filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"),
-		"--socket", sock, "--packages-dir", pkgDir,
-		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
-		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize))
-	// A minimal environment: the engine's may hold credentials, which
-	// functions must not see. Temporary files live and die with the worker.
-	cmd.Env = []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"LANG=C.UTF-8",
-		"HOME=" + dir,
-		"TMPDIR=" + dir,
-	}
-	return cmd
 }
 
 // waitReady polls /ping until the worker answers, exits, or StartTimeout passes.
@@ -460,6 +466,8 @@ func (o *Orchestrator) reap(w *worker) {
 	case <-w.out.done:
 	case <-time.After(time.Second):
 	}
+	// Before the directory: a cgroup without its directory is stale (see New).
+	o.destroyCgroup(w.name, w.cg)
 	if err := os.RemoveAll(w.dir); err != nil {
 		o.log.Warn("could not remove worker directory", "worker", w.name, "dir", w.dir, "error", err)
 	}
@@ -656,9 +664,10 @@ func (o *Orchestrator) startExtra(ctx context.Context, p *pool, fn orchestrator.
 
 // deliver unpacks fn's package once into a temporary directory and links
 // the tree into every worker's packages/<fn.ID>/: one extraction and no copy
-// of the data however many workers there are. Workers import the code and
-// never write to it, and they all run as the engine's user anyway, so the
-// shared inodes give no function access it did not have.
+// of the data however many workers there are. The shared inodes are safe:
+// the files belong to the engine's user, sandboxed workers see them through
+// a read-only mount as another user, and unsandboxed ones run as the
+// engine's user anyway. All of fn's workers run the same code.
 func (o *Orchestrator) deliver(ctx context.Context, fn orchestrator.Function, ws []*worker) error {
 	rc, err := fn.Package.Open(ctx)
 	if err != nil {
@@ -741,8 +750,15 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// specialise marks delivered workers as fn's, unless one was stopped meanwhile.
+// specialise applies fn's limits to delivered workers and marks them as
+// fn's, unless one was stopped meanwhile.
 func (o *Orchestrator) specialise(ws []*worker, fn orchestrator.Function) error {
+	for _, w := range ws {
+		o.mu.Lock()
+		change := w.limitChangesLocked(fn.CPU, fn.MemorySize)
+		o.mu.Unlock()
+		change.apply(w)
+	}
 	o.mu.Lock()
 	for _, w := range ws {
 		if w.killed || w.exited || w.fnID != fn.ID || w.version != fn.Version {
@@ -771,7 +787,10 @@ func validFunctionID(id string) bool {
 
 // Run executes inv on w. A worker that does not answer within inv.Timeout
 // plus RunGrace is killed, and the execution reported as timed out; one whose
-// connection broke is killed and ErrWorkerLost returned.
+// connection broke is killed and ErrWorkerLost returned, unless its cgroup
+// says it was killed for its memory limit: that is the function's failure,
+// reported as such. A failure after the function hit its pids or memory
+// limit gets a message naming the limit, and the worker is replaced.
 func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) (orchestrator.Result, error) {
 	o.mu.Lock()
 	wk := o.workers[w.Name]
@@ -779,19 +798,35 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 		o.mu.Unlock()
 		return orchestrator.Result{}, fmt.Errorf("run %s on worker %s: %w", inv.ExecutionID, w.Name, orchestrator.ErrWorkerNotFound)
 	}
+	// The function's limits may have changed since it was specialised.
+	change := wk.limitChangesLocked(inv.CPU, inv.MemorySize)
 	o.mu.Unlock()
+	change.apply(wk)
 
+	start := time.Now()
 	res, err := o.client.Execute(ctx, wk.addr, inv, o.cfg.RunGrace)
 	switch {
 	case err == nil:
+		if !res.Success {
+			res = o.explainFailure(wk, res)
+		}
 		return res, nil
 	case errors.Is(err, workerclient.ErrWorkerStuck):
 		o.log.Warn("killing stuck worker", "worker", wk.name, "execution_id", inv.ExecutionID, "timeout", inv.Timeout, "grace", o.cfg.RunGrace)
 		o.kill(wk)
+		if msg, hit := o.limitAfterDeath(wk); hit {
+			// Stuck because of a limit (a fork bomb, or the kernel busy
+			// OOM-killing its children): say which rather than "timeout".
+			res.Output, res.Logs = jsonString(msg), res.Logs+msg+"\n"
+		}
 		return res, nil
 	case errors.Is(err, orchestrator.ErrWorkerLost):
 		// Whatever it still is, it cannot be trusted with another execution.
 		o.kill(wk)
+		if res, ok := o.lostToLimit(wk, start); ok {
+			o.log.Info("worker killed for its memory limit", "worker", wk.name, "function_id", wk.fnID, "execution_id", inv.ExecutionID)
+			return res, nil
+		}
 	}
 	return res, fmt.Errorf("run on worker %s: %w", wk.name, err)
 }
@@ -873,6 +908,11 @@ func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
 		for rec.alive() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
+		if o.conf.cgroups != nil {
+			if err := o.conf.cgroups.Remove(rec.Name); err != nil {
+				o.log.Warn("could not remove worker cgroup", "worker", rec.Name, "error", err)
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(o.cfg.WorkersDir, rec.Name)); err != nil {
 			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
 		}
@@ -896,6 +936,9 @@ func (o *Orchestrator) Close() error {
 	o.end()
 	o.wg.Wait()
 	o.client.Close()
+	if o.conf.cgroups != nil {
+		o.conf.cgroups.Close()
+	}
 	return nil
 }
 

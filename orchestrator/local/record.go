@@ -17,15 +17,19 @@ const recordFile = "worker.json"
 // sharing WorkersDir find, verify and stop the worker, and lets New tell a
 // live worker's directory from a stale one.
 type record struct {
-	Name     string    `json:"name"`
-	Runtime  string    `json:"runtime"`
-	Kind     string    `json:"kind"`
-	Function string    `json:"function"`
-	Version  int       `json:"version"`
-	PID      int       `json:"pid"`
-	Owner    string    `json:"owner"`
-	Socket   string    `json:"socket"`
-	Started  time.Time `json:"started"`
+	Name     string `json:"name"`
+	Runtime  string `json:"runtime"`
+	Kind     string `json:"kind"`
+	Function string `json:"function"`
+	Version  int    `json:"version"`
+	PID      int    `json:"pid"`
+	Owner    string `json:"owner"`
+	Socket   string `json:"socket"`
+	// Arg is the command-line argument that identifies the process (the
+	// socket path as the worker sees it); empty in records of older
+	// engines, which meant Socket.
+	Arg     string    `json:"arg,omitempty"`
+	Started time.Time `json:"started"`
 }
 
 // workerName matches the directory names this package creates; nothing else
@@ -67,6 +71,9 @@ func readRecord(dir string) (record, error) {
 // alive reports whether the record's process still runs and is the worker
 // (its command line names the worker's socket), not a stranger that got the pid.
 func (r record) alive() bool {
+	if r.Arg != "" {
+		return cmdlineContains(r.PID, r.Arg)
+	}
 	return cmdlineContains(r.PID, r.Socket)
 }
 

@@ -41,6 +41,9 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 				return nil, err
 			}
 		}
+		if c.Local.Sandbox && (c.Local.SandboxUID == 0 || c.Local.SandboxGID == 0) {
+			return nil, fmt.Errorf("local_orchestrator.sandbox_uid %d, sandbox_gid %d: functions must not run as root (0)", c.Local.SandboxUID, c.Local.SandboxGID)
+		}
 		return orchlocal.New(orchlocal.Config{
 			WorkersDir:    c.WorkersDir(),
 			PoolSize:      c.Local.PoolSize,
@@ -50,6 +53,16 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			MaxResultSize: c.Local.MaxResultSize,
 			Owner:         c.EngineName(),
 			Logger:        log.With("component", "orchestrator"),
+			Sandbox: orchlocal.Sandbox{
+				Enabled:         c.Local.Sandbox,
+				UID:             c.Local.SandboxUID,
+				GID:             c.Local.SandboxGID,
+				NetworkRuntimes: c.Local.NetworkRuntimes,
+				TmpSize:         c.Local.SandboxTmpSize,
+				ExtraPaths:      c.Local.SandboxPaths,
+			},
+			CgroupParent: c.Local.CgroupParent,
+			MaxPids:      c.Local.MaxPids,
 		})
 	}
 	return nil, fmt.Errorf("engine.orchestrator %q: unknown (want local)", c.Engine.Orchestrator)

@@ -76,6 +76,15 @@ type Local struct {
 	WorkersDir    string `ini:"workers_dir" default:"" help:"Directory for the workers' private directories. Empty means <state_path>/workers." path:"true"`
 	MaxLogSize    int    `ini:"max_log_size" default:"1048576" help:"Bytes of an execution's output kept as its log; the rest is cut with a note."`
 	MaxResultSize int    `ini:"max_result_size" default:"1048576" help:"Largest JSON-encoded function result, in bytes; a larger one fails the execution with a clear message."`
+	// Confinement of workers (orchestrator/local/sandbox, orchestrator/local/cgroup).
+	Sandbox         bool     `ini:"sandbox" default:"true" help:"Run every worker in a sandbox: its own mount, PID, IPC, UTS and network namespaces, a read-only root holding only the runtime and the function's package, a private /tmp, an unprivileged user without capabilities. Needs root; if sandboxes cannot be created the engine refuses to start. false runs functions as plain processes of the engine's user, able to read whatever it can: only for development."`
+	SandboxUID      int      `ini:"sandbox_uid" default:"65534" help:"User ID functions run as in the sandbox (never 0)."`
+	SandboxGID      int      `ini:"sandbox_gid" default:"65534" help:"Group ID functions run as in the sandbox (never 0)."`
+	NetworkRuntimes []string `ini:"network_runtimes" default:"" help:"Runtimes, by ID or image, whose sandboxed workers share the host's network (and see its /etc/resolv.conf, /etc/hosts and CA certificates), e.g. so functions can call OpenStack services. They can then reach every service of the host, including its loopback addresses. Other workers only have a loopback interface of their own."`
+	SandboxTmpSize  int64    `ini:"sandbox_tmp_size" default:"67108864" help:"Size in bytes of each sandboxed worker's private /tmp; what is written there also counts against the function's memory."`
+	SandboxPaths    []string `ini:"sandbox_extra_paths" default:"" help:"Further host paths (files or directories) that sandboxed workers see read-only at the same place, e.g. a directory of shared libraries or data; the interpreter, its standard library, site-packages and time zone data are always there."`
+	CgroupParent    string   `ini:"cgroup_parent" default:"qinling" help:"cgroup under which every worker gets its own, for the function's cpu and memory limits and max_pids. Relative: below the engine's own cgroup; absolute: from the root of each hierarchy (cgroup v1 or v2, detected per controller). A controller that is missing or not writable is logged once and its limit not applied. Empty disables cgroups."`
+	MaxPids         int      `ini:"max_pids" default:"64" help:"Processes and threads one worker may have (cgroup pids limit): a fork bomb fails with a clear message instead of exhausting the machine. 0 means no limit."`
 }
 
 // Storage is [storage].
@@ -101,7 +110,7 @@ type Etcd struct {
 	CACert      string        `ini:"ca_cert" default:"" help:"CA certificate for https." path:"true"`
 	CertFile    string        `ini:"cert_file" default:"" help:"Client certificate for https." path:"true"`
 	CertKey     string        `ini:"cert_key" default:"" help:"Client key for https." path:"true"`
-	LockTTL     time.Duration `ini:"lock_ttl" default:"30s" help:"Lease TTL of engine locks: how long a crashed engine's locks outlive it."`
+	LockTTL     time.Duration `ini:"lock_ttl" default:"10s" help:"Lease TTL of engine locks: how long a crashed engine's locks outlive it."`
 	DialTimeout time.Duration `ini:"dial_timeout" default:"5s" help:"How long to wait for etcd when connecting."`
 }
 

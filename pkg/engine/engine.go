@@ -40,6 +40,10 @@ type Options struct {
 	ExpirationInterval time.Duration
 	// PublicEndpoint builds package download URLs for remote workers.
 	PublicEndpoint string
+	// LockWait bounds the wait for a function's scaling lock. It must
+	// outlast the lock's lease TTL: a crashed engine's lock is only freed
+	// when its lease expires.
+	LockWait time.Duration
 }
 
 // Engine implements the engine's RPC methods.
@@ -51,10 +55,15 @@ type Engine struct {
 	opts    Options
 	log     *slog.Logger
 
+	// engineLocal is set when only this engine can use its workers.
+	engineLocal bool
+
 	// inflight counts this engine's running executions per worker, to send
-	// each new one to the least busy worker.
+	// each new one to the least busy worker; pending counts them per
+	// function version from the moment a worker is looked for.
 	mu       sync.Mutex
 	inflight map[string]int
+	pending  map[coord.FunctionVersion]int
 }
 
 // New wires an engine.
@@ -65,7 +74,12 @@ func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.P
 	if opts.MaxWorkers < 1 {
 		opts.MaxWorkers = 10
 	}
-	return &Engine{db: d, orch: o, coord: c, storage: s, opts: opts, log: log, inflight: map[string]int{}}
+	if opts.LockWait <= 0 {
+		opts.LockWait = time.Minute
+	}
+	_, local := o.(orchestrator.EngineLocal)
+	return &Engine{db: d, orch: o, coord: c, storage: s, opts: opts, log: log, engineLocal: local,
+		inflight: map[string]int{}, pending: map[coord.FunctionVersion]int{}}
 }
 
 var _ rpc.Handler = (*Engine)(nil)
@@ -222,9 +236,16 @@ func (e *Engine) DeleteRuntime(ctx context.Context, id string) error {
 	return e.db.DeleteRuntime(ctx, id)
 }
 
-// RuntimePool reports the pool's capacity.
+// RuntimePool reports the pool's capacity. An engine whose orchestrator has
+// no pool for an available runtime (another engine built it) builds its own
+// first, as it would on its first execution.
 func (e *Engine) RuntimePool(ctx context.Context, id string) (orchestrator.Capacity, error) {
 	cp, err := e.orch.Pool(ctx, id)
+	if errors.Is(err, orchestrator.ErrPoolNotFound) {
+		if perr := e.ensurePool(ctx, id); perr == nil {
+			cp, err = e.orch.Pool(ctx, id)
+		}
+	}
 	if errors.Is(err, orchestrator.ErrPoolNotFound) {
 		return cp, errdefs.NotFound("Runtime not found [id=%s]", id)
 	}
@@ -276,7 +297,7 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 		return coord.WorkerRecord{}, err
 	}
 	if grow {
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		lctx, cancel := context.WithTimeout(ctx, e.opts.LockWait)
 		defer cancel()
 		unlock, err := e.coord.Lock(lctx, lockName(fv))
 		if err != nil {
@@ -306,14 +327,28 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 }
 
 // loadCheck reads a function version's workers and running executions and
-// says whether it needs another worker.
+// says whether it needs another worker. With an engine-local orchestrator
+// only this engine's workers count, and the load is this engine's own
+// executions in flight on them (the database's running count includes other
+// engines' executions, on workers this engine cannot use).
 func (e *Engine) loadCheck(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, bool, error) {
 	workers, err := e.coord.Workers(ctx, fv)
 	if err != nil {
 		return nil, false, err
 	}
-	running, err := e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version)
-	if err != nil {
+	var running int
+	if e.engineLocal {
+		own := workers[:0:0]
+		for _, w := range workers {
+			if w.Owner == e.opts.Name {
+				own = append(own, w)
+			}
+		}
+		workers = own
+		e.mu.Lock()
+		running = e.pending[fv]
+		e.mu.Unlock()
+	} else if running, err = e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version); err != nil {
 		return nil, false, err
 	}
 	load := float64(max(running, 1)) / float64(max(len(workers), 1))

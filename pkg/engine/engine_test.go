@@ -313,3 +313,47 @@ func TestEngine_UpdateRuntime(t *testing.T) {
 		})
 	}
 }
+
+// localFake is the fake with the local orchestrator's property: only the
+// engine that made a worker can use it.
+type localFake struct{ *fake.Orchestrator }
+
+func (localFake) EngineLocal() {}
+
+// TestEngine_EngineLocalWorkers runs two engines that share the database and
+// the worker records but each have their own orchestrator, as two engines
+// with the local orchestrator do: each runs executions on its own workers.
+func TestEngine_EngineLocalWorkers(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{Name: "engine-1"})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o1, o2 := localFake{fake.New(fake.Config{PoolSize: 2})}, localFake{fake.New(fake.Config{PoolSize: 2})}
+	for _, o := range []localFake{o1, o2} {
+		o.Handle("hello.main", hello)
+	}
+	e1 := engine.New(h.db, o1, h.coord, nil, engine.Options{Name: "engine-1"}, log)
+	e2 := engine.New(h.db, o2, h.coord, nil, engine.Options{Name: "engine-2"}, log)
+	f := h.function(t, "hello.main")
+	// The runtime's pool was built by engine-1 only; engine-2 builds its own
+	// on first use.
+	require.NoError(t, e1.CreateRuntime(ctx, *f.RuntimeID))
+	_, err := e2.RuntimePool(ctx, *f.RuntimeID)
+	require.NoError(t, err, "pool show works whichever engine answers")
+
+	require.NoError(t, e1.CreateExecution(ctx, h.execution(t, f)))
+	require.NoError(t, e2.CreateExecution(ctx, h.execution(t, f)))
+	require.NoError(t, e1.CreateExecution(ctx, h.execution(t, f)))
+	ws, err := h.coord.Workers(ctx, coord.FunctionVersion{FunctionID: f.ID})
+	require.NoError(t, err)
+	require.Len(t, ws, 2, "one worker per engine, both recorded")
+	owners := map[string]bool{}
+	for _, w := range ws {
+		owners[w.Owner] = true
+	}
+	require.Equal(t, map[string]bool{"engine-1": true, "engine-2": true}, owners)
+	require.Len(t, o1.Calls().Run, 2)
+	require.Len(t, o2.Calls().Run, 1)
+	for _, c := range o2.Calls().Run {
+		require.Contains(t, o2.Workers(f.ID, 0), c.Worker, "engine-2 ran only on its own worker")
+	}
+}

@@ -91,6 +91,16 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 		Timeout: time.Duration(f.Timeout) * time.Second, RequestID: reqctx.From(ctx).RequestID,
 	}
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
+	e.mu.Lock()
+	e.pending[fv]++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		if e.pending[fv]--; e.pending[fv] <= 0 {
+			delete(e.pending, fv)
+		}
+		e.mu.Unlock()
+	}()
 	for try := 1; ; try++ {
 		acquire := time.Now()
 		w, err := e.pickWorker(ctx, f, a.FunctionVersion)

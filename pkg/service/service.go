@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/pkg/backends"
@@ -127,6 +128,9 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 		Expiration:          c.Engine.FunctionServiceExpiration,
 		ExpirationInterval:  c.Engine.ExpirationCheckInterval,
 		PublicEndpoint:      c.PublicEndpoint(),
+		// Twice the lease TTL and then some: a dead engine's lock is freed by
+		// its lease, and the waiting executions must still be there to run.
+		LockWait: 2*c.Etcd.LockTTL + 10*time.Second,
 	}, log.With("component", "engine"))
 	if err := eng.Start(ctx, allInOne); err != nil {
 		orch.Close()

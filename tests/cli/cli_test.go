@@ -40,14 +40,16 @@ const helloPy = "def main(name='World', **kwargs):\n" +
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // client runs openstack commands against one server with a private
-// environment: no cloud config, no OS_* variables from the caller.
+// environment: no cloud config, no OS_* variables from the caller but the
+// ones given to newClient.
 type client struct {
 	t   *testing.T
 	dir string
 	env []string
 }
 
-func newClient(t *testing.T, srv *testutil.Server) *client {
+// newClient makes a client whose commands see only osEnv (OS_* settings).
+func newClient(t *testing.T, osEnv map[string]string) *client {
 	if _, err := os.Stat(openstack); err != nil {
 		t.Fatalf("%s is missing: apt-get install python3-openstackclient python3-qinlingclient (.ci/run does)", openstack)
 	}
@@ -55,14 +57,49 @@ func newClient(t *testing.T, srv *testutil.Server) *client {
 	for _, d := range []string{"home", "tmp"} {
 		require.NoError(t, os.Mkdir(filepath.Join(dir, d), 0o700))
 	}
-	return &client{t: t, dir: dir, env: []string{
+	c := &client{t: t, dir: dir, env: []string{
 		"PATH=/usr/bin:/bin",
 		"LANG=C.UTF-8",
 		"HOME=" + filepath.Join(dir, "home"),
 		"TMPDIR=" + filepath.Join(dir, "tmp"),
-		"OS_AUTH_TYPE=none",
-		"OS_ENDPOINT=" + srv.URL,
 	}}
+	for k, v := range osEnv {
+		c.env = append(c.env, k+"="+v)
+	}
+	return c
+}
+
+// clients returns the CLI as the demo user and as the admin, and the
+// admin's project. On the all-in-one (auth off) both are the same
+// unauthenticated client, project "default"; with QINLING_REAL_STACK=1 they
+// use the devstack stack's openrc-demo and openrc-admin: password auth,
+// qinling found through the Keystone catalog.
+func clients(t *testing.T) (demo, admin *client, adminProject string) {
+	if !testutil.RealStack() {
+		srv := testutil.StartAllInOne(t)
+		env := map[string]string{"OS_AUTH_TYPE": "none", "OS_ENDPOINT": srv.URL}
+		return newClient(t, env), newClient(t, env), "default"
+	}
+	st, err := testutil.LoadStack()
+	require.NoError(t, err)
+	demoEnv, err := st.OpenRC("demo")
+	require.NoError(t, err)
+	adminEnv, err := st.OpenRC("admin")
+	require.NoError(t, err)
+	tok, err := st.Token(testutil.Admin)
+	require.NoError(t, err)
+	t.Logf("real stack: demo and admin through Keystone at %s", demoEnv["OS_AUTH_URL"])
+	return newClient(t, demoEnv), newClient(t, adminEnv), tok.ProjectID
+}
+
+// tryRun runs `openstack args...` and reports only whether it worked (for
+// cleanup after a failure).
+func (c *client) tryRun(args ...string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, openstack, args...)
+	cmd.Dir, cmd.Env = c.dir, c.env
+	return cmd.Run() == nil
 }
 
 // run runs `openstack args...` and returns its stdout; a non-zero exit or a
@@ -166,13 +203,26 @@ func readFile(t *testing.T, path string) []byte {
 }
 
 // TestCLISpine walks runtime → function → execution → cleanup with the real
-// client, serially, asserting on every printed result.
+// client, serially, asserting on every printed result. Runtimes are the
+// admin's business (create, delete and pool show are admin-only with
+// Keystone); functions and executions are the demo user's.
 func TestCLISpine(t *testing.T) {
-	srv := testutil.StartAllInOne(t)
-	c := newClient(t, srv)
+	c, adm, adminProject := clients(t)
+	var leftovers [][]string // delete commands, run if the test fails midway
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i := len(leftovers) - 1; i >= 0; i-- {
+				cl := c
+				if leftovers[i][0] == "runtime" {
+					cl = adm
+				}
+				cl.tryRun(leftovers[i]...)
+			}
+		}
+	})
 
 	// --- runtime
-	rt := c.show("runtime", "create", "python3", "--name", "py")
+	rt := adm.show("runtime", "create", "python3", "--name", "py")
 	rtID, _ := rt["id"].(string)
 	require.Regexp(t, uuidRE, rtID)
 	assert.Equal(t, "py", rt["name"])
@@ -180,11 +230,12 @@ func TestCLISpine(t *testing.T) {
 	assert.Equal(t, "creating", rt["status"])
 	assert.Equal(t, true, rt["is_public"])
 	assert.Equal(t, true, rt["trusted"])
-	assert.Equal(t, "default", rt["project_id"])
+	assert.Equal(t, adminProject, rt["project_id"])
+	leftovers = append(leftovers, []string{"runtime", "delete", rtID})
 
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		status := strings.TrimSpace(c.run("runtime", "show", rtID, "-f", "value", "-c", "status"))
+		status := strings.TrimSpace(adm.run("runtime", "show", rtID, "-f", "value", "-c", "status"))
 		if status == "available" {
 			break
 		}
@@ -193,14 +244,14 @@ func TestCLISpine(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
-	rows := c.list("runtime", "list")
+	rows := adm.list("runtime", "list")
 	row := findRow(rows, rtID)
 	require.NotNil(t, row, "runtime %s not in %v", rtID, rows)
 	requireColumns(t, row, "Id", "Name", "Image", "Status", "Description", "Is_public", "Trusted", "Project_id", "Created_at", "Updated_at")
 	assert.Equal(t, "py", row["Name"])
 	assert.Equal(t, "available", row["Status"])
 
-	pool := c.show("runtime", "pool", "show", rtID)
+	pool := adm.show("runtime", "pool", "show", rtID)
 	assert.Equal(t, rtID, pool["name"])
 	capacity := object(t, pool["capacity"])
 	total, _ := capacity["total"].(float64)
@@ -214,6 +265,7 @@ func TestCLISpine(t *testing.T) {
 	fn := c.show("function", "create", "--file", helloFile, "--entry", "hello.main", "--runtime", rtID, "--name", "hello")
 	fid, _ := fn["id"].(string)
 	require.Regexp(t, uuidRE, fid)
+	leftovers = append(leftovers, []string{"function", "delete", fid})
 	assert.Equal(t, "hello", fn["name"])
 	assert.Equal(t, "hello.main", fn["entry"])
 	assert.Equal(t, rtID, fn["runtime_id"])
@@ -234,6 +286,7 @@ func TestCLISpine(t *testing.T) {
 	pfn := c.show("function", "create", "--package", pkgPath, "--entry", "a.main", "--runtime", rtID)
 	pid, _ := pfn["id"].(string)
 	require.Regexp(t, uuidRE, pid)
+	leftovers = append(leftovers, []string{"function", "delete", pid})
 	assert.Equal(t, "a.main", pfn["entry"])
 	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg)}, object(t, pfn["code"]))
 
@@ -331,5 +384,5 @@ func TestCLISpine(t *testing.T) {
 	rows = c.list("function", "list")
 	assert.Nil(t, findRow(rows, fid), "deleted function still listed")
 	assert.Nil(t, findRow(rows, pid), "deleted function still listed")
-	assert.Contains(t, c.run("runtime", "delete", rtID), "Request to delete runtime "+rtID+" has been accepted.")
+	assert.Contains(t, adm.run("runtime", "delete", rtID), "Request to delete runtime "+rtID+" has been accepted.")
 }

@@ -23,14 +23,19 @@ type errCase struct {
 	method string
 	path   string
 	body   any
-	status []int    // acceptable statuses, upstream's first
-	fault  string   // exact faultstring (upstream's message), if set
-	has    []string // else: the faultstring contains one of these (case-insensitive), if set
+	status []int            // acceptable statuses, upstream's first
+	fault  string           // exact faultstring (upstream's message), if set
+	has    []string         // else: the faultstring contains one of these (case-insensitive), if set
+	as     *testutil.Target // who sends it; srv (demo) when nil
 }
 
 func (tc errCase) run(t *testing.T) {
 	t.Helper()
-	r := call(t, srv, tc.method, tc.path, tc.body)
+	c := tc.as
+	if c == nil {
+		c = srv
+	}
+	r := call(t, c, tc.method, tc.path, tc.body)
 	require.True(t, slices.Contains(tc.status, r.Status), "want status in %v: %s", tc.status, r)
 	fault := r.Fault(t)
 	switch {
@@ -59,19 +64,20 @@ func runCases(t *testing.T, cases []errCase) {
 const unknownUUID = "3f5a0a42-8c4b-4a63-9a57-0d7c2a1e9f10"
 
 // TestBadRuntimeAndExecutionBodies: WSME-style body validation (spec §1.1).
+// Runtimes are created by admins: their cases are sent as admin.
 func TestBadRuntimeAndExecutionBodies(t *testing.T) {
 	t.Parallel()
 	fid := helloFunction(t)
 	runCases(t, []errCase{
-		{name: "runtime malformed JSON", path: "/v1/runtimes", body: `{"image": "python3",`, status: []int{400}},
+		{name: "runtime malformed JSON", path: "/v1/runtimes", body: `{"image": "python3",`, status: []int{400}, as: admin},
 		{name: "execution malformed JSON", path: "/v1/executions", body: `{"function_id": `, status: []int{400}},
-		{name: "runtime is_public not a bool", path: "/v1/runtimes", body: map[string]any{"image": "python3", "is_public": 3}, status: []int{400}},
-		{name: "runtime image not a string", path: "/v1/runtimes", body: map[string]any{"image": []int{1}}, status: []int{400}},
+		{name: "runtime is_public not a bool", path: "/v1/runtimes", body: map[string]any{"image": "python3", "is_public": 3}, status: []int{400}, as: admin},
+		{name: "runtime image not a string", path: "/v1/runtimes", body: map[string]any{"image": []int{1}}, status: []int{400}, as: admin},
 		{name: "execution sync not a bool", path: "/v1/executions", body: map[string]any{"function_id": fid, "sync": "yes"}, status: []int{400}},
 		{name: "execution function_version not an int", path: "/v1/executions", body: map[string]any{"function_id": fid, "function_version": "one"}, status: []int{400}},
-		{name: "runtime unknown attribute", path: "/v1/runtimes", body: map[string]any{"image": "python3", "colour": "blue"}, status: []int{400}, has: []string{"colour"}},
+		{name: "runtime unknown attribute", path: "/v1/runtimes", body: map[string]any{"image": "python3", "colour": "blue"}, status: []int{400}, has: []string{"colour"}, as: admin},
 		{name: "execution unknown attribute", path: "/v1/executions", body: map[string]any{"function_id": fid, "colour": "blue"}, status: []int{400}, has: []string{"colour"}},
-		{name: "runtime without image", path: "/v1/runtimes", body: map[string]any{"name": "no-image"}, status: []int{400}, has: []string{"image"}},
+		{name: "runtime without image", path: "/v1/runtimes", body: map[string]any{"name": "no-image"}, status: []int{400}, has: []string{"image"}, as: admin},
 		{
 			name: "execution without function", path: "/v1/executions",
 			body:   map[string]any{"function_id": nil, "function_version": 0, "function_alias": nil, "sync": true, "input": nil},
@@ -95,8 +101,10 @@ func TestBadFunctionCreate(t *testing.T) {
 		return f
 	}
 	notZip := []byte("this is not a zip file")
-	oversize := testutil.Zip(t, map[string]string{"big.bin": randomText(t, 2*maxPackageSize)})
-	require.Greater(t, len(oversize), maxPackageSize)
+	// Random bytes do not compress: the zip is larger than its content.
+	limit := srv.MaxPackageSize()
+	oversize := testutil.Zip(t, map[string]string{"big.bin": randomBytes(t, limit+4096)})
+	require.Greater(t, len(oversize), limit)
 
 	noPackage := form()
 	noPackage.Files = nil
@@ -146,7 +154,8 @@ func TestBadFunctionCreate(t *testing.T) {
 }
 
 // TestBadIDs: ids in paths that are not UUIDs, or unknown ones, are 4xx
-// faults, never 500s.
+// faults, never 500s. Runtime paths are asked as admin (pool show and
+// runtime delete are admin-only).
 func TestBadIDs(t *testing.T) {
 	t.Parallel()
 	var cases []errCase
@@ -154,7 +163,7 @@ func TestBadIDs(t *testing.T) {
 		"/v1/functions/not-a-uuid", "/v1/executions/xyz", "/v1/runtimes/xyz",
 		"/v1/executions/xyz/log", "/v1/runtimes/xyz/pool",
 	} {
-		cases = append(cases, errCase{name: "GET " + path, method: http.MethodGet, path: path, status: []int{400, 404}})
+		cases = append(cases, errCase{name: "GET " + path, method: http.MethodGet, path: path, status: []int{400, 404}, as: runtimeCaller(path)})
 	}
 	cases = append(cases,
 		errCase{name: "DELETE non-UUID function", method: http.MethodDelete, path: "/v1/functions/not-a-uuid", status: []int{400, 404}},
@@ -163,14 +172,14 @@ func TestBadIDs(t *testing.T) {
 	for _, res := range []string{"functions", "executions", "runtimes"} {
 		path := "/v1/" + res + "/" + unknownUUID
 		cases = append(cases,
-			errCase{name: "GET unknown " + res, method: http.MethodGet, path: path, status: []int{404}, has: []string{"not found"}},
-			errCase{name: "DELETE unknown " + res, method: http.MethodDelete, path: path, status: []int{404}, has: []string{"not found"}},
+			errCase{name: "GET unknown " + res, method: http.MethodGet, path: path, status: []int{404}, has: []string{"not found"}, as: runtimeCaller(path)},
+			errCase{name: "DELETE unknown " + res, method: http.MethodDelete, path: path, status: []int{404}, has: []string{"not found"}, as: runtimeCaller(path)},
 		)
 	}
 	cases = append(cases,
 		// The client crashes on an error without a JSON body, whatever the route.
 		errCase{name: "unknown route", method: http.MethodGet, path: "/v1/nothing-here", status: []int{404}},
-		errCase{name: "unsupported method", method: http.MethodPatch, path: "/v1/runtimes", body: map[string]any{}, status: []int{405, 404}},
+		errCase{name: "unsupported method", method: http.MethodPatch, path: "/v1/runtimes", body: map[string]any{}, status: []int{405, 404}, as: admin},
 	)
 	cases = append(cases, errCase{
 		name: "log of unknown execution", method: http.MethodGet, path: "/v1/executions/" + unknownUUID + "/log",
@@ -184,22 +193,26 @@ func TestDeleteRuntimeInUse(t *testing.T) {
 	t.Parallel()
 	helloFunction(t) // on the python runtime, never deleted
 	rt := pythonRuntime(t)
-	errCase{method: http.MethodDelete, path: "/v1/runtimes/" + rt, status: []int{403}, has: []string{"in use"}}.run(t)
+	errCase{method: http.MethodDelete, path: "/v1/runtimes/" + rt, status: []int{403}, has: []string{"in use"}, as: admin}.run(t)
 	r := call(t, srv, http.MethodGet, "/v1/runtimes/"+rt, nil)
 	expect(t, r, http.StatusOK)
 	assert.Equal(t, "available", r.Object(t)["status"], "a refused delete leaves the runtime alone")
 }
 
-// randomText is n random characters from a 64-letter alphabet: 6 bits of
-// noise per byte, so deflate keeps about 75% of it.
-func randomText(t *testing.T, n int) string {
+// randomBytes is n random bytes, as a string for testutil.Zip.
+func randomBytes(t *testing.T, n int) string {
 	t.Helper()
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 	b := make([]byte, n)
 	_, err := rand.Read(b)
 	require.NoError(t, err)
-	for i := range b {
-		b[i] = alphabet[b[i]%64]
-	}
 	return string(b)
+}
+
+// runtimeCaller is who asks for path: admin for runtime paths (some of
+// which are admin-only), the demo user otherwise.
+func runtimeCaller(path string) *testutil.Target {
+	if strings.HasPrefix(path, "/v1/runtimes") {
+		return admin
+	}
+	return srv
 }

@@ -28,7 +28,7 @@ func TestExecutionLifecycle(t *testing.T) {
 	assert.GreaterOrEqual(t, duration, 0.0)
 	assert.Nil(t, syncEx["function_alias"])
 	assert.Equal(t, 0.0, syncEx["function_version"])
-	assert.Equal(t, "default", syncEx["project_id"])
+	assert.Equal(t, srv.ProjectID(t), syncEx["project_id"])
 
 	asyncEx := execute(t, srv, fid, `{"name": "async"}`, false)
 	asyncID := asyncEx["id"].(string)

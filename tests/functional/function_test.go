@@ -27,7 +27,7 @@ func TestFunctionLifecycle(t *testing.T) {
 	for field, want := range map[string]any{
 		"name": "lifecycle", "description": nil, "runtime_id": rtID, "entry": "hello.main",
 		"timeout": 5.0, "cpu": 100.0, "memory_size": 33554432.0, // the [resource_limits] defaults
-		"count": 0.0, "latest_version": 0.0, "project_id": "default",
+		"count": 0.0, "latest_version": 0.0, "project_id": srv.ProjectID(t),
 	} {
 		assert.Equal(t, want, fn[field], field)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,10 +21,12 @@ import (
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
-// srv is the server most tests share (started once by TestMain). Its package
-// size limit is small so the oversize case needs no big upload; every other
-// package in these tests is far below it.
-var srv *testutil.Server
+// srv is the API most tests share, acting as the demo user: a private
+// all-in-one started by TestMain, or the devstack stack when
+// QINLING_REAL_STACK=1 (see testutil.Target). admin is the same API acting
+// as the admin user, for admin-only calls. On the all-in-one the package
+// size limit is small so the oversize case needs no big upload.
+var srv, admin *testutil.Target
 
 const maxPackageSize = 64 << 10
 
@@ -36,23 +39,86 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	srv, err = testutil.Launch(dir, testutil.WithConfig("storage", "max_package_size", fmt.Sprint(maxPackageSize)))
+	var stop func() error
+	srv, stop, err = testutil.NewTarget(dir, testutil.WithConfig("storage", "max_package_size", fmt.Sprint(maxPackageSize)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	admin = srv.As(testutil.Admin)
+	if srv.Real() {
+		runtimeReady, executionDone = 2*runtimeReady, 2*executionDone
+	}
+	fmt.Fprintf(os.Stderr, "functional tests against %s\n", srv)
 	code := m.Run()
-	if err := srv.Stop(); err != nil {
+	if srv.Real() {
+		// The stack outlives this process: remove what the tests made
+		// (a runtime keeps prewarmed workers on every engine).
+		if err := cleanupCreated(); err != nil {
+			fmt.Fprintf(os.Stderr, "cleaning up the stack: %v\n", err)
+		}
+	}
+	if err := stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "stopping the shared qinling-api: %v\n", err)
 	}
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "last 100 lines of %s:\n%s\n", srv.LogPath, srv.LogTail(100))
+		fmt.Fprintf(os.Stderr, "last 100 lines of the server log(s):\n%s\n", srv.LogTail(100))
 	}
 	return code
 }
 
-// Timeouts for asynchronous state changes (the brief's budget: ≤ 30 s).
-const (
+// created records what the tests made on a real stack, for cleanupCreated.
+var created struct {
+	sync.Mutex
+	functions []createdFunction
+	runtimes  []string
+}
+
+type createdFunction struct {
+	owner *testutil.Target
+	id    string
+}
+
+func rememberFunction(owner *testutil.Target, id string) {
+	created.Lock()
+	defer created.Unlock()
+	created.functions = append(created.functions, createdFunction{owner, id})
+}
+
+func rememberRuntime(id string) {
+	created.Lock()
+	defer created.Unlock()
+	created.runtimes = append(created.runtimes, id)
+}
+
+// cleanupCreated deletes the functions, then the runtimes the tests made;
+// already deleted ones (404) are fine.
+func cleanupCreated() error {
+	created.Lock()
+	defer created.Unlock()
+	var errs []error
+	del := func(c *testutil.Target, path string) {
+		r, err := c.TryDo(http.MethodDelete, path, nil)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case r.Status != http.StatusNoContent && r.Status != http.StatusNotFound:
+			errs = append(errs, fmt.Errorf("%s", r))
+		}
+	}
+	for _, f := range created.functions {
+		del(f.owner, "/v1/functions/"+f.id)
+	}
+	for _, id := range created.runtimes {
+		del(admin, "/v1/runtimes/"+id)
+	}
+	return errors.Join(errs...)
+}
+
+// Timeouts for asynchronous state changes (the brief's budget: ≤ 30 s on
+// the all-in-one; the real stack gets twice that, its engines share two
+// cores with MariaDB, RabbitMQ and Keystone).
+var (
 	runtimeReady  = 30 * time.Second
 	executionDone = 30 * time.Second
 )
@@ -75,7 +141,7 @@ var (
 )
 
 // call sends a request to s and checks what every response must carry.
-func call(t *testing.T, s *testutil.Server, method, path string, body any, headers ...string) *testutil.Response {
+func call(t *testing.T, s *testutil.Target, method, path string, body any, headers ...string) *testutil.Response {
 	t.Helper()
 	r := s.Do(t, method, path, body, headers...)
 	assert.NotEmpty(t, r.Header.Get("X-Openstack-Request-Id"), "%s: no X-Openstack-Request-Id", r)
@@ -107,7 +173,7 @@ func requireShape(t *testing.T, obj map[string]any, fields []string) {
 
 // waitFor GETs path until done accepts the object or timeout passes, and
 // returns the last object.
-func waitFor(t *testing.T, s *testutil.Server, path string, timeout time.Duration, done func(map[string]any) bool) map[string]any {
+func waitFor(t *testing.T, s *testutil.Target, path string, timeout time.Duration, done func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -125,8 +191,8 @@ func waitFor(t *testing.T, s *testutil.Server, path string, timeout time.Duratio
 }
 
 // createRuntime POSTs a runtime as `openstack runtime create` does and checks
-// the 201 answer.
-func createRuntime(t *testing.T, s *testutil.Server, image, name string) map[string]any {
+// the 201 answer; s must act as an admin on the real stack.
+func createRuntime(t *testing.T, s *testutil.Target, image, name string) map[string]any {
 	t.Helper()
 	r := call(t, s, http.MethodPost, "/v1/runtimes", map[string]any{
 		"image": image, "name": name, "is_public": true, "trusted": true,
@@ -134,11 +200,12 @@ func createRuntime(t *testing.T, s *testutil.Server, image, name string) map[str
 	expect(t, r, http.StatusCreated)
 	rt := r.Object(t)
 	requireShape(t, rt, runtimeFields)
+	rememberRuntime(rt["id"].(string))
 	return rt
 }
 
 // waitRuntime waits until the runtime has left `creating` and returns it.
-func waitRuntime(t *testing.T, s *testutil.Server, id string) map[string]any {
+func waitRuntime(t *testing.T, s *testutil.Target, id string) map[string]any {
 	t.Helper()
 	return waitFor(t, s, "/v1/runtimes/"+id, runtimeReady, func(rt map[string]any) bool {
 		return rt["status"] != "creating"
@@ -165,7 +232,7 @@ var pyRuntime, brokenRuntime, helloFn fixture
 // pythonRuntime is the id of an available python3 runtime on srv.
 func pythonRuntime(t *testing.T) string {
 	return pyRuntime.get(t, "python3 runtime", func(t *testing.T) string {
-		rt := createRuntime(t, srv, "python3", "python3")
+		rt := createRuntime(t, admin, "python3", "python3")
 		rt = waitRuntime(t, srv, rt["id"].(string))
 		require.Equal(t, "available", rt["status"], "python3 runtime: %v", rt)
 		return rt["id"].(string)
@@ -175,7 +242,7 @@ func pythonRuntime(t *testing.T) string {
 // unrunnableRuntime is the id of a runtime on srv that ended in `error`.
 func unrunnableRuntime(t *testing.T) string {
 	return brokenRuntime.get(t, "busybox runtime", func(t *testing.T) string {
-		rt := createRuntime(t, srv, "docker.io/library/busybox", "busybox")
+		rt := createRuntime(t, admin, "docker.io/library/busybox", "busybox")
 		rt = waitRuntime(t, srv, rt["id"].(string))
 		require.Equal(t, "error", rt["status"], "busybox runtime: %v", rt)
 		return rt["id"].(string)
@@ -221,12 +288,13 @@ func packageForm(runtimeID, name, entry string, pkg []byte, extra ...string) *te
 }
 
 // createFunction POSTs form and checks the 201 answer.
-func createFunction(t *testing.T, s *testutil.Server, form *testutil.Form) map[string]any {
+func createFunction(t *testing.T, s *testutil.Target, form *testutil.Form) map[string]any {
 	t.Helper()
 	r := call(t, s, http.MethodPost, "/v1/functions", form)
 	expect(t, r, http.StatusCreated)
 	fn := r.Object(t)
 	requireShape(t, fn, functionFields)
+	rememberFunction(s, fn["id"].(string))
 	return fn
 }
 
@@ -255,7 +323,7 @@ func codeObject(t *testing.T, v any) map[string]any {
 
 // execute creates an execution with the body `openstack function execution
 // create` sends (input nil means --input not given) and checks the 201.
-func execute(t *testing.T, s *testutil.Server, functionID string, input any, sync bool) map[string]any {
+func execute(t *testing.T, s *testutil.Target, functionID string, input any, sync bool) map[string]any {
 	t.Helper()
 	r := call(t, s, http.MethodPost, "/v1/executions", map[string]any{
 		"function_id": functionID, "function_version": 0, "function_alias": nil,
@@ -284,7 +352,7 @@ func result(t *testing.T, ex map[string]any) (output any, duration float64) {
 }
 
 // waitExecution polls an execution until it is no longer running.
-func waitExecution(t *testing.T, s *testutil.Server, id string) map[string]any {
+func waitExecution(t *testing.T, s *testutil.Target, id string) map[string]any {
 	t.Helper()
 	ex := waitFor(t, s, "/v1/executions/"+id, executionDone, func(ex map[string]any) bool {
 		return ex["status"] != "running"
@@ -294,7 +362,7 @@ func waitExecution(t *testing.T, s *testutil.Server, id string) map[string]any {
 }
 
 // succeeds runs functionID synchronously and checks it printed and returned want.
-func succeeds(t *testing.T, s *testutil.Server, functionID string, input any, want string) map[string]any {
+func succeeds(t *testing.T, s *testutil.Target, functionID string, input any, want string) map[string]any {
 	t.Helper()
 	ex := execute(t, s, functionID, input, true)
 	require.Equal(t, "success", ex["status"], "execution %v", ex)

@@ -15,8 +15,10 @@ import (
 // TestStateSurvivesRestart: runtimes, functions, packages and executions are
 // durable; after a restart the runtime's pool comes back and functions run.
 func TestStateSurvivesRestart(t *testing.T) {
+	testutil.SkipIfReal(t, srv, "it restarts a private all-in-one server (the real stack's restarts are TestEngineCrash and TestBrokerRestart)")
 	t.Parallel()
-	s := testutil.StartAllInOne(t)
+	aio := testutil.StartAllInOne(t)
+	s := testutil.ServerTarget(aio)
 
 	rt := createRuntime(t, s, "python3", "python3")
 	rtID := rt["id"].(string)
@@ -28,7 +30,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	fid := fn["id"].(string)
 	before := succeeds(t, s, fid, `{"name": "before"}`, "Hello, before")
 
-	require.NoError(t, s.Restart())
+	require.NoError(t, aio.Restart())
 
 	r := call(t, s, http.MethodGet, "/v1/functions/"+fid, nil)
 	expect(t, r, http.StatusOK)

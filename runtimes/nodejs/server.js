@@ -1,0 +1,828 @@
+#!/usr/bin/node
+// Qinling Node.js worker server: runs one function's code for the Go engine.
+//
+// Node.js standard library only; works on Node.js 18 (Debian bookworm's
+// `nodejs` package) and later. Speaks the same protocol as
+// runtimes/python3/server.py; README.md beside this file describes it.
+//
+// The main thread only serves HTTP. Function code runs in worker threads
+// (this same file, started with isMainThread false): one execution at a time
+// per thread, threads reused while calls end normally, terminated (which stops
+// even `while (true) {}`) when a call times out or dies. Each thread has a
+// JavaScript heap limit taken from the request's memory_size.
+'use strict';
+
+const { isMainThread } = require('node:worker_threads');
+
+const SERVER_FILE = __filename;
+const MIB = 1024 * 1024;
+
+if (isMainThread) {
+  main(process.argv.slice(2));
+} else {
+  workerThread();
+}
+
+// ================================================================ main thread
+
+function main(argv) {
+  const fs = require('node:fs');
+  const http = require('node:http');
+  const path = require('node:path');
+  const { Worker } = require('node:worker_threads');
+
+  const USAGE = 'usage: server.js (--socket PATH | [--host 127.0.0.1] --port N) ' +
+    '[--packages-dir DIR] [--max-log-bytes N] [--max-result-bytes N] ' +
+    '[--memory-size BYTES] [--spare-threads N] [--max-idle-threads N]';
+  const EXIT_TAINTED = 3;             // a thread could not be stopped: Go replaces us
+  const MAX_BODY_BYTES = 64 * MIB;    // refuse absurd request bodies
+  const TERMINATE_GRACE_MS = 2000;    // a terminated thread that is not gone by then is stuck
+  const MAX_ZOMBIES = 16;             // killed children of stopped threads nobody can reap
+  const DRAIN_CLOSE_MS = 5000;        // how long the last responses may take to flush
+  const TIMEOUT_OUTPUT = 'Function execution timeout.';
+  const RESOURCE_OUTPUT = 'Function execution failed because of too much resource consumption';
+
+  const opts = parseArgs(argv);
+  const PACKAGES_DIR = path.resolve(opts['packages-dir']);
+  const MAX_LOG_BYTES = opts['max-log-bytes'];
+  const MAX_RESULT_BYTES = opts['max-result-bytes'];
+  const SPARE_THREADS = opts['spare-threads'];
+  const MAX_IDLE_THREADS = opts['max-idle-threads'];
+  const DEFAULT_HEAP_MB = heapMb(opts['memory-size']);
+
+  let draining = false;   // a thread could not be stopped; never cleared
+  let phase = 'serving';  // then 'closing' (drained, flushing) and 'exiting'
+  let active = 0;         // /execute requests whose response is not yet written
+  let socketPath = null;
+  let socketIno = null;
+
+  function parseArgs(args) {
+    const o = {
+      socket: null, host: '127.0.0.1', port: null,
+      'packages-dir': process.env.QINLING_PACKAGES_DIR || '/var/qinling/packages',
+      'max-log-bytes': '1048576', 'max-result-bytes': '1048576',
+      'memory-size': String(32 * MIB), 'spare-threads': '1', 'max-idle-threads': '4',
+    };
+    const numeric = ['port', 'max-log-bytes', 'max-result-bytes', 'memory-size',
+      'spare-threads', 'max-idle-threads'];
+    try {
+      for (let i = 0; i < args.length; i++) {
+        const arg = args[i];
+        if (arg === '-h' || arg === '--help') {
+          process.stdout.write(USAGE + '\n');
+          process.exit(0);
+        }
+        const eq = arg.indexOf('=');
+        const name = eq < 0 ? arg : arg.slice(0, eq);
+        const key = name.slice(2);
+        if (!name.startsWith('--') || !Object.prototype.hasOwnProperty.call(o, key)) {
+          throw new Error('unknown option ' + name);
+        }
+        if (eq >= 0) {
+          o[key] = arg.slice(eq + 1);
+        } else if (i + 1 < args.length) {
+          o[key] = args[++i];
+        } else {
+          throw new Error('option ' + name + ' needs a value');
+        }
+      }
+      for (const key of numeric) {
+        if (o[key] === null) continue;
+        if (!/^[0-9]+$/.test(o[key])) throw new Error(`--${key} must be a non-negative integer`);
+        o[key] = Number(o[key]);
+      }
+      if (o.port !== null && o.port > 65535) throw new Error('--port must be at most 65535');
+      if (o.socket === null && o.port === null) throw new Error('--socket or --port is required');
+    } catch (e) {
+      process.stderr.write(`${USAGE}\nserver.js: error: ${e.message}\n`);
+      process.exit(2);
+    }
+    return o;
+  }
+
+  // JavaScript heap limit of a thread, in MiB, for a memory_size in bytes.
+  function heapMb(bytes) {
+    return Math.max(8, Math.floor(bytes / MIB));
+  }
+
+  // ---------------------------------------------------------------- threads
+
+  // Unbound threads ready for any function (FIFO), and idle threads that already
+  // ran a function version and keep its modules loaded (LIFO: the most recently
+  // used thread is reused first, so sequential calls see the same globals).
+  const spares = [];
+  const idle = [];
+  const all = new Set();
+  let spareHeapMb = DEFAULT_HEAP_MB;
+
+  class Thread {
+    constructor(heap) {
+      this.heap = heap;
+      this.key = null;          // function id + version once bound
+      this.run = null;          // the execution in progress
+      this.tid = null;          // "PID/task/TID" in /proc, to find its child processes
+      this.gone = false;        // exited
+      this.stopping = false;    // terminate() called
+      this.stuck = false;       // still there TERMINATE_GRACE_MS after terminate()
+      this.error = null;
+      this.sab = new SharedArrayBuffer(16 + MAX_LOG_BYTES);   // [len, dropped] + log bytes
+      this.header = new Float64Array(this.sab, 0, 2);
+      this.worker = new Worker(SERVER_FILE, {
+        workerData: { sab: this.sab, maxResultBytes: MAX_RESULT_BYTES, packagesDir: PACKAGES_DIR },
+        resourceLimits: { maxOldGenerationSizeMb: heap },
+        stdout: false, stderr: false,
+      });
+      this.worker.on('message', (m) => this.onMessage(m));
+      this.worker.on('error', (e) => { this.error = e; });
+      this.worker.on('exit', (code) => this.onExit(code));
+      all.add(this);
+    }
+
+    onMessage(m) {
+      if (m.type === 'ready') {
+        this.tid = m.tid;
+      } else if (m.type === 'done' && this.run && this.run.seq === m.seq && !this.stopping) {
+        const run = this.run;
+        this.run = null;
+        run.finish(m.ok, m.output, m.duration, m.len, m.dropped, '');
+        release(this);
+      }
+    }
+
+    onExit(code) {
+      this.gone = true;
+      all.delete(this);
+      remove(spares, this);
+      remove(idle, this);
+      const run = this.run;
+      this.run = null;
+      if (run && !this.stopping) {   // died under a running call
+        const e = this.error;
+        let output, note;
+        if (e && e.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+          output = RESOURCE_OUTPUT;
+          note = `JavaScript heap limit reached (${this.heap} MiB): ${e.message}\n`;
+        } else if (e) {
+          output = 'Function execution failed: ' + e.message;
+          note = (e.stack || String(e)) + '\n';
+        } else {
+          output = `Function called process.exit(${code}).`;
+          note = '';
+        }
+        run.finish(false, JSON.stringify(output), run.elapsed(), this.header[0], this.header[1], note);
+      }
+      if (this.stopping && this.tid) checkZombies();
+      ensureSpares();
+      maybeExit();
+    }
+
+    // Stop the thread and the processes it started. A thread blocked in a system
+    // call cannot be stopped; if it is still there after a grace period the worker
+    // is tainted and drains, as the Python runtime does after a timeout.
+    stop() {
+      if (this.stopping || this.gone) return;
+      this.stopping = true;
+      remove(spares, this);
+      remove(idle, this);
+      if (this.tid) killTree(() => childPids(`/proc/${this.tid}/children`));
+      this.worker.terminate().catch(() => {});
+      const timer = setTimeout(() => {
+        if (this.gone) return;
+        this.stuck = true;
+        if (phase !== 'serving') return;   // exiting anyway
+        if (this.tid) killTree(() => childPids(`/proc/${this.tid}/children`));
+        process.stderr.write(`qinling nodejs runtime: a worker thread did not stop within ${TERMINATE_GRACE_MS} ms; draining\n`);
+        taint();
+      }, TERMINATE_GRACE_MS);
+      timer.unref();
+    }
+  }
+
+  function remove(list, item) {
+    const i = list.indexOf(item);
+    if (i >= 0) list.splice(i, 1);
+  }
+
+  function ensureSpares() {
+    if (draining || phase !== 'serving') return;
+    while (spares.length < SPARE_THREADS) spares.push(new Thread(spareHeapMb));
+  }
+
+  function acquire(job) {
+    // A worker normally serves one function version for life; if asked for
+    // another, threads holding the old one's modules are useless.
+    for (const t of idle.slice()) if (t.key !== job.key) t.stop();
+    let t = null;
+    for (let i = idle.length - 1; i >= 0; i--) {
+      if (idle[i].heap === job.heap) {
+        t = idle[i];
+        idle.splice(i, 1);
+        break;
+      }
+    }
+    if (!t) {
+      const i = spares.findIndex((s) => s.heap === job.heap);
+      if (i >= 0) t = spares.splice(i, 1)[0];
+    }
+    if (job.heap !== spareHeapMb) {   // spares follow the memory size last asked for
+      spareHeapMb = job.heap;
+      for (const s of spares.slice()) s.stop();
+    }
+    if (!t) t = new Thread(job.heap);
+    t.key = job.key;
+    // Start replacements after this call has been handed over.
+    setImmediate(ensureSpares);
+    return t;
+  }
+
+  function release(t) {
+    if (draining || phase !== 'serving') {
+      t.stop();
+      return;
+    }
+    idle.push(t);
+    while (idle.length > MAX_IDLE_THREADS) idle[0].stop();
+  }
+
+  // ---------------------------------------------------------------- processes
+
+  function childPids(file) {
+    try {
+      return fs.readFileSync(file, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch (e) {
+      return [];   // no /proc, or the task is gone
+    }
+  }
+
+  function isZombie(pid) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat[stat.lastIndexOf(') ') + 2] === 'Z';
+    } catch (e) {
+      return false;   // gone
+    }
+  }
+
+  // SIGKILL the processes listRoots() returns and all their descendants, collected
+  // first so none is reparented out of reach while we kill; repeated in case one
+  // forked meanwhile.
+  function killTree(listRoots) {
+    for (let round = 0; round < 3; round++) {
+      const seen = new Set();
+      const stack = listRoots();
+      while (stack.length) {
+        const pid = stack.pop();
+        if (seen.has(pid) || pid === process.pid) continue;
+        seen.add(pid);
+        let tasks = [];
+        try {
+          tasks = fs.readdirSync(`/proc/${pid}/task`);
+        } catch (e) { /* gone */ }
+        for (const task of tasks) stack.push(...childPids(`/proc/${pid}/task/${task}/children`));
+      }
+      const live = [...seen].filter((pid) => !isZombie(pid));
+      if (live.length === 0) return;
+      for (const pid of live) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (e) { /* gone */ }
+      }
+    }
+  }
+
+  // Children killed on a thread's behalf stay zombies: only the thread's own
+  // (now gone) event loop would have reaped them, and JavaScript cannot. Each
+  // holds a pid, so past a few the worker retires itself.
+  function checkZombies() {
+    const zombies = allChildPids().filter(isZombie).length;
+    if (zombies >= MAX_ZOMBIES) {
+      process.stderr.write(`qinling nodejs runtime: ${zombies} unreaped child processes; draining\n`);
+      taint();
+    }
+  }
+
+  function allChildPids() {
+    let tasks = [];
+    try {
+      tasks = fs.readdirSync('/proc/self/task');
+    } catch (e) { /* no /proc */ }
+    return tasks.flatMap((t) => childPids(`/proc/self/task/${t}/children`));
+  }
+
+  // ---------------------------------------------------------------- executions
+
+  let seq = 0;
+
+  function execute(job) {
+    return new Promise((resolve) => {
+      const start = performance.now();
+      const t = acquire(job);
+      const run = {
+        seq: ++seq,
+        elapsed: () => (performance.now() - start) / 1000,
+        finish(ok, output, duration, len, dropped, note) {
+          clearTimeout(timer);
+          const text = len > 0 ? Buffer.from(t.sab, 16, len).toString('utf8') : '';
+          resolve(responseBody(job, ok, output, duration, text, dropped, note));
+        },
+      };
+      t.run = run;
+      const timer = setTimeout(() => {
+        if (t.run !== run) return;
+        t.run = null;
+        run.finish(false, JSON.stringify(TIMEOUT_OUTPUT), run.elapsed(), t.header[0], t.header[1],
+          `Execution timed out after ${job.timeout} seconds.\n`);
+        t.stop();
+      }, Math.min(job.timeout * 1000, 0x7fffffff));
+      t.worker.postMessage({
+        type: 'run', seq: run.seq, eid: job.eid, fid: job.fid, version: job.version,
+        entry: job.entry, input: job.input,
+      });
+    });
+  }
+
+  function responseBody(job, ok, output, duration, text, dropped, note) {
+    let logs = `Start execution: ${job.eid}\n` + text;
+    if (text && !text.endsWith('\n')) logs += '\n';
+    if (dropped) logs += `... [log truncated: ${dropped} bytes dropped]\n`;
+    logs += note + `Finished execution: ${job.eid}\n`;
+    const d = Math.round(duration * 1000) / 1000;
+    // Assembled by hand so a large result is not encoded twice.
+    return `{"output": ${output}, "duration": ${d}, "logs": ${JSON.stringify(logs)}, "success": ${ok}}`;
+  }
+
+  class BadRequest extends Error {}
+
+  function parseJob(req) {
+    if (req === null || typeof req !== 'object' || Array.isArray(req)) {
+      throw new BadRequest('request body must be a JSON object');
+    }
+    const string = (name, def) => {
+      const v = req[name];
+      if ((v === undefined || v === null) && def !== undefined) return def;
+      if (typeof v !== 'string' || !v) {
+        throw new BadRequest(`${name} is required and must be a non-empty string`);
+      }
+      return v;
+    };
+    const eid = string('execution_id');
+    const fid = string('function_id');
+    const entry = string('entry', 'main.main');
+    if (fid.includes('/') || fid.includes('\0') || fid === '.' || fid === '..') {
+      throw new BadRequest('invalid function_id');
+    }
+    let version = req.function_version;
+    if (version === undefined || version === null) version = 0;
+    if (!Number.isInteger(version)) throw new BadRequest('function_version must be an integer');
+    let timeout = req.timeout;
+    if (timeout === undefined || timeout === null) timeout = 5;
+    if (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout)) {
+      throw new BadRequest('timeout must be a positive number of seconds');
+    }
+    // memory_size (bytes) sets the thread's heap limit; cpu, request_id and
+    // download_url are accepted and ignored (the Go side's job).
+    const mem = req.memory_size;
+    const heap = typeof mem === 'number' && mem > 0 && Number.isFinite(mem) ? heapMb(mem) : DEFAULT_HEAP_MB;
+    const input = req.input === undefined ? null : req.input;
+    return { eid, fid, version, entry, timeout, heap, input, key: fid + '\0' + version };
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  function send(res, status, body, type, close) {
+    const headers = {
+      'Content-Type': type || 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+    };
+    if (close || draining) headers.Connection = 'close';
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  function sendJson(res, status, obj, close) {
+    send(res, status, JSON.stringify(obj), 'application/json', close);
+  }
+
+  function handle(req, res) {
+    const url = req.url.split('?', 1)[0];
+    if (req.method === 'GET' && url === '/ping') {
+      if (draining) return sendJson(res, 503, { error: 'worker draining' }, true);
+      return send(res, 200, 'pong', 'text/plain; charset=utf-8');
+    }
+    if (req.method !== 'POST' || url !== '/execute') {
+      req.resume();
+      return sendJson(res, 404, { error: 'not found' });
+    }
+    if (draining) {
+      req.resume();
+      return sendJson(res, 503, { error: 'worker draining' }, true);
+    }
+    const length = req.headers['content-length'];
+    if (length === undefined && req.headers['transfer-encoding'] === undefined) {
+      req.resume();
+      return sendJson(res, 400, { error: 'Content-Length required' }, true);
+    }
+    if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
+      req.resume();
+      return sendJson(res, 413, { error: 'request body too large' }, true);
+    }
+    const chunks = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) tooLarge = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (tooLarge) return sendJson(res, 413, { error: 'request body too large' }, true);
+      let job;
+      try {
+        job = parseJob(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
+      } catch (e) {
+        if (!(e instanceof SyntaxError || e instanceof BadRequest)) throw e;
+        return sendJson(res, 400, { error: 'invalid request: ' + e.message });
+      }
+      if (draining) return sendJson(res, 503, { error: 'worker draining' }, true);
+      active++;
+      let counted = true;
+      const done = () => {
+        if (counted) {
+          counted = false;
+          active--;
+          maybeExit();
+        }
+      };
+      res.on('close', done);
+      execute(job).then((body) => {
+        if (!res.destroyed) send(res, 200, body);
+        done();
+      }, (e) => {
+        process.stderr.write(`qinling nodejs runtime: internal error: ${e && e.stack}\n`);
+        if (!res.destroyed) sendJson(res, 500, { error: 'internal error' }, true);
+        done();
+      });
+    });
+  }
+
+  const server = http.createServer({
+    // Idle keep-alive connections of the engine's pool (idle timeout 60 s) must
+    // not be closed under it: a POST on a connection closing at that moment fails.
+    keepAliveTimeout: 300000,
+    headersTimeout: 301000,
+    requestTimeout: 0,   // executions may take minutes
+  }, handle);
+  server.on('clientError', (err, sock) => {   // unparsable HTTP
+    if (!sock.writable || sock.destroyed || err.code === 'ECONNRESET') return sock.destroy();
+    const body = '{"error": "bad request"}';
+    sock.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  });
+
+  // ---------------------------------------------------------------- lifecycle
+
+  function removeSocket() {
+    try {   // only our own socket: a replacement worker may reuse the path
+      if (socketPath && fs.statSync(socketPath).ino === socketIno) fs.unlinkSync(socketPath);
+    } catch (e) { /* already gone */ }
+  }
+
+  // Exit with code once every thread is gone. process.exit() joins worker
+  // threads, so it would hang on one blocked in a system call: processes the
+  // threads started are killed first (that unblocks execSync and friends), and
+  // if a thread is still there after the grace period the process kills itself.
+  function exitAfterThreads(code) {
+    if (phase === 'exiting') return;
+    phase = 'exiting';
+    removeSocket();
+    server.close();
+    if (server.closeIdleConnections) server.closeIdleConnections();
+    killTree(allChildPids);
+    for (const t of all) t.stop();
+    const deadline = Date.now() + TERMINATE_GRACE_MS;
+    const check = () => {
+      if (all.size === 0) return process.exit(code);
+      if (Date.now() > deadline || [...all].every((t) => t.stuck)) {
+        process.stderr.write('qinling nodejs runtime: a worker thread is stuck; killing the process\n');
+        return process.kill(process.pid, 'SIGKILL');
+      }
+      killTree(allChildPids);
+      setTimeout(check, 20);
+    };
+    check();
+  }
+
+  function taint() {
+    if (draining) return;
+    draining = true;
+    for (const t of spares.concat(idle)) t.stop();
+    maybeExit();
+  }
+
+  // Once draining and no execution owes a response: stop listening, let the last
+  // responses (sent with Connection: close) reach the client, then exit 3.
+  function maybeExit() {
+    if (!draining || phase !== 'serving' || active !== 0) return;
+    phase = 'closing';
+    removeSocket();
+    const timer = setTimeout(() => exitAfterThreads(EXIT_TAINTED), DRAIN_CLOSE_MS);
+    server.close(() => {
+      clearTimeout(timer);
+      exitAfterThreads(EXIT_TAINTED);
+    });
+    if (server.closeIdleConnections) server.closeIdleConnections();
+  }
+
+  process.on('SIGTERM', () => exitAfterThreads(0));
+  process.on('SIGINT', () => exitAfterThreads(0));
+
+  server.on('error', (e) => {
+    process.stderr.write(`server.js: error: ${e.message}\n`);
+    process.exit(1);
+  });
+
+  let where;
+  if (opts.socket) {
+    socketPath = path.resolve(opts.socket);
+    try {   // a stale socket from a dead worker would make listen fail
+      if (fs.lstatSync(socketPath).isSocket()) fs.unlinkSync(socketPath);
+    } catch (e) { /* no such file */ }
+    where = 'unix:' + socketPath;
+    server.listen({ path: socketPath, backlog: 511 }, () => {
+      socketIno = fs.statSync(socketPath).ino;
+      listening();
+    });
+  } else {
+    server.listen({ host: opts.host, port: opts.port, backlog: 511 }, () => {
+      const a = server.address();
+      where = `${a.address}:${a.port}`;
+      listening();
+    });
+  }
+
+  function listening() {
+    process.stderr.write(`qinling nodejs runtime listening on ${where}\n`);
+    // Prestart after listening: the first /ping does not wait for a thread.
+    setImmediate(ensureSpares);
+  }
+}
+
+// ================================================================ worker thread
+
+function workerThread() {
+  const { parentPort, workerData } = require('node:worker_threads');
+  const { AsyncLocalStorage } = require('node:async_hooks');
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const util = require('node:util');
+  const Module = require('node:module');
+
+  const header = new Float64Array(workerData.sab, 0, 2);
+  const bytes = new Uint8Array(workerData.sab, 16);
+  const MAX_RESULT_BYTES = workerData.maxResultBytes;
+  const PACKAGES_DIR = workerData.packagesDir;
+  const encoder = new TextEncoder();
+
+  // The log of the execution owning the current async context: output written
+  // from callbacks and promise continuations lands in the log of the execution
+  // that started them, and nowhere else once that execution has answered.
+  const als = new AsyncLocalStorage();
+  let current = null;   // the execution running on this thread
+
+  // One execution's output, kept in the shared buffer the main thread reads
+  // (so it is there even if the thread is stopped): the first bytes up to the
+  // cap are stored, the rest only counted.
+  class Log {
+    constructor(exec) {
+      this.exec = exec;
+      this.pos = 0;
+      this.dropped = 0;
+      this.closed = false;   // answered: late writes go to the real stream
+      header[0] = 0;
+      header[1] = 0;
+    }
+
+    add(s) {
+      if (this.dropped || this.pos >= bytes.length) {
+        this.dropped += Buffer.byteLength(s);
+      } else {
+        const { read, written } = encoder.encodeInto(s, bytes.subarray(this.pos));
+        this.pos += written;
+        if (read < s.length) this.dropped += Buffer.byteLength(s.slice(read));
+        header[0] = this.pos;
+      }
+      header[1] = this.dropped;
+    }
+  }
+
+  function route(stream) {
+    const real = stream.write;
+    stream.write = function write(chunk, encoding, cb) {
+      const log = als.getStore();
+      if (!log || log.closed || (typeof chunk !== 'string' && !(chunk instanceof Uint8Array))) {
+        return real.apply(this, arguments);
+      }
+      if (typeof encoding === 'function') {
+        cb = encoding;
+        encoding = undefined;
+      }
+      if (typeof chunk !== 'string') {
+        chunk = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+      } else if (encoding && !/^utf-?8$/i.test(encoding)) {
+        chunk = Buffer.from(chunk, encoding).toString('utf8');
+      }
+      log.add(chunk);
+      if (typeof cb === 'function') process.nextTick(cb);
+      return true;
+    };
+  }
+  route(process.stdout);
+  route(process.stderr);
+
+  // ---------------------------------------------------------------- errors
+
+  class EntryError extends Error {}
+
+  function isError(e) {
+    return util.types.isNativeError(e) || e instanceof Error;
+  }
+
+  // The output for a thrown value: the message (the class name if empty).
+  function errorMessage(e) {
+    if (isError(e) || (e && typeof e === 'object' && typeof e.message === 'string')) {
+      return e.message || e.name || 'Error';
+    }
+    if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+      return util.inspect(e, { breakLength: Infinity, depth: 2 });
+    }
+    return String(e);
+  }
+
+  // The stack of a thrown value for the log, without this server's frames.
+  function errorText(e) {
+    let text;
+    try {
+      text = isError(e) ? util.inspect(e) : 'Uncaught ' + util.inspect(e);
+    } catch (err) {
+      text = String(e && e.stack || e);
+    }
+    return text.split('\n').filter((line) => !(/^\s+at /.test(line) &&
+      (line.includes('node:internal') || line.includes(SERVER_FILE)))).join('\n') + '\n';
+  }
+
+  // ---------------------------------------------------------------- loading
+
+  const modules = new Map();   // module name -> exports; this thread serves one package
+
+  async function loadModule(job, modName) {
+    const pkg = path.join(PACKAGES_DIR, job.fid);
+    let st = null;
+    try {
+      st = fs.statSync(pkg);
+    } catch (e) { /* missing */ }
+    if (!st || !st.isDirectory()) {
+      throw new EntryError(`Function package not found for function ${job.fid}.`);
+    }
+    const file = path.resolve(pkg, modName);
+    if (!file.startsWith(pkg + path.sep)) {
+      throw new EntryError(`Invalid entry '${job.entry}': the module must be inside the function package.`);
+    }
+    const req = Module.createRequire(path.join(pkg, 'index.js'));
+    try {
+      try {
+        return req(file);
+      } catch (e) {
+        if (e && e.code === 'ERR_REQUIRE_ESM') {
+          return await import(require('node:url').pathToFileURL(req.resolve(file)).href);
+        }
+        if (e && e.code === 'MODULE_NOT_FOUND' && isMissing(e, file) && fs.existsSync(file + '.mjs')) {
+          return await import(require('node:url').pathToFileURL(file + '.mjs').href);
+        }
+        throw e;
+      }
+    } catch (e) {
+      let msg = errorMessage(e).split('\n', 1)[0];
+      let text = errorText(e);
+      if (e && e.code === 'MODULE_NOT_FOUND') {
+        if (isMissing(e, file)) {
+          msg = `Cannot find module '${modName}'`;
+          text = `Error: ${msg}\n`;
+        } else {   // a module it requires is missing: keep its require stack
+          const lines = text.split('\n');
+          text = lines.filter((l) => l !== '- ' + SERVER_FILE).join('\n');
+        }
+      }
+      als.getStore().add(text);
+      throw new EntryError(`Failed to import module '${modName}': ${msg}`);
+    }
+  }
+
+  function isMissing(e, file) {
+    return typeof e.message === 'string' && e.message.startsWith(`Cannot find module '${file}'`);
+  }
+
+  async function resolve(job) {
+    const dot = job.entry.lastIndexOf('.');
+    const modName = dot > 0 ? job.entry.slice(0, dot) : '';
+    const funcName = job.entry.slice(dot + 1);
+    if (!modName || !funcName) {
+      throw new EntryError(`Invalid entry '${job.entry}': expected 'module.function'.`);
+    }
+    let mod = modules.get(modName);
+    if (mod === undefined) {
+      mod = await loadModule(job, modName);
+      modules.set(modName, mod);   // warm reuse: module globals persist on this thread
+    }
+    const isObject = mod !== null && (typeof mod === 'object' || typeof mod === 'function');
+    const func = isObject ? mod[funcName] : undefined;
+    if (func === undefined && !(isObject && funcName in mod)) {
+      throw new EntryError(`Function '${funcName}' not found in module '${modName}'.`);
+    }
+    if (typeof func !== 'function') {
+      throw new EntryError(`Entry '${job.entry}' is not callable.`);
+    }
+    return { mod, func };
+  }
+
+  // ---------------------------------------------------------------- running
+
+  function finish(exec, ok, output) {
+    if (exec.done) return;
+    exec.done = true;
+    exec.log.closed = true;
+    if (current === exec) current = null;
+    const duration = (performance.now() - exec.start) / 1000;
+    parentPort.postMessage({
+      type: 'done', seq: exec.seq, ok, output, duration, len: exec.log.pos, dropped: exec.log.dropped,
+    });
+  }
+
+  function fail(exec, e) {
+    if (e instanceof EntryError) {
+      exec.log.add(e.message + '\n');
+    } else {
+      exec.log.add(errorText(e));
+    }
+    finish(exec, false, JSON.stringify(errorMessage(e)));
+  }
+
+  function succeed(exec, result) {
+    let out;
+    try {
+      out = JSON.stringify(result);
+    } catch (e) {
+      return finish(exec, false, JSON.stringify('Function result is not JSON serializable: ' + errorMessage(e)));
+    }
+    if (out === undefined) out = 'null';   // undefined, functions and symbols
+    const size = Buffer.byteLength(out);
+    if (size > MAX_RESULT_BYTES) {
+      return finish(exec, false, JSON.stringify(`Function result too large: ${size} bytes (limit ${MAX_RESULT_BYTES}).`));
+    }
+    finish(exec, true, out);
+  }
+
+  async function invoke(job) {
+    const { mod, func } = await resolve(job);
+    let input = job.input;
+    if (input !== null && typeof input === 'object' && !Array.isArray(input)) {
+      if (Object.prototype.hasOwnProperty.call(input, '__function_input')) input = input.__function_input;
+    } else if (input === null) {
+      input = {};
+    }
+    const context = { execution_id: job.eid, function_id: job.fid, function_version: job.version };
+    return await func.call(mod, context, input);
+  }
+
+  function run(job) {
+    const exec = { seq: job.seq, start: performance.now(), done: false, log: null };
+    exec.log = new Log(exec);
+    current = exec;
+    als.run(exec.log, () => {
+      invoke(job).then((result) => succeed(exec, result), (e) => fail(exec, e));
+    });
+  }
+
+  // Whatever would crash a plain Node.js process (an exception thrown from a
+  // callback, an unhandled rejection) fails the execution it belongs to.
+  function uncaught(e, what) {
+    const log = als.getStore();
+    const exec = log ? log.exec : current;
+    if (exec && !exec.done) {
+      exec.log.add(what + ': ' + errorText(e));
+      finish(exec, false, JSON.stringify(errorMessage(e)));
+    } else {
+      process.stderr.write(`qinling nodejs runtime: ${what} after the execution ended: ${errorText(e)}`);
+    }
+  }
+  process.on('uncaughtException', (e) => uncaught(e, 'Uncaught exception'));
+  process.on('unhandledRejection', (e) => uncaught(e, 'Unhandled promise rejection'));
+
+  parentPort.on('message', (m) => {
+    if (m.type === 'run') run(m);
+  });
+  let tid = null;
+  try {
+    tid = fs.readlinkSync('/proc/thread-self');
+  } catch (e) { /* no /proc */ }
+  parentPort.postMessage({ type: 'ready', tid });
+}

@@ -1,0 +1,517 @@
+// Tests for server.js: start the real server on a temp unix socket and talk HTTP.
+//
+// Run from the repo root (the file name does not match node --test's default
+// patterns, so name the file, not the directory):
+//     /usr/bin/node --test runtimes/nodejs/test_server.js
+'use strict';
+
+const { describe, test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn, spawnSync, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+
+const SERVER = path.join(__dirname, 'server.js');
+const NODE = process.execPath;
+
+// function_id -> {relative file name: source}
+const PACKAGES = {
+  hello: {
+    'main.js': `
+      exports.main = (context, input) => {
+        const name = input.name || 'World';
+        console.log('Hello, %s', name);
+        return 'Hello, ' + name;
+      };
+      exports.context = (context) => context;
+    `,
+  },
+  positional: { 'main.js': "exports.main = (context, name) => 'Hello, ' + name;\n" },
+  asyncfn: {
+    'main.js': `
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      exports.main = async (context, input) => {
+        console.log('before await');
+        await sleep(20);
+        console.info('after await');
+        return { got: input };
+      };
+      exports.rejects = async () => {
+        await sleep(5);
+        throw new TypeError('async failure');
+      };
+      exports.rejectsPlain = () => Promise.reject('plain reason');
+      exports.thenable = () => ({ then(resolve) { resolve(42); } });
+      exports.tagged = async (context, input) => {
+        for (let i = 0; i < 3; i++) {
+          console.log(input.tag + ' line ' + i);
+          await sleep(input.ms);
+        }
+        process.stderr.write(input.tag + ' done\\n');
+        return input.tag;
+      };
+      exports.late = () => {
+        setTimeout(() => console.log('LATE OUTPUT'), 30);
+        return 'early';
+      };
+      exports.uncaught = () => new Promise(() => {
+        setTimeout(() => { throw new Error('thrown in a timer'); }, 5);
+      });
+    `,
+  },
+  raises: {
+    'main.js': `
+      function helper() { throw new Error('bad input value'); }
+      exports.main = () => { console.log('before'); helper(); };
+      exports.empty = () => { throw new RangeError(); };
+      exports.string = () => { throw 'just a string'; };
+      exports.exit = () => process.exit(4);
+    `,
+  },
+  badresult: {
+    'main.js': `
+      exports.bigint = () => ({ n: 10n });
+      exports.cycle = () => { const o = {}; o.self = o; return o; };
+      exports.big = () => 'x'.repeat(2 * 1024 * 1024);
+      exports.nothing = () => undefined;
+      exports.notCallable = 42;
+    `,
+  },
+  broken: { 'main.js': "require('does_not_exist_anywhere');\nexports.main = () => 1;\n" },
+  syntax: { 'main.js': 'exports.main = () => {\n' },
+  noisy: {
+    'main.js': `
+      exports.main = () => {
+        const chunk = 'y'.repeat(1024 * 1024);
+        for (let i = 0; i < 5; i++) process.stdout.write(chunk);
+        return 'done';
+      };
+    `,
+  },
+  nested: { 'lib/handler.js': "exports.run = () => 'nested';\n" },
+  sibling: {
+    'main.js': "const helper = require('./helper');\nexports.main = () => helper.greet();\n",
+    'helper.js': "const data = require('./data.json');\nexports.greet = () => 'hi ' + data.who;\n",
+    'data.json': '{"who": "sibling"}\n',
+  },
+  counter: { 'main.js': 'let count = 0;\nexports.main = () => ++count;\n' },
+  esm: { 'main.mjs': "export async function main(context, input) { return 'esm ' + input.name; }\n" },
+  busy: {
+    'main.js': `
+      const fs = require('fs');
+      const path = require('path');
+      exports.spin = () => { console.log('spinning'); for (;;) {} };
+      exports.child = () => {
+        require('child_process').execSync('echo $$ > ' + path.join(__dirname, 'child.pid') + '; exec sleep 30');
+      };
+      exports.bomb = () => {
+        const a = [];
+        for (;;) a.push({ i: a.length, s: 'x' + a.length });
+      };
+      exports.fifo = () => fs.readFileSync(path.join(__dirname, 'fifo'));
+      exports.ok = () => 'still here';
+    `,
+  },
+};
+
+function tempDir(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function writePackages(dir) {
+  for (const [fid, files] of Object.entries(PACKAGES)) {
+    for (const [name, src] of Object.entries(files)) {
+      const file = path.join(dir, fid, name);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, src);
+    }
+  }
+}
+
+let ids = 0;
+
+// A real server.js process on a temp unix socket.
+class Worker {
+  static async start(packages, ...extra) {
+    const w = new Worker();
+    w.dir = tempDir('qinling-js-');
+    w.sock = path.join(w.dir, 'w.sock');
+    w.proc = spawn(NODE, [SERVER, '--socket', w.sock, '--packages-dir', packages, ...extra],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    w.stderr = '';
+    w.proc.stderr.on('data', (d) => { w.stderr += d; });
+    w.exited = new Promise((resolve) => w.proc.on('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      try {
+        if ((await w.request('GET', '/ping')).status === 200) return w;
+      } catch (e) { /* not listening yet */ }
+      if (Date.now() > deadline || w.proc.exitCode !== null) {
+        throw new Error('worker did not start: ' + w.stderr);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  request(method, urlPath, body, agent) {
+    return new Promise((resolve, reject) => {
+      const req = http.request({
+        socketPath: this.sock, path: urlPath, method, agent: agent || false,
+        headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({
+          status: res.statusCode, body: Buffer.concat(chunks).toString(), reused: req.reusedSocket,
+        }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async execute(fid, entry = 'main.main', input = null, extra = {}) {
+    const req = { execution_id: `exec-${fid}-${process.pid}-${++ids}`, function_id: fid, entry, input, ...extra };
+    const res = await this.request('POST', '/execute', JSON.stringify(req));
+    assert.equal(res.status, 200, res.body);
+    const result = JSON.parse(res.body);
+    assert.deepEqual(Object.keys(result).sort(), ['duration', 'logs', 'output', 'success']);
+    result.id = req.execution_id;
+    return result;
+  }
+
+  async stop() {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    await this.exited;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function assertFailed(r, output) {
+  assert.equal(r.success, false, JSON.stringify(r));
+  assert.equal(r.output, output);
+}
+
+function assertLogEnds(r) {
+  assert.ok(r.logs.startsWith(`Start execution: ${r.id}\n`), r.logs);
+  assert.ok(r.logs.endsWith(`Finished execution: ${r.id}\n`), r.logs);
+}
+
+function processGone(pid) {
+  try {   // a killed child stays a zombie until the server exits
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0] === 'Z';
+  } catch (e) {
+    return true;
+  }
+}
+
+describe('server', () => {
+  let packages;
+  let w;
+
+  before(async () => {
+    packages = tempDir('qinling-js-pkgs-');
+    writePackages(packages);
+    w = await Worker.start(packages);
+  });
+
+  after(async () => {
+    await w.stop();
+    fs.rmSync(packages, { recursive: true, force: true });
+  });
+
+  test('ping', async () => {
+    assert.deepEqual(await w.request('GET', '/ping'), { status: 200, body: 'pong', reused: false });
+    assert.equal((await w.request('GET', '/nope')).status, 404);
+    assert.equal((await w.request('GET', '/execute')).status, 404);
+  });
+
+  test('keep-alive', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      assert.equal((await w.request('GET', '/ping', undefined, agent)).status, 200);
+      const r = await w.request('POST', '/execute',
+        JSON.stringify({ execution_id: 'ka', function_id: 'hello' }), agent);
+      assert.equal(JSON.parse(r.body).output, 'Hello, World');
+      assert.equal(r.reused, true);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('hello with kwargs-style input and its log', async () => {
+    const r = await w.execute('hello', 'main.main', { name: 'Qinling' });
+    assert.equal(r.success, true);
+    assert.equal(r.output, 'Hello, Qinling');
+    assert.equal(r.logs, `Start execution: ${r.id}\nHello, Qinling\nFinished execution: ${r.id}\n`);
+    assert.equal(typeof r.duration, 'number');
+    assert.equal((await w.execute('hello')).output, 'Hello, World');   // null input -> {}
+  });
+
+  test('context', async () => {
+    const r = await w.execute('hello', 'main.context', null, { function_version: 0 });
+    assert.deepEqual(r.output, { execution_id: r.id, function_id: 'hello', function_version: 0 });
+  });
+
+  test('positional input', async () => {
+    const r = await w.execute('positional', 'main.main', { __function_input: 'Qinling' });
+    assert.deepEqual([r.success, r.output], [true, 'Hello, Qinling']);
+    const bare = await w.execute('positional', 'main.main', 'bare');
+    assert.equal(bare.output, 'Hello, bare');
+  });
+
+  test('async function, thenable', async () => {
+    const r = await w.execute('asyncfn', 'main.main', { a: [1, 2] });
+    assert.deepEqual([r.success, r.output], [true, { got: { a: [1, 2] } }]);
+    assert.equal(r.logs, `Start execution: ${r.id}\nbefore await\nafter await\nFinished execution: ${r.id}\n`);
+    assert.equal((await w.execute('asyncfn', 'main.thenable')).output, 42);
+  });
+
+  test('rejected promise', async () => {
+    const r = await w.execute('asyncfn', 'main.rejects');
+    assertFailed(r, 'async failure');
+    assert.match(r.logs, /TypeError: async failure\n\s+at /);
+    assertFailed(await w.execute('asyncfn', 'main.rejectsPlain'), 'plain reason');
+  });
+
+  test('thrown error with stack in the log', async () => {
+    const r = await w.execute('raises');
+    assertFailed(r, 'bad input value');
+    assert.ok(r.logs.includes('before\n'), r.logs);
+    assert.ok(r.logs.includes('Error: bad input value\n'), r.logs);
+    assert.match(r.logs, /at helper \(.*main\.js:2:/);
+    assert.ok(!r.logs.includes('server.js'), r.logs);   // our frames are hidden
+    assertLogEnds(r);
+    assertFailed(await w.execute('raises', 'main.empty'), 'RangeError');
+    assertFailed(await w.execute('raises', 'main.string'), 'just a string');
+  });
+
+  test('uncaught exception in a callback fails the execution', async () => {
+    const r = await w.execute('asyncfn', 'main.uncaught');
+    assertFailed(r, 'thrown in a timer');
+    assert.ok(r.logs.includes('Uncaught exception: Error: thrown in a timer'), r.logs);
+  });
+
+  test('process.exit does not kill the server', async () => {
+    assertFailed(await w.execute('raises', 'main.exit'), 'Function called process.exit(4).');
+    assert.equal((await w.request('GET', '/ping')).status, 200);
+    assert.equal((await w.execute('hello')).success, true);
+  });
+
+  test('entry problems', async () => {
+    assertFailed(await w.execute('hello', 'main.missing'), "Function 'missing' not found in module 'main'.");
+    assertFailed(await w.execute('badresult', 'main.notCallable'), "Entry 'main.notCallable' is not callable.");
+    const r = await w.execute('hello', 'nosuchmodule.main');
+    assertFailed(r, "Failed to import module 'nosuchmodule': Cannot find module 'nosuchmodule'");
+    assert.ok(!r.logs.includes(packages), r.logs);
+    const broken = await w.execute('broken');
+    assertFailed(broken, "Failed to import module 'main': Cannot find module 'does_not_exist_anywhere'");
+    assert.match(broken.logs, /main\.js/);
+    assert.ok(!broken.logs.includes('server.js'), broken.logs);
+    const syntax = await w.execute('syntax');
+    assert.equal(syntax.success, false);
+    assert.ok(syntax.output.startsWith("Failed to import module 'main': "), syntax.output);
+    assert.ok(syntax.logs.includes('SyntaxError'), syntax.logs);
+    assertFailed(await w.execute('hello', 'main'), "Invalid entry 'main': expected 'module.function'.");
+    assertFailed(await w.execute('hello', '../counter/main.main'),
+      "Invalid entry '../counter/main.main': the module must be inside the function package.");
+  });
+
+  test('missing package', async () => {
+    assertFailed(await w.execute('no-such-function'), 'Function package not found for function no-such-function.');
+  });
+
+  test('result not serializable', async () => {
+    const big = await w.execute('badresult', 'main.bigint');
+    assertFailed(big, 'Function result is not JSON serializable: Do not know how to serialize a BigInt');
+    const cycle = await w.execute('badresult', 'main.cycle');
+    assert.equal(cycle.success, false);
+    assert.ok(cycle.output.startsWith('Function result is not JSON serializable: Converting circular structure'),
+      cycle.output);
+    const nothing = await w.execute('badresult', 'main.nothing');
+    assert.deepEqual([nothing.success, nothing.output], [true, null]);
+  });
+
+  test('result too large', async () => {
+    assertFailed(await w.execute('badresult', 'main.big'),
+      `Function result too large: ${2 * 1024 * 1024 + 2} bytes (limit 1048576).`);
+  });
+
+  test('huge print truncated', async () => {
+    const r = await w.execute('noisy');
+    assert.deepEqual([r.success, r.output], [true, 'done']);
+    assert.ok(r.logs.includes(`... [log truncated: ${4 * 1024 * 1024} bytes dropped]\n`), r.logs.slice(-200));
+    assert.ok(r.logs.length < 1024 * 1024 + 500);
+    assertLogEnds(r);
+  });
+
+  test('module requiring a sibling module; nested module path; ESM', async () => {
+    assert.equal((await w.execute('sibling')).output, 'hi sibling');
+    assert.equal((await w.execute('nested', 'lib/handler.run')).output, 'nested');
+    assert.equal((await w.execute('esm', 'main.main', { name: 'm' })).output, 'esm m');
+  });
+
+  test('warm module globals persist for sequential calls', async () => {
+    assert.equal((await w.execute('counter')).output, 1);
+    assert.equal((await w.execute('counter')).output, 2);
+  });
+
+  test('concurrent executions keep separate logs, also after await', async () => {
+    const tags = ['T0', 'T1', 'T2', 'T3'];
+    const start = Date.now();
+    const results = await Promise.all(tags.map((tag) => w.execute('asyncfn', 'main.tagged', { tag, ms: 100 })));
+    assert.ok(Date.now() - start < 1500, 'not concurrent');
+    results.forEach((r, i) => {
+      const tag = tags[i];
+      assert.equal(r.output, tag);
+      assert.deepEqual(r.logs.split('\n'), [`Start execution: ${r.id}`, `${tag} line 0`, `${tag} line 1`,
+        `${tag} line 2`, `${tag} done`, `Finished execution: ${r.id}`, '']);
+    });
+  });
+
+  test('output written after the execution answered is not in the next log', async () => {
+    const first = await w.execute('asyncfn', 'main.late');
+    assert.equal(first.output, 'early');
+    const second = await w.execute('asyncfn', 'main.tagged', { tag: 'N', ms: 60 });
+    assert.ok(!first.logs.includes('LATE') && !second.logs.includes('LATE'), second.logs);
+  });
+
+  test('busy-loop timeout, then the same server serves the next call', async () => {
+    const pid = w.proc.pid;
+    const r = await w.execute('busy', 'main.spin', null, { timeout: 0.5 });
+    assertFailed(r, 'Function execution timeout.');
+    assert.ok(r.duration >= 0.5 && r.duration < 1.5, String(r.duration));
+    assert.ok(r.logs.includes('spinning\nExecution timed out after 0.5 seconds.\n'), r.logs);
+    assertLogEnds(r);
+    assert.equal((await w.request('GET', '/ping')).status, 200);
+    assert.equal((await w.execute('busy', 'main.ok')).output, 'still here');
+    assert.equal(w.proc.pid, pid);
+    assert.equal(w.proc.exitCode, null);
+  });
+
+  test('timeout kills the processes the function started', async () => {
+    const pidFile = path.join(packages, 'busy', 'child.pid');
+    const r = await w.execute('busy', 'main.child', null, { timeout: 0.5 });
+    assertFailed(r, 'Function execution timeout.');
+    const child = Number(fs.readFileSync(pidFile, 'utf8'));
+    for (let i = 0; i < 100 && !processGone(child); i++) await new Promise((res) => setTimeout(res, 20));
+    assert.ok(processGone(child), 'child process still running');
+    assert.equal((await w.execute('busy', 'main.ok')).output, 'still here');
+    assert.equal((await w.request('GET', '/ping')).status, 200);
+  });
+
+  test('memory bomb fails clearly and the server survives', async () => {
+    const r = await w.execute('busy', 'main.bomb', null, { memory_size: 32 * 1024 * 1024, timeout: 20 });
+    assertFailed(r, 'Function execution failed because of too much resource consumption');
+    assert.ok(r.logs.includes('JavaScript heap limit reached (32 MiB)'), r.logs);
+    assert.equal((await w.execute('busy', 'main.ok', null, { memory_size: 32 * 1024 * 1024 })).output, 'still here');
+  });
+
+  test('bad requests', async () => {
+    let r = await w.request('POST', '/execute', '{not json');
+    assert.equal(r.status, 400);
+    assert.ok(JSON.parse(r.body).error.startsWith('invalid request: '));
+    r = await w.request('POST', '/execute', JSON.stringify({ function_id: 'hello' }));
+    assert.equal(r.status, 400);
+    assert.match(JSON.parse(r.body).error, /execution_id/);
+    r = await w.request('POST', '/execute', JSON.stringify({ execution_id: 'e', function_id: 'hello', timeout: 'soon' }));
+    assert.equal(r.status, 400);
+    r = await w.request('POST', '/execute', JSON.stringify({ execution_id: 'e', function_id: '../x' }));
+    assert.equal(r.status, 400);
+    r = await w.request('POST', '/execute', '[]');
+    assert.equal(r.status, 400);
+    assert.equal((await w.request('GET', '/ping')).status, 200);
+  });
+});
+
+describe('lifecycle', { concurrency: true }, () => {
+  let packages;
+
+  before(() => {
+    packages = tempDir('qinling-js-pkgs-');
+    writePackages(packages);
+  });
+
+  after(() => fs.rmSync(packages, { recursive: true, force: true }));
+
+  test('SIGTERM exits 0 and removes the socket', async () => {
+    const w = await Worker.start(packages);
+    w.proc.kill('SIGTERM');
+    assert.deepEqual(await w.exited, { code: 0, signal: null });
+    assert.equal(fs.existsSync(w.sock), false);
+    await w.stop();
+  });
+
+  test('SIGTERM during a busy execution exits 0 promptly', async () => {
+    const w = await Worker.start(packages);
+    const pending = w.execute('busy', 'main.spin', null, { timeout: 30 }).catch(() => null);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const start = Date.now();
+    w.proc.kill('SIGTERM');
+    assert.deepEqual(await w.exited, { code: 0, signal: null });
+    assert.ok(Date.now() - start < 2000);
+    await pending;
+    await w.stop();
+  });
+
+  test('bad arguments exit 2', () => {
+    const r = spawnSync(NODE, [SERVER, '--bogus'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /usage: server\.js/);
+    assert.equal(spawnSync(NODE, [SERVER]).status, 2);
+    assert.equal(spawnSync(NODE, [SERVER, '--port', 'x']).status, 2);
+  });
+
+  test('TCP mode', async () => {
+    const proc = spawn(NODE, [SERVER, '--port', '0', '--packages-dir', packages], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    const port = await new Promise((resolve, reject) => {
+      proc.stderr.on('data', (d) => {
+        err += d;
+        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(err);
+        if (m) resolve(Number(m[1]));
+      });
+      proc.on('exit', () => reject(new Error(err)));
+    });
+    const status = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/ping', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      }).on('error', reject);
+    });
+    assert.equal(status, 200);
+    const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+    proc.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  });
+
+  test('a thread that cannot be stopped: drain, then exit', async () => {
+    // A thread blocked in open() on a FIFO ignores terminate(): the worker drains
+    // like the Python runtime after a timeout, then goes away.
+    const pkgs = tempDir('qinling-js-fifo-');
+    fs.mkdirSync(path.join(pkgs, 'busy'));
+    fs.writeFileSync(path.join(pkgs, 'busy', 'main.js'), PACKAGES.busy['main.js']);
+    execFileSync('mkfifo', [path.join(pkgs, 'busy', 'fifo')]);
+    const w = await Worker.start(pkgs);
+    try {
+      const r = await w.execute('busy', 'main.fifo', null, { timeout: 0.3 });
+      assertFailed(r, 'Function execution timeout.');
+      let status = 200;
+      for (let i = 0; i < 100 && status === 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        status = await w.request('GET', '/ping').then((res) => res.status, () => 0);
+      }
+      assert.ok(status === 503 || status === 0, String(status));
+      const { code, signal } = await w.exited;
+      assert.ok(code === 3 || signal === 'SIGKILL', `${code} ${signal}`);
+      assert.equal(fs.existsSync(w.sock), false);
+      assert.match(w.stderr, /did not stop/);
+    } finally {
+      await w.stop();
+      fs.rmSync(pkgs, { recursive: true, force: true });
+    }
+  });
+});

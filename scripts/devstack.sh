@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# Real-stack envs: bring devstack up, run the functional and CLI tiers
+# against it (QINLING_REAL_STACK=1), take it down. Sourced by ./tox after
+# lib.sh and test.sh. STACK_DIR and every other devstack/settings variable
+# pass through from the caller's environment.
+
+register_env devstack "devstack/stack.sh: MariaDB, RabbitMQ, etcd, Keystone, qinling-api and engines on loopback (root)"
+env_devstack() {
+	require_go || return
+	devstack/stack.sh
+}
+
+register_env functional-real "the functional tier against the devstack stack (QINLING_REAL_STACK=1; run devstack first)"
+env_functional_real() {
+	require_go || return
+	QINLING_REAL_STACK=1 go test -tags functional -count=1 -timeout 20m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
+}
+
+register_env cli-real "the cli tier against the devstack stack: Keystone password auth as demo, admin for runtimes"
+env_cli_real() {
+	require_go || return
+	ensure_packages python3-qinlingclient python3-openstackclient || return
+	QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v "${GO_TEST_ARGS[@]}" ./tests/cli/...
+}
+
+register_env unstack "devstack/unstack.sh: stop every daemon devstack started (data stays; UNSTACK_ARGS=--purge deletes it)"
+env_unstack() {
+	# shellcheck disable=SC2086
+	devstack/unstack.sh ${UNSTACK_ARGS:-}
+}
