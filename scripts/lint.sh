@@ -84,3 +84,9 @@ check_config_sample() {
 	rm -f "$saved"
 	return $rc
 }
+
+register_env apidoc "regenerate docs/api.md's examples from real requests (scripts/apidoc.sh); the unit tier checks them"
+env_apidoc() {
+	require_go || return
+	bash scripts/apidoc.sh
+}

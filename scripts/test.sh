@@ -74,3 +74,10 @@ ensure_packages() {
 	((made)) && rm -f "$policy"
 	return $rc
 }
+
+register_env bench "go test -tags bench ./tests/bench/: latency, throughput, CPU and memory table (not part of plain ./tox)" bin
+env_bench() {
+	require_go || return
+	need_binaries || return
+	go test -tags bench -count=1 -timeout 60m -run TestBench -v "${GO_TEST_ARGS[@]}" ./tests/bench/
+}

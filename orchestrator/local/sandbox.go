@@ -102,7 +102,7 @@ type confinement struct {
 }
 
 // newConfinement checks the sandbox settings and that sandboxes work here,
-// and sets up cgroups. log receives the one-time warnings.
+// and sets up cgroups.
 func newConfinement(cfg *Config) (*confinement, error) {
 	c := &confinement{cfg: cfg.Sandbox, mounts: map[string][]sandbox.Mount{}}
 	if cfg.CgroupParent != "" {
@@ -233,7 +233,8 @@ func (o *Orchestrator) runtimeMounts(exe string, network bool) ([]sandbox.Mount,
 			return nil, err
 		}
 	}
-	ms := append(l.Mounts(), sandbox.SystemMounts(c.cfg.TmpSize, "/tmp")...)
+	// /proc, /dev and /tmp first: a runtime path below /tmp stays visible.
+	ms := append(sandbox.SystemMounts(c.cfg.TmpSize, "/tmp"), l.Mounts()...)
 	c.mounts[key] = ms
 	return ms, nil
 }
