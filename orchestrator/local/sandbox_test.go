@@ -125,7 +125,7 @@ def connect(host, port):
         socket.create_connection((host, port), timeout=5).close()
         return 'connected'
     except OSError as e:
-        return '%s after %.1fs' % (type(e).__name__, time.monotonic() - start)
+        return '%s after %ds' % (type(e).__name__, time.monotonic() - start)
 
 def main(port=0, paths=(), **kwargs):
     st = dict(l.split(':\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\t' in l)
@@ -242,8 +242,8 @@ func TestLocal_SandboxIsolation(t *testing.T) {
 		}
 		require.Contains(t, []string{"OSError", "PermissionError"}, outcome, "write %s", p) // EROFS is a plain OSError
 	}
-	require.True(t, strings.HasPrefix(got.Local, "ConnectionRefusedError after 0.0"), got.Local)
-	require.True(t, strings.HasPrefix(got.Outside, "OSError after 0.0"), "no route, at once: %s", got.Outside)
+	require.Equal(t, "ConnectionRefusedError after 0s", got.Local)
+	require.Equal(t, "OSError after 0s", got.Outside, "no route: fails at once, sends nothing")
 	require.Zero(t, accepted(), "the host's listener saw no connection")
 
 	// From the host: the process runs as nobody, in its own namespaces.
@@ -276,7 +276,7 @@ def main(port, **kw):
 	require.NoError(t, err)
 	var etc []string
 	output(t, res, &etc)
-	require.Equal(t, 1, accepted())
+	eventually(t, "the host listener to see the connection", func() bool { return accepted() == 1 })
 	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 		require.Contains(t, etc, "resolv.conf")
 	}

@@ -294,6 +294,7 @@ function main(argv) {
   // (now gone) event loop would have reaped them, and JavaScript cannot. Each
   // holds a pid, so past a few the worker retires itself.
   function checkZombies() {
+    if (draining) return;
     const zombies = allChildPids().filter(isZombie).length;
     if (zombies >= MAX_ZOMBIES) {
       process.stderr.write(`qinling nodejs runtime: ${zombies} unreaped child processes; draining\n`);

@@ -111,6 +111,10 @@ const PACKAGES = {
         for (;;) a.push({ i: a.length, s: 'x' + a.length });
       };
       exports.fifo = () => fs.readFileSync(path.join(__dirname, 'fifo'));
+      exports.orphan = () => {
+        require('child_process').spawn('sleep', ['30']);
+        return new Promise(() => {});
+      };
       exports.ok = () => 'still here';
     `,
   },
@@ -486,6 +490,23 @@ describe('lifecycle', { concurrency: true }, () => {
     const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
     proc.kill('SIGTERM');
     assert.equal(await exited, 0);
+  });
+
+  test('too many unreaped children: drain, then exit 3', async () => {
+    // A child process started asynchronously by a thread that is stopped stays a
+    // zombie (JavaScript cannot reap it); the 16th makes the worker retire.
+    const w = await Worker.start(packages);
+    try {
+      for (let i = 0; i < 16; i++) {
+        assertFailed(await w.execute('busy', 'main.orphan', null, { timeout: 0.05 }), 'Function execution timeout.');
+        await new Promise((resolve) => setTimeout(resolve, 30));   // the thread's exit
+      }
+      assert.deepEqual(await w.exited, { code: 3, signal: null });
+      assert.equal(fs.existsSync(w.sock), false);
+      assert.match(w.stderr, /unreaped child processes; draining/);
+    } finally {
+      await w.stop();
+    }
   });
 
   test('a thread that cannot be stopped: drain, then exit', async () => {
