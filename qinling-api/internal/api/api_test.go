@@ -42,6 +42,12 @@ func newServer(t *testing.T) (*httptest.Server, *fake.Orchestrator) {
 // drive its background work (the job handler) directly.
 func newAPI(t *testing.T) (*api.Server, *httptest.Server, *fake.Orchestrator) {
 	t.Helper()
+	return newAPIWithAuth(t, api.NoAuth{})
+}
+
+// newAPIWithAuth is newAPI with the given authenticator.
+func newAPIWithAuth(t *testing.T, auth api.Authenticator) (*api.Server, *httptest.Server, *fake.Orchestrator) {
+	t.Helper()
 	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
 	require.NoError(t, err)
 	_, _, err = d.Sync(context.Background())
@@ -65,7 +71,7 @@ func newAPI(t *testing.T) (*api.Server, *httptest.Server, *fake.Orchestrator) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go tr.Serve(ctx, eng)
 	srv := &api.Server{
-		DB: d, Engine: engine.Client{RPC: tr}, Coord: co, Storage: st, Auth: api.NoAuth{}, Log: log,
+		DB: d, Engine: engine.Client{RPC: tr}, Coord: co, Storage: st, Auth: auth, Log: log,
 		Limits: api.Limits{
 			MaxBodySize: 1 << 20, MaxPackageSize: 1 << 20,
 			DefaultCPU: 100, MinCPU: 100, MaxCPU: 300,

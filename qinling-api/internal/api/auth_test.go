@@ -1,17 +1,12 @@
 package api_test
 
 import (
-	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,17 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/qinling-go/qinling/orchestrator"
-	"github.com/qinling-go/qinling/orchestrator/fake"
 	"github.com/qinling-go/qinling/pkg/config"
-	"github.com/qinling-go/qinling/pkg/coord/memory"
-	"github.com/qinling-go/qinling/pkg/db"
-	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/keystone"
 	"github.com/qinling-go/qinling/pkg/keystone/keystonetest"
-	"github.com/qinling-go/qinling/pkg/rpc/inproc"
-	"github.com/qinling-go/qinling/qinling-api/internal/api"
-	storagemem "github.com/qinling-go/qinling/storage/memory"
 )
 
 // Tokens the fake Keystone knows: an admin, and members of two projects.
@@ -51,32 +38,7 @@ func newAuthServer(t *testing.T) (string, *keystonetest.Server) {
 		keystone.WithTimeout(2*time.Second))
 	require.NoError(t, err)
 
-	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
-	require.NoError(t, err)
-	_, _, err = d.Sync(context.Background())
-	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	orch := fake.New(fake.Config{PoolSize: 2})
-	orch.Handle("hello.main", func(orchestrator.Invocation) orchestrator.Result {
-		return orchestrator.Result{Success: true, Output: json.RawMessage(`"hi"`), Logs: "hi\n"}
-	})
-	co := memory.New()
-	st := storagemem.New(storagemem.Config{MaxSize: 1 << 20})
-	tr := inproc.New(10 * time.Second)
-	eng := engine.New(d, orch, co, st, engine.Options{}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	go tr.Serve(ctx, eng)
-	srv := &api.Server{
-		DB: d, Engine: engine.Client{RPC: tr}, Coord: co, Storage: st, Auth: auth, Log: log,
-		Limits: api.Limits{
-			MaxBodySize: 1 << 20, MaxPackageSize: 1 << 20,
-			DefaultCPU: 100, MinCPU: 100, MaxCPU: 300,
-			DefaultMemory: 33554432, MinMemory: 33554432, MaxMemory: 134217728,
-			DefaultTimeout: 5, MinTimeout: 1, MaxTimeout: 300,
-		},
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ts.Close(); cancel(); tr.Close(); d.Close() })
+	_, ts, _ := newAPIWithAuth(t, auth)
 	return ts.URL, ks
 }
 
