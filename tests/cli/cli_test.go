@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -33,23 +34,34 @@ const (
 	waitTimeout = time.Minute
 )
 
-const helloPy = "def main(name='World', **kwargs):\n" +
-	"    print('Hello, %s' % name)\n" +
-	"    return 'Hello, %s' % name\n"
+// helloPy prints and returns a greeting; helloAgainPy is the same function
+// with other words, so that each package's output tells which one ran.
+const (
+	helloPy = "def main(name='World', **kwargs):\n" +
+		"    print('Hello, %s' % name)\n" +
+		"    return 'Hello, %s' % name\n"
+	helloAgainPy = "def main(name='World', **kwargs):\n" +
+		"    print('Hi again, %s' % name)\n" +
+		"    return 'Hi again, %s' % name\n"
+)
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // client runs openstack commands against one server with a private
 // environment: no cloud config, no OS_* variables from the caller but the
-// ones given to newClient.
+// ones given to newClient, its own HOME and TMPDIR (the client zips --file
+// uploads into $TMPDIR/<name>.zip, so clients used in parallel must not
+// share one).
 type client struct {
-	t   *testing.T
-	dir string
-	env []string
+	t     *testing.T
+	dir   string
+	osEnv map[string]string
+	env   []string
 }
 
-// newClient makes a client whose commands see only osEnv (OS_* settings).
+// newClient makes a client for t whose commands see only osEnv (OS_* settings).
 func newClient(t *testing.T, osEnv map[string]string) *client {
+	t.Helper()
 	if _, err := os.Stat(openstack); err != nil {
 		t.Fatalf("%s is missing: apt-get install python3-openstackclient python3-qinlingclient (.ci/run does)", openstack)
 	}
@@ -57,7 +69,7 @@ func newClient(t *testing.T, osEnv map[string]string) *client {
 	for _, d := range []string{"home", "tmp"} {
 		require.NoError(t, os.Mkdir(filepath.Join(dir, d), 0o700))
 	}
-	c := &client{t: t, dir: dir, env: []string{
+	c := &client{t: t, dir: dir, osEnv: osEnv, env: []string{
 		"PATH=/usr/bin:/bin",
 		"LANG=C.UTF-8",
 		"HOME=" + filepath.Join(dir, "home"),
@@ -69,16 +81,36 @@ func newClient(t *testing.T, osEnv map[string]string) *client {
 	return c
 }
 
-// clients returns the CLI as the demo user and as the admin, and the
-// admin's project. On the all-in-one (auth off) both are the same
-// unauthenticated client, project "default"; with QINLING_REAL_STACK=1 they
-// use the devstack stack's openrc-demo and openrc-admin: password auth,
-// qinling found through the Keystone catalog.
-func clients(t *testing.T) (demo, admin *client, adminProject string) {
+// in returns the same identity as a client of subtest t, with its own
+// directories: failures are reported to t, and files do not collide with
+// those of subtests running in parallel.
+func (c *client) in(t *testing.T) *client { return newClient(t, c.osEnv) }
+
+// scenario is what every group of the test shares: the CLI as the demo user
+// and as the admin, their projects, the API's public URL (the prefix of
+// webhook URLs) and an HTTP target for the few checks the CLI cannot make.
+type scenario struct {
+	demo, admin  *client
+	demoProject  string
+	adminProject string
+	apiURL       string
+	target       *testutil.Target // acts as Demo; .As(testutil.Admin) for admin calls
+}
+
+// newScenario starts an all-in-one server (auth off: both clients are the
+// same unauthenticated client, project "default"), or with
+// QINLING_REAL_STACK=1 uses the devstack stack's openrc-demo and
+// openrc-admin: password auth, qinling found through the Keystone catalog.
+func newScenario(t *testing.T) *scenario {
+	t.Helper()
 	if !testutil.RealStack() {
 		srv := testutil.StartAllInOne(t)
 		env := map[string]string{"OS_AUTH_TYPE": "none", "OS_ENDPOINT": srv.URL}
-		return newClient(t, env), newClient(t, env), "default"
+		return &scenario{
+			demo: newClient(t, env), admin: newClient(t, env),
+			demoProject: "default", adminProject: "default",
+			apiURL: srv.URL, target: testutil.ServerTarget(srv),
+		}
 	}
 	st, err := testutil.LoadStack()
 	require.NoError(t, err)
@@ -86,10 +118,21 @@ func clients(t *testing.T) (demo, admin *client, adminProject string) {
 	require.NoError(t, err)
 	adminEnv, err := st.OpenRC("admin")
 	require.NoError(t, err)
-	tok, err := st.Token(testutil.Admin)
+	demoTok, err := st.Token(testutil.Demo)
+	require.NoError(t, err)
+	adminTok, err := st.Token(testutil.Admin)
 	require.NoError(t, err)
 	t.Logf("real stack: demo and admin through Keystone at %s", demoEnv["OS_AUTH_URL"])
-	return newClient(t, demoEnv), newClient(t, adminEnv), tok.ProjectID
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last 100 lines of the stack's qinling logs:\n%s", st.LogTail(100))
+		}
+	})
+	return &scenario{
+		demo: newClient(t, demoEnv), admin: newClient(t, adminEnv),
+		demoProject: demoTok.ProjectID, adminProject: adminTok.ProjectID,
+		apiURL: st.URL, target: testutil.StackTarget(st),
+	}
 }
 
 // tryRun runs `openstack args...` and reports only whether it worked (for
@@ -100,6 +143,19 @@ func (c *client) tryRun(args ...string) bool {
 	cmd := exec.CommandContext(ctx, openstack, args...)
 	cmd.Dir, cmd.Env = c.dir, c.env
 	return cmd.Run() == nil
+}
+
+// undo registers `openstack args...` to run when the client's test ends
+// failed. Cleanups run last-registered first, so registering each delete
+// right after its create tears a half-done scenario down in the right order
+// (a webhook before its function, functions before their runtime).
+func (c *client) undo(args ...string) {
+	t := c.t
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.tryRun(args...)
+		}
+	})
 }
 
 // run runs `openstack args...` and returns its stdout; a non-zero exit or a
@@ -140,10 +196,72 @@ func (c *client) list(args ...string) []map[string]any {
 	return rows
 }
 
+// accepted runs a command that prints only messages and checks that it
+// printed each of them.
+func (c *client) accepted(args []string, msgs ...string) {
+	c.t.Helper()
+	out := c.run(args...)
+	for _, m := range msgs {
+		assert.Contains(c.t, out, m, "openstack %s", quote(args))
+	}
+}
+
+// createFunction creates a package function from one file, hello.py with
+// code, in a directory of its own, and registers its delete for a failure.
+func (c *client) createFunction(runtimeID, name, code string) (string, map[string]any) {
+	c.t.Helper()
+	file := writeFile(c.t, filepath.Join(c.dir, "src-"+name), "hello.py", code)
+	fn := c.show("function", "create", "--file", file, "--entry", "hello.main", "--runtime", runtimeID, "--name", name)
+	id, _ := fn["id"].(string)
+	require.Regexp(c.t, uuidRE, id, "function create printed %v", fn)
+	c.undo("function", "delete", id)
+	assert.Equal(c.t, name, fn["name"])
+	assert.Equal(c.t, runtimeID, fn["runtime_id"])
+	return id, fn
+}
+
+// execute runs a synchronous execution and checks that it succeeded.
+func (c *client) execute(args ...string) map[string]any {
+	c.t.Helper()
+	ex := c.show(append([]string{"function", "execution", "create"}, args...)...)
+	require.Regexp(c.t, uuidRE, ex["id"], "execution %v", ex)
+	require.Equal(c.t, "success", ex["status"], "execution %v", ex)
+	assert.Equal(c.t, true, ex["sync"])
+	return ex
+}
+
+// waitExecution shows an execution until it is no longer running.
+func (c *client) waitExecution(id string) map[string]any {
+	c.t.Helper()
+	var ex map[string]any
+	waitFor(c.t, "execution "+id+" to finish", waitTimeout, time.Second, func() (bool, any) {
+		ex = c.show("function", "execution", "show", id)
+		return ex["status"] != "running", ex
+	})
+	return ex
+}
+
+// waitFor calls check every interval until it reports done, failing the test
+// with the last state it returned after timeout.
+func waitFor(t *testing.T, what string, timeout, interval time.Duration, check func() (bool, any)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, state := check()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s; last state: %v", timeout, what, state)
+		}
+		time.Sleep(interval)
+	}
+}
+
 func quote(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		if strings.ContainsAny(a, " \"'{}") {
+		if a == "" || strings.ContainsAny(a, " \"'{}*") {
 			a = "'" + a + "'"
 		}
 		q[i] = a
@@ -174,9 +292,22 @@ func output(t *testing.T, ex map[string]any) any {
 	return res["output"]
 }
 
-func findRow(rows []map[string]any, id string) map[string]any {
+// timestamp parses a time column (the server's RFC 3339 UTC form).
+func timestamp(t *testing.T, v any) time.Time {
+	t.Helper()
+	s, _ := v.(string)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if ts, err := time.Parse(layout, s); err == nil {
+			return ts.UTC()
+		}
+	}
+	t.Fatalf("%T %v is not a timestamp", v, v)
+	return time.Time{}
+}
+
+func findRow(rows []map[string]any, key, value string) map[string]any {
 	for _, r := range rows {
-		if r["Id"] == id {
+		if r[key] == value {
 			return r
 		}
 	}
@@ -187,6 +318,15 @@ func requireColumns(t *testing.T, row map[string]any, cols ...string) {
 	t.Helper()
 	for _, c := range cols {
 		require.Contains(t, row, c, "column %q missing from %v", c, row)
+	}
+	assert.Len(t, row, len(cols), "unexpected columns in %v", row)
+}
+
+// sameFields asserts that got shows the same value as want for each field.
+func sameFields(t *testing.T, want, got map[string]any, fields ...string) {
+	t.Helper()
+	for _, f := range fields {
+		assert.Equal(t, want[f], got[f], "field %s", f)
 	}
 }
 
@@ -202,187 +342,107 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-// TestCLISpine walks runtime → function → execution → cleanup with the real
-// client, serially, asserting on every printed result. Runtimes are the
-// admin's business (create, delete and pool show are admin-only with
-// Keystone); functions and executions are the demo user's.
-func TestCLISpine(t *testing.T) {
-	c, adm, adminProject := clients(t)
-	var leftovers [][]string // delete commands, run if the test fails midway
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i := len(leftovers) - 1; i >= 0; i-- {
-				cl := c
-				if leftovers[i][0] == "runtime" {
-					cl = adm
-				}
-				cl.tryRun(leftovers[i]...)
-			}
-		}
-	})
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
+}
 
-	// --- runtime
-	rt := adm.show("runtime", "create", "python3", "--name", "py")
+// unzipOne reads a zip that must hold exactly one file, named name.
+func unzipOne(t *testing.T, data []byte, name string) string {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err, "download is not a zip")
+	require.Len(t, zr.File, 1)
+	assert.Equal(t, name, zr.File[0].Name)
+	rc, err := zr.File[0].Open()
+	require.NoError(t, err)
+	defer rc.Close()
+	content, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	return string(content)
+}
+
+// suffix makes names unique on a stack that outlives test runs.
+func suffix(t *testing.T) string {
+	b := make([]byte, 4)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
+
+// TestCLI drives every command of the qinling plugin (40 of them) with the
+// real client. The runtime is set up first and the cron job started right
+// after, since it needs two minute boundaries to finish; the groups that do
+// not share state (functions and executions, versions and aliases, workers,
+// webhooks, job updates) then run in parallel; the job is checked last and
+// the runtime deleted. Admin-only commands (runtime create/delete, pool
+// show, scaleup/scaledown/detach, worker list, version detach) run as admin,
+// everything else as the demo member.
+func TestCLI(t *testing.T) {
+	s := newScenario(t)
+	rtID := setUpRuntime(t, s)
+	job := startJob(t, s, rtID)
+
+	t.Run("groups", func(t *testing.T) {
+		t.Run("functions", func(t *testing.T) { t.Parallel(); testFunctions(t, s, rtID) })
+		t.Run("versions", func(t *testing.T) { t.Parallel(); testVersionsAndAliases(t, s, rtID) })
+		t.Run("workers", func(t *testing.T) { t.Parallel(); testWorkers(t, s, rtID) })
+		t.Run("webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, s, rtID) })
+		t.Run("jobs", func(t *testing.T) { t.Parallel(); testJobUpdates(t, s, job) })
+	})
+	t.Run("cron job", func(t *testing.T) { checkJob(t, s, job) })
+
+	adm := s.admin
+	adm.accepted([]string{"runtime", "delete", rtID}, "Request to delete runtime "+rtID+" has been accepted.")
+	// The engine removes the pool, then the runtime: it is gone or going.
+	if row := findRow(adm.list("runtime", "list"), "Id", rtID); row != nil {
+		assert.Equal(t, "deleting", row["Status"], "runtime %s after delete", rtID)
+	}
+}
+
+// setUpRuntime covers runtime create, show, list and pool show (as admin)
+// and returns an available runtime, deleted at the end of TestCLI.
+func setUpRuntime(t *testing.T, s *scenario) string {
+	adm := s.admin
+	name := "cli-py-" + suffix(t)
+	rt := adm.show("runtime", "create", "python3", "--name", name, "--description", "CLI scenario runtime")
 	rtID, _ := rt["id"].(string)
 	require.Regexp(t, uuidRE, rtID)
-	assert.Equal(t, "py", rt["name"])
+	adm.undo("runtime", "delete", rtID)
+	assert.Equal(t, name, rt["name"])
 	assert.Equal(t, "python3", rt["image"])
+	assert.Equal(t, "CLI scenario runtime", rt["description"])
 	assert.Equal(t, "creating", rt["status"])
 	assert.Equal(t, true, rt["is_public"])
 	assert.Equal(t, true, rt["trusted"])
-	assert.Equal(t, adminProject, rt["project_id"])
-	leftovers = append(leftovers, []string{"runtime", "delete", rtID})
+	assert.Equal(t, s.adminProject, rt["project_id"])
 
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		status := strings.TrimSpace(adm.run("runtime", "show", rtID, "-f", "value", "-c", "status"))
-		if status == "available" {
-			break
-		}
-		require.Equal(t, "creating", status, "runtime %s", rtID)
-		require.True(t, time.Now().Before(deadline), "runtime %s not available after %s", rtID, waitTimeout)
-		time.Sleep(time.Second)
-	}
+	var shown map[string]any
+	waitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
+		shown = adm.show("runtime", "show", rtID)
+		require.Contains(t, []any{"creating", "available"}, shown["status"], "runtime %v", shown)
+		return shown["status"] == "available", shown
+	})
+	requireColumns(t, shown, "id", "name", "image", "status", "description", "is_public", "trusted", "project_id", "created_at", "updated_at")
+	sameFields(t, rt, shown, "id", "name", "image", "description", "is_public", "trusted", "project_id", "created_at")
 
 	rows := adm.list("runtime", "list")
-	row := findRow(rows, rtID)
+	row := findRow(rows, "Id", rtID)
 	require.NotNil(t, row, "runtime %s not in %v", rtID, rows)
 	requireColumns(t, row, "Id", "Name", "Image", "Status", "Description", "Is_public", "Trusted", "Project_id", "Created_at", "Updated_at")
-	assert.Equal(t, "py", row["Name"])
+	assert.Equal(t, name, row["Name"])
 	assert.Equal(t, "available", row["Status"])
 
 	pool := adm.show("runtime", "pool", "show", rtID)
+	requireColumns(t, pool, "name", "capacity")
 	assert.Equal(t, rtID, pool["name"])
 	capacity := object(t, pool["capacity"])
 	total, _ := capacity["total"].(float64)
 	available, _ := capacity["available"].(float64)
 	assert.Greater(t, total, 0.0, "capacity %v", capacity)
 	assert.True(t, available >= 0 && available <= total, "capacity %v", capacity)
-
-	// --- functions
-	helloFile := filepath.Join(c.dir, "hello.py")
-	require.NoError(t, os.WriteFile(helloFile, []byte(helloPy), 0o644))
-	fn := c.show("function", "create", "--file", helloFile, "--entry", "hello.main", "--runtime", rtID, "--name", "hello")
-	fid, _ := fn["id"].(string)
-	require.Regexp(t, uuidRE, fid)
-	leftovers = append(leftovers, []string{"function", "delete", fid})
-	assert.Equal(t, "hello", fn["name"])
-	assert.Equal(t, "hello.main", fn["entry"])
-	assert.Equal(t, rtID, fn["runtime_id"])
-	assert.Equal(t, 5.0, fn["timeout"], "the client sends its default timeout 5")
-	assert.Equal(t, 100.0, fn["cpu"])
-	assert.Equal(t, 33554432.0, fn["memory_size"])
-	assert.Equal(t, 0.0, fn["count"])
-	helloCode := object(t, fn["code"])
-	assert.Equal(t, "package", helloCode["source"])
-	assert.Regexp(t, `^[0-9a-f]{32}$`, helloCode["md5sum"])
-
-	pkgFiles := map[string]string{
-		"a.py": "import b\n\nSUFFIX = '!'\n\ndef main(**kwargs):\n    return b.greet('pkg')\n",
-		"b.py": "import a\n\ndef greet(name):\n    return 'hi %s%s' % (name, a.SUFFIX)\n",
-	}
-	pkgPath := testutil.WriteZip(t, c.dir, pkgFiles)
-	pkg := readFile(t, pkgPath)
-	pfn := c.show("function", "create", "--package", pkgPath, "--entry", "a.main", "--runtime", rtID)
-	pid, _ := pfn["id"].(string)
-	require.Regexp(t, uuidRE, pid)
-	leftovers = append(leftovers, []string{"function", "delete", pid})
-	assert.Equal(t, "a.main", pfn["entry"])
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg)}, object(t, pfn["code"]))
-
-	rows = c.list("function", "list")
-	for _, id := range []string{fid, pid} {
-		row := findRow(rows, id)
-		require.NotNil(t, row, "function %s not in %v", id, rows)
-		requireColumns(t, row, "Id", "Name", "Description", "Count", "Code", "Runtime_id", "Entry", "Project_id", "Created_at", "Updated_at", "Cpu", "Memory_size", "Timeout")
-	}
-	assert.Equal(t, helloCode, object(t, findRow(rows, fid)["Code"]))
-
-	got := c.show("function", "show", fid)
-	for _, f := range []string{"id", "name", "entry", "runtime_id", "timeout", "cpu", "memory_size", "project_id", "created_at"} {
-		assert.Equal(t, fn[f], got[f], f)
-	}
-	assert.Equal(t, helloCode, object(t, got["code"]))
-
-	// The package comes back byte for byte; the one the client zipped from
-	// hello.py (and deleted) holds hello.py and matches the md5 it sent.
-	out := filepath.Join(c.dir, "a.zip")
-	assert.Contains(t, c.run("function", "download", pid, "-o", out), "Code package downloaded to "+out)
-	assert.Equal(t, md5hex(pkg), md5hex(readFile(t, out)), "downloaded package differs from %s", pkgPath)
-	out = filepath.Join(c.dir, "hello-download.zip")
-	c.run("function", "download", fid, "-o", out)
-	dl := readFile(t, out)
-	assert.Equal(t, helloCode["md5sum"], md5hex(dl))
-	zr, err := zip.NewReader(bytes.NewReader(dl), int64(len(dl)))
-	require.NoError(t, err, "download is not a zip")
-	require.Len(t, zr.File, 1)
-	assert.Equal(t, "hello.py", zr.File[0].Name)
-	rc, err := zr.File[0].Open()
-	require.NoError(t, err)
-	content, err := io.ReadAll(rc)
-	require.NoError(t, err)
-	assert.Equal(t, helloPy, string(content))
-
-	upd := c.show("function", "update", fid, "--name", "hello2", "--timeout", "10")
-	assert.Equal(t, "hello2", upd["name"])
-	assert.Equal(t, 10.0, upd["timeout"])
-	assert.Equal(t, helloCode, object(t, upd["code"]), "a name/timeout update keeps the code")
-
-	pkgFiles["b.py"] = "import a\n\ndef greet(name):\n    return 'hi again %s%s' % (name, a.SUFFIX)\n"
-	pkg2Path := testutil.WriteZip(t, c.dir, pkgFiles)
-	pkg2 := readFile(t, pkg2Path)
-	upd = c.show("function", "update", pid, "--package", pkg2Path)
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg2)}, object(t, upd["code"]))
-
-	// --- executions
-	ex := c.show("function", "execution", "create", "--function", fid, "--input", `{"name": "x"}`)
-	exID, _ := ex["id"].(string)
-	require.Regexp(t, uuidRE, exID)
-	require.Equal(t, "success", ex["status"], "execution %v", ex)
-	assert.Equal(t, true, ex["sync"])
-	assert.Equal(t, fid, ex["function_id"])
-	assert.Equal(t, "Hello, x", output(t, ex))
-	assert.Equal(t, map[string]any{"name": "x"}, object(t, ex["input"]))
-
-	pex := c.show("function", "execution", "create", "--function", pid)
-	require.Equal(t, "success", pex["status"], "execution %v", pex)
-	assert.Equal(t, "hi again pkg!", output(t, pex), "the updated package runs")
-
-	aex := c.show("function", "execution", "create", "--function", fid, "--input", `{"name": "async"}`, "--async")
-	aID, _ := aex["id"].(string)
-	require.Regexp(t, uuidRE, aID)
-	assert.Equal(t, false, aex["sync"])
-	assert.Contains(t, []any{"running", "success"}, aex["status"])
-	deadline = time.Now().Add(waitTimeout)
-	for aex["status"] == "running" {
-		require.True(t, time.Now().Before(deadline), "async execution %s still running after %s", aID, waitTimeout)
-		time.Sleep(time.Second)
-		aex = c.show("function", "execution", "show", aID)
-	}
-	require.Equal(t, "success", aex["status"], "execution %v", aex)
-	assert.Equal(t, "Hello, async", output(t, aex))
-
-	assert.Contains(t, c.run("function", "execution", "log", "show", exID), "Hello, x")
-
-	assert.Contains(t, c.run("function", "execution", "delete", "--execution", exID),
-		"Request to delete execution "+exID+" has been accepted.")
-
-	rows = c.list("function", "execution", "list")
-	assert.Nil(t, findRow(rows, exID), "deleted execution %s still listed", exID)
-	for _, id := range []string{aID, pex["id"].(string)} {
-		row := findRow(rows, id)
-		require.NotNil(t, row, "execution %s not in %v", id, rows)
-		requireColumns(t, row, "Id", "Function_alias", "Function_id", "Function_version", "Description", "Input", "Result", "Status", "Sync", "Project_id", "Created_at", "Updated_at")
-		assert.Equal(t, "success", row["Status"])
-	}
-
-	// --- cleanup through the client
-	outText := c.run("function", "delete", fid, pid)
-	for _, id := range []string{fid, pid} {
-		assert.Contains(t, outText, "Request to delete function "+id+" has been accepted.")
-	}
-	rows = c.list("function", "list")
-	assert.Nil(t, findRow(rows, fid), "deleted function still listed")
-	assert.Nil(t, findRow(rows, pid), "deleted function still listed")
-	assert.Contains(t, adm.run("runtime", "delete", rtID), "Request to delete runtime "+rtID+" has been accepted.")
+	return rtID
 }

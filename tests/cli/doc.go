@@ -2,9 +2,15 @@
 // OpenStack client: Debian's /usr/bin/openstack with python-qinlingclient,
 // auth type none, against an all-in-one server from pkg/testutil, or with
 // QINLING_REAL_STACK=1 against the devstack stack with Keystone password auth
-// (openrc-demo; openrc-admin for the admin-only runtime commands).
+// (openrc-demo for what a member does; openrc-admin for the admin-only
+// commands: runtime create/delete, pool show, function scaleup/scaledown/
+// detach, worker list and version detach).
 //
-// Built only with the `cli` tag (./tox -e cli). Each openstack call costs
-// seconds, so the scenario is one serial walk through the spine of the API in
-// about thirty calls, asserting on everything the client prints.
+// Built only with the `cli` tag (./tox -e cli, ./tox -e devstack,cli-real).
+// TestCLI runs every one of the plugin's 40 commands, asserting on what each
+// prints (-f json) and, for those that print only a message, on the effect
+// seen through a show or list. Each openstack call costs a second or more,
+// so independent groups (functions and executions, versions and aliases,
+// workers, webhooks, job updates) run in parallel, and the cron job, which
+// needs two minute boundaries, is started first and checked last.
 package cli
