@@ -25,6 +25,12 @@ env_unit() {
 		# shim that differs from what the local orchestrator runs.
 		/usr/bin/python3 -m unittest discover -s runtimes/python3 -p 'test_*.py' -v || rc=1
 	fi
+	if [[ -d runtimes/nodejs ]]; then
+		[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
+		log "nodejs runtime: node --test"
+		# Named explicitly: node --test's default patterns miss test_*.js.
+		/usr/bin/node --test runtimes/nodejs/test_server.js || rc=1
+	fi
 	return $rc
 }
 

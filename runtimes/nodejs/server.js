@@ -160,7 +160,7 @@ function main(argv) {
         const e = this.error;
         let output, note;
         if (e && e.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-          output = RESOURCE_OUTPUT;
+          output = `${RESOURCE_OUTPUT}: it exceeded its JavaScript heap limit of ${this.heap} MiB.`;
           note = `JavaScript heap limit reached (${this.heap} MiB): ${e.message}\n`;
         } else if (e) {
           output = 'Function execution failed: ' + e.message;
@@ -205,7 +205,11 @@ function main(argv) {
 
   function ensureSpares() {
     if (draining || phase !== 'serving') return;
-    while (spares.length < SPARE_THREADS) spares.push(new Thread(spareHeapMb));
+    try {
+      while (spares.length < SPARE_THREADS) spares.push(new Thread(spareHeapMb));
+    } catch (e) {   // e.g. a pids limit reached: the next call tries again
+      process.stderr.write(`qinling nodejs runtime: cannot start a worker thread: ${e.message}\n`);
+    }
   }
 
   function acquire(job) {
@@ -317,7 +321,14 @@ function main(argv) {
   function execute(job) {
     return new Promise((resolve) => {
       const start = performance.now();
-      const t = acquire(job);
+      let t;
+      try {
+        t = acquire(job);
+      } catch (e) {   // no thread could be started (e.g. a pids limit reached)
+        const output = JSON.stringify('Function execution failed: cannot start a worker thread: ' + e.message);
+        resolve(responseBody(job, false, output, 0, '', 0, ''));
+        return;
+      }
       const run = {
         seq: ++seq,
         elapsed: () => (performance.now() - start) / 1000,
@@ -400,32 +411,32 @@ function main(argv) {
     res.end(body);
   }
 
-  function sendJson(res, status, obj, close) {
-    send(res, status, JSON.stringify(obj), 'application/json', close);
+  function sendError(res, status, message, close) {
+    send(res, status, `{"error": ${JSON.stringify(message)}}`, 'application/json', close);
   }
 
   function handle(req, res) {
     const url = req.url.split('?', 1)[0];
     if (req.method === 'GET' && url === '/ping') {
-      if (draining) return sendJson(res, 503, { error: 'worker draining' }, true);
+      if (draining) return sendError(res, 503, 'worker draining', true);
       return send(res, 200, 'pong', 'text/plain; charset=utf-8');
     }
     if (req.method !== 'POST' || url !== '/execute') {
       req.resume();
-      return sendJson(res, 404, { error: 'not found' });
+      return sendError(res, 404, 'not found');
     }
     if (draining) {
       req.resume();
-      return sendJson(res, 503, { error: 'worker draining' }, true);
+      return sendError(res, 503, 'worker draining', true);
     }
     const length = req.headers['content-length'];
     if (length === undefined && req.headers['transfer-encoding'] === undefined) {
       req.resume();
-      return sendJson(res, 400, { error: 'Content-Length required' }, true);
+      return sendError(res, 400, 'Content-Length required', true);
     }
     if (length !== undefined && Number(length) > MAX_BODY_BYTES) {
       req.resume();
-      return sendJson(res, 413, { error: 'request body too large' }, true);
+      return sendError(res, 413, 'request body too large', true);
     }
     const chunks = [];
     let size = 0;
@@ -436,15 +447,15 @@ function main(argv) {
       else chunks.push(c);
     });
     req.on('end', () => {
-      if (tooLarge) return sendJson(res, 413, { error: 'request body too large' }, true);
+      if (tooLarge) return sendError(res, 413, 'request body too large', true);
       let job;
       try {
         job = parseJob(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
       } catch (e) {
         if (!(e instanceof SyntaxError || e instanceof BadRequest)) throw e;
-        return sendJson(res, 400, { error: 'invalid request: ' + e.message });
+        return sendError(res, 400, 'invalid request: ' + e.message);
       }
-      if (draining) return sendJson(res, 503, { error: 'worker draining' }, true);
+      if (draining) return sendError(res, 503, 'worker draining', true);
       active++;
       let counted = true;
       const done = () => {
@@ -460,7 +471,7 @@ function main(argv) {
         done();
       }, (e) => {
         process.stderr.write(`qinling nodejs runtime: internal error: ${e && e.stack}\n`);
-        if (!res.destroyed) sendJson(res, 500, { error: 'internal error' }, true);
+        if (!res.destroyed) sendError(res, 500, 'internal error', true);
         done();
       });
     });
