@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,14 @@ func (tg *Target) Real() bool { return tg.Stack != nil }
 func (tg *Target) As(id Identity) *Target {
 	c := *tg
 	c.as = id
+	return &c
+}
+
+// At returns the same target, identity and credentials sent to another API
+// process of the same deployment (a second qinling-api on another port).
+func (tg *Target) At(url string) *Target {
+	c := *tg
+	c.URL = strings.TrimRight(url, "/")
 	return &c
 }
 
