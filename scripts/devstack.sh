@@ -19,7 +19,7 @@ env_functional_real() {
 register_env cli-real "the cli tier against the devstack stack: Keystone password auth as demo, admin for runtimes"
 env_cli_real() {
 	require_go || return
-	ensure_packages python3-qinlingclient python3-openstackclient || return
+	ensure_packages python3-qinlingclient python3-openstackclient curl || return
 	QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v "${GO_TEST_ARGS[@]}" ./tests/cli/...
 }
 

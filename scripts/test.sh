@@ -52,7 +52,8 @@ register_env cli "go test -tags cli ./tests/cli/...: the real openstack CLI agai
 env_cli() {
 	require_go || return
 	need_binaries || return
-	ensure_packages python3-qinlingclient python3-openstackclient || return
+	# curl invokes the webhook, as a user without a token would.
+	ensure_packages python3-qinlingclient python3-openstackclient curl || return
 	go test -tags cli -count=1 -timeout 20m -v "${GO_TEST_ARGS[@]}" ./tests/cli/...
 }
 

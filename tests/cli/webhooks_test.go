@@ -4,11 +4,9 @@ package cli
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/url"
+	"os/exec"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,20 +91,17 @@ func testWebhooks(t *testing.T, s *scenario, rtID string) {
 	assert.Empty(t, rows, "executions of %s after delete --function", fid)
 }
 
-// invokeWebhook POSTs name=qinling to a webhook URL with no token, as
-// `curl -d name=qinling URL` does, and returns the execution id of the 202.
+// invokeWebhook runs `curl -d name=qinling URL` — plain curl, no token —
+// and returns the execution id of the 202.
 func invokeWebhook(t *testing.T, hookURL string) string {
 	t.Helper()
-	client := &http.Client{Timeout: time.Minute}
-	resp, err := client.PostForm(hookURL, url.Values{"name": {"qinling"}})
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusAccepted, resp.StatusCode, "POST %s: %s", hookURL, body)
+	out, err := exec.Command("curl", "-sS", "--max-time", "60", "-w", "\n%{http_code}", "-d", "name=qinling", hookURL).Output()
+	require.NoError(t, err, "curl -d name=qinling %s", hookURL)
+	body, code, _ := strings.Cut(strings.TrimRight(string(out), "\n"), "\n")
+	require.Equal(t, "202", code, "curl -d name=qinling %s: %s", hookURL, body)
 	var got map[string]any
-	require.NoError(t, json.Unmarshal(body, &got), "POST %s: %s", hookURL, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &got), "curl %s: %s", hookURL, body)
 	id, _ := got["execution_id"].(string)
-	require.Regexp(t, uuidRE, id, "POST %s: %s", hookURL, body)
+	require.Regexp(t, uuidRE, id, "curl %s: %s", hookURL, body)
 	return id
 }
