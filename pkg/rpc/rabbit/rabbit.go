@@ -498,18 +498,28 @@ func (s *session) refused() error {
 	return unavailable(nil, "it refused the request")
 }
 
-// Call sends method to one engine and waits for its reply, at most
-// CallTimeout and no longer than ctx allows.
-func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
+// prepare encodes a request and returns it with the live session, or why
+// it cannot be sent now.
+func (t *Transport) prepare(ctx context.Context, method string, args any) ([]byte, *session, error) {
 	req, err := rpc.NewRequest(ctx, method, args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return errdefs.Wrap(errdefs.KindInternal, err, "encode request %s", method)
+		return nil, nil, errdefs.Wrap(errdefs.KindInternal, err, "encode request %s", method)
 	}
 	s, err := t.current()
+	if err != nil {
+		return nil, nil, err
+	}
+	return body, s, nil
+}
+
+// Call sends method to one engine and waits for its reply, at most
+// CallTimeout and no longer than ctx allows.
+func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
+	body, s, err := t.prepare(ctx, method, args)
 	if err != nil {
 		return err
 	}
@@ -578,15 +588,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 // ConfirmTimeout (bounded by ctx too). In the latter case the message may
 // still have been delivered.
 func (t *Transport) Cast(ctx context.Context, method string, args any) error {
-	req, err := rpc.NewRequest(ctx, method, args)
-	if err != nil {
-		return err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return errdefs.Wrap(errdefs.KindInternal, err, "encode request %s", method)
-	}
-	s, err := t.current()
+	body, s, err := t.prepare(ctx, method, args)
 	if err != nil {
 		return err
 	}
