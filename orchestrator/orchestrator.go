@@ -114,6 +114,10 @@ type Result struct {
 	Output   json.RawMessage
 	Duration float64 // seconds
 	Logs     string
+	// Timing holds the phases the worker measured itself, in milliseconds
+	// (for instance how long it waited for a process to run the call in);
+	// nil if it reports none. Informative only.
+	Timing map[string]float64
 }
 
 // Errors returned by backends; compare with errors.Is.

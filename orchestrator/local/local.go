@@ -22,6 +22,12 @@
 // share WorkersDir: DeleteWorker and DeleteFunction also stop workers that
 // another instance started, and New removes directories of dead workers.
 // Workers die with the engine (Pdeathsig).
+//
+// With strict isolation (Config.Isolation, isolation.go) a worker runs each
+// execution in a fresh process forked from a zygote and prepared before
+// the call; a timeout or a limit hit then costs only that process, and the
+// worker stays. What the zygote has imported (the runtime, or the function
+// too) follows a plan made from recent traffic (package preload).
 package local
 
 import (
@@ -43,6 +49,7 @@ import (
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
+	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/orchestrator/workerclient"
 	"github.com/qinling-go/qinling/pkg/archive"
 )
@@ -88,6 +95,8 @@ type Config struct {
 	CgroupParent string
 	// MaxPids bounds the processes and threads of one worker (<= 0: no limit).
 	MaxPids int
+	// Isolation chooses between warm reuse and strict isolation.
+	Isolation Isolation
 }
 
 // Defaults for Config fields left zero.
@@ -109,6 +118,9 @@ const (
 )
 
 var errClosed = errors.New("local orchestrator: closed")
+
+// timeoutOutput is a timed-out execution's output, as JSON.
+var timeoutOutput = string(jsonString(workerclient.TimeoutOutput))
 
 // state of a worker; guarded by Orchestrator.mu.
 type state int
@@ -142,6 +154,15 @@ type worker struct {
 	cpu     int           // cpu limit applied, millicores
 	memory  int64         // memory limit applied, bytes
 	seen    cgroup.Events // limit counters already accounted for
+	// draining: it answered a timeout under warm reuse, so it is finishing
+	// its other executions and will exit; it takes no new one.
+	draining bool
+
+	// Strict isolation (isolation.go); level is the preloading last applied.
+	strict  bool
+	level   preload.Level
+	entry   string
+	timeout time.Duration
 }
 
 func (w *worker) public() orchestrator.Worker {
@@ -159,6 +180,7 @@ func (w *worker) record(owner string) record {
 type pool struct {
 	rt       orchestrator.Runtime
 	kind     string
+	strict   bool // its workers use strict isolation
 	free     []*worker
 	starting int // workers being started for the free list
 }
@@ -170,6 +192,7 @@ type Orchestrator struct {
 	client *workerclient.Client
 	spawn  *spawner
 	conf   *confinement
+	pre    *preloader
 	life   context.Context // ended by Close
 	end    context.CancelFunc
 	wg     sync.WaitGroup // every goroutine and start in flight
@@ -217,6 +240,19 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	iso := &cfg.Isolation
+	if iso.Spares < 0 || iso.Preload.Slots < 0 {
+		return nil, fmt.Errorf("local orchestrator: strict spares %d and preload slots %d must not be negative", iso.Spares, iso.Preload.Slots)
+	}
+	if iso.Preload.Policy == nil {
+		iso.Preload.Policy = preload.Traffic{}
+	}
+	if iso.Preload.Window <= 0 {
+		iso.Preload.Window = DefaultPreloadWindow
+	}
+	if iso.Preload.Interval <= 0 {
+		iso.Preload.Interval = DefaultPreloadInterval
+	}
 	if cfg.Command == nil {
 		server := filepath.Join(cfg.RuntimesDir, KindPython3, "server.py")
 		if _, err := os.Stat(server); err != nil {
@@ -255,7 +291,11 @@ func New(cfg Config) (*Orchestrator, error) {
 		workers: map[string]*worker{},
 	}
 	o.cleanCgroups()
-	log.Info("local orchestrator ready", "sandbox", cfg.Sandbox.Enabled, "cgroup_parent", cfg.CgroupParent, "max_pids", cfg.MaxPids)
+	o.pre = newPreloader(o)
+	o.wg.Add(1)
+	go o.pre.run()
+	log.Info("local orchestrator ready", "sandbox", cfg.Sandbox.Enabled, "cgroup_parent", cfg.CgroupParent, "max_pids", cfg.MaxPids,
+		"strict", cfg.Isolation.Strict, "strict_runtimes", cfg.Isolation.StrictRuntimes)
 	return o, nil
 }
 
@@ -275,6 +315,9 @@ func (o *Orchestrator) hold() bool {
 // carries the worker's output. Creating an existing pool is a no-op.
 func (o *Orchestrator) CreatePool(ctx context.Context, rt orchestrator.Runtime) error {
 	kind, err := RuntimeKind(rt.Image)
+	if err == nil {
+		err = o.checkIsolation(rt, kind)
+	}
 	if err != nil {
 		return fmt.Errorf("create pool %s: %w", rt.ID, err)
 	}
@@ -288,7 +331,7 @@ func (o *Orchestrator) CreatePool(ctx context.Context, rt orchestrator.Runtime) 
 		o.refill(rt.ID)
 		return nil
 	}
-	p := &pool{rt: rt, kind: kind, starting: o.cfg.PoolSize}
+	p := &pool{rt: rt, kind: kind, strict: o.strict(rt), starting: o.cfg.PoolSize}
 	o.pools[rt.ID] = p
 	o.mu.Unlock()
 
@@ -395,8 +438,9 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 		name: name, runtimeID: p.rt.ID, kind: p.kind,
 		dir: dir, sock: l.addr, addr: workerclient.UnixAddress(l.addr), arg: l.arg, cg: cg,
 		cmd: cmd, pid: cmd.Process.Pid, started: start,
-		out:  newOutputLog(o.log.With("worker", name)),
-		done: make(chan struct{}),
+		out:    newOutputLog(o.log.With("worker", name)),
+		done:   make(chan struct{}),
+		strict: p.strict, level: preload.Runtime,
 	}
 	go w.out.consume(r)
 	o.mu.Lock()
@@ -623,6 +667,16 @@ func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, co
 		}
 		return nil, fmt.Errorf("scale up function %s version %d: %w", fn.ID, fn.Version, err)
 	}
+	// A strict worker starts at the runtime level. A function the plan
+	// has at another level (busy on other workers already, or a static
+	// policy) gets it before its first call here.
+	if level := o.pre.level(preload.Key{Function: fn.ID, Version: fn.Version}, fn.RuntimeID); p.strict && level != preload.Runtime {
+		for _, w := range ws {
+			pctx, cancel := context.WithTimeout(ctx, preloadWait)
+			o.applyLevel(pctx, w, level)
+			cancel()
+		}
+	}
 	out := make([]orchestrator.Worker, len(ws))
 	for i, w := range ws {
 		out[i] = w.public()
@@ -636,6 +690,7 @@ func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, co
 func (o *Orchestrator) reserveLocked(w *worker, fn orchestrator.Function) {
 	w.state = stateReserved
 	w.fnID, w.version = fn.ID, fn.Version
+	w.entry, w.timeout = fn.Entry, fn.Timeout
 }
 
 // startExtra starts n workers for a ScaleUp that the pool could not serve
@@ -794,20 +849,31 @@ func validFunctionID(id string) bool {
 func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) (orchestrator.Result, error) {
 	o.mu.Lock()
 	wk := o.workers[w.Name]
-	if wk == nil || wk.state != stateSpecialised || wk.killed || wk.exited {
+	if wk == nil || wk.state != stateSpecialised || wk.killed || wk.exited || wk.draining {
 		o.mu.Unlock()
 		return orchestrator.Result{}, fmt.Errorf("run %s on worker %s: %w", inv.ExecutionID, w.Name, orchestrator.ErrWorkerNotFound)
 	}
 	// The function's limits may have changed since it was specialised.
 	change := wk.limitChangesLocked(inv.CPU, inv.MemorySize)
+	strict, key, rt := wk.strict, preload.Key{Function: wk.fnID, Version: wk.version}, wk.runtimeID
 	o.mu.Unlock()
 	change.apply(wk)
+	if strict {
+		o.pre.record(rt, key)
+	}
 
 	start := time.Now()
 	res, err := o.client.Execute(ctx, wk.addr, inv, o.cfg.RunGrace)
 	switch {
 	case err == nil:
 		if !res.Success {
+			if !wk.strict && string(res.Output) == timeoutOutput {
+				// The runtime cannot stop the timed-out thread: it drains and
+				// exits. Sending it another execution would race its exit.
+				o.mu.Lock()
+				wk.draining = true
+				o.mu.Unlock()
+			}
 			res = o.explainFailure(wk, res)
 		}
 		return res, nil

@@ -52,6 +52,7 @@ const (
 	sandboxPackages = "/var/qinling/packages"
 	sandboxRuntime  = "/var/qinling/runtime"
 	sandboxRun      = "/var/qinling/run" // + /<worker name>, holding the socket
+	sandboxExecCPU  = "/var/qinling/cgroup/exec"
 	sandboxHostname = "qinling"
 )
 
@@ -99,6 +100,8 @@ type confinement struct {
 
 	mu     sync.Mutex
 	mounts map[string][]sandbox.Mount // by executable and network access
+
+	splitOnce sync.Once // logs that strict workers cannot have a cpu group for executions
 }
 
 // newConfinement checks the sandbox settings and that sandboxes work here,
@@ -299,9 +302,17 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		procs = cg.ProcsFiles()
 	}
 	spec := sandbox.Spec{Cgroups: procs, Rlimits: workerRlimits}
+	execCPU := o.splitCPU(p, cg) // strict: the cpu group of execution processes
+	if p.strict && cg != nil {
+		cg.OOMKillsOne() // an execution process (which asks to be first) rather than the worker
+	}
 	if !sandboxed {
 		sock := filepath.Join(dir, socketName)
-		argv, env := o.runtimeCommand(p.kind, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"), dir)
+		cpuProcs := ""
+		if execCPU != "" {
+			cpuProcs = filepath.Join(execCPU, "cgroup.procs")
+		}
+		argv, env := o.runtimeCommand(p, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"), dir, cpuProcs)
 		spec.Env = env
 		cmd, err := sandbox.Command(spec, argv)
 		if err != nil {
@@ -324,7 +335,11 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	inRun := sandboxRun + "/" + name
 	sock := inRun + "/" + socketName
 	server := sandboxRuntime + "/server.py"
-	argv, env := o.runtimeCommand(p.kind, sock, sandboxPackages, server, "/tmp")
+	cpuProcs := ""
+	if execCPU != "" {
+		cpuProcs = sandboxExecCPU + "/cgroup.procs"
+	}
+	argv, env := o.runtimeCommand(p, sock, sandboxPackages, server, "/tmp", cpuProcs)
 	network := o.networkAllowed(p.rt)
 	base, err := o.runtimeMounts(argv[0], network)
 	if err != nil {
@@ -337,6 +352,9 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	)
 	if o.cfg.Command == nil {
 		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"), Target: server})
+	}
+	if execCPU != "" {
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: execCPU, Target: sandboxExecCPU, Writable: true})
 	}
 	spec.Env, spec.Dir = env, "/tmp"
 	spec.Isolate = &sandbox.Isolation{
@@ -351,10 +369,11 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 
 // runtimeCommand returns the runtime's argv (argv[0] absolute) and
 // environment, with the paths the runtime sees: its socket, package
-// directory, server script and home.
-func (o *Orchestrator) runtimeCommand(kind, sock, pkgDir, server, home string) (argv, env []string) {
+// directory, server script and home, and for strict isolation the
+// cgroup.procs file its execution processes join ("" if none).
+func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuProcs string) (argv, env []string) {
 	if o.cfg.Command != nil {
-		cmd := o.cfg.Command(kind, sock, pkgDir)
+		cmd := o.cfg.Command(p.kind, sock, pkgDir)
 		env = cmd.Env
 		if env == nil {
 			env = os.Environ()
@@ -367,6 +386,9 @@ func (o *Orchestrator) runtimeCommand(kind, sock, pkgDir, server, home string) (
 		"--socket", sock, "--packages-dir", pkgDir,
 		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
 		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize)}
+	if p.strict {
+		argv = append(argv, o.strictArgs(cpuProcs)...)
+	}
 	// A minimal environment: the engine's may hold credentials, which
 	// functions must not see. Temporary files live and die with the worker.
 	env = []string{
@@ -436,14 +458,21 @@ func (o *Orchestrator) limitHit(w *worker) (string, bool) {
 // explainFailure rewrites a failed result caused by a limit (the function
 // saw, say, "Resource temporarily unavailable" from fork) into a message
 // saying which limit, keeping the function's own error in the log, and
-// retires the worker.
+// retires the worker, unless it has strict isolation: then only the
+// execution's processes hit the limit, and they are gone already.
 func (o *Orchestrator) explainFailure(w *worker, res orchestrator.Result) orchestrator.Result {
 	msg, hit := o.limitHit(w)
 	if !hit {
 		return res
 	}
-	o.log.Info("execution hit a limit; retiring the worker", "worker", w.name, "function_id", w.fnID, "reason", msg)
-	o.kill(w)
+	if w.strict {
+		// Only the execution's processes hit it, and they are gone: the
+		// worker (its server and zygotes) is left as it was.
+		o.log.Info("execution hit a limit", "worker", w.name, "function_id", w.fnID, "reason", msg)
+	} else {
+		o.log.Info("execution hit a limit; retiring the worker", "worker", w.name, "function_id", w.fnID, "reason", msg)
+		o.kill(w)
+	}
 	note := msg + "\n"
 	if len(res.Output) > 0 {
 		note = fmt.Sprintf("%s (The function's own error: %s)\n", msg, res.Output)

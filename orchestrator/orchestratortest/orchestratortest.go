@@ -43,6 +43,10 @@ type Harness struct {
 	// Function returns the package and entry of the named test function
 	// (Hello, Fail or Sleep).
 	Function func(t *testing.T, name string) (pkg orchestrator.Package, entry string)
+	// MemorySize is the test functions' memory in bytes (default 32 MiB,
+	// upstream's default). A backend whose workers hold a process per
+	// running execution needs more for the concurrency case.
+	MemorySize int64
 }
 
 // UnrunnableImage is an image no backend runs.
@@ -158,9 +162,13 @@ func (s *suite) function(t *testing.T, runtimeID, name, id string, version int) 
 	if name == Sleep {
 		timeout = time.Second
 	}
+	memory := s.h.MemorySize
+	if memory <= 0 {
+		memory = 32 << 20
+	}
 	return orchestrator.Function{
 		ID: id, Version: version, RuntimeID: runtimeID, Entry: entry,
-		CPU: 100, MemorySize: 32 << 20, Timeout: timeout, Package: pkg,
+		CPU: 100, MemorySize: memory, Timeout: timeout, Package: pkg,
 	}
 }
 

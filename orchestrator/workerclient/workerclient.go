@@ -180,10 +180,11 @@ type executeRequest struct {
 // executeResponse is the runtime's answer. Success is a pointer because
 // upstream treats a missing "success" as true.
 type executeResponse struct {
-	Output   json.RawMessage `json:"output"`
-	Duration float64         `json:"duration"`
-	Logs     string          `json:"logs"`
-	Success  *bool           `json:"success"`
+	Output   json.RawMessage    `json:"output"`
+	Duration float64            `json:"duration"`
+	Logs     string             `json:"logs"`
+	Success  *bool              `json:"success"`
+	Timing   map[string]float64 `json:"timing"`
 }
 
 // nullJSON stands for an absent input, as upstream sends None.
@@ -271,6 +272,64 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		Output:   out.Output,
 		Duration: out.Duration,
 		Logs:     out.Logs,
+		Timing:   out.Timing,
+	}
+	return res, nil
+}
+
+// Preload is a /preload request: the level of preloading a worker with
+// strict isolation should use, for the function it serves.
+type Preload struct {
+	Level           string  `json:"level"`
+	FunctionID      string  `json:"function_id"`
+	FunctionVersion int     `json:"function_version"`
+	Entry           string  `json:"entry"`
+	Timeout         float64 `json:"timeout"`
+}
+
+// PreloadResult is a worker's answer to /preload: the level in force
+// (lower than asked if the function's modules could not be imported in
+// advance, with the reason in Error; "reuse" for a worker without strict
+// isolation).
+type PreloadResult struct {
+	Level string `json:"level"`
+	Error string `json:"error"`
+}
+
+// Preload asks the worker at addr to switch its preload level. An
+// unreachable worker is an error wrapping orchestrator.ErrWorkerNotFound.
+func (c *Client) Preload(ctx context.Context, addr string, p Preload) (PreloadResult, error) {
+	var res PreloadResult
+	hc, url, err := c.target(addr, "/preload")
+	if err != nil {
+		return res, err
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return res, fmt.Errorf("preload on %s: %w", addr, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return res, fmt.Errorf("preload on %s: %w", addr, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return res, fmt.Errorf("preload on %s: %w: %v", addr, orchestrator.ErrWorkerNotFound, err)
+		}
+		return res, fmt.Errorf("preload on %s: %w", addr, err)
+	}
+	defer drainClose(resp.Body)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return res, fmt.Errorf("preload on %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("preload on %s: status %s: %q", addr, resp.Status, snippet(data))
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return res, fmt.Errorf("preload on %s: answer is not JSON (%v): %q", addr, err, snippet(data))
 	}
 	return res, nil
 }

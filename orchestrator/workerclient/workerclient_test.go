@@ -273,3 +273,54 @@ func BenchmarkExecute(b *testing.B) {
 		}
 	}
 }
+
+func TestExecute_WorkerTiming(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /execute", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"output": 1, "duration": 0.001, "logs": "", "success": true, "timing": {"acquire_ms": 0.05, "run_ms": 0.3}}`))
+	})
+	addr, _ := serveUnix(t, mux)
+	res, err := workerclient.New(workerclient.Options{}).Execute(context.Background(), addr, invocation(), time.Second)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"acquire_ms": 0.05, "run_ms": 0.3}, res.Timing)
+}
+
+func TestPreload(t *testing.T) {
+	t.Parallel()
+	var got workerclient.Preload
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /preload", func(w http.ResponseWriter, r *http.Request) {
+		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if got.FunctionID == "broken" {
+			_, _ = w.Write([]byte(`{"level": "runtime", "error": "Failed to import module 'main'"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"level": "function", "error": null}`))
+	})
+	mux.HandleFunc("POST /nope", http.NotFound)
+	addr, _ := serveUnix(t, mux)
+	c := workerclient.New(workerclient.Options{})
+	req := workerclient.Preload{Level: "function", FunctionID: "f1", FunctionVersion: 2, Entry: "main.main", Timeout: 5}
+	res, err := c.Preload(context.Background(), addr, req)
+	require.NoError(t, err)
+	require.Equal(t, workerclient.PreloadResult{Level: "function"}, res)
+	require.Equal(t, req, got)
+
+	req.FunctionID = "broken"
+	res, err = c.Preload(context.Background(), addr, req)
+	require.NoError(t, err)
+	require.Equal(t, workerclient.PreloadResult{Level: "runtime", Error: "Failed to import module 'main'"}, res)
+
+	_, err = c.Preload(context.Background(), workerclient.UnixAddress("/nonexistent/sock"), req)
+	require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+
+	// A worker without /preload (an older runtime) answers 404: an error.
+	old := http.NewServeMux()
+	addr, _ = serveUnix(t, old)
+	_, err = c.Preload(context.Background(), addr, req)
+	require.ErrorContains(t, err, "404")
+}

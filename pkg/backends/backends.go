@@ -11,6 +11,7 @@ import (
 
 	"github.com/qinling-go/qinling/orchestrator"
 	orchlocal "github.com/qinling-go/qinling/orchestrator/local"
+	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/pkg/archive"
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/coord"
@@ -41,6 +42,10 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 				return nil, err
 			}
 		}
+		policy, err := preload.NewPolicy(c.Engine.PreloadPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("engine.preload_policy: %w", err)
+		}
 		if c.Local.Sandbox && (c.Local.SandboxUID == 0 || c.Local.SandboxGID == 0) {
 			return nil, fmt.Errorf("local_orchestrator.sandbox_uid %d, sandbox_gid %d: functions must not run as root (0)", c.Local.SandboxUID, c.Local.SandboxGID)
 		}
@@ -63,6 +68,17 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			},
 			CgroupParent: c.Local.CgroupParent,
 			MaxPids:      c.Local.MaxPids,
+			Isolation: orchlocal.Isolation{
+				Strict:         c.Engine.Isolation == "strict",
+				StrictRuntimes: c.Local.StrictRuntimes,
+				Spares:         c.Local.StrictSpares,
+				Preload: orchlocal.Preload{
+					Policy:   policy,
+					Slots:    c.Engine.PreloadSlots,
+					Window:   c.Engine.PreloadWindow,
+					Interval: c.Engine.PreloadInterval,
+				},
+			},
 		})
 	}
 	return nil, fmt.Errorf("engine.orchestrator %q: unknown (want local)", c.Engine.Orchestrator)

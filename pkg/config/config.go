@@ -66,6 +66,12 @@ type Engine struct {
 	ExpirationCheckInterval   time.Duration `ini:"function_service_expiration_interval" default:"300s" help:"How often idle workers are looked for."`
 	FunctionConcurrency       int           `ini:"function_concurrency" default:"3" help:"Running executions per worker before another worker is added."`
 	MaxWorkersPerFunction     int           `ini:"max_workers_per_function" default:"10" help:"Upper bound on workers one function version can scale to."`
+	// Isolation between executions (docs/isolation.md).
+	Isolation       string        `ini:"isolation" default:"reuse" help:"How executions on one worker are kept apart. reuse: upstream's warm reuse, the fastest; an execution sees the module globals, /tmp files and leftover processes of the previous ones on its worker. strict: every execution runs in a fresh process forked from a zygote that has the runtime (and, when preloaded, the function) imported, prepared before the call arrives, with its own /tmp, and killed with everything it started once it has answered; it costs about 3 ms of CPU per call and 11 MiB per worker more, plus 2 MiB per running execution, all counted in the function's memory (docs/isolation.md). [local_orchestrator] strict_runtimes makes single runtimes strict." choices:"reuse,strict"`
+	PreloadPolicy   string        `ini:"preload_policy" default:"traffic" help:"What strict workers import before a call arrives. traffic: the function versions called most in the last preload_window get a function zygote (their modules imported in advance), up to preload_slots; the others import their modules in each execution. function, runtime or none apply that level to every function (none: a fresh interpreter per execution, the baseline)." choices:"traffic,function,runtime,none"`
+	PreloadSlots    int           `ini:"preload_slots" default:"8" help:"Function versions that may have function zygotes at once on this engine (each holds the function's modules and its prepared processes in memory, in every worker of the function)."`
+	PreloadWindow   time.Duration `ini:"preload_window" default:"60s" help:"How far back the traffic policy counts calls."`
+	PreloadInterval time.Duration `ini:"preload_interval" default:"5s" help:"How often the preloading plan is refreshed; a busy function is also preloaded at once while slots are free."`
 }
 
 // Local is [local_orchestrator].
@@ -85,6 +91,9 @@ type Local struct {
 	SandboxPaths    []string `ini:"sandbox_extra_paths" default:"" help:"Further host paths (files or directories) that sandboxed workers see read-only at the same place, e.g. a directory of shared libraries or data; the interpreter, its standard library, site-packages and time zone data are always there."`
 	CgroupParent    string   `ini:"cgroup_parent" default:"qinling" help:"cgroup under which every worker gets its own, for the function's cpu and memory limits and max_pids. Relative: below the engine's own cgroup; absolute: from the root of each hierarchy (cgroup v1 or v2, detected per controller). A controller that is missing or not writable is logged once and its limit not applied. Empty disables cgroups."`
 	MaxPids         int      `ini:"max_pids" default:"64" help:"Processes and threads one worker may have (cgroup pids limit): a fork bomb fails with a clear message instead of exhausting the machine. 0 means no limit."`
+	// Strict isolation ([engine] isolation).
+	StrictRuntimes []string `ini:"strict_runtimes" default:"" help:"Runtimes, by ID or image, whose workers use strict isolation even when [engine] isolation = reuse."`
+	StrictSpares   int      `ini:"strict_spares" default:"2" help:"Execution processes each strict worker keeps prepared (forked, confined, warmed up) before calls arrive, so that a call does not wait for a fork: with two, back-to-back calls always find one ready while the next is prepared; more serve bursts of concurrent calls. About 2 MiB each, counted in the function's memory. 0 forks one when a call arrives."`
 }
 
 // Storage is [storage].

@@ -77,7 +77,8 @@ func hello(inv orchestrator.Invocation) orchestrator.Result {
 	var in map[string]string
 	_ = json.Unmarshal(inv.Input, &in)
 	out, _ := json.Marshal("Hello, " + in["name"])
-	return orchestrator.Result{Success: true, Output: out, Duration: 0.0123456, Logs: "Hello, " + in["name"] + "\n"}
+	return orchestrator.Result{Success: true, Output: out, Duration: 0.0123456, Logs: "Hello, " + in["name"] + "\n",
+		Timing: map[string]float64{"run_ms": 0.5}}
 }
 
 func TestEngine_Runtime(t *testing.T) {
@@ -168,6 +169,7 @@ func TestEngine_Execution(t *testing.T) {
 				require.GreaterOrEqual(t, timing[k], 0.0, k)
 			}
 			if tc.wantStatus == db.StatusSuccess {
+				require.Equal(t, map[string]any{"run_ms": 0.5}, timing["worker"], "the worker's own phases")
 				require.Equal(t, 0.012, res["duration"], "duration is rounded to milliseconds")
 				require.NotNil(t, e.Logs)
 				require.Contains(t, *e.Logs, "Hello, x")

@@ -66,12 +66,15 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 // Timing says where an execution's time went, in milliseconds: waiting for
 // an engine (from the API's insert), getting a worker (including
 // specialising one), and the call to the worker (the function's own duration
-// is in the result's "duration").
+// is in the result's "duration"). Worker holds the phases the worker
+// measured inside that call, when it reports them (under strict isolation:
+// getting an execution process, running it, importing the function).
 type Timing struct {
-	QueueMS   float64 `json:"queue_ms"`
-	AcquireMS float64 `json:"acquire_ms"`
-	RunMS     float64 `json:"run_ms"`
-	TotalMS   float64 `json:"total_ms"`
+	QueueMS   float64            `json:"queue_ms"`
+	AcquireMS float64            `json:"acquire_ms"`
+	RunMS     float64            `json:"run_ms"`
+	TotalMS   float64            `json:"total_ms"`
+	Worker    map[string]float64 `json:"worker,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
@@ -113,6 +116,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 		t.RunMS += ms(time.Since(run))
 		switch {
 		case err == nil:
+			t.Worker = res.Timing
 			status := db.StatusSuccess
 			if !res.Success {
 				status = db.StatusFailed

@@ -92,6 +92,10 @@ func (c *client) function(t testing.TB, runtimeID string, pkg []byte) string {
 	_ = mw.WriteField("runtime_id", runtimeID)
 	_ = mw.WriteField("code", `{"source": "package"}`)
 	_ = mw.WriteField("entry", "main.main")
+	// The largest cpu and memory the API accepts: the benchmark measures
+	// the service, not the per-function quota (docs/benchmarks.md).
+	_ = mw.WriteField("cpu", "300")
+	_ = mw.WriteField("memory_size", "134217728")
 	w, _ := mw.CreateFormFile("package", "main.zip")
 	_, _ = w.Write(pkg)
 	require.NoError(t, mw.Close())
@@ -102,13 +106,38 @@ func (c *client) function(t testing.TB, runtimeID string, pkg []byte) string {
 	return m["id"].(string)
 }
 
-// execute runs one sync execution and checks it succeeded.
-func (c *client) execute(t testing.TB, fid string) {
+// execute runs one sync execution, checks it succeeded and returns where
+// its time went: the function's duration and every number of the result's
+// timing (the worker's own phases prefixed "worker."), in milliseconds.
+func (c *client) execute(t testing.TB, fid string) phases {
 	m := c.object(t, "POST", "/v1/executions", `{"function_id": "`+fid+`", "sync": true}`, 201)
 	if m["status"] != "success" {
 		t.Fatalf("execution %v: %v", m["status"], m["result"])
 	}
+	var res struct {
+		Duration float64        `json:"duration"`
+		Timing   map[string]any `json:"timing"`
+	}
+	s, _ := m["result"].(string)
+	require.NoError(t, json.Unmarshal([]byte(s), &res), "result %q", s)
+	ph := phases{"duration_ms": res.Duration * 1000}
+	for k, v := range res.Timing {
+		switch v := v.(type) {
+		case float64:
+			ph[k] = v
+		case map[string]any:
+			for wk, wv := range v {
+				if f, ok := wv.(float64); ok {
+					ph[k+"."+wk] = f
+				}
+			}
+		}
+	}
+	return ph
 }
+
+// phases are the named timings of one execution, in milliseconds.
+type phases map[string]float64
 
 // cpuSeconds is the CPU time used so far by pid and its live descendants
 // (the server and its workers).
@@ -163,6 +192,7 @@ type row struct {
 	p50, p99   time.Duration
 	perSec     float64
 	cpuPerCall time.Duration
+	phases     map[string]float64 // median of each phase over the latency calls, ms
 	note       string
 }
 
@@ -171,19 +201,39 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
+// medians returns the median of each phase over the calls that reported it.
+func medians(all []phases) map[string]float64 {
+	values := map[string][]float64{}
+	for _, ph := range all {
+		for k, v := range ph {
+			values[k] = append(values[k], v)
+		}
+	}
+	out := map[string]float64{}
+	for k, v := range values {
+		sort.Float64s(v)
+		out[k] = v[len(v)/2]
+	}
+	return out
+}
+
 // measure runs fn calls times sequentially for latency, then calls times
 // across concurrency goroutines for throughput; cpu reads the CPU seconds
-// used by what is measured.
-func measure(t *testing.T, name string, fn func(), cpu func() float64) row {
+// used by what is measured. fn returns the phases of its call, if any.
+func measure(t *testing.T, name string, fn func() phases, cpu func() float64) row {
 	for i := 0; i < 20; i++ {
 		fn() // warm up: workers specialised, connections open
 	}
 	lat := make([]time.Duration, calls)
+	var seen []phases
 	c0 := cpu()
 	for i := range lat {
 		s := time.Now()
-		fn()
+		ph := fn()
 		lat[i] = time.Since(s)
+		if ph != nil {
+			seen = append(seen, ph)
+		}
 	}
 	cpuPer := time.Duration((cpu() - c0) / float64(calls) * float64(time.Second))
 	var wg sync.WaitGroup
@@ -200,31 +250,31 @@ func measure(t *testing.T, name string, fn func(), cpu func() float64) row {
 	}
 	wg.Wait()
 	return row{name: name, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
-		perSec: float64(per*concurrency) / time.Since(start).Seconds(), cpuPerCall: cpuPer}
+		perSec: float64(per*concurrency) / time.Since(start).Seconds(), cpuPerCall: cpuPer, phases: medians(seen)}
 }
 
 // baseline starts a fresh interpreter for every call, the way a design
 // without warm workers pays for each execution.
 func baseline(t *testing.T, dir string) row {
 	script := "import sys; sys.path.insert(0, sys.argv[1]); import main; main.main()"
-	run := func() {
+	run := func() phases {
 		out, err := exec.Command("/usr/bin/python3", "-I", "-c", script, dir).CombinedOutput()
 		if err != nil {
 			t.Fatalf("baseline: %v: %s", err, out)
 		}
+		return nil
 	}
-	var ru0, ru1 syscall.Rusage
 	cpu := func() float64 {
-		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru1)
-		return float64(ru1.Utime.Nano()+ru1.Stime.Nano()) / 1e9
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
-	_ = ru0
 	r := measure(t, "fresh interpreter per call (baseline)", run, cpu)
 	r.note = "python3 -I, no API"
 	return r
 }
 
-// rssKB sums the resident and proportional set sizes of pids.
+// memKB sums the resident and proportional set sizes of pids.
 func memKB(pids []int) (rss, pss int) {
 	for _, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
@@ -248,6 +298,53 @@ func memKB(pids []int) (rss, pss int) {
 	return rss, pss
 }
 
+// workerMemory describes the memory of the server's workers, from their
+// worker.json records: a worker is its runtime process and everything it
+// started (under strict isolation its zygotes and prepared processes).
+func workerMemory(s *testutil.Server) []string {
+	var out []string
+	dirs, _ := filepath.Glob(filepath.Join(s.StateDir, "workers", "*", "worker.json"))
+	type group struct{ workers, procs, rss, pss int }
+	groups := map[string]*group{}
+	var names []string
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			PID      int    `json:"pid"`
+			Function string `json:"function"`
+		}
+		if json.Unmarshal(b, &rec) != nil || rec.PID <= 0 {
+			continue
+		}
+		kind := "specialised"
+		if rec.Function == "" {
+			kind = "idle (pool)"
+		}
+		g := groups[kind]
+		if g == nil {
+			g = &group{}
+			groups[kind] = g
+			names = append(names, kind)
+		}
+		pids := append([]int{rec.PID}, descendants(rec.PID)...)
+		rss, pss := memKB(pids)
+		g.workers++
+		g.procs += len(pids)
+		g.rss += rss
+		g.pss += pss
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := groups[n]
+		out = append(out, fmt.Sprintf("%d %s worker(s): %.1f processes, RSS %d KiB, PSS %d KiB per worker",
+			g.workers, n, float64(g.procs)/float64(g.workers), g.rss/g.workers, g.pss/g.workers))
+	}
+	return out
+}
+
 func serverPID(t *testing.T, s *testutil.Server) int {
 	b, err := os.ReadFile(filepath.Join(s.Dir, "pid"))
 	if err == nil {
@@ -264,6 +361,26 @@ func serverPID(t *testing.T, s *testutil.Server) int {
 
 func newClient(s *testutil.Server) *client {
 	return &client{base: s.URL, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}}
+}
+
+// phaseOrder lists the engine's phases first, then the worker's.
+func phaseOrder(rows []row) []string {
+	engine := []string{"queue_ms", "acquire_ms", "run_ms", "duration_ms", "total_ms"}
+	seen := map[string]bool{}
+	for _, k := range engine {
+		seen[k] = true
+	}
+	var worker []string
+	for _, r := range rows {
+		for k := range r.phases {
+			if !seen[k] {
+				seen[k] = true
+				worker = append(worker, k)
+			}
+		}
+	}
+	sort.Strings(worker)
+	return append(engine, worker...)
 }
 
 func TestBench(t *testing.T) {
@@ -284,20 +401,11 @@ func TestBench(t *testing.T) {
 		c.execute(t, fid)
 		cold := time.Since(coldStart)
 
-		r := measure(t, "API, "+mode.name, func() { c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
+		r := measure(t, "API, "+mode.name, func() phases { return c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
 		r.note = fmt.Sprintf("cold start %s", cold.Round(time.Millisecond))
 		rows = append(rows, r)
-
-		var workers []int
-		for _, p := range descendants(pid) {
-			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); bytes.Contains(cmd, []byte("python3")) {
-				workers = append(workers, p)
-			}
-		}
-		rss, pss := memKB(workers)
-		if len(workers) > 0 {
-			extra = append(extra, fmt.Sprintf("%s: %d worker processes, RSS %d KiB each, PSS %d KiB each",
-				mode.name, len(workers), rss/len(workers), pss/len(workers)))
+		for _, m := range workerMemory(s) {
+			extra = append(extra, mode.name+": "+m)
 		}
 		if mode.lists {
 			extra = append(extra, lists(t, c, rt, pkg, fid)...)
@@ -314,6 +422,29 @@ func TestBench(t *testing.T) {
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.2fx\t%.2fx\t\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
 			r.perSec, r.cpuPerCall.Round(10*time.Microsecond), float64(r.p50)/float64(base.p50), r.perSec/base.perSec)
+	}
+	tw.Flush()
+
+	// Where the time goes: the median of each phase the result's timing
+	// reports (engine phases, then the worker's own), over the latency calls.
+	fmt.Fprintf(&out, "\nmedian per phase, ms (result timing; worker.* from the worker)\n\n")
+	tw = tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	order := phaseOrder(rows[:len(rows)-1])
+	fmt.Fprint(tw, "mode\t")
+	for _, k := range order {
+		fmt.Fprintf(tw, "%s\t", strings.TrimSuffix(k, "_ms"))
+	}
+	fmt.Fprintln(tw)
+	for _, r := range rows[:len(rows)-1] {
+		fmt.Fprintf(tw, "%s\t", r.name)
+		for _, k := range order {
+			if v, ok := r.phases[k]; ok {
+				fmt.Fprintf(tw, "%.3f\t", v)
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	fmt.Fprintln(&out)

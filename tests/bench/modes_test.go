@@ -11,9 +11,29 @@ type mode struct {
 	lists   bool // also time large lists on this server
 }
 
-// isolationModes are the execution modes compared against the baseline.
+// strict returns the options of strict isolation plus extra [engine] or
+// [local_orchestrator] settings (section, key, value triples).
+func strict(extra ...string) []testutil.Option {
+	opts := []testutil.Option{testutil.WithConfig("engine", "isolation", "strict")}
+	for i := 0; i+2 < len(extra); i += 3 {
+		opts = append(opts, testutil.WithConfig(extra[i], extra[i+1], extra[i+2]))
+	}
+	return opts
+}
+
+// isolationModes are the execution modes compared against the baseline:
+// warm reuse, strict isolation as configured by default (the benchmark's
+// function is busy, so it gets a function zygote), and three strict
+// variants that show what each part buys: importing the function in every
+// execution (runtime zygote), forking when the call arrives instead of
+// before (no prepared process), and a fresh interpreter per call through
+// the whole service (no zygote).
 func isolationModes() []mode {
 	return []mode{
 		{name: "warm reuse", lists: true},
+		{name: "strict", options: strict()},
+		{name: "strict, runtime zygote", options: strict("engine", "preload_policy", "runtime")},
+		{name: "strict, no prepared process", options: strict("local_orchestrator", "strict_spares", "0")},
+		{name: "strict, no zygote (fresh interpreter)", options: strict("engine", "preload_policy", "none")},
 	}
 }

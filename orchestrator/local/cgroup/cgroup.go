@@ -222,6 +222,11 @@ type Group struct {
 	m    *Manager
 	name string
 	dirs map[Controller]string
+	// cpuDir is where SetCPU writes: the group's cpu directory, or its
+	// child made by SplitCPU.
+	cpuDir string
+	// oomOne: an OOM kill on v2 takes one process, not the whole group.
+	oomOne bool
 
 	mu    sync.Mutex
 	final *Events // the counters when the group was destroyed
@@ -243,7 +248,35 @@ func (m *Manager) Create(name string) *Group {
 		}
 		g.dirs[c] = dir
 	}
+	g.cpuDir = g.dirs[CPU]
 	return g
+}
+
+// SplitCPU creates, in the cpu hierarchy, a child group name that processes
+// of uid and gid may move themselves into (its cgroup.procs and tasks are
+// theirs), and makes SetCPU limit that child rather than the whole group.
+// The worker's other limits stay on the group, over both. It works on a v1
+// cpu hierarchy only: on v2 a group holding processes cannot have children
+// with controllers. It returns the child's directory.
+func (g *Group) SplitCPU(name string, uid, gid int) (string, error) {
+	dir, ok := g.dirs[CPU]
+	switch {
+	case !ok:
+		return "", errors.New("cgroup: no cpu controller")
+	case g.m.ctrls[CPU].v2:
+		return "", errors.New("cgroup: cpu is a v2 controller here")
+	}
+	child := filepath.Join(dir, name)
+	if err := os.Mkdir(child, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("cgroup: %w", err)
+	}
+	for _, f := range []string{"cgroup.procs", "tasks"} {
+		if err := os.Chown(filepath.Join(child, f), uid, gid); err != nil {
+			return "", fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	g.cpuDir = child
+	return child, nil
 }
 
 // Name is the group's name (the worker's).
@@ -288,6 +321,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// OOMKillsOne makes the kernel's OOM killer take a single process of the
+// group on v2 (where SetMemory otherwise has it kill the whole group): for
+// a worker whose executions are processes of their own that the kernel
+// should pick first. Call it before SetMemory. v1 always kills one.
+func (g *Group) OOMKillsOne() { g.oomOne = true }
+
 // SetPids limits the group's processes and threads to n; n <= 0 sets nothing.
 func (g *Group) SetPids(n int) {
 	if dir, ok := g.dirs[Pids]; ok && n > 0 {
@@ -301,8 +340,8 @@ func (g *Group) SetPids(n int) {
 // of millicores × period / 1000 per 100 ms period, as upstream's cglimit.
 // millicores <= 0 sets nothing.
 func (g *Group) SetCPU(millicores int) {
-	dir, ok := g.dirs[CPU]
-	if !ok || millicores <= 0 {
+	dir := g.cpuDir
+	if dir == "" || millicores <= 0 {
 		return
 	}
 	period := CPUPeriod.Microseconds()
@@ -323,7 +362,8 @@ func (g *Group) SetCPU(millicores int) {
 
 // SetMemory limits the group's memory to bytes, and its swap so that it
 // cannot page out instead (where the kernel accounts swap). On v2 an OOM
-// kills the whole group. bytes <= 0 sets nothing.
+// kills the whole group, unless OOMKillsOne was called. bytes <= 0 sets
+// nothing.
 func (g *Group) SetMemory(bytes int64) {
 	dir, ok := g.dirs[Memory]
 	if !ok || bytes <= 0 {
@@ -337,7 +377,11 @@ func (g *Group) SetMemory(bytes int64) {
 			err = writeOptional(filepath.Join(dir, "memory.swap.max"), "0")
 		}
 		if err == nil {
-			err = writeOptional(filepath.Join(dir, "memory.oom.group"), "1")
+			oomGroup := "1"
+			if g.oomOne {
+				oomGroup = "0"
+			}
+			err = writeOptional(filepath.Join(dir, "memory.oom.group"), oomGroup)
 		}
 	} else {
 		// memory+swap must never be below memory: lowering writes memory
@@ -435,9 +479,18 @@ func (g *Group) Destroy() error {
 // destroyWait bounds how long Destroy waits for killed tasks to leave.
 const destroyWait = 5 * time.Second
 
-// removeGroup kills the tasks of the group at dir and removes it. A missing
-// group is not an error.
+// removeGroup kills the tasks of the group at dir and of its children, and
+// removes them all. A missing group is not an error.
 func removeGroup(dir string) error {
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				if err := removeGroup(filepath.Join(dir, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	deadline := time.Now().Add(destroyWait)
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err == nil {
 		_ = writeFile(filepath.Join(dir, "cgroup.kill"), "1")

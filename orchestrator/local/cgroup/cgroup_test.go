@@ -107,6 +107,32 @@ func TestHybrid_V1ControllersAndV2Pids(t *testing.T) {
 	require.Equal(t, "25000", read(t, filepath.Join(dir, "cpu,cpuacct/eng", w, "cpu.cfs_quota_us")), "zero sets nothing")
 }
 
+func TestV1_SplitCPU(t *testing.T) {
+	w := "qinling/python3-1"
+	exec := "cpu/" + w + "/exec/"
+	dir := fakeTree(t, "30 20 0:29 / %s/cpu rw - cgroup cgroup rw,cpu\n", "3:cpu:/\n", map[string]string{
+		"cpu/" + w + "/cpu.cfs_period_us": "100000",
+		"cpu/" + w + "/cpu.cfs_quota_us":  "-1",
+		"cpu/" + w + "/cgroup.procs":      "",
+		exec + "cpu.cfs_period_us":        "100000",
+		exec + "cpu.cfs_quota_us":         "-1",
+		exec + "cgroup.procs":             "",
+		exec + "tasks":                    "",
+	})
+	m := New(Options{Parent: "/qinling"})
+	g := m.Create("python3-1")
+	child, err := g.SplitCPU("exec", os.Getuid(), os.Getgid())
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "cpu", w, "exec"), child)
+	g.SetCPU(300)
+	require.Equal(t, "30000", read(t, filepath.Join(dir, exec, "cpu.cfs_quota_us")), "the limit goes to the child")
+	require.Equal(t, "-1", read(t, filepath.Join(dir, "cpu", w, "cpu.cfs_quota_us")), "not to the whole group")
+
+	bare := New(Options{Parent: "/qinling"}).Create("python3-2")
+	_, err = bare.SplitCPU("exec", os.Getuid(), os.Getgid())
+	require.Error(t, err, "a fake tree has no kernel to create the child's files")
+}
+
 func TestV2_LimitsAndAbsoluteParent(t *testing.T) {
 	w := "qinling/python3-1"
 	dir := fakeTree(t, "40 20 0:40 / %s rw - cgroup2 cgroup2 rw\n", "0::/system.slice/engine.service\n", map[string]string{
@@ -134,6 +160,15 @@ func TestV2_LimitsAndAbsoluteParent(t *testing.T) {
 	require.Equal(t, "1", read(t, filepath.Join(dir, w, "memory.oom.group")), "an OOM kills the whole worker")
 	require.Equal(t, Events{OOMKills: 1}, g.Events())
 	require.Equal(t, []string{filepath.Join(dir, w, "cgroup.procs")}, g.ProcsFiles(), "one directory for every v2 controller")
+
+	// A strict worker: one process per OOM kill, and no cpu child on v2.
+	g.OOMKillsOne()
+	g.SetMemory(64 << 20)
+	require.Equal(t, "0", read(t, filepath.Join(dir, w, "memory.oom.group")))
+	_, err := g.SplitCPU("exec", 65534, 65534)
+	require.ErrorContains(t, err, "v2")
+	g.SetCPU(200)
+	require.Equal(t, "20000 100000", read(t, filepath.Join(dir, w, "cpu.max")), "the limit stays on the whole worker")
 }
 
 func TestMissingControllerWarnsOnce(t *testing.T) {
