@@ -44,13 +44,24 @@ func TestJobsFireOnceWithTwoAPIs(t *testing.T) {
 		expect(t, r, http.StatusCreated)
 		ids = append(ids, r.Object(t)["id"].(string))
 	}
+	list := func(id string) []any {
+		r := call(t, srv, "GET", "/v1/executions?description=has:"+id, nil)
+		expect(t, r, http.StatusOK)
+		return r.Object(t)["executions"].([]any)
+	}
 	for _, id := range ids {
 		// The next whole minute, then a few handler periods.
 		job := waitFor(t, srv, "/v1/jobs/"+id, 2*time.Minute, func(j map[string]any) bool { return j["status"] == "done" })
 		require.EqualValues(t, 0, job["count"])
-		r := call(t, srv, "GET", "/v1/executions?description=has:"+id, nil)
-		expect(t, r, http.StatusOK)
-		execs := r.Object(t)["executions"].([]any)
+		// The run is claimed (count 0, done) just before its execution row
+		// is written.
+		require.Eventually(t, func() bool { return len(list(id)) > 0 }, 30*time.Second, 200*time.Millisecond,
+			"job %s is done but no execution appeared", id)
+	}
+	// Two more handler periods, in which a duplicate run would show up.
+	time.Sleep(6 * time.Second)
+	for _, id := range ids {
+		execs := list(id)
 		require.Len(t, execs, 1, "job %s fired %d times with two job handlers", id, len(execs))
 		ex := waitExecution(t, srv, execs[0].(map[string]any)["id"].(string))
 		require.Equal(t, "success", ex["status"], "%v", ex)

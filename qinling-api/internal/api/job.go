@@ -306,8 +306,8 @@ func (s *Server) updateJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 	return renderJob(j), http.StatusOK, nil
 }
 
-// jobLookahead lets a job fire on the tick just before its time rather than
-// up to a whole period late, as upstream's handler did.
+// jobLookahead lets the tick just before a job's time pick it up and start it
+// on time, rather than up to a whole period late as upstream's handler did.
 const jobLookahead = 3 * time.Second
 
 // RunJobHandler fires due jobs every interval until ctx ends. Several API
@@ -334,6 +334,15 @@ func (s *Server) FireDueJobs(ctx context.Context) {
 		return
 	}
 	for i := range due {
+		// Due within the look-ahead: start it on its time, not early (the
+		// list is in due order, so the waits add up to at most jobLookahead).
+		if wait := time.Until(due[i].NextExecutionTime); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
 		if err := s.fireJob(ctx, &due[i]); err != nil {
 			s.Log.Warn("job handler: job run failed", "job_id", due[i].ID, "error", err)
 		}
