@@ -129,6 +129,15 @@ func readEnvFile(path string) (map[string]string, error) {
 	return env, sc.Err()
 }
 
+// PythonImage is the image of a Python runtime on the stack's orchestrator:
+// the locally built runtime image on a Kubernetes stack, else "python3".
+func (s *Stack) PythonImage() string {
+	if s.Env["QINLING_ORCHESTRATOR"] == "kubernetes" && s.Env["K8S_PYTHON_IMAGE"] != "" {
+		return s.Env["K8S_PYTHON_IMAGE"]
+	}
+	return "python3"
+}
+
 // Credentials returns the user, password and project of id.
 func (s *Stack) Credentials(id Identity) (user, password, project string, err error) {
 	prefix := map[Identity]string{Admin: "ADMIN", Demo: "DEMO", AltDemo: "ALT_DEMO"}[id]

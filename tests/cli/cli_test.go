@@ -95,6 +95,7 @@ type scenario struct {
 	adminProject string
 	apiURL       string
 	target       *testutil.Target // acts as Demo; .As(testutil.Admin) for admin calls
+	pythonImage  string           // what `runtime create` takes for a Python runtime
 }
 
 // newScenario starts an all-in-one server (auth off: both clients are the
@@ -109,7 +110,7 @@ func newScenario(t *testing.T) *scenario {
 		return &scenario{
 			demo: newClient(t, env), admin: newClient(t, env),
 			demoProject: "default", adminProject: "default",
-			apiURL: srv.URL, target: testutil.ServerTarget(srv),
+			apiURL: srv.URL, target: testutil.ServerTarget(srv), pythonImage: "python3",
 		}
 	}
 	st, err := testutil.LoadStack()
@@ -131,7 +132,7 @@ func newScenario(t *testing.T) *scenario {
 	return &scenario{
 		demo: newClient(t, demoEnv), admin: newClient(t, adminEnv),
 		demoProject: demoTok.ProjectID, adminProject: adminTok.ProjectID,
-		apiURL: st.URL, target: testutil.StackTarget(st),
+		apiURL: st.URL, target: testutil.StackTarget(st), pythonImage: st.PythonImage(),
 	}
 }
 
@@ -408,12 +409,12 @@ func TestCLI(t *testing.T) {
 func setUpRuntime(t *testing.T, s *scenario) string {
 	adm := s.admin
 	name := "cli-py-" + suffix(t)
-	rt := adm.show("runtime", "create", "python3", "--name", name, "--description", "CLI scenario runtime")
+	rt := adm.show("runtime", "create", s.pythonImage, "--name", name, "--description", "CLI scenario runtime")
 	rtID, _ := rt["id"].(string)
 	require.Regexp(t, uuidRE, rtID)
 	adm.undo("runtime", "delete", rtID)
 	assert.Equal(t, name, rt["name"])
-	assert.Equal(t, "python3", rt["image"])
+	assert.Equal(t, s.pythonImage, rt["image"])
 	assert.Equal(t, "CLI scenario runtime", rt["description"])
 	assert.Equal(t, "creating", rt["status"])
 	assert.Equal(t, true, rt["is_public"])
