@@ -1,7 +1,7 @@
 // Package orchestrator defines how the engine gets function workers: a pool of
 // prewarmed runtime workers per runtime, specialised on demand for one
 // (function, version), and executions run on them. Backends live in
-// subpackages (local, and later kubernetes); pkg/backends picks one by name.
+// subpackages (local, kubernetes); pkg/backends picks one by name.
 package orchestrator
 
 import (
@@ -48,6 +48,46 @@ type Orchestrator interface {
 // the worker records stay shared for listing, scaling down and expiry.
 type EngineLocal interface {
 	EngineLocal()
+}
+
+// PoolUpdater is implemented by backends that can move an existing pool to
+// a runtime's new image in place (Kubernetes: a rolling update of the pool's
+// Deployment, so free workers are replaced gradually and the pool never
+// stands empty). The engine then updates a runtime with UpdatePool, and
+// rolls back with UpdatePool to the previous image when it fails, instead
+// of deleting the pool and creating it again.
+type PoolUpdater interface {
+	// UpdatePool moves the pool to rt.Image and returns once the free
+	// workers run it; an image that cannot run is an error whose message
+	// says why.
+	UpdatePool(ctx context.Context, rt Runtime) error
+}
+
+// ImageRunner is implemented by backends that run image functions
+// (upstream's "image" code source): every execution is a fresh container
+// of the function's own image, which runs to completion. Backends without
+// it cannot run image functions, and the API refuses to create them.
+type ImageRunner interface {
+	// RunImage runs one execution of an image function. As with Run, a
+	// container that fails or times out is a Result with Success false;
+	// errors mean the execution could not be started or observed.
+	RunImage(ctx context.Context, inv ImageInvocation) (Result, error)
+}
+
+// ImageInvocation is one execution of an image function.
+type ImageInvocation struct {
+	ExecutionID string
+	FunctionID  string
+	Image       string
+	// Args are the container's arguments (upstream: the raw string input
+	// split on whitespace; none without input).
+	Args []string
+	// CPU in millicores and MemorySize in bytes: the container's requests
+	// and limits.
+	CPU        int
+	MemorySize int64
+	Timeout    time.Duration
+	RequestID  string
 }
 
 // Runtime is what a pool is built from.

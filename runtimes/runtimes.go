@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 )
 
-//go:embed python3/server.py
+//go:embed python3/server.py nodejs/server.js
 var files embed.FS
 
 // Install writes the runtime servers under dir (dir/python3/server.py, ...)

@@ -18,6 +18,8 @@ register_env unit "go test -race ./... (no build tags) and the python3 runtime's
 env_unit() {
 	require_go || return
 	local rc=0
+	# Before go test: orchestrator/local runs real Node.js workers too.
+	[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
 	go test -race -count=1 "${GO_TEST_ARGS[@]}" ./... || rc=1
 	if [[ -d runtimes/python3 ]]; then
 		log "python3 runtime: unittest discover in runtimes/python3"
@@ -26,7 +28,6 @@ env_unit() {
 		/usr/bin/python3 -m unittest discover -s runtimes/python3 -p 'test_*.py' -v || rc=1
 	fi
 	if [[ -d runtimes/nodejs ]]; then
-		[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
 		log "nodejs runtime: node --test"
 		# Named explicitly: node --test's default patterns miss test_*.js.
 		/usr/bin/node --test runtimes/nodejs/test_server.js || rc=1
@@ -38,6 +39,8 @@ register_env functional "go test -tags functional ./tests/functional/... against
 env_functional() {
 	require_go || return
 	need_binaries || return
+	# The hostile-function suite runs Node.js functions too.
+	[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
 	go test -tags functional -count=1 -timeout 15m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 

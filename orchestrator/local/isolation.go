@@ -62,7 +62,7 @@ const (
 )
 
 // strictKinds are the runtime kinds whose server implements strict isolation.
-var strictKinds = map[string]bool{KindPython3: true}
+var strictKinds = map[string]bool{KindPython3: true, KindNodeJS: true}
 
 // strict reports whether rt's workers use strict isolation.
 func (o *Orchestrator) strict(rt orchestrator.Runtime) bool {

@@ -2,7 +2,7 @@
 // on the engine's machine.
 //
 // A worker is one runtime server process (runtimes/python3/server.py for the
-// python3 kind) listening on a unix socket in its private directory
+// python3 kind, runtimes/nodejs/server.js for nodejs: nodejs.go) listening on a unix socket in its private directory
 // <WorkersDir>/<name>/, in its own process group. With Config.Sandbox it
 // runs confined (package sandbox): its own namespaces, a read-only root
 // with only the runtime and its package, a private /tmp, an unprivileged
@@ -64,7 +64,17 @@ type Config struct {
 	// Python3 is the interpreter that runs the python3 runtime
 	// (default /usr/bin/python3).
 	Python3 string
-	// RuntimesDir contains python3/server.py. Required unless Command is set.
+	// NodeJS is the executable that runs the nodejs runtime (default
+	// /usr/bin/node). It is only needed once a nodejs runtime is created.
+	NodeJS string
+	// NodeMemoryOverhead is added to a function's memory_size for the
+	// cgroup memory limit of a nodejs worker: Node.js itself needs more
+	// than upstream's default memory_size before running any function,
+	// while the function's JavaScript heap stays limited to memory_size
+	// (default DefaultNodeMemoryOverhead; negative: none).
+	NodeMemoryOverhead int64
+	// RuntimesDir contains python3/server.py and nodejs/server.js.
+	// Required unless Command is set.
 	RuntimesDir string
 	// MaxLogSize and MaxResultSize are passed to the runtime: bytes of an
 	// execution's log kept, and the largest JSON result (default 1 MiB each).
@@ -102,6 +112,7 @@ type Config struct {
 // Defaults for Config fields left zero.
 const (
 	DefaultPython3       = "/usr/bin/python3"
+	DefaultNodeJS        = "/usr/bin/node"
 	DefaultLogSize       = 1 << 20
 	DefaultResultSize    = 1 << 20
 	DefaultRunGrace      = 3 * time.Second
@@ -143,6 +154,9 @@ type worker struct {
 	started               time.Time
 	out                   *outputLog
 	done                  chan struct{} // closed once reaped and its directory removed
+	// memExtra is the runtime's own memory, added to the function's
+	// memory_size for the cgroup's limit (NodeMemoryOverhead for nodejs).
+	memExtra int64
 
 	// Guarded by Orchestrator.mu.
 	state   state
@@ -152,7 +166,7 @@ type worker struct {
 	exited  bool          // the process has exited; its pid must not be signalled any more
 	waitErr error         // from cmd.Wait, valid once done is closed
 	cpu     int           // cpu limit applied, millicores
-	memory  int64         // memory limit applied, bytes
+	memory  int64         // memory limit applied (the function's memory_size), bytes
 	seen    cgroup.Events // limit counters already accounted for
 	// draining: it answered a timeout under warm reuse, so it is finishing
 	// its other executions and will exit; it takes no new one.
@@ -224,6 +238,15 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.Python3 == "" {
 		cfg.Python3 = DefaultPython3
+	}
+	if cfg.NodeJS == "" {
+		cfg.NodeJS = DefaultNodeJS
+	}
+	switch {
+	case cfg.NodeMemoryOverhead == 0:
+		cfg.NodeMemoryOverhead = DefaultNodeMemoryOverhead
+	case cfg.NodeMemoryOverhead < 0:
+		cfg.NodeMemoryOverhead = 0
 	}
 	if cfg.MaxLogSize <= 0 {
 		cfg.MaxLogSize = DefaultLogSize
@@ -317,6 +340,9 @@ func (o *Orchestrator) CreatePool(ctx context.Context, rt orchestrator.Runtime) 
 	kind, err := RuntimeKind(rt.Image)
 	if err == nil {
 		err = o.checkIsolation(rt, kind)
+	}
+	if err == nil {
+		err = o.checkRuntime(kind)
 	}
 	if err != nil {
 		return fmt.Errorf("create pool %s: %w", rt.ID, err)
@@ -441,6 +467,7 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 		out:    newOutputLog(o.log.With("worker", name)),
 		done:   make(chan struct{}),
 		strict: p.strict, level: preload.Runtime,
+		memExtra: o.memoryOverhead(p.kind),
 	}
 	go w.out.consume(r)
 	o.mu.Lock()
@@ -867,9 +894,10 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 	switch {
 	case err == nil:
 		if !res.Success {
-			if !wk.strict && string(res.Output) == timeoutOutput {
-				// The runtime cannot stop the timed-out thread: it drains and
-				// exits. Sending it another execution would race its exit.
+			if !wk.strict && wk.kind != KindNodeJS && string(res.Output) == timeoutOutput {
+				// The Python runtime cannot stop the timed-out thread: it drains
+				// and exits. Sending it another execution would race its exit.
+				// (The Node.js runtime terminates the thread and carries on.)
 				o.mu.Lock()
 				wk.draining = true
 				o.mu.Unlock()

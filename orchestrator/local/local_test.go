@@ -87,7 +87,7 @@ func TestRuntimeKind(t *testing.T) {
 		{image: "openstackqinling/python-runtime", ok: true},
 		{image: "registry.example.com:5000/team/python3-runtime:latest", ok: true},
 		{image: "python3-runtime@sha256:0123abcd", ok: true},
-		{image: "openstackqinling/nodejs-runtime:0.0.2"},
+		{image: "openstackqinling/ruby-runtime:0.0.2"},
 		{image: "python2"},
 		{image: "python3.x"},
 		{image: "my/python3-runtime-custom:1"},

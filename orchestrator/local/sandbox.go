@@ -101,7 +101,8 @@ type confinement struct {
 	mu     sync.Mutex
 	mounts map[string][]sandbox.Mount // by executable and network access
 
-	splitOnce sync.Once // logs that strict workers cannot have a cpu group for executions
+	splitOnce   sync.Once // logs that strict workers cannot have a cpu group for executions
+	confineOnce sync.Once // logs that strict Node.js executions cannot be confined
 }
 
 // newConfinement checks the sandbox settings and that sandboxes work here,
@@ -220,8 +221,11 @@ func (o *Orchestrator) runtimeMounts(exe string, network bool) ([]sandbox.Mount,
 			optional = append(optional, filepath.Dir(loader)) // /usr/lib/x86_64-linux-gnu
 		}
 	}
-	if exe == o.cfg.Python3 {
+	switch exe {
+	case o.cfg.Python3:
 		optional = append(optional, c.pythonPaths...)
+	case o.cfg.NodeJS:
+		optional = append(optional, nodePaths...)
 	}
 	if network {
 		optional = append(optional, networkPaths...)
@@ -312,7 +316,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		if execCPU != "" {
 			cpuProcs = filepath.Join(execCPU, "cgroup.procs")
 		}
-		argv, env := o.runtimeCommand(p, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"), dir, cpuProcs)
+		argv, env := o.runtimeCommand(p, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), dir, cpuProcs)
 		spec.Env = env
 		cmd, err := sandbox.Command(spec, argv)
 		if err != nil {
@@ -334,7 +338,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	}
 	inRun := sandboxRun + "/" + name
 	sock := inRun + "/" + socketName
-	server := sandboxRuntime + "/server.py"
+	server := sandboxRuntime + "/" + serverFile(p.kind)
 	cpuProcs := ""
 	if execCPU != "" {
 		cpuProcs = sandboxExecCPU + "/cgroup.procs"
@@ -351,10 +355,17 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		sandbox.Mount{Kind: sandbox.KindBind, Source: runDir, Target: inRun, Writable: true},
 	)
 	if o.cfg.Command == nil {
-		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, KindPython3, "server.py"), Target: server})
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), Target: server})
 	}
 	if execCPU != "" {
 		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: execCPU, Target: sandboxExecCPU, Writable: true})
+	}
+	if p.kind == KindNodeJS && p.strict && o.cfg.Command == nil && sandbox.ConfineAvailable() {
+		exe, err := os.Executable()
+		if err != nil {
+			return launch{}, cg, fmt.Errorf("sandbox mounts: this binary, for %s: %w", sandbox.ConfineName, err)
+		}
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: exe, Target: sandboxConfine})
 	}
 	spec.Env, spec.Dir = env, "/tmp"
 	spec.Isolate = &sandbox.Isolation{
@@ -379,6 +390,9 @@ func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuPr
 			env = os.Environ()
 		}
 		return append([]string{cmd.Path}, cmd.Args[1:]...), env
+	}
+	if p.kind == KindNodeJS {
+		return o.nodeCommand(p, sock, pkgDir, server, home, cpuProcs)
 	}
 	// -I: ignore PYTHON* variables and user site-packages, so the engine's
 	// environment cannot change how functions run.
@@ -428,7 +442,7 @@ func (c limitChange) apply(w *worker) {
 		w.cg.SetCPU(c.cpu)
 	}
 	if c.memory > 0 {
-		w.cg.SetMemory(c.memory)
+		w.cg.SetMemory(c.memory + w.memExtra)
 	}
 }
 

@@ -309,10 +309,11 @@ func TestLocal_StrictRuntimeKinds(t *testing.T) {
 	require.True(t, o.strict(orchestrator.Runtime{ID: "other", Image: "python3.11"}))
 	require.False(t, o.strict(orchestrator.Runtime{ID: "other", Image: "python3"}))
 	require.NoError(t, o.checkIsolation(orchestrator.Runtime{ID: "rt-strict"}, KindPython3))
-	err := o.checkIsolation(orchestrator.Runtime{ID: "rt-strict"}, "nodejs")
+	require.NoError(t, o.checkIsolation(orchestrator.Runtime{ID: "rt-strict"}, KindNodeJS))
+	err := o.checkIsolation(orchestrator.Runtime{ID: "rt-strict"}, "ruby")
 	require.ErrorIs(t, err, orchestrator.ErrImageNotRunnable)
 	require.ErrorContains(t, err, "does not support strict isolation")
-	require.NoError(t, o.checkIsolation(orchestrator.Runtime{ID: "other"}, "nodejs"), "reuse needs nothing")
+	require.NoError(t, o.checkIsolation(orchestrator.Runtime{ID: "other"}, "ruby"), "reuse needs nothing")
 }
 
 // TestLocal_StrictCPUBreakdown logs the CPU each process of a worker spends
@@ -458,4 +459,56 @@ func TestLocal_ReuseTimeoutRetiresTheWorker(t *testing.T) {
 	require.JSONEq(t, `"Function execution timeout."`, string(res.Output))
 	_, err = run(t, o, w, fn, nil)
 	require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+}
+
+// TestLocal_NodeStrictUnsandboxed: without the sandbox (development) a
+// strict Node.js worker still confines each execution process: a PID
+// namespace and a /tmp of its own (the host's is out of sight), its package
+// kept in view although the workers directory lies below /tmp, and nothing
+// carried over to the next execution.
+func TestLocal_NodeStrictUnsandboxed(t *testing.T) {
+	o := newNode(t, func(c *Config) {
+		c.Sandbox = Sandbox{}
+		c.Isolation = Isolation{Strict: true, Spares: 2}
+	})
+	if o.confineHelper() == "" {
+		t.Skip("this test binary cannot confine execution processes (no cgo)")
+	}
+	marker := filepath.Join(os.TempDir(), "qinling-host-file-"+randomHex(4))
+	require.NoError(t, os.WriteFile(marker, nil, 0o600))
+	t.Cleanup(func() { os.Remove(marker) })
+	require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: "nodejs"}))
+	fn := nodeFunction(t, "rt", "fn-unsandboxed-strict", `
+const fs = require('fs');
+let calls = 0;
+exports.main = (context, input) => {
+  calls++;
+  const tmp = fs.readdirSync('/tmp');
+  fs.writeFileSync('/tmp/left', 'x');
+  return {calls, tmp, pid: process.pid, host: fs.existsSync(input.marker), caps: fs.readFileSync('/proc/self/status', 'utf8').match(/CapEff:\s*(\S+)/)[1]};
+};
+`)
+	w := scaleUp(t, o, fn)
+	for range 3 {
+		res, err := run(t, o, w, fn, map[string]string{"marker": marker})
+		require.NoError(t, err)
+		var got struct {
+			Calls int      `json:"calls"`
+			Tmp   []string `json:"tmp"`
+			PID   int      `json:"pid"`
+			Host  bool     `json:"host"`
+			Caps  string   `json:"caps"`
+		}
+		output(t, res, &got)
+		require.Equal(t, 1, got.Calls)
+		require.Equal(t, 1, got.PID)
+		require.False(t, got.Host, "the host's /tmp is out of sight")
+		require.Equal(t, "0000000000000000", got.Caps, "no capabilities, although the engine runs as root")
+		// Only the directories that keep the package in view.
+		for _, name := range got.Tmp {
+			require.True(t, strings.HasPrefix(o.cfg.WorkersDir, filepath.Join("/tmp", name)), "unexpected %s in /tmp", name)
+		}
+	}
+	_, err := os.Stat(filepath.Join(os.TempDir(), "left"))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }

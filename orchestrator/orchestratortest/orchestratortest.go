@@ -83,6 +83,33 @@ func PythonFunction(t *testing.T, name string) (orchestrator.Package, string) {
 	return ZipPackage(t, map[string]string{"main.py": src}), "main.main"
 }
 
+// NodeSources are the suite's test functions for the Node.js runtime
+// (upstream's calling convention: fn(context, input)), each as a main.js
+// with entry main.main.
+var NodeSources = map[string]string{
+	Hello: `exports.main = (context, input) => {
+  const name = typeof input === 'string' ? input : (input && input.name) || 'World';
+  console.log('Hello, ' + name);
+  return 'Hello, ' + name;
+};
+`,
+	Fail: `exports.main = () => {
+  throw new Error('boom');
+};
+`,
+	Sleep: `exports.main = () => new Promise((resolve) => setTimeout(() => resolve('woke up'), 5000));
+`,
+}
+
+// NodeFunction returns NodeSources[name] as a zip package with entry
+// main.main; a Harness for a Node.js runtime can use it as its Function.
+func NodeFunction(t *testing.T, name string) (orchestrator.Package, string) {
+	t.Helper()
+	src, ok := NodeSources[name]
+	require.True(t, ok, "unknown test function %q", name)
+	return ZipPackage(t, map[string]string{"main.js": src}), "main.main"
+}
+
 // ZipPackage returns a package whose zip holds files (name → content).
 func ZipPackage(t testing.TB, files map[string]string) orchestrator.Package {
 	t.Helper()

@@ -1,5 +1,5 @@
 // Package workerclient speaks upstream Qinling's worker protocol (GET /ping,
-// POST /execute) over HTTP, to workers reached by a unix socket
+// POST /execute; POST /package for remote workers) over HTTP, to workers reached by a unix socket
 // ("unix:///abs/path.sock") or by TCP ("http://host:port"). Every backend whose
 // workers serve HTTP shares it.
 //
@@ -19,6 +19,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +59,9 @@ type Options struct {
 	// per worker (default 16); concurrent executions on one worker each need
 	// their own connection.
 	MaxIdleConnsPerWorker int
+	// Dial, if set, connects to "http://host:port" workers instead of a
+	// plain TCP dial (tests map a pod's IP to a local worker with it).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client reaches workers. It is safe for concurrent use; create one per
@@ -79,6 +84,14 @@ func New(opts Options) *Client {
 		opts.MaxIdleConnsPerWorker = 16
 	}
 	dialer := &net.Dialer{Timeout: opts.DialTimeout}
+	tcpDial := dialer.DialContext
+	if opts.Dial != nil {
+		tcpDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+			defer cancel()
+			return opts.Dial(ctx, network, addr)
+		}
+	}
 	transport := func(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 		return &http.Transport{
 			DialContext:         dial,
@@ -105,7 +118,7 @@ func New(opts Options) *Client {
 			}
 			return dialer.DialContext(ctx, "unix", string(path))
 		})},
-		tcp:     &http.Client{Transport: transport(dialer.DialContext)},
+		tcp:     &http.Client{Transport: transport(tcpDial)},
 		maxResp: opts.MaxResponseBytes,
 	}
 }
@@ -242,8 +255,14 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		return c.failure(ctx, runCtx, addr, inv, err)
 	}
 	defer drainClose(resp.Body)
-	if resp.StatusCode == http.StatusServiceUnavailable {
+	switch resp.StatusCode {
+	case http.StatusServiceUnavailable:
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: worker draining", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound)
+	case http.StatusGone:
+		// The address now belongs to a worker of another function (a pod
+		// IP reused by a new pod): nothing ran, and this worker is gone.
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %s", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound, snippet(data))
 	}
 	// Upstream parses the JSON body whatever the status (the Node.js runtime
 	// reports failures as 500 with the usual fields), so the status is only
@@ -332,6 +351,67 @@ func (c *Client) Preload(ctx context.Context, addr string, p Preload) (PreloadRe
 		return res, fmt.Errorf("preload on %s: answer is not JSON (%v): %q", addr, err, snippet(data))
 	}
 	return res, nil
+}
+
+// Package is a function package pushed to a remote worker with Deliver.
+type Package struct {
+	FunctionID string
+	Version    int
+	// MD5 is the hex MD5 of Zip; the worker checks it.
+	MD5 string
+	Zip []byte
+}
+
+// Deliver pushes a function package to the worker at addr (POST /package,
+// runtimes/python3/README.md), which extracts it and from then on serves
+// only that function version. An unreachable worker is an error wrapping
+// orchestrator.ErrWorkerNotFound; a refused package (bad zip, too large,
+// checksum) is an error with the worker's reason.
+func (c *Client) Deliver(ctx context.Context, addr string, p Package) error {
+	q := url.Values{"function_id": {p.FunctionID}, "function_version": {strconv.Itoa(p.Version)}, "md5": {p.MD5}}
+	hc, u, err := c.target(addr, "/package?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(p.Zip))
+	if err != nil {
+		return fmt.Errorf("deliver package to %s: %w", addr, err)
+	}
+	req.Header.Set("Content-Type", "application/zip")
+	resp, err := hc.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return fmt.Errorf("deliver package to %s: %w: %v", addr, orchestrator.ErrWorkerNotFound, err)
+		}
+		return fmt.Errorf("deliver package to %s: %w", addr, err)
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := snippet(data)
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGone {
+		return fmt.Errorf("deliver package to %s: %w: %s", addr, orchestrator.ErrWorkerNotFound, msg)
+	}
+	return fmt.Errorf("deliver package to %s: %w", addr, &RefusedError{Status: resp.StatusCode, Reason: msg})
+}
+
+// RefusedError is a worker's refusal of a package (bad zip, checksum, too
+// large): the package's fault, not the worker's. Reason is the worker's.
+type RefusedError struct {
+	Status int
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("worker refused it: status %d: %s", e.Status, e.Reason)
 }
 
 // failure classifies a transport error of Execute.

@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +165,7 @@ func TestExecute_Errors(t *testing.T) {
 		{name: "missing socket is not found", addr: workerclient.UnixAddress("/nonexistent/qinling/sock"), want: orchestrator.ErrWorkerNotFound},
 		{name: "refused port is not found", addr: refused, want: orchestrator.ErrWorkerNotFound},
 		{name: "draining worker is not found", addr: unixAddr(answer(503, `{"error":"worker draining"}`)), want: orchestrator.ErrWorkerNotFound},
+		{name: "worker of another function is not found", addr: unixAddr(answer(410, `{"error":"this worker serves function f2 version 0"}`)), want: orchestrator.ErrWorkerNotFound, detail: "serves function f2"},
 		{name: "hang-up after the request is lost", addr: unixAddr(hangup), want: orchestrator.ErrWorkerLost},
 		{name: "non-JSON answer is lost with detail", addr: unixAddr(answer(500, "<html>boom</html>")), want: orchestrator.ErrWorkerLost, detail: "<html>boom</html>"},
 		{name: "JSON failure with status 500 is a result", addr: unixAddr(answer(500, `{"output":"Function invocation error","success":false}`))},
@@ -323,4 +329,60 @@ func TestPreload(t *testing.T) {
 	addr, _ = serveUnix(t, old)
 	_, err = c.Preload(context.Background(), addr, req)
 	require.ErrorContains(t, err, "404")
+}
+
+func TestDeliver(t *testing.T) {
+	t.Parallel()
+	var got struct {
+		query url.Values
+		body  string
+	}
+	var mu sync.Mutex
+	worker := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got.query, got.body = r.URL.Query(), string(b)
+		mu.Unlock()
+		switch string(b) {
+		case "bad":
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error": "package is not a valid zip file"}`))
+		case "taken":
+			w.WriteHeader(http.StatusGone)
+		}
+	})
+	// Dial reaches "pods" by an address of the test's choosing.
+	real := strings.TrimPrefix(serveTCP(t, worker), "http://")
+	c := workerclient.New(workerclient.Options{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != "10.0.0.7:9090" {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, real)
+	}})
+	pkg := workerclient.Package{FunctionID: "f1", Version: 3, MD5: "abc", Zip: []byte("zip")}
+	require.NoError(t, c.Deliver(context.Background(), "http://10.0.0.7:9090", pkg))
+	mu.Lock()
+	require.Equal(t, "zip", got.body)
+	require.Equal(t, url.Values{"function_id": {"f1"}, "function_version": {"3"}, "md5": {"abc"}}, got.query)
+	mu.Unlock()
+
+	for _, tc := range []struct {
+		name, addr, zip string
+		want            error
+		detail          string
+	}{
+		{name: "refused package", addr: "http://10.0.0.7:9090", zip: "bad", detail: "not a valid zip"},
+		{name: "worker taken", addr: "http://10.0.0.7:9090", zip: "taken", want: orchestrator.ErrWorkerNotFound},
+		{name: "pod gone", addr: "http://10.0.0.8:9090", zip: "zip", want: orchestrator.ErrWorkerNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := c.Deliver(context.Background(), tc.addr, workerclient.Package{FunctionID: "f1", Zip: []byte(tc.zip)})
+			require.Error(t, err)
+			if tc.want != nil {
+				require.ErrorIs(t, err, tc.want)
+			}
+			require.ErrorContains(t, err, tc.detail)
+		})
+	}
 }

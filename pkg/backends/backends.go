@@ -4,12 +4,16 @@
 package backends
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/qinling-go/qinling/orchestrator"
+	orchk8s "github.com/qinling-go/qinling/orchestrator/kubernetes"
 	orchlocal "github.com/qinling-go/qinling/orchestrator/local"
 	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/pkg/archive"
@@ -50,14 +54,17 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			return nil, fmt.Errorf("local_orchestrator.sandbox_uid %d, sandbox_gid %d: functions must not run as root (0)", c.Local.SandboxUID, c.Local.SandboxGID)
 		}
 		return orchlocal.New(orchlocal.Config{
-			WorkersDir:    c.WorkersDir(),
-			PoolSize:      c.Local.PoolSize,
-			Python3:       c.Local.Python3,
-			RuntimesDir:   c.RuntimesDir(),
-			MaxLogSize:    c.Local.MaxLogSize,
-			MaxResultSize: c.Local.MaxResultSize,
-			Owner:         c.EngineName(),
-			Logger:        log.With("component", "orchestrator"),
+			WorkersDir: c.WorkersDir(),
+			PoolSize:   c.Local.PoolSize,
+			Python3:    c.Local.Python3,
+			NodeJS:     c.Local.NodeJS,
+			// 0 in the file means none; in orchlocal.Config it means the default.
+			NodeMemoryOverhead: cmp.Or(c.Local.NodeMemoryOverhead, -1),
+			RuntimesDir:        c.RuntimesDir(),
+			MaxLogSize:         c.Local.MaxLogSize,
+			MaxResultSize:      c.Local.MaxResultSize,
+			Owner:              c.EngineName(),
+			Logger:             log.With("component", "orchestrator"),
 			Sandbox: orchlocal.Sandbox{
 				Enabled:         c.Local.Sandbox,
 				UID:             c.Local.SandboxUID,
@@ -80,8 +87,41 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 				},
 			},
 		})
+	case "kubernetes":
+		k := c.Kubernetes
+		client, err := orchk8s.NewClient(orchk8s.ClientConfig{Kubeconfig: k.Kubeconfig, QPS: k.QPS, Burst: k.Burst})
+		if err != nil {
+			return nil, err
+		}
+		o, err := orchk8s.New(orchk8s.Config{
+			Client:           client,
+			Namespace:        k.Namespace,
+			Replicas:         k.Replicas,
+			ImagePullPolicy:  corev1.PullPolicy(k.ImagePullPolicy),
+			WorkerPort:       k.WorkerPort,
+			PoolReadyTimeout: k.PoolReadyTimeout,
+			ScaleUpTimeout:   k.ScaleUpTimeout,
+			RequestTimeout:   k.RequestTimeout,
+			PoolCPU:          k.PoolCPU,
+			PoolMemory:       k.PoolMemory,
+			RunAsUser:        k.RunAsUser,
+			Resize:           k.Resize,
+			Owner:            c.EngineName(),
+			Logger:           log.With("component", "orchestrator"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
-	return nil, fmt.Errorf("engine.orchestrator %q: unknown (want local)", c.Engine.Orchestrator)
+	return nil, fmt.Errorf("engine.orchestrator %q: unknown (want local or kubernetes)", c.Engine.Orchestrator)
+}
+
+// ImageFunctions reports whether the configured orchestrator runs image
+// functions (orchestrator.ImageRunner), so that the API, which has no
+// orchestrator of its own, accepts them only where they can run.
+func ImageFunctions(c *config.Config) bool {
+	return c.Engine.Orchestrator == "kubernetes" && c.Kubernetes.ImageFunctions
 }
 
 // NewTransport returns the RPC transport named by [DEFAULT] transport_url;

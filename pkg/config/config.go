@@ -17,6 +17,7 @@ type Config struct {
 	Pecan          Pecan          `ini:"pecan"`
 	Engine         Engine         `ini:"engine"`
 	Local          Local          `ini:"local_orchestrator"`
+	Kubernetes     Kubernetes     `ini:"kubernetes"`
 	Storage        Storage        `ini:"storage"`
 	Database       Database       `ini:"database"`
 	Etcd           Etcd           `ini:"etcd"`
@@ -61,7 +62,7 @@ type Pecan struct {
 type Engine struct {
 	Host                      string        `ini:"host" default:"" help:"Name of this engine on the RPC bus and in worker records. Empty means the machine's hostname plus the process ID."`
 	Topic                     string        `ini:"topic" default:"qinling_engine" help:"RPC topic (queue) the engines consume."`
-	Orchestrator              string        `ini:"orchestrator" default:"local" help:"Orchestrator backend." choices:"local"`
+	Orchestrator              string        `ini:"orchestrator" default:"local" help:"Orchestrator backend. local: worker processes on each engine's machine. kubernetes: a pool of pods per runtime in a Kubernetes cluster, shared by all engines, which also runs image functions ([kubernetes], docs/kubernetes.md)." choices:"local,kubernetes"`
 	FunctionServiceExpiration time.Duration `ini:"function_service_expiration" default:"3600s" help:"Idle time after which a function's workers are released. Integer seconds or a Go duration."`
 	ExpirationCheckInterval   time.Duration `ini:"function_service_expiration_interval" default:"300s" help:"How often idle workers are looked for."`
 	FunctionConcurrency       int           `ini:"function_concurrency" default:"3" help:"Running executions per worker before another worker is added."`
@@ -82,6 +83,9 @@ type Local struct {
 	WorkersDir    string `ini:"workers_dir" default:"" help:"Directory for the workers' private directories. Empty means <state_path>/workers." path:"true"`
 	MaxLogSize    int    `ini:"max_log_size" default:"1048576" help:"Bytes of an execution's output kept as its log; the rest is cut with a note."`
 	MaxResultSize int    `ini:"max_result_size" default:"1048576" help:"Largest JSON-encoded function result, in bytes; a larger one fails the execution with a clear message."`
+	// The nodejs runtime (docs/isolation.md, "Node.js").
+	NodeJS             string `ini:"nodejs" default:"/usr/bin/node" help:"Node.js executable that runs the nodejs runtime (Debian: apt-get install nodejs). Needed only once a nodejs runtime is created; without it such a runtime ends in error saying so." path:"true"`
+	NodeMemoryOverhead int64  `ini:"nodejs_memory_overhead" default:"67108864" help:"Bytes a nodejs worker may use beyond its function's memory_size (its cgroup memory limit is the sum): Node.js itself needs more than upstream's default memory_size of 32 MiB before running any function. The function's JavaScript heap stays limited to memory_size; a function that exceeds either limit fails with a message naming it. 0 applies memory_size alone."`
 	// Confinement of workers (orchestrator/local/sandbox, orchestrator/local/cgroup).
 	Sandbox         bool     `ini:"sandbox" default:"true" help:"Run every worker in a sandbox: its own mount, PID, IPC, UTS and network namespaces, a read-only root holding only the runtime and the function's package, a private /tmp, an unprivileged user without capabilities. Needs root; if sandboxes cannot be created the engine refuses to start. false runs functions as plain processes of the engine's user, able to read whatever it can: only for development."`
 	SandboxUID      int      `ini:"sandbox_uid" default:"65534" help:"User ID functions run as in the sandbox (never 0)."`
@@ -93,7 +97,26 @@ type Local struct {
 	MaxPids         int      `ini:"max_pids" default:"64" help:"Processes and threads one worker may have (cgroup pids limit): a fork bomb fails with a clear message instead of exhausting the machine. 0 means no limit."`
 	// Strict isolation ([engine] isolation).
 	StrictRuntimes []string `ini:"strict_runtimes" default:"" help:"Runtimes, by ID or image, whose workers use strict isolation even when [engine] isolation = reuse."`
-	StrictSpares   int      `ini:"strict_spares" default:"2" help:"Execution processes each strict worker keeps prepared (forked, confined, warmed up) before calls arrive, so that a call does not wait for a fork: with two, back-to-back calls always find one ready while the next is prepared; more serve bursts of concurrent calls. About 2 MiB each, counted in the function's memory. 0 forks one when a call arrives."`
+	StrictSpares   int      `ini:"strict_spares" default:"2" help:"Execution processes each strict worker keeps prepared (forked, confined, warmed up) before calls arrive, so that a call does not wait for a fork: with two, back-to-back calls always find one ready while the next is prepared; more serve bursts of concurrent calls. About 2 MiB each (a Node.js one, a fresh process, about 8 MiB), counted in the function's memory. 0 forks one when a call arrives."`
+}
+
+// Kubernetes is [kubernetes], the kubernetes orchestrator (docs/kubernetes.md).
+type Kubernetes struct {
+	Kubeconfig       string        `ini:"kubeconfig" default:"" help:"kubeconfig file of the cluster and the identity the engines use (its current context). Empty means in-cluster configuration (the service account of a pod the engine runs in)." path:"true"`
+	Namespace        string        `ini:"namespace" default:"qinling" help:"Namespace of the runtime pools and function pods; it must exist, and the identity needs the Role in docs/kubernetes.md in it."`
+	Replicas         int           `ini:"replicas" default:"3" help:"Free, prewarmed pods kept per runtime (the Deployment's replicas). A pod taken by a function leaves the Deployment, which starts a replacement, so the pool keeps this many free pods."`
+	ImagePullPolicy  string        `ini:"image_pull_policy" default:"IfNotPresent" help:"imagePullPolicy of runtime and image-function containers." choices:"IfNotPresent,Always,Never"`
+	WorkerPort       int           `ini:"worker_port" default:"9090" help:"Port the runtime server listens on in its container (upstream's 9090). Engines reach workers at http://<pod IP>:<worker_port>, so pod IPs must be routable from every engine."`
+	PoolReadyTimeout time.Duration `ini:"pool_ready_timeout" default:"300s" help:"How long creating or updating a runtime waits for its pool to become available before the runtime ends in error with the pods' reason (image pull, scheduling, crash)."`
+	ScaleUpTimeout   time.Duration `ini:"scale_up_timeout" default:"60s" help:"How long a scale-up waits for free pods when the pool has fewer than it needs (the Deployment starts replacements for the pods taken), before it fails for lack of capacity."`
+	RequestTimeout   time.Duration `ini:"request_timeout" default:"15s" help:"Bound on every single call to the Kubernetes API server, so an unreachable API server fails operations with a clear error instead of blocking them."`
+	QPS              int           `ini:"qps" default:"20" help:"Sustained requests per second to the Kubernetes API server from one engine (client-go rate limiter)."`
+	Burst            int           `ini:"burst" default:"40" help:"Request burst to the Kubernetes API server from one engine."`
+	PoolCPU          int           `ini:"pool_cpu" default:"300" help:"CPU (millicores) requested and limited for each pool pod before it serves a function; a function's own cpu replaces it through an in-place resize where the cluster supports it (Kubernetes 1.33+), else this stays its limit."`
+	PoolMemory       int64         `ini:"pool_memory" default:"134217728" help:"Memory (bytes) requested and limited for each pool pod before it serves a function; replaced by the function's memory_size through an in-place resize where supported, else this stays its limit."`
+	RunAsUser        int64         `ini:"run_as_user" default:"65534" help:"User ID the runtime containers run as (runAsNonRoot is enforced; never 0)."`
+	Resize           bool          `ini:"resize" default:"true" help:"Resize a pod in place to its function's cpu and memory_size when it is specialised (the pods/resize subresource). If the cluster refuses, this is logged once and pods keep pool_cpu and pool_memory."`
+	ImageFunctions   bool          `ini:"image_functions" default:"true" help:"Allow image functions (code source image): each execution runs the function's own container image as a pod to completion. False keeps the API refusing them."`
 }
 
 // Storage is [storage].

@@ -280,16 +280,18 @@ policy_file = policy.json
 [oslo_messaging_rabbit]
 [kubernetes]
 replicas = 5
+kube_host = http://127.0.0.1:8001
 `)
 	c, err := Load([]string{p}, withKeystone)
 	require.NoError(t, err)
 	require.Equal(t, 7071, c.API.Port)
+	require.Equal(t, 5, c.Kubernetes.Replicas)
 	require.Equal(t, []string{
 		p + ": unknown option DEFAULT.log_dir ignored",
 		p + ": unknown option api.api_workers ignored",
 		p + ": unknown section [oslo_policy] ignored",
 		p + ": unknown section [oslo_messaging_rabbit] ignored",
-		p + ": unknown section [kubernetes] ignored",
+		p + ": unknown option kubernetes.kube_host ignored",
 	}, c.Warnings())
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ func (c *Config) Validate() error {
 	v.atLeast("local_orchestrator.pool_size", int64(c.Local.PoolSize), 0)
 	v.atLeast("local_orchestrator.max_log_size", int64(c.Local.MaxLogSize), 1)
 	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)
+	v.atLeast("local_orchestrator.nodejs_memory_overhead", c.Local.NodeMemoryOverhead, 0)
 	v.atLeast("storage.max_package_size", c.Storage.MaxPackageSize, 1)
 	v.atLeast("keystone_authtoken.token_cache_size", int64(c.Keystone.TokenCacheSize), 0)
 	v.atLeast("cors.max_age", int64(c.CORS.MaxAge), 0)
@@ -74,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 
 	v.etcdTLS(c.Etcd)
+	if c.Engine.Orchestrator == "kubernetes" {
+		v.kubernetes(c.Kubernetes)
+	}
 	return errors.Join(v.errs...)
 }
 
@@ -179,6 +184,26 @@ func (v *validator) etcdTLS(e Etcd) {
 		v.addf("etcd.cert_file and etcd.cert_key: set both for a client certificate, or neither")
 	}
 }
+
+// kubernetes checks [kubernetes], only when that orchestrator is chosen
+// (its defaults are valid, so an unused section never stops a start).
+func (v *validator) kubernetes(k Kubernetes) {
+	if !dnsLabel.MatchString(k.Namespace) {
+		v.addf("kubernetes.namespace %q: want a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)", k.Namespace)
+	}
+	v.atLeast("kubernetes.replicas", int64(k.Replicas), 1)
+	v.port("kubernetes.worker_port", k.WorkerPort)
+	v.positive("kubernetes.pool_ready_timeout", k.PoolReadyTimeout)
+	v.positive("kubernetes.scale_up_timeout", k.ScaleUpTimeout)
+	v.positive("kubernetes.request_timeout", k.RequestTimeout)
+	v.atLeast("kubernetes.qps", int64(k.QPS), 1)
+	v.atLeast("kubernetes.burst", int64(k.Burst), 1)
+	v.atLeast("kubernetes.pool_cpu", int64(k.PoolCPU), 1)
+	v.atLeast("kubernetes.pool_memory", k.PoolMemory, 4<<20)
+	v.atLeast("kubernetes.run_as_user", k.RunAsUser, 1)
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // orList renders choices as "a, b or c".
 func orList(items []string) string {

@@ -146,6 +146,13 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 			return err
 		}
 		for _, fv := range fvs {
+			// Workers of a shared backend (Kubernetes pods) outlive this
+			// process; forgotten, they would never expire.
+			if !e.engineLocal {
+				if err := e.orch.DeleteFunction(ctx, fv.FunctionID, fv.Version); err != nil {
+					e.log.Warn("release workers of a previous run", "function_id", fv.FunctionID, "version", fv.Version, "error", err)
+				}
+			}
 			if err := e.coord.DeleteFunction(ctx, fv); err != nil {
 				return err
 			}
@@ -157,7 +164,15 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 	}
 	for _, rt := range rts {
 		switch rt.Status {
-		case db.StatusCreating, db.StatusAvailable, db.StatusUpgrading:
+		case db.StatusAvailable:
+			// A shared backend's pools (Kubernetes Deployments) outlive
+			// engines; rebuilding them at every start would only turn a
+			// short outage of the cluster into runtimes in error.
+			if !e.engineLocal {
+				continue
+			}
+			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
+		case db.StatusCreating, db.StatusUpgrading:
 			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
 		case db.StatusDeleting:
 			go func() { _ = e.DeleteRuntime(ctx, rt.ID) }()
@@ -198,14 +213,19 @@ func (e *Engine) UpdateRuntime(ctx context.Context, a UpdateRuntimeArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := e.orch.DeletePool(ctx, rt.ID); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
+	// A backend that updates a pool in place (a rolling update) keeps the
+	// old workers serving until the new ones are up; the others start over.
+	build := e.orch.CreatePool
+	if u, ok := e.orch.(orchestrator.PoolUpdater); ok {
+		build = u.UpdatePool
+	} else if err := e.orch.DeletePool(ctx, rt.ID); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
 		log.Error("runtime update: delete old pool", "error", err)
 	}
 	values := map[string]any{"status": db.StatusAvailable}
-	if err := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.Image, Trusted: rt.Trusted}); err != nil {
+	if err := build(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.Image, Trusted: rt.Trusted}); err != nil {
 		log.Error("runtime update failed, rolling back", "image", a.Image, "error", err)
 		values["image"] = a.PreImage
-		if rerr := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.PreImage, Trusted: rt.Trusted}); rerr != nil {
+		if rerr := build(ctx, orchestrator.Runtime{ID: rt.ID, Image: a.PreImage, Trusted: rt.Trusted}); rerr != nil {
 			log.Error("runtime rollback failed", "image", a.PreImage, "error", rerr)
 			values["status"] = db.StatusError
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
@@ -84,8 +85,8 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
-	if f.ParsedCode().Source == db.SourceImage {
-		return orchestrator.Result{}, "", errdefs.Invalid("Image functions cannot run on this orchestrator.")
+	if code := f.ParsedCode(); code.Source == db.SourceImage {
+		return e.executeImage(ctx, a, f, code.Image, t)
 	}
 	entry := e.spec(f, a.FunctionVersion).Entry
 	inv := orchestrator.Invocation{
@@ -136,6 +137,56 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 			return orchestrator.Result{}, "", err
 		}
 	}
+}
+
+// executeImage runs an image function through an orchestrator that can
+// (upstream §4.4): one container of the function's image per execution,
+// the raw string input split on whitespace as its arguments.
+func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Function, image string, t *Timing) (orchestrator.Result, string, error) {
+	runner, ok := e.orch.(orchestrator.ImageRunner)
+	if !ok {
+		return orchestrator.Result{}, "", errdefs.Invalid("Image functions cannot run on this orchestrator.")
+	}
+	args, err := imageArgs(a.Input)
+	if err != nil {
+		return orchestrator.Result{}, "", err
+	}
+	run := time.Now()
+	res, err := runner.RunImage(ctx, orchestrator.ImageInvocation{
+		ExecutionID: a.ExecutionID, FunctionID: f.ID, Image: image, Args: args,
+		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: time.Duration(f.Timeout) * time.Second,
+		RequestID: reqctx.From(ctx).RequestID,
+	})
+	t.RunMS = ms(time.Since(run))
+	if err != nil {
+		return orchestrator.Result{}, "", err
+	}
+	if !res.Success {
+		return res, db.StatusFailed, nil
+	}
+	return res, db.StatusSuccess, nil
+}
+
+// imageArgs turns an execution's input into an image function's container
+// arguments: a raw string (which the API passes as {"__function_input":
+// "..."}) split on whitespace, nothing without input. Keyword input has no
+// meaning for a container and is refused, where upstream failed the pod.
+func imageArgs(input json.RawMessage) ([]string, error) {
+	if len(input) == 0 || string(input) == "null" {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(input, &obj); err == nil {
+		raw, ok := obj["__function_input"]
+		var s string
+		if ok && len(obj) == 1 && json.Unmarshal(raw, &s) == nil {
+			return strings.Fields(s), nil
+		}
+		if len(obj) == 0 {
+			return nil, nil
+		}
+	}
+	return nil, errdefs.Invalid("Image functions take a plain string input, passed to the container as its arguments split on whitespace.")
 }
 
 func (e *Engine) runOn(ctx context.Context, w coord.WorkerRecord, inv orchestrator.Invocation) (orchestrator.Result, error) {

@@ -17,10 +17,12 @@ const { isMainThread } = require('node:worker_threads');
 const SERVER_FILE = __filename;
 const MIB = 1024 * 1024;
 
-if (isMainThread) {
-  main(process.argv.slice(2));
-} else {
+if (!isMainThread) {
   workerThread();
+} else if (process.argv[2] === '--execution-process') {
+  executionProcess(process.argv.slice(3));
+} else {
+  main(process.argv.slice(2));
 }
 
 // ================================================================ main thread
@@ -30,10 +32,13 @@ function main(argv) {
   const http = require('node:http');
   const path = require('node:path');
   const { Worker } = require('node:worker_threads');
+  const { spawn } = require('node:child_process');
 
   const USAGE = 'usage: server.js (--socket PATH | [--host 127.0.0.1] --port N) ' +
     '[--packages-dir DIR] [--max-log-bytes N] [--max-result-bytes N] ' +
-    '[--memory-size BYTES] [--spare-threads N] [--max-idle-threads N]';
+    '[--memory-size BYTES] [--spare-threads N] [--max-idle-threads N] ' +
+    '[--isolation reuse|strict] [--spares N] [--tmp-dir DIR] [--cpu-cgroup PROCS_FILE] ' +
+    '[--confine HELPER --tmp-size BYTES]';
   const EXIT_TAINTED = 3;             // a thread could not be stopped: Go replaces us
   const MAX_BODY_BYTES = 64 * MIB;    // refuse absurd request bodies
   const TERMINATE_GRACE_MS = 2000;    // a terminated thread that is not gone by then is stuck
@@ -49,6 +54,14 @@ function main(argv) {
   const SPARE_THREADS = opts['spare-threads'];
   const MAX_IDLE_THREADS = opts['max-idle-threads'];
   const DEFAULT_HEAP_MB = heapMb(opts['memory-size']);
+  const STRICT = opts.isolation === 'strict';
+  const SPARES = opts.spares;
+  const TMP_DIR = opts['tmp-dir'] ? path.resolve(opts['tmp-dir']) : '';
+  const CPU_CGROUP = opts['cpu-cgroup'];
+  // Strict: the qinling-confine helper (the engine's binary) that starts each
+  // execution process in namespaces of its own (README.md, "Strict isolation").
+  const CONFINE = STRICT ? opts.confine : '';
+  const TMP_SIZE = opts['tmp-size'];
 
   let draining = false;   // a thread could not be stopped; never cleared
   let phase = 'serving';  // then 'closing' (drained, flushing) and 'exiting'
@@ -62,9 +75,11 @@ function main(argv) {
       'packages-dir': process.env.QINLING_PACKAGES_DIR || '/var/qinling/packages',
       'max-log-bytes': '1048576', 'max-result-bytes': '1048576',
       'memory-size': String(32 * MIB), 'spare-threads': '1', 'max-idle-threads': '4',
+      isolation: 'reuse', spares: '2', 'tmp-dir': '', 'cpu-cgroup': '',
+      confine: '', 'tmp-size': String(64 * MIB),
     };
     const numeric = ['port', 'max-log-bytes', 'max-result-bytes', 'memory-size',
-      'spare-threads', 'max-idle-threads'];
+      'spare-threads', 'max-idle-threads', 'spares', 'tmp-size'];
     try {
       for (let i = 0; i < args.length; i++) {
         const arg = args[i];
@@ -93,6 +108,9 @@ function main(argv) {
       }
       if (o.port !== null && o.port > 65535) throw new Error('--port must be at most 65535');
       if (o.socket === null && o.port === null) throw new Error('--socket or --port is required');
+      if (o.isolation !== 'reuse' && o.isolation !== 'strict') throw new Error('--isolation must be reuse or strict');
+      if (o.confine && !path.isAbsolute(o.confine)) throw new Error('--confine must be an absolute path');
+      if (o['tmp-size'] <= 0) throw new Error('--tmp-size must be positive');
     } catch (e) {
       process.stderr.write(`${USAGE}\nserver.js: error: ${e.message}\n`);
       process.exit(2);
@@ -353,14 +371,338 @@ function main(argv) {
     });
   }
 
-  function responseBody(job, ok, output, duration, text, dropped, note) {
+  // ---------------------------------------------------------------- strict isolation
+
+  // Execution processes (see executionProcess): prepared ones, FIFO, each
+  // started with the JavaScript heap limit of the last memory_size asked for.
+  const procSpares = [];
+  const procs = new Set();
+  let strictActive = 0;   // executions running in a process
+
+  class Proc {
+    constructor(heap) {
+      this.heap = heap;
+      this.ready = false;
+      this.gone = false;
+      this.error = null;
+      this.waiters = [];
+      this.run = null;        // the execution it runs
+      this.done = null;       // its 'done' message, until its output is read
+      this.out = [];          // output up to MAX_LOG_BYTES
+      this.kept = 0;
+      this.over = 0;          // bytes beyond the cap
+      this.stdoutBytes = 0;   // read from its stdout, to match 'done'.len
+      this.stderrTail = '';
+      const args = [`--max-old-space-size=${heap}`, '--v8-pool-size=1', SERVER_FILE, '--execution-process',
+        '--packages-dir', PACKAGES_DIR, '--max-result-bytes', String(MAX_RESULT_BYTES),
+        '--max-log-bytes', String(MAX_LOG_BYTES)];
+      if (CPU_CGROUP) args.push('--cpu-cgroup', CPU_CGROUP);
+      const options = {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true, serialization: 'json',
+        cwd: TMP_DIR || process.cwd(),
+      };
+      if (CONFINE) {
+        // The helper's pid is this.pid: it only waits for its child, the
+        // execution process (PID 1 of a new PID namespace, with a /tmp of its
+        // own), and exits as it does.
+        const helperArgs = ['--tmp-size', String(TMP_SIZE), '--keep', PACKAGES_DIR];
+        // The server's socket directory is hidden, unless (unsandboxed) the
+        // packages are next to the socket.
+        const sockDir = socketPath ? path.dirname(socketPath) : '';
+        if (sockDir && !(PACKAGES_DIR + path.sep).startsWith(sockDir + path.sep)) helperArgs.push('--hide', sockDir);
+        this.child = spawn(CONFINE, [...helperArgs, '--', process.execPath, ...args], {
+          ...options, argv0: 'qinling-confine', env: { ...process.env, TMPDIR: '/tmp' },
+        });
+      } else {
+        this.child = spawn(process.execPath, args, options);
+      }
+      this.pid = this.child.pid;
+      procs.add(this);
+      this.child.on('error', (e) => this.onError(e));
+      this.child.on('message', (m) => this.onMessage(m));
+      this.child.on('exit', (code, signal) => this.onExit(code, signal));
+      if (this.child.stdout) {
+        this.child.stdout.on('data', (d) => {
+          this.stdoutBytes += d.length;
+          this.add(d);
+          this.check();
+        });
+        this.child.stderr.on('data', (d) => {
+          this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4096);
+          this.add(d);
+        });
+      }
+    }
+
+    add(d) {
+      if (!this.run) {   // not an execution's: the process's own complaints
+        process.stderr.write(d);
+        return;
+      }
+      const room = MAX_LOG_BYTES - this.kept;
+      if (room <= 0) {
+        this.over += d.length;
+        return;
+      }
+      const part = d.length > room ? d.subarray(0, room) : d;
+      this.out.push(part);
+      this.kept += part.length;
+      this.over += d.length - part.length;
+    }
+
+    text() {
+      const text = Buffer.concat(this.out).toString('utf8');
+      // V8's report of a heap limit hit ends with a native stack trace: noise.
+      const i = text.indexOf('----- Native stack trace -----');
+      return i < 0 ? text : text.slice(0, i);
+    }
+
+    whenReady() {
+      if (this.ready) return Promise.resolve(this);
+      if (this.gone) return Promise.reject(this.failure());
+      return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    }
+
+    failure() {
+      const why = this.error ? this.error.message : this.stderrTail.trim().split('\n').pop() || 'it exited';
+      return new Error(why);
+    }
+
+    onError(e) {   // could not be started (e.g. EAGAIN at the pids limit), or not signalled
+      this.error = this.error || e;
+      if (this.pid === undefined) this.onExit(null, null);
+    }
+
+    onMessage(m) {
+      if (!m || typeof m !== 'object') return;
+      if (m.type === 'ready' && !this.ready && !this.gone) {
+        this.ready = true;
+        for (const w of this.waiters.splice(0)) w.resolve(this);
+      } else if (m.type === 'done' && this.run && !this.done) {
+        this.done = m;
+        this.check();
+        // Its output should all be in the pipe already; do not wait forever.
+        setTimeout(() => this.finish(), 200).unref();
+      }
+    }
+
+    check() {
+      if (this.done && this.stdoutBytes >= this.done.len) this.finish();
+    }
+
+    finish() {
+      const run = this.run;
+      const m = this.done;
+      if (!run || !m) return;
+      this.run = null;
+      run.finish(!!m.ok, m.output, m.duration, (m.dropped || 0) + this.over, '');
+    }
+
+    onExit(code, signal) {
+      if (this.gone) return;
+      this.gone = true;
+      procs.delete(this);
+      remove(procSpares, this);
+      for (const w of this.waiters.splice(0)) w.reject(this.failure());
+      const run = this.run;
+      if (run && this.done) {
+        this.check();
+        if (this.run) this.finish();
+      } else if (run) {   // died without answering: wait (briefly) for the rest of its output
+        this.run = null;
+        const answer = () => {
+          let output;
+          let note = '';
+          if (/heap out of memory|Reached heap limit/.test(this.stderrTail)) {
+            output = `${RESOURCE_OUTPUT}: it exceeded its JavaScript heap limit of ${this.heap} MiB.`;
+            note = `JavaScript heap limit reached (${this.heap} MiB)\n`;
+          } else if (signal) {
+            const n = require('node:os').constants.signals[signal];
+            output = `Function execution failed: its process was killed by signal ${n} (${signal}).`;
+          } else if (this.error) {
+            output = 'Function execution failed: ' + this.error.message;
+          } else {
+            output = `Function called process.exit(${code}).`;
+          }
+          run.finish(false, JSON.stringify(output), run.elapsed(), this.over, note);
+        };
+        this.kill();
+        let answered = false;
+        const once = () => {
+          if (!answered) {
+            answered = true;
+            answer();
+          }
+        };
+        this.child.on('close', once);
+        setTimeout(once, 100).unref();
+      }
+      if (this.ready || run) {
+        setImmediate(ensureProcs);
+      } else {   // could not start (say the pids limit is reached): not in a tight loop
+        setTimeout(ensureProcs, 100).unref();
+      }
+    }
+
+    // Kill the process, its group and everything below it. A confined one
+    // is killed through its child, PID 1 of its PID namespace (which takes
+    // every process in the namespace with it): the helper then reaps it and
+    // exits by the same signal. Killing the helper first would leave the
+    // child's zombie to the server, which cannot reap it.
+    kill() {
+      remove(procSpares, this);
+      if (this.pid === undefined) return;
+      if (CONFINE) {
+        // Once the helper has exited (and been reaped: its pid may be
+        // reused) nothing of it is left: it waits for its child, whose death
+        // ended every process of the namespace.
+        if (this.gone) return;
+        const inner = childPids(`/proc/${this.pid}/task/${this.pid}/children`);
+        if (inner.length) {
+          killTree(() => inner);
+          return;
+        }
+      }
+      killTree(() => [this.pid]);
+      try {
+        process.kill(-this.pid, 'SIGKILL');
+      } catch (e) { /* gone */ }
+    }
+  }
+
+  function ensureProcs() {
+    if (!STRICT || draining || phase !== 'serving') return;
+    try {
+      while (procSpares.length < SPARES) procSpares.push(new Proc(spareHeapMb));
+    } catch (e) {
+      process.stderr.write(`qinling nodejs runtime: cannot start an execution process: ${e.message}\n`);
+    }
+  }
+
+  function takeProc(heap) {
+    if (heap !== spareHeapMb) {   // spares follow the memory size last asked for
+      spareHeapMb = heap;
+      for (const p of procSpares.slice()) if (p.heap !== heap) p.kill();
+    }
+    let p = procSpares.find((x) => x.ready) || procSpares[0];
+    if (p) {
+      remove(procSpares, p);
+    } else {
+      p = new Proc(heap);
+    }
+    return p.whenReady();
+  }
+
+  // Empty TMP_DIR (the worker's /tmp), so that no file of an execution is
+  // seen by a later one. Only while no execution runs: concurrent ones share it.
+  function wipeTmp() {
+    if (!TMP_DIR || CONFINE || strictActive !== 0) return;
+    let names = [];
+    try {
+      names = fs.readdirSync(TMP_DIR);
+    } catch (e) { /* gone */ }
+    for (const name of names) {
+      try {
+        fs.rmSync(path.join(TMP_DIR, name), { recursive: true, force: true, maxRetries: 2 });
+      } catch (e) {
+        process.stderr.write(`qinling nodejs runtime: cannot remove ${name} from ${TMP_DIR}: ${e.message}\n`);
+      }
+    }
+  }
+
+  // Processes re-parented to the server (what an execution started and left
+  // behind as an orphan): none of them is an execution process.
+  function killOrphans() {
+    const known = new Set([...procs].map((p) => p.pid));
+    killTree(() => allChildPids().filter((pid) => !known.has(pid)));
+    checkZombies();
+  }
+
+  function executeStrict(job) {
+    return new Promise((resolve) => {
+      const received = performance.now();
+      const timing = {};
+      let proc = null;
+      let tmp = '';
+      let answered = false;
+      let timer = null;
+      const ms = (t) => Math.round((performance.now() - t) * 1000) / 1000;
+      const run = {
+        elapsed: () => (performance.now() - received) / 1000,
+        finish(ok, output, duration, dropped, note) {
+          if (answered) return;
+          answered = true;
+          clearTimeout(timer);
+          if (run.sent !== undefined) timing.run_ms = ms(run.sent);
+          timing.server_ms = ms(received);
+          const text = proc ? proc.text() : '';
+          resolve(responseBody(job, ok, output, duration, text, dropped, note, timing));
+          cleanup();
+        },
+      };
+      const cleanup = () => {
+        if (proc) {
+          proc.run = null;
+          proc.kill();
+          strictActive--;
+        }
+        if (tmp) {
+          try {
+            fs.rmSync(tmp, { recursive: true, force: true });
+          } catch (e) { /* wiped below */ }
+        }
+        killOrphans();
+        wipeTmp();
+        setImmediate(ensureProcs);
+      };
+      timer = setTimeout(() => {
+        run.finish(false, JSON.stringify(TIMEOUT_OUTPUT), run.elapsed(), proc ? proc.over : 0,
+          `Execution timed out after ${job.timeout} seconds.\n`);
+      }, Math.min(job.timeout * 1000, 0x7fffffff));
+      takeProc(job.heap).then((p) => {
+        timing.acquire_ms = ms(received);
+        if (answered) {   // timed out while waiting for a process
+          p.kill();
+          return;
+        }
+        proc = p;
+        wipeTmp();   // if no other execution runs
+        strictActive++;
+        if (TMP_DIR && !CONFINE) {   // a confined one has a /tmp of its own
+          tmp = path.join(TMP_DIR, `.qinling-exec-${p.pid}`);
+          try {
+            fs.mkdirSync(tmp, { mode: 0o700 });
+          } catch (e) {
+            tmp = '';
+          }
+        }
+        p.run = run;
+        run.sent = performance.now();
+        p.child.send({
+          type: 'run', seq: 1, eid: job.eid, fid: job.fid, version: job.version,
+          entry: job.entry, input: job.input, tmp: tmp || undefined,
+        });
+        setImmediate(ensureProcs);
+      }, (e) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        const output = JSON.stringify('Function execution failed: cannot start an execution process: ' + e.message);
+        resolve(responseBody(job, false, output, 0, '', 0, '', { acquire_ms: ms(received), server_ms: ms(received) }));
+        killOrphans();
+      });
+    });
+  }
+
+  function responseBody(job, ok, output, duration, text, dropped, note, timing) {
     let logs = `Start execution: ${job.eid}\n` + text;
     if (text && !text.endsWith('\n')) logs += '\n';
     if (dropped) logs += `... [log truncated: ${dropped} bytes dropped]\n`;
     logs += note + `Finished execution: ${job.eid}\n`;
     const d = Math.round(duration * 1000) / 1000;
+    const t = timing ? `, "timing": ${JSON.stringify(timing)}` : '';
     // Assembled by hand so a large result is not encoded twice.
-    return `{"output": ${output}, "duration": ${d}, "logs": ${JSON.stringify(logs)}, "success": ${ok}}`;
+    return `{"output": ${output}, "duration": ${d}, "logs": ${JSON.stringify(logs)}, "success": ${ok}${t}}`;
   }
 
   class BadRequest extends Error {}
@@ -466,7 +808,7 @@ function main(argv) {
         }
       };
       res.on('close', done);
-      execute(job).then((body) => {
+      (STRICT ? executeStrict : execute)(job).then((body) => {
         if (!res.destroyed) send(res, 200, body);
         done();
       }, (e) => {
@@ -528,6 +870,7 @@ function main(argv) {
     if (draining) return;
     draining = true;
     for (const t of spares.concat(idle)) t.stop();
+    for (const p of procSpares.slice()) p.kill();
     maybeExit();
   }
 
@@ -545,8 +888,12 @@ function main(argv) {
     if (server.closeIdleConnections) server.closeIdleConnections();
   }
 
-  process.on('SIGTERM', () => exitAfterThreads(0));
-  process.on('SIGINT', () => exitAfterThreads(0));
+  // As PID 1 of a sandbox the kernel drops signals without a handler that
+  // come from inside: with none, nothing a function runs can stop the server.
+  if (process.pid !== 1) {
+    process.on('SIGTERM', () => exitAfterThreads(0));
+    process.on('SIGINT', () => exitAfterThreads(0));
+  }
 
   server.on('error', (e) => {
     process.stderr.write(`server.js: error: ${e.message}\n`);
@@ -575,7 +922,7 @@ function main(argv) {
   function listening() {
     process.stderr.write(`qinling nodejs runtime listening on ${where}\n`);
     // Prestart after listening: the first /ping does not wait for a thread.
-    setImmediate(ensureSpares);
+    setImmediate(STRICT ? ensureProcs : ensureSpares);
   }
 }
 
@@ -583,17 +930,54 @@ function main(argv) {
 
 function workerThread() {
   const { parentPort, workerData } = require('node:worker_threads');
+  const fs = require('node:fs');
+  const header = new Float64Array(workerData.sab, 0, 2);
+  const bytes = new Uint8Array(workerData.sab, 16);
+  const encoder = new TextEncoder();
+
+  // The log lives in the shared buffer the main thread reads (so it is there
+  // even if the thread is stopped): the first bytes up to the cap are stored,
+  // the rest only counted.
+  executor({
+    maxResultBytes: workerData.maxResultBytes,
+    packagesDir: workerData.packagesDir,
+    logReset() {
+      header[0] = 0;
+      header[1] = 0;
+    },
+    logAdd(log, s) {
+      if (log.dropped || log.pos >= bytes.length) {
+        log.dropped += Buffer.byteLength(s);
+      } else {
+        const { read, written } = encoder.encodeInto(s, bytes.subarray(log.pos));
+        log.pos += written;
+        if (read < s.length) log.dropped += Buffer.byteLength(s.slice(read));
+        header[0] = log.pos;
+      }
+      header[1] = log.dropped;
+    },
+    post: (m) => parentPort.postMessage(m),
+    onMessage: (fn) => parentPort.on('message', fn),
+    prepare() {},
+  });
+  let tid = null;
+  try {
+    tid = fs.readlinkSync('/proc/thread-self');
+  } catch (e) { /* no /proc */ }
+  parentPort.postMessage({ type: 'ready', tid });
+}
+
+// The code that runs functions, in a worker thread (reuse) or in an execution
+// process (strict); host says where the log goes and how messages travel.
+function executor(host) {
   const { AsyncLocalStorage } = require('node:async_hooks');
   const fs = require('node:fs');
   const path = require('node:path');
   const util = require('node:util');
   const Module = require('node:module');
 
-  const header = new Float64Array(workerData.sab, 0, 2);
-  const bytes = new Uint8Array(workerData.sab, 16);
-  const MAX_RESULT_BYTES = workerData.maxResultBytes;
-  const PACKAGES_DIR = workerData.packagesDir;
-  const encoder = new TextEncoder();
+  const MAX_RESULT_BYTES = host.maxResultBytes;
+  const PACKAGES_DIR = host.packagesDir;
 
   // The log of the execution owning the current async context: output written
   // from callbacks and promise continuations lands in the log of the execution
@@ -601,29 +985,19 @@ function workerThread() {
   const als = new AsyncLocalStorage();
   let current = null;   // the execution running on this thread
 
-  // One execution's output, kept in the shared buffer the main thread reads
-  // (so it is there even if the thread is stopped): the first bytes up to the
-  // cap are stored, the rest only counted.
+  // One execution's output: the host keeps the first bytes up to its cap
+  // and only counts the rest.
   class Log {
     constructor(exec) {
       this.exec = exec;
       this.pos = 0;
       this.dropped = 0;
       this.closed = false;   // answered: late writes go to the real stream
-      header[0] = 0;
-      header[1] = 0;
+      host.logReset();
     }
 
     add(s) {
-      if (this.dropped || this.pos >= bytes.length) {
-        this.dropped += Buffer.byteLength(s);
-      } else {
-        const { read, written } = encoder.encodeInto(s, bytes.subarray(this.pos));
-        this.pos += written;
-        if (read < s.length) this.dropped += Buffer.byteLength(s.slice(read));
-        header[0] = this.pos;
-      }
-      header[1] = this.dropped;
+      host.logAdd(this, s);
     }
   }
 
@@ -764,7 +1138,7 @@ function workerThread() {
     exec.log.closed = true;
     if (current === exec) current = null;
     const duration = (performance.now() - exec.start) / 1000;
-    parentPort.postMessage({
+    host.post({
       type: 'done', seq: exec.seq, ok, output, duration, len: exec.log.pos, dropped: exec.log.dropped,
     });
   }
@@ -829,12 +1203,78 @@ function workerThread() {
   process.on('uncaughtException', (e) => uncaught(e, 'Uncaught exception'));
   process.on('unhandledRejection', (e) => uncaught(e, 'Unhandled promise rejection'));
 
-  parentPort.on('message', (m) => {
-    if (m.type === 'run') run(m);
+  // An execution process compiles now, before the call, what every call
+  // runs: loading a module from a package, the async context, JSON.
+  if (host.warm) {
+    const req = Module.createRequire(path.join(PACKAGES_DIR, 'index.js'));
+    try {
+      req.resolve('./.qinling-warm-up');
+    } catch (e) { /* expected */ }
+    als.run({ closed: true }, () => Promise.resolve(JSON.parse(JSON.stringify({ warm: [1, 'x'] }))).then(() => {}));
+    errorText(new Error('warm'));
+  }
+
+  host.onMessage((m) => {
+    if (m && m.type === 'run' && !current) {
+      host.prepare(m);
+      run(m);
+    }
   });
-  let tid = null;
+}
+
+// ================================================================ execution process
+
+// Strict isolation: a fresh process that runs one execution, started by the
+// server before the call arrives (README.md, "Strict isolation"). It tells
+// the server it is ready over its IPC channel, gets one 'run' message, and
+// writes the execution's output to its stdout (synchronous on a pipe) up to
+// --max-log-bytes, counting the rest; the 'done' message says how many bytes
+// it wrote, so the server answers once it has read them all. The server
+// kills it, with everything it started, once it has answered.
+function executionProcess(argv) {
+  const fs = require('node:fs');
+  const o = { 'packages-dir': '/var/qinling/packages', 'max-result-bytes': '1048576', 'max-log-bytes': '1048576', 'cpu-cgroup': '' };
+  for (let i = 0; i + 1 < argv.length; i += 2) o[argv[i].slice(2)] = argv[i + 1];
+  // The memory limit's OOM killer should take an execution, not the server.
   try {
-    tid = fs.readlinkSync('/proc/thread-self');
+    fs.writeFileSync('/proc/self/oom_score_adj', '1000');
   } catch (e) { /* no /proc */ }
-  parentPort.postMessage({ type: 'ready', tid });
+  const maxLog = Number(o['max-log-bytes']);
+  const out = process.stdout.write.bind(process.stdout);
+  executor({
+    maxResultBytes: Number(o['max-result-bytes']),
+    packagesDir: o['packages-dir'],
+    logReset() {},
+    logAdd(log, s) {
+      const n = Buffer.byteLength(s);
+      if (log.dropped || log.pos >= maxLog) {
+        log.dropped += n;
+        return;
+      }
+      out(s);
+      log.pos += n;
+    },
+    post: (m) => process.send(m),
+    onMessage: (fn) => process.on('message', fn),
+    prepare(m) {
+      // The execution's private directory, also its working directory.
+      if (m.tmp) {
+        process.env.TMPDIR = m.tmp;
+        try {
+          process.chdir(m.tmp);
+        } catch (e) { /* stays in /tmp */ }
+      }
+    },
+    warm: true,
+  });
+  // Prepared: from now on the function's cpu limit applies (its own cgroup);
+  // starting Node.js and warming up were the worker's overhead.
+  if (o['cpu-cgroup']) {
+    try {
+      fs.writeFileSync(o['cpu-cgroup'], String(process.pid));
+    } catch (e) {
+      process.stderr.write(`qinling nodejs runtime: cannot join ${o['cpu-cgroup']}: ${e.message}\n`);
+    }
+  }
+  process.send({ type: 'ready' });
 }

@@ -97,6 +97,19 @@ const PACKAGES = {
     'data.json': '{"who": "sibling"}\n',
   },
   counter: { 'main.js': 'let count = 0;\nexports.main = () => ++count;\n' },
+  state: {
+    'main.js': `
+      const fs = require('fs');
+      const os = require('os');
+      exports.main = (context, input) => {
+        const seen = { shared: fs.existsSync(input.shared), own: fs.readdirSync(os.tmpdir()), env: process.env.LEFT || null };
+        fs.writeFileSync(input.shared, 'x');
+        fs.writeFileSync(os.tmpdir() + '/own', 'x');
+        process.env.LEFT = 'yes';
+        return { seen, tmpdir: os.tmpdir(), cwd: process.cwd(), pid: process.pid };
+      };
+    `,
+  },
   esm: { 'main.mjs': "export async function main(context, input) { return 'esm ' + input.name; }\n" },
   busy: {
     'main.js': `
@@ -140,6 +153,7 @@ let ids = 0;
 class Worker {
   static async start(packages, ...extra) {
     const w = new Worker();
+    w.strict = extra.includes('strict');
     w.dir = tempDir('qinling-js-');
     w.sock = path.join(w.dir, 'w.sock');
     w.proc = spawn(NODE, [SERVER, '--socket', w.sock, '--packages-dir', packages, ...extra],
@@ -182,7 +196,9 @@ class Worker {
     const res = await this.request('POST', '/execute', JSON.stringify(req));
     assert.equal(res.status, 200, res.body);
     const result = JSON.parse(res.body);
-    assert.deepEqual(Object.keys(result).sort(), ['duration', 'logs', 'output', 'success']);
+    // Strict isolation adds the server's own timing; warm reuse none.
+    assert.deepEqual(Object.keys(result).sort(),
+      this.strict ? ['duration', 'logs', 'output', 'success', 'timing'] : ['duration', 'logs', 'output', 'success']);
     result.id = req.execution_id;
     return result;
   }
@@ -470,6 +486,10 @@ describe('lifecycle', { concurrency: true, timeout: 60000 }, () => {
     assert.match(r.stderr, /usage: server\.js/);
     assert.equal(spawnSync(NODE, [SERVER]).status, 2);
     assert.equal(spawnSync(NODE, [SERVER, '--port', 'x']).status, 2);
+    const c = spawnSync(NODE, [SERVER, '--port', '0', '--isolation', 'strict', '--confine', 'relative'], { encoding: 'utf8' });
+    assert.equal(c.status, 2);
+    assert.match(c.stderr, /--confine must be an absolute path/);
+    assert.equal(spawnSync(NODE, [SERVER, '--port', '0', '--tmp-size', '0']).status, 2);
   });
 
   test('TCP mode', async () => {
@@ -540,5 +560,105 @@ describe('lifecycle', { concurrency: true, timeout: 60000 }, () => {
       await w.stop();
       fs.rmSync(pkgs, { recursive: true, force: true });
     }
+  });
+});
+
+describe('strict isolation', { timeout: 60000 }, () => {
+  let packages;
+  let tmp;
+  let w;
+
+  before(async () => {
+    packages = tempDir('qinling-js-pkgs-');
+    writePackages(packages);
+    tmp = tempDir('qinling-js-tmp-');
+    w = await Worker.start(packages, '--isolation', 'strict', '--spares', '2', '--tmp-dir', tmp);
+  });
+
+  after(async () => {
+    await w.stop();
+    fs.rmSync(packages, { recursive: true, force: true });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('hello, context, positional input, async, failures', async () => {
+    const r = await w.execute('hello', 'main.main', { name: 'Strict' });
+    assert.deepEqual([r.success, r.output], [true, 'Hello, Strict']);
+    assert.equal(r.logs, `Start execution: ${r.id}\nHello, Strict\nFinished execution: ${r.id}\n`);
+    for (const k of ['acquire_ms', 'run_ms', 'server_ms']) assert.equal(typeof r.timing[k], 'number', k);
+    assert.equal((await w.execute('positional', 'main.main', { __function_input: 'p' })).output, 'Hello, p');
+    assert.deepEqual((await w.execute('asyncfn', 'main.main', { a: 1 })).output, { got: { a: 1 } });
+    const thrown = await w.execute('raises');
+    assertFailed(thrown, 'bad input value');
+    assert.ok(thrown.logs.includes('before\nError: bad input value'), thrown.logs);
+    assertFailed(await w.execute('raises', 'main.exit'), 'Function called process.exit(4).');
+    assertFailed(await w.execute('asyncfn', 'main.uncaught'), 'thrown in a timer');
+    assertFailed(await w.execute('missing'), 'Function package not found for function missing.');
+    assert.equal((await w.execute('esm', 'main.main', { name: 's' })).output, 'esm s');
+  });
+
+  test('every execution starts afresh: globals, files, environment', async () => {
+    assert.equal((await w.execute('counter')).output, 1);
+    assert.equal((await w.execute('counter')).output, 1);
+    const shared = path.join(tmp, 'left-behind');
+    const first = await w.execute('state', 'main.main', { shared });
+    const second = await w.execute('state', 'main.main', { shared });
+    for (const r of [first, second]) {
+      assert.equal(r.success, true, JSON.stringify(r));
+      assert.deepEqual(r.output.seen, { shared: false, own: [], env: null });
+      assert.ok(r.output.tmpdir.startsWith(path.join(tmp, '.qinling-exec-')), r.output.tmpdir);
+      assert.equal(r.output.cwd, r.output.tmpdir);
+    }
+    assert.notEqual(first.output.pid, second.output.pid);
+    assert.deepEqual(fs.readdirSync(tmp), [], 'the tmp dir is emptied once no execution runs');
+  });
+
+  test('concurrent executions keep separate logs', async () => {
+    const tags = ['S0', 'S1', 'S2'];
+    const results = await Promise.all(tags.map((tag) => w.execute('asyncfn', 'main.tagged', { tag, ms: 50 })));
+    results.forEach((r, i) => {
+      assert.equal(r.output, tags[i]);
+      assert.deepEqual(r.logs.split('\n'), [`Start execution: ${r.id}`, `${tags[i]} line 0`, `${tags[i]} line 1`,
+        `${tags[i]} line 2`, `${tags[i]} done`, `Finished execution: ${r.id}`, '']);
+    });
+  });
+
+  test('timeout kills the execution and what it started; the server carries on', async () => {
+    const pid = w.proc.pid;
+    const r = await w.execute('busy', 'main.spin', null, { timeout: 0.5 });
+    assertFailed(r, 'Function execution timeout.');
+    assert.ok(r.logs.includes('spinning\nExecution timed out after 0.5 seconds.\n'), r.logs);
+    assertLogEnds(r);
+    const pidFile = path.join(packages, 'busy', 'child.pid');
+    assertFailed(await w.execute('busy', 'main.child', null, { timeout: 0.5 }), 'Function execution timeout.');
+    const child = Number(fs.readFileSync(pidFile, 'utf8'));
+    for (let i = 0; i < 100 && !processGone(child); i++) await new Promise((res) => setTimeout(res, 20));
+    assert.ok(processGone(child), 'child process still running');
+    assert.equal((await w.execute('busy', 'main.ok')).output, 'still here');
+    assert.equal(w.proc.pid, pid);
+  });
+
+  test('memory bomb fails clearly and the server survives', async () => {
+    const r = await w.execute('busy', 'main.bomb', null, { memory_size: 32 * 1024 * 1024, timeout: 20 });
+    assertFailed(r, 'Function execution failed because of too much resource consumption: ' +
+      'it exceeded its JavaScript heap limit of 32 MiB.');
+    assert.ok(r.logs.includes('JavaScript heap limit reached (32 MiB)'), r.logs);
+    assert.ok(!r.logs.includes('Native stack trace'), r.logs);
+    assert.equal((await w.execute('busy', 'main.ok', null, { memory_size: 32 * 1024 * 1024 })).output, 'still here');
+  });
+
+  test('huge print truncated; result too large', async () => {
+    const r = await w.execute('noisy');
+    assert.deepEqual([r.success, r.output], [true, 'done']);
+    assert.ok(r.logs.includes(`... [log truncated: ${4 * 1024 * 1024} bytes dropped]\n`), r.logs.slice(-200));
+    assertLogEnds(r);
+    assertFailed(await w.execute('badresult', 'main.big'),
+      `Function result too large: ${2 * 1024 * 1024 + 2} bytes (limit 1048576).`);
+  });
+
+  test('bad --isolation exits 2', () => {
+    const r = spawnSync(NODE, [SERVER, '--socket', '/nonexistent/s', '--isolation', 'paranoid'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--isolation must be reuse or strict/);
   });
 });

@@ -415,6 +415,115 @@ def parse_job(req):
     return Job(eid, fid, version, entry, args, kwargs, timeout)
 
 
+# ---------------------------------------------------------------- package delivery
+
+# A remote worker (a Kubernetes pod) gets its function's zip pushed by the
+# engine with POST /package and serves only that function version from then
+# on; a local worker has its package extracted by the Go side and never
+# gets /package, so it serves whatever /execute names.
+MAX_UNPACKED_BYTES = 512 << 20   # as pkg/archive: bounds zip bombs
+MAX_PACKAGE_FILES = 10000
+SERVING_FILE = ".qinling-serving"   # in the packages dir: survives a container restart
+_package_lock = threading.Lock()
+_serving = None   # (function_id, version) given by /package, or None
+
+
+class PackageError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def _load_serving():
+    global _serving
+    try:
+        with open(os.path.join(PACKAGES_DIR, SERVING_FILE)) as f:
+            d = json.load(f)
+        _serving = (d["function_id"], int(d["function_version"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+def _extract(data, dst):
+    """Extract the zip bytes into the new directory dst: regular files and
+    directories only, no absolute or .. paths, bounded file count and size
+    (counted while writing: a zip's sizes can lie)."""
+    import io
+    import stat
+    import zipfile
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as e:
+        raise PackageError(400, "package is not a valid zip file: %s" % e)
+    infos = zf.infolist()
+    if len(infos) > MAX_PACKAGE_FILES:
+        raise PackageError(413, "package has %d entries (limit %d)" % (len(infos), MAX_PACKAGE_FILES))
+    total = 0
+    for info in infos:
+        name = info.filename
+        parts = name.rstrip("/").split("/")
+        if (not name or name.startswith("/") or "\\" in name or "\0" in name
+                or any(p in ("", ".", "..") for p in parts)):
+            raise PackageError(400, "package entry %r: unsafe path" % name)
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if info.is_dir():
+            os.makedirs(os.path.join(dst, *parts), mode=0o755, exist_ok=True)
+            continue
+        if kind not in (0, stat.S_IFREG):
+            raise PackageError(400, "package entry %r: not a regular file" % name)
+        path = os.path.join(dst, *parts)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        try:
+            with zf.open(info) as src, open(path, "xb") as out:
+                while True:
+                    chunk = src.read(1 << 16)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > MAX_UNPACKED_BYTES:
+                        raise PackageError(413, "package unpacks to more than %d bytes" % MAX_UNPACKED_BYTES)
+                    out.write(chunk)
+        except FileExistsError:
+            raise PackageError(400, "package entry %r: duplicate path" % name)
+        except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError) as e:   # includes CRC errors
+            raise PackageError(400, "package entry %r: %s" % (name, e))
+        os.chmod(path, 0o644)
+
+
+def install_package(fid, version, md5, data):
+    """POST /package: check, extract into PACKAGES_DIR/<fid>, dedicate this
+    worker to (fid, version). Delivering the same package again is a no-op."""
+    global _serving
+    import hashlib
+    import shutil
+    import tempfile
+    if not fid or "/" in fid or "\0" in fid or fid in (".", "..") or fid.startswith("."):
+        raise PackageError(400, "invalid function_id")
+    if md5 and hashlib.md5(data).hexdigest() != md5.lower():
+        raise PackageError(400, "package checksum mismatch (md5 %s expected)" % md5)
+    with _package_lock:
+        final = os.path.join(PACKAGES_DIR, fid)
+        if _serving == (fid, version) and os.path.isdir(final):
+            return
+        if _serving is not None:
+            raise PackageError(409, "worker already serves function %s version %d" % _serving)
+        os.makedirs(PACKAGES_DIR, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".pkg-", dir=PACKAGES_DIR)
+        try:
+            _extract(data, tmp)
+            os.chmod(tmp, 0o755)
+            if os.path.lexists(final):
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with open(os.path.join(PACKAGES_DIR, SERVING_FILE + ".tmp"), "w") as f:
+            json.dump({"function_id": fid, "function_version": version}, f)
+        os.rename(os.path.join(PACKAGES_DIR, SERVING_FILE + ".tmp"), os.path.join(PACKAGES_DIR, SERVING_FILE))
+        _serving = (fid, version)
+
+
 # ---------------------------------------------------------------- strict: confinement
 
 # Linux constants (the same on x86_64 and aarch64).
@@ -1592,6 +1701,8 @@ def _http_classes():
             path = self.path.split("?", 1)[0]
             if path == "/preload":
                 return self.preload()
+            if path == "/package":
+                return self.package()
             if path != "/execute":
                 return self.send_json(404, {"error": "not found"}, close=True)
             if _draining:
@@ -1604,6 +1715,11 @@ def _http_classes():
                 job = parse_job(json.loads(raw))
             except (ValueError, BadRequest) as e:   # JSONDecodeError is a ValueError
                 return self.send_json(400, {"error": "invalid request: %s" % e})
+            serving = _serving
+            if serving is not None and (job.fid, job.version) != serving:
+                # Our address was given to the engine for another function
+                # (a reused pod IP): nothing runs, the engine looks elsewhere.
+                return self.send_json(410, {"error": "this worker serves function %s version %d" % serving})
             if STRICT is not None:
                 body, proc = STRICT.execute(job, raw, received)
                 try:
@@ -1621,6 +1737,27 @@ def _http_classes():
             finally:
                 with _state_lock:
                     _active -= 1
+
+        def package(self):
+            from urllib.parse import parse_qs
+            query = parse_qs(self.path.partition("?")[2])
+            raw = self.body()
+            if raw is None:
+                return
+            try:
+                fid = query.get("function_id", [""])[0]
+                version = int(query.get("function_version", ["0"])[0])
+                if version < 0:
+                    raise ValueError("negative")
+            except ValueError:
+                return self.send_json(400, {"error": "invalid request: function_version must be an integer"})
+            try:
+                install_package(fid, version, query.get("md5", [""])[0], raw)
+            except PackageError as e:
+                return self.send_json(e.status, {"error": str(e)})
+            except OSError as e:
+                return self.send_json(500, {"error": "cannot store the package: %s" % e})
+            self.send_json(200, {"function_id": fid, "function_version": version})
 
         def preload(self):
             raw = self.body()
@@ -1722,6 +1859,7 @@ def main(argv):
     opts = parse_args(argv)
     PACKAGES_DIR = os.path.abspath(opts["packages-dir"])
     MAX_LOG_BYTES, MAX_RESULT_BYTES = int(opts["max-log-bytes"]), int(opts["max-result-bytes"])
+    _load_serving()
 
     # Functions must not import this server's directory as a package of theirs.
     here = os.path.dirname(os.path.abspath(__file__))

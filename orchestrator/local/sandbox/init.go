@@ -19,6 +19,12 @@ import (
 // than from main skips the initialisation of every package imported after
 // this one, and needs no hook in each binary and test binary.
 func init() {
+	if len(os.Args) > 0 && os.Args[0] == ConfineName {
+		// The C half has run (confine_cgo.go); the filter and capabilities
+		// are set on the thread that execs.
+		runtime.LockOSThread()
+		os.Exit(confineMain(os.Args[1:]))
+	}
 	if len(os.Args) < 4 || os.Args[0] != initName || os.Args[2] != argSep {
 		return
 	}

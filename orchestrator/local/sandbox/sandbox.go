@@ -26,6 +26,10 @@
 //     dies the kernel kills everything else in the namespace, so killing one
 //     process removes the whole tree, whatever the function forked.
 //
+// The same binary, run inside a sandbox with argv[0] "qinling-confine", is
+// the helper that confines one execution process of a strict worker further
+// (confine.go).
+//
 // A user namespace is not used: the engine runs as root, and the command runs
 // as an unprivileged host uid with no capabilities, which is what a user
 // namespace would give, without its restrictions on mounting /proc.

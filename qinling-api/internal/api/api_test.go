@@ -48,6 +48,12 @@ func newAPI(t *testing.T) (*api.Server, *httptest.Server, *fake.Orchestrator) {
 // newAPIWithAuth is newAPI with the given authenticator.
 func newAPIWithAuth(t *testing.T, auth api.Authenticator) (*api.Server, *httptest.Server, *fake.Orchestrator) {
 	t.Helper()
+	return newAPIWith(t, auth, nil)
+}
+
+// newAPIWith is newAPIWithAuth with tune applied to the server before it serves.
+func newAPIWith(t *testing.T, auth api.Authenticator, tune func(*api.Server)) (*api.Server, *httptest.Server, *fake.Orchestrator) {
+	t.Helper()
 	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
 	require.NoError(t, err)
 	_, _, err = d.Sync(context.Background())
@@ -78,6 +84,9 @@ func newAPIWithAuth(t *testing.T, auth api.Authenticator) (*api.Server, *httptes
 			DefaultMemory: 33554432, MinMemory: 33554432, MaxMemory: 134217728,
 			DefaultTimeout: 5, MinTimeout: 1, MaxTimeout: 300,
 		},
+	}
+	if tune != nil {
+		tune(srv)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ts.Close(); cancel(); tr.Close(); d.Close() })

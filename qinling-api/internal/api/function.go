@@ -116,7 +116,10 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	}
 	switch code.Source {
 	case db.SourceImage:
-		return nil, 0, errdefs.Invalid("Image type functions are not supported by this deployment's orchestrator.")
+		if !s.ImageFunctions {
+			return nil, 0, errdefs.Invalid("Image type functions are not supported by this deployment's orchestrator.")
+		}
+		return s.createImageFunction(ctx, code, res, name, desc)
 	case db.SourceSwift:
 		return nil, 0, errdefs.Invalid("Swift object not supported.")
 	}
@@ -153,6 +156,30 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	f.SetCode(db.Code{Source: db.SourcePackage, MD5Sum: md5})
 	if err := s.DB.CreateFunction(ctx, f); err != nil {
 		_ = s.Storage.Delete(context.WithoutCancel(ctx), f.ProjectID, f.ID, md5, 0)
+		return nil, 0, err
+	}
+	return renderFunction(f, false), http.StatusCreated, nil
+}
+
+// createImageFunction stores an image function (upstream §1.4): no
+// runtime, no package, no entry; each execution runs the image.
+func (s *Server) createImageFunction(ctx context.Context, code db.Code, res resources, name, desc *string) (any, int, error) {
+	image := strings.TrimSpace(code.Image)
+	switch {
+	case image == "":
+		return nil, 0, errdefs.Invalid("The image of an image type function is missing: code must be {\"source\": \"image\", \"image\": \"<image reference>\"}.")
+	case len(image) > 255 || strings.ContainsAny(image, " \t\n"):
+		return nil, 0, errdefs.Invalid("Invalid image reference %q.", image)
+	}
+	id := reqctx.From(ctx)
+	f := &db.Function{
+		Base: db.Base{ID: db.NewID(), ProjectID: id.ProjectID},
+		Name: name, Description: desc,
+		CPU: int(orDefault(res.cpu, int64(s.Limits.DefaultCPU))), MemorySize: orDefault(res.memory, s.Limits.DefaultMemory),
+		Timeout: int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
+	}
+	f.SetCode(db.Code{Source: db.SourceImage, Image: image})
+	if err := s.DB.CreateFunction(ctx, f); err != nil {
 		return nil, 0, err
 	}
 	return renderFunction(f, false), http.StatusCreated, nil

@@ -73,6 +73,10 @@ type Server struct {
 	Limits   Limits
 	Endpoint string // public URL, for links
 	Log      *slog.Logger
+	// ImageFunctions is set when the engines' orchestrator runs image
+	// functions ([engine] orchestrator = kubernetes); otherwise creating
+	// one is refused.
+	ImageFunctions bool
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) (any, int, error)

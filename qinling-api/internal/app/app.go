@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/cors"
 
+	"github.com/qinling-go/qinling/pkg/backends"
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
@@ -142,6 +143,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	srv := &api.Server{
 		DB: deps.DB, Engine: engine.Client{RPC: deps.Transport}, Coord: deps.Coord, Storage: deps.Storage,
 		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
+		ImageFunctions: backends.ImageFunctions(cfg),
 		Limits: api.Limits{
 			MaxBodySize: cfg.API.MaxBodySize, MaxPackageSize: cfg.Storage.MaxPackageSize,
 			DefaultCPU: l.DefaultCPU, MinCPU: l.MinCPU, MaxCPU: l.MaxCPU,

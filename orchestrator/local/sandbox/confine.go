@@ -1,0 +1,340 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Confinement of one execution process, for runtimes that cannot confine
+// their own execution processes (Node.js: it can neither create namespaces
+// nor install a seccomp filter). A worker's server starts the binary that
+// started the worker (visible inside the sandbox at the path the
+// orchestrator binds it to) with argv[0] ConfineName:
+//
+//	qinling-confine --tmp-size BYTES [--hide DIR] [--keep DIR] -- /usr/bin/node ARGS...
+//
+// In two halves, because a user namespace can only be created by a
+// single-threaded process and the Go runtime starts threads before any Go
+// code runs: a C constructor (confine_cgo.go) creates new user (mapping the
+// caller's uid and gid to themselves), mount, PID and IPC namespaces and
+// forks; the process it started stays as a waiter that exits as the child
+// does. The child, PID 1 of the new PID namespace, then runs confineMain,
+// which:
+//   - starts a new session (kill(0, ...) reaches nothing outside);
+//   - mounts a fresh tmpfs of --tmp-size bytes on /tmp (its working
+//     directory, and TMPDIR is /tmp), first binding --keep there again if it
+//     lies below /tmp (an unsandboxed worker's package directory);
+//   - mounts a /proc of the new PID namespace, so that it sees only its own
+//     processes, and an empty read-only tmpfs on --hide (the server's socket
+//     directory);
+//   - drops every capability the user namespace gave (bounding set
+//     included), sets no_new_privs, installs the seccomp filter of
+//     SeccompProgram (what the Python runtime's execution processes install);
+//   - execs the command, which is PID 1 of its namespace: killing it kills
+//     everything it started.
+//
+// Its siblings (other execution processes, the ones prepared for the next
+// calls) and the server are in the parent PID namespace: it cannot name them,
+// so it can neither signal nor trace them, nor read their /proc files.
+const ConfineName = "qinling-confine"
+
+// ConfineAvailable tells whether this binary can serve as the confinement
+// helper: it needs cgo (the C half) and a seccomp filter for the architecture.
+func ConfineAvailable() bool {
+	_, ok := seccompArchs[runtime.GOARCH]
+	return confineBuilt && ok
+}
+
+// confineMain is the Go half of the helper; it returns only on failure,
+// with the exit status to use.
+func confineMain(args []string) int {
+	opts, argv, err := parseConfine(args)
+	if err != nil {
+		return confineFail(ExitSetup, err)
+	}
+	if !confineBuilt || os.Getpid() != 1 {
+		return confineFail(ExitSetup, errors.New("not in a PID namespace of its own: the binary was built without cgo"))
+	}
+	if err := confine(opts); err != nil {
+		return confineFail(ExitSetup, err)
+	}
+	err = syscall.Exec(argv[0], argv, os.Environ())
+	return confineFail(ExitExec, fmt.Errorf("exec %s: %w", argv[0], err))
+}
+
+func confineFail(code int, err error) int {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", ConfineName, err)
+	return code
+}
+
+type confineOpts struct {
+	tmpSize int64
+	hide    string
+	keep    string
+}
+
+func parseConfine(args []string) (confineOpts, []string, error) {
+	var o confineOpts
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == argSep {
+			argv := args[i+1:]
+			if len(argv) == 0 || !filepath.IsAbs(argv[0]) {
+				return o, nil, fmt.Errorf("the command %q must be an absolute path", argv)
+			}
+			if o.tmpSize <= 0 {
+				return o, nil, errors.New("--tmp-size is required")
+			}
+			return o, argv, nil
+		}
+		if i+1 >= len(args) {
+			return o, nil, fmt.Errorf("option %s needs a value", a)
+		}
+		v := args[i+1]
+		i++
+		switch a {
+		case "--tmp-size":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return o, nil, fmt.Errorf("--tmp-size %q: not a positive number of bytes", v)
+			}
+			o.tmpSize = n
+		case "--hide":
+			o.hide = v
+		case "--keep":
+			o.keep = v
+		default:
+			return o, nil, fmt.Errorf("unknown option %s", a)
+		}
+	}
+	return o, nil, errors.New("no command (-- /path/to/program ...)")
+}
+
+// confine does what the package comment says, in this process and on this
+// thread (the one that execs: capabilities, no_new_privs and the seccomp
+// filter are per thread).
+func confine(o confineOpts) error {
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	// Nothing mounted here may propagate anywhere else.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	keep := -1
+	if o.keep != "" && strings.HasPrefix(filepath.Clean(o.keep)+"/", "/tmp/") {
+		if fd, err := unix.Open(o.keep, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			keep = fd
+		}
+	}
+	opts := "size=" + strconv.FormatInt(o.tmpSize, 10) + ",mode=1777"
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount /tmp: %w", err)
+	}
+	if keep >= 0 {
+		if err := os.MkdirAll(o.keep, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(keep), o.keep, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("keep %s: %w", o.keep, err)
+		}
+		unix.Close(keep)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc of the new PID namespace: %w", err)
+	}
+	if o.hide != "" {
+		if info, err := os.Stat(o.hide); err == nil && info.IsDir() {
+			if err := unix.Mount("tmpfs", o.hide, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "size=4096,mode=0555"); err != nil {
+				return fmt.Errorf("hide %s: %w", o.hide, err)
+			}
+		}
+	}
+	if err := os.Chdir("/tmp"); err != nil {
+		return err
+	}
+	if err := dropNamespaceCaps(); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	prog, err := SeccompProgram(nil)
+	if err != nil {
+		return err
+	}
+	return installSeccomp(prog)
+}
+
+// dropNamespaceCaps drops what the new user namespace gave: the bounding
+// set (so that not even a uid 0 inside gets any back at exec), the ambient,
+// inheritable, permitted and effective sets.
+func dropNamespaceCaps() error {
+	last := 63
+	if data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			last = n
+		}
+	}
+	for c := 0; c <= last; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear capabilities: %w", err)
+	}
+	return nil
+}
+
+func installSeccomp(prog []unix.SockFilter) error {
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
+		return fmt.Errorf("install the seccomp filter: %w", err)
+	}
+	runtime.KeepAlive(prog)
+	return nil
+}
+
+// seccompArch is what the filter needs to know of an architecture: its
+// audit value, and the first syscall number of an ABI sharing it (x32), 0
+// for none.
+type seccompArch struct {
+	audit uint32
+	x32   uint32
+}
+
+var seccompArchs = map[string]seccompArch{
+	"amd64": {audit: unix.AUDIT_ARCH_X86_64, x32: 0x40000000},
+	"arm64": {audit: unix.AUDIT_ARCH_AARCH64},
+}
+
+// Constants of the filter (the same on amd64 and arm64).
+const (
+	fSetOwn    = 8      // F_SETOWN
+	fSetOwnEx  = 15     // F_SETOWN_EX
+	fioSetOwn  = 0x8901 // FIOSETOWN
+	siocSPgrp  = 0x8902 // SIOCSPGRP
+	retAllow   = unix.SECCOMP_RET_ALLOW
+	retEPERM   = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+	bpfLdAbs   = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+	bpfJeq     = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+	bpfJge     = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+	bpfRet     = unix.BPF_RET | unix.BPF_K
+	offNr      = 0  // struct seccomp_data: nr
+	offArch    = 4  // arch
+	offArgsLow = 16 // low 32 bits of args[0]; args[i] at + 8*i (little endian)
+)
+
+// SeccompProgram returns the classic-BPF seccomp program of an execution
+// process, the same as the Python runtime's (runtimes/python3/server.py,
+// seccomp_program): it denies, with EPERM, tkill, ptrace, process_vm_readv
+// and _writev, pidfd_send_signal and pidfd_getfd outright; kill, tgkill,
+// rt_sigqueueinfo, rt_tgsigqueueinfo and pidfd_open aimed at the processes
+// in protect, their process groups or -1 (every process); and F_SETOWN(_EX),
+// FIOSETOWN and SIOCSPGRP (SIGIO to a chosen process). Other ABIs (int 0x80,
+// x32) may make no system call at all.
+func SeccompProgram(protect []int) ([]unix.SockFilter, error) {
+	arch, ok := seccompArchs[runtime.GOARCH]
+	if !ok {
+		return nil, fmt.Errorf("no seccomp filter for %s", runtime.GOARCH)
+	}
+	pidSet := map[uint32]bool{0xFFFFFFFF: true}
+	for _, p := range protect {
+		pidSet[uint32(int32(p))] = true
+		pidSet[uint32(int32(-p))] = true
+	}
+	pids := make([]uint32, 0, len(pidSet))
+	for p := range pidSet {
+		pids = append(pids, p)
+	}
+	slices.Sort(pids)
+
+	type ins struct {
+		code   uint16
+		jt, jf string // labels; "" falls through
+		k      uint32
+	}
+	var prog []ins
+	emit := func(code uint16, k uint32, jt, jf string) { prog = append(prog, ins{code, jt, jf, k}) }
+	labels := map[string]int{}
+
+	emit(bpfLdAbs, offArch, "", "")
+	emit(bpfJeq, arch.audit, "", "deny")
+	emit(bpfLdAbs, offNr, "", "")
+	if arch.x32 != 0 {
+		emit(bpfJge, arch.x32, "deny", "")
+	}
+	for _, nr := range []uintptr{unix.SYS_TKILL, unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV,
+		unix.SYS_PIDFD_SEND_SIGNAL, unix.SYS_PIDFD_GETFD} {
+		emit(bpfJeq, uint32(nr), "deny", "")
+	}
+	for _, nr := range []uintptr{unix.SYS_KILL, unix.SYS_TGKILL, unix.SYS_RT_SIGQUEUEINFO, unix.SYS_RT_TGSIGQUEUEINFO, unix.SYS_PIDFD_OPEN} {
+		emit(bpfJeq, uint32(nr), "pid", "")
+	}
+	emit(bpfJeq, uint32(unix.SYS_FCNTL), "fcntl", "")
+	emit(bpfJeq, uint32(unix.SYS_IOCTL), "ioctl", "")
+	emit(bpfRet, retAllow, "", "")
+	labels["pid"] = len(prog) // the first argument is a pid
+	emit(bpfLdAbs, offArgsLow, "", "")
+	for _, p := range pids {
+		emit(bpfJeq, p, "deny", "")
+	}
+	emit(bpfRet, retAllow, "", "")
+	labels["fcntl"] = len(prog)
+	emit(bpfLdAbs, offArgsLow+8, "", "")
+	emit(bpfJeq, fSetOwnEx, "deny", "")
+	emit(bpfJeq, fSetOwn, "", "allow")
+	emit(bpfLdAbs, offArgsLow+16, "", "")
+	for _, p := range pids {
+		emit(bpfJeq, p, "deny", "")
+	}
+	labels["allow"] = len(prog)
+	emit(bpfRet, retAllow, "", "")
+	labels["ioctl"] = len(prog)
+	emit(bpfLdAbs, offArgsLow+8, "", "")
+	emit(bpfJeq, fioSetOwn, "deny", "")
+	emit(bpfJeq, siocSPgrp, "deny", "")
+	emit(bpfRet, retAllow, "", "")
+	labels["deny"] = len(prog)
+	emit(bpfRet, retEPERM, "", "")
+
+	out := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		jump := func(label string) (uint8, error) {
+			if label == "" {
+				return 0, nil
+			}
+			d := labels[label] - i - 1
+			if d < 0 || d > 255 {
+				return 0, fmt.Errorf("seccomp program: jump to %s out of range (%d)", label, d)
+			}
+			return uint8(d), nil
+		}
+		jt, err := jump(in.jt)
+		if err != nil {
+			return nil, err
+		}
+		jf, err := jump(in.jf)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = unix.SockFilter{Code: in.code, Jt: jt, Jf: jf, K: in.k}
+	}
+	return out, nil
+}
