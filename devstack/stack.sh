@@ -13,6 +13,8 @@
 #   devstack/stack.sh                  everything
 #   QINLING_ENGINES=3 devstack/stack.sh
 #   ENABLED_SERVICES="mariadb rabbitmq etcd keystone" devstack/stack.sh
+#   QINLING_ORCHESTRATOR=kubernetes devstack/stack.sh   engines on a real
+#                                      single-node Kubernetes it builds here
 #
 # Writes STACK_DIR/openrc-{admin,demo,alt_demo} and STACK_DIR/stack.env (the
 # settings in KEY=VALUE form, which unstack.sh, restart.sh and the tests read).
@@ -23,14 +25,68 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone qinling; do
+for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
 
+# with_orchestrator_services: the kubernetes orchestrator needs its cluster,
+# started before the engines.
+with_orchestrator_services() {
+	case $QINLING_ORCHESTRATOR in
+	local) ;;
+	kubernetes)
+		if service_enabled qinling && ! service_enabled kubernetes; then
+			ENABLED_SERVICES=$(sed -E 's/(^| )qinling( |$)/\1kubernetes qinling\2/' <<<"$ENABLED_SERVICES")
+		fi
+		;;
+	*) die "QINLING_ORCHESTRATOR='$QINLING_ORCHESTRATOR': use local or kubernetes" ;;
+	esac
+}
+
 # write_stack_env: every setting plus the derived URLs, one KEY=VALUE a line.
 write_stack_env() {
-	write_file "$STACK_ENV" 0600 <<-EOF
+	{
+		stack_env_lines
+		if service_enabled kubernetes; then
+			kubernetes_env_lines
+		fi
+	} | write_file "$STACK_ENV" 0600
+}
+
+# kubernetes_env_lines: the cluster's settings, and what the engines and
+# the tests need to use it.
+kubernetes_env_lines() {
+	cat <<-EOF
+		KUBE_VERSION=$KUBE_VERSION
+		KUBE_CACHE_DIR=$KUBE_CACHE_DIR
+		KUBE_ETCD_PORT=$KUBE_ETCD_PORT
+		KUBE_ETCD_PEER_PORT=$KUBE_ETCD_PEER_PORT
+		KUBE_APISERVER_PORT=$KUBE_APISERVER_PORT
+		KUBE_CONTROLLER_MANAGER_PORT=$KUBE_CONTROLLER_MANAGER_PORT
+		KUBE_SCHEDULER_PORT=$KUBE_SCHEDULER_PORT
+		KUBE_HOST_IP=$KUBE_HOST_IP
+		KUBE_NODE_IP=$KUBE_NODE_IP
+		KUBE_POD_CIDR=$KUBE_POD_CIDR
+		KUBE_SERVICE_CIDR=$KUBE_SERVICE_CIDR
+		KUBE_NODE_NAME=$KUBE_NODE_NAME
+		KUBE_DIR=$KUBE_DIR
+		KUBE_CONTAINERD_SOCK=$KUBE_CONTAINERD_SOCK
+		K8S_API_URL=$KUBE_SERVER
+		K8S_NAMESPACE=$K8S_NAMESPACE
+		KUBECONFIG_ADMIN=$KUBECONFIG_ADMIN
+		KUBECONFIG_QINLING=$KUBECONFIG_QINLING
+		K8S_PAUSE_IMAGE=$K8S_PAUSE_IMAGE
+		K8S_PYTHON_IMAGE=$K8S_PYTHON_IMAGE
+		K8S_NODEJS_IMAGE=$K8S_NODEJS_IMAGE
+		K8S_HELLO_IMAGE=$K8S_HELLO_IMAGE
+		K8S_RUNTIME_PORT=$K8S_RUNTIME_PORT
+		K8S_FUNCTION_EXPIRATION=$QINLING_FUNCTION_EXPIRATION
+	EOF
+}
+
+stack_env_lines() {
+	cat <<-EOF
 		# Written by devstack/stack.sh: this stack's settings and endpoints.
 		# KEY=VALUE lines; bash may source it, the Go tests parse it.
 		STACK_DIR=$STACK_DIR
@@ -38,6 +94,7 @@ write_stack_env() {
 		QINLING_REPO=$QINLING_REPO
 		ENABLED_SERVICES="$ENABLED_SERVICES"
 		SERVICE_HOST=$SERVICE_HOST
+		QINLING_ORCHESTRATOR=$QINLING_ORCHESTRATOR
 		QINLING_API_PORT=$QINLING_API_PORT
 		KEYSTONE_PORT=$KEYSTONE_PORT
 		MYSQL_PORT=$MYSQL_PORT
@@ -50,6 +107,7 @@ write_stack_env() {
 		QINLING_POOL_SIZE=$QINLING_POOL_SIZE
 		QINLING_DEBUG=$QINLING_DEBUG
 		QINLING_MAX_PACKAGE_SIZE=$QINLING_MAX_PACKAGE_SIZE
+		QINLING_FUNCTION_EXPIRATION=$QINLING_FUNCTION_EXPIRATION
 		QINLING_ENGINE_QUEUE=$QINLING_ENGINE_QUEUE
 		KEYSTONE_PROCESSES=$KEYSTONE_PROCESSES
 		KEYSTONE_THREADS=$KEYSTONE_THREADS
@@ -87,11 +145,13 @@ write_stack_env() {
 }
 
 main() {
+	with_orchestrator_services
 	check_settings
 	stack_paths
 	mariadb_paths
 	keystone_paths
 	qinling_paths
+	kubernetes_paths
 	mkdir -p "$STACK_DIR" "$BIN_DIR" "$ETC_DIR" "$DATA_DIR" "$RUN_DIR" "$LOG_DIR" "$PID_DIR"
 	chmod 700 "$STACK_DIR"
 	# unstack.sh --purge removes only a directory carrying this mark.
@@ -106,22 +166,30 @@ main() {
 	service_enabled rabbitmq && packages+=("${RABBITMQ_PACKAGES[@]}")
 	service_enabled etcd && packages+=("${ETCD_PACKAGES[@]}")
 	service_enabled keystone && packages+=("${KEYSTONE_PACKAGES[@]}")
+	service_enabled kubernetes && packages+=("${KUBERNETES_PACKAGES[@]}")
 	install_packages "${packages[@]}"
 
 	for svc in $ENABLED_SERVICES; do
 		case $svc in
-		mariadb | rabbitmq | etcd | qinling) "stack_$svc" ;;
+		mariadb | rabbitmq | etcd | kubernetes | qinling) "stack_$svc" ;;
 		keystone) stack_keystone && stack_openrc ;;
-		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone qinling)" ;;
+		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling)" ;;
 		esac
 	done
 
 	log "done in $((SECONDS - STACK_T0))s"
+	printf '\nqinling-go stack is up (state in %s, logs in %s).\n' "$STACK_DIR" "$LOG_DIR"
+	if service_enabled keystone; then
+		printf '  Keystone     %s\n' "$KEYSTONE_URL"
+	fi
+	if service_enabled qinling; then
+		printf '  qinling-api  %s (%s engines, orchestrator %s)\n' "$QINLING_URL" "$QINLING_ENGINES" "$QINLING_ORCHESTRATOR"
+	fi
+	if service_enabled kubernetes; then
+		printf '  Kubernetes   %s (node %s, namespace %s)\n' "$KUBE_SERVER" "$KUBE_NODE_NAME" "$K8S_NAMESPACE"
+		printf '  kubectl      KUBECONFIG=%s kubectl get pods -A\n' "$KUBECONFIG_ADMIN"
+	fi
 	cat <<-EOF
-
-		qinling-go stack is up (state in $STACK_DIR, logs in $LOG_DIR).
-		  Keystone     $KEYSTONE_URL
-		  qinling-api  $QINLING_URL ($QINLING_ENGINES engines)
 		Use it with the openstack CLI (Debian's: /usr/bin/openstack):
 		  . $STACK_DIR/openrc-demo        # or openrc-alt_demo; openrc-admin for runtimes
 		  /usr/bin/openstack function list

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # devstack/unstack.sh: stop exactly the daemons devstack/stack.sh started,
 # by the PIDs it recorded in STACK_DIR/pids (the engines and qinling-api
-# first, MariaDB last; RabbitMQ's own epmd too), waiting for each to exit.
+# first, then the Kubernetes cluster if there is one, MariaDB last;
+# RabbitMQ's own epmd too), waiting for each to exit.
 # Data, configs and logs stay unless --purge is given, which then deletes
 # STACK_DIR entirely.
 #
@@ -16,13 +17,15 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
+# shellcheck source=devstack/lib/kubernetes.sh
+source "$DEVSTACK_DIR/lib/kubernetes.sh"
 
 purge=0
 for arg in "$@"; do
 	case $arg in
 	--purge) purge=1 ;;
 	-h | --help)
-		sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) die "unknown argument: $arg (usage: unstack.sh [--purge])" ;;
@@ -49,6 +52,11 @@ if [[ -d $PID_DIR ]]; then
 		[[ -e $f ]] && stop_daemon "$(basename "$f" .pid)" 30
 	done
 	stop_daemon qinling-api 30
+	# The cluster (lib/kubernetes.sh): its pods, node and control plane,
+	# then the links, routes and cgroups the kernel keeps after them.
+	if [[ -d $STACK_DIR/kubernetes ]]; then
+		unstack_kubernetes
+	fi
 	stop_daemon keystone 30
 	stop_daemon etcd 30
 	stop_daemon rabbitmq 60

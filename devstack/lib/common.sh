@@ -39,9 +39,12 @@ check_settings() {
 	done
 	for var in QINLING_API_PORT KEYSTONE_PORT MYSQL_PORT RABBIT_PORT RABBIT_DIST_PORT \
 		RABBIT_EPMD_PORT ETCD_PORT ETCD_PEER_PORT QINLING_ENGINES QINLING_POOL_SIZE \
-		QINLING_MAX_PACKAGE_SIZE KEYSTONE_PROCESSES KEYSTONE_THREADS KEYSTONE_TOKEN_EXPIRATION SERVICE_TIMEOUT; do
+		QINLING_MAX_PACKAGE_SIZE KEYSTONE_PROCESSES KEYSTONE_THREADS KEYSTONE_TOKEN_EXPIRATION SERVICE_TIMEOUT \
+		KUBE_ETCD_PORT KUBE_ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT KUBE_SCHEDULER_PORT; do
 		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var='${!var}' is not a number"
 	done
+	[[ -z $QINLING_FUNCTION_EXPIRATION || $QINLING_FUNCTION_EXPIRATION =~ ^[1-9][0-9]*$ ]] ||
+		die "QINLING_FUNCTION_EXPIRATION='$QINLING_FUNCTION_EXPIRATION' is not a number of seconds"
 	[[ $SERVICE_HOST == 127.0.0.1 ]] || die "SERVICE_HOST=$SERVICE_HOST: only 127.0.0.1 is supported"
 	[[ $STACK_DIR == /* && $STACK_DIR != / ]] || die "STACK_DIR=$STACK_DIR must be an absolute path other than /"
 	# Worker sockets live under the engines' state directories: keep
@@ -50,6 +53,9 @@ check_settings() {
 	((QINLING_ENGINES >= 1)) || die "QINLING_ENGINES must be at least 1"
 	local ports=("$QINLING_API_PORT" "$KEYSTONE_PORT" "$MYSQL_PORT" "$RABBIT_PORT" "$RABBIT_DIST_PORT"
 		"$RABBIT_EPMD_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT")
+	# The cluster's loopback ports (its API server listens on KUBE_HOST_IP).
+	service_enabled kubernetes && ports+=("$KUBE_ETCD_PORT" "$KUBE_ETCD_PEER_PORT" \
+		"$KUBE_CONTROLLER_MANAGER_PORT" "$KUBE_SCHEDULER_PORT")
 	local dup
 	dup=$(printf '%s\n' "${ports[@]}" | sort | uniq -d)
 	[[ -z $dup ]] || die "port $dup is given to two services in devstack/settings"

@@ -74,6 +74,8 @@ qinling_config() {
 
 		[engine]
 		topic = $QINLING_ENGINE_QUEUE
+		orchestrator = $QINLING_ORCHESTRATOR
+		$(qinling_expiration_config)
 
 		[storage]
 		file_system_dir = $DATA_DIR/qinling/packages
@@ -86,6 +88,7 @@ qinling_config() {
 		# worker of the machine (detach, scale down, idle expiry, function
 		# delete reach whichever engine RabbitMQ hands them to).
 		workers_dir = $DATA_DIR/qinling/workers
+		$(qinling_kubernetes_config)
 	EOF
 	local i
 	for ((i = 1; i <= QINLING_ENGINES; i++)); do
@@ -99,6 +102,26 @@ qinling_config() {
 			host = engine-$i
 		EOF
 	done
+}
+
+# qinling_expiration_config: a short idle expiry when asked for one.
+qinling_expiration_config() {
+	[[ -n $QINLING_FUNCTION_EXPIRATION ]] || return 0
+	printf '%s\n' "function_service_expiration = $QINLING_FUNCTION_EXPIRATION" \
+		"function_service_expiration_interval = $(((QINLING_FUNCTION_EXPIRATION + 2) / 3))"
+}
+
+# qinling_kubernetes_config: with the kubernetes orchestrator, where the
+# engines find the cluster devstack runs (lib/kubernetes.sh): the qinling
+# identity's kubeconfig, its namespace, one Deployment of QINLING_POOL_SIZE
+# pods per runtime, and images that exist only in the node's containerd.
+qinling_kubernetes_config() {
+	[[ $QINLING_ORCHESTRATOR == kubernetes ]] || return 0
+	printf '\n%s\n' '[kubernetes]'
+	printf '%s\n' "kubeconfig = $KUBECONFIG_QINLING" \
+		"namespace = $K8S_NAMESPACE" \
+		"replicas = $QINLING_POOL_SIZE" \
+		'image_pull_policy = Never'
 }
 
 start_qinling_api_daemon() {
