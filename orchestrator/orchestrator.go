@@ -118,6 +118,8 @@ type Function struct {
 
 // Package says how a worker gets the function's code.
 type Package struct {
+	// MD5 is the zip's checksum when known (empty for a function version's
+	// package: the engine does not record it).
 	MD5 string
 	// Open returns the zip; backends that deliver the package themselves use it.
 	Open func(ctx context.Context) (io.ReadCloser, error)

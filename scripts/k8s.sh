@@ -11,7 +11,8 @@
 #   1. snapshot the host state (devstack/tools/hoststate.sh)
 #   2. QINLING_ORCHESTRATOR=kubernetes devstack/stack.sh
 #   3. go test -tags k8s ./orchestrator/kubernetes/... (the conformance
-#      suite, as the engines' identity) and ./tests/k8s/...
+#      suite, as the engines' identity) and ./tests/k8s/..., then the CLI
+#      tier (tests/cli) against this stack
 #   4. devstack/unstack.sh (--purge when everything passed; otherwise the
 #      logs stay in K8S_STACK_DIR/logs)
 #   5. snapshot again: any difference fails the env, with the diff.
@@ -88,6 +89,13 @@ env_k8s() {
 		fi
 		go test -tags k8s -count=1 -timeout 30m -v "${run[@]}" ./tests/k8s/... || rc=1
 		times+=("go test tests/k8s $((SECONDS - t0))s")
+		if [[ " $ENABLED_SERVICES " == *" qinling "* && ${#GO_TEST_ARGS[@]} -eq 0 ]]; then
+			# The spine's CLI scenario, unchanged, on Kubernetes workers.
+			t0=$SECONDS
+			ensure_packages python3-qinlingclient python3-openstackclient curl || rc=1
+			QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v ./tests/cli/... || rc=1
+			times+=("go test tests/cli $((SECONDS - t0))s")
+		fi
 	else
 		rc=1
 		times+=("stack.sh FAILED after $((SECONDS - t0))s")

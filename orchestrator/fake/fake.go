@@ -40,6 +40,7 @@ type ScaleUpCall struct {
 	Version    int
 	RuntimeID  string
 	Count      int
+	MD5        string // the package checksum the engine claimed
 }
 
 // FunctionVersion names one version of a function.
@@ -230,7 +231,7 @@ func (f *Orchestrator) Pool(_ context.Context, runtimeID string) (orchestrator.C
 func (f *Orchestrator) ScaleUp(_ context.Context, fn orchestrator.Function, count int) ([]orchestrator.Worker, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls.ScaleUp = append(f.calls.ScaleUp, ScaleUpCall{FunctionID: fn.ID, Version: fn.Version, RuntimeID: fn.RuntimeID, Count: count})
+	f.calls.ScaleUp = append(f.calls.ScaleUp, ScaleUpCall{FunctionID: fn.ID, Version: fn.Version, RuntimeID: fn.RuntimeID, Count: count, MD5: fn.Package.MD5})
 	if f.errs.ScaleUpErr != nil {
 		return nil, f.errs.ScaleUpErr
 	}

@@ -288,11 +288,17 @@ func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
 		url = fmt.Sprintf("%s/v1/functions/%s/versions/%d?download=true", e.opts.PublicEndpoint, f.ID, version)
 	}
 	project, fid := f.ProjectID, f.ID
+	// The function's md5 is its current package's; a version's package is
+	// found by number and its md5 is not recorded, so none is claimed.
+	sum := code.MD5Sum
+	if version > 0 {
+		sum = ""
+	}
 	return orchestrator.Function{
 		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: entry,
 		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: time.Duration(f.Timeout) * time.Second,
 		Package: orchestrator.Package{
-			MD5:         code.MD5Sum,
+			MD5:         sum,
 			DownloadURL: url,
 			Open: func(ctx context.Context) (io.ReadCloser, error) {
 				return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)

@@ -178,6 +178,33 @@ func TestEngine_Execution(t *testing.T) {
 	}
 }
 
+// TestEngine_PackageChecksumPerVersion: the function's md5 is its current
+// package's; a version's package has its own, which the engine does not
+// know, so it must not claim the current one for it (a backend that checks
+// the checksum would refuse the version's package).
+func TestEngine_PackageChecksumPerVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version int
+		wantMD5 string
+	}{
+		{name: "current package", version: 0, wantMD5: "abc"},
+		{name: "version 1", version: 1, wantMD5: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			f := h.function(t, "hello.main")
+			args := h.execution(t, f)
+			args.FunctionVersion = tc.version
+			_ = h.eng.CreateExecution(context.Background(), args)
+			calls := h.orch.Calls().ScaleUp
+			require.NotEmpty(t, calls)
+			require.Equal(t, tc.version, calls[0].Version)
+			require.Equal(t, tc.wantMD5, calls[0].MD5)
+		})
+	}
+}
+
 func TestEngine_UnknownFunctionIsError(t *testing.T) {
 	h := newHarness(t, engine.Options{})
 	e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: str("nope"), Status: db.StatusRunning}

@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,6 +315,55 @@ func TestWorkerPodKilled(t *testing.T) {
 		return last["status"] == "success", last
 	})
 	assert.Equal(t, "alive", output(t, last)["output"])
+}
+
+// TestAPIServerOutage stops the Kubernetes API server for a while: a worker
+// already specialised keeps serving (the engines reach pods directly); a
+// function that needs a new worker fails within a bounded time with a clear
+// message, not a hang; once the API server is back it runs.
+func TestAPIServerOutage(t *testing.T) {
+	c := loadCluster(t)
+	rt := c.runtime(t, c.stack.PythonImage())
+	warm := c.function(t, rt, "def main(**kwargs):\n    return 'warm'\n")
+	ex := c.execute(t, map[string]any{"function_id": warm, "sync": true})
+	require.Equal(t, "success", ex["status"], "%v", ex)
+	cold := c.function(t, rt, "def main(**kwargs):\n    return 'cold'\n")
+
+	pidFile := filepath.Join(c.stack.Dir, "pids", "kube-apiserver.pid")
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	// devstack writes "PID STARTTIME".
+	pid, err := strconv.Atoi(strings.Fields(string(b) + " ")[0])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+		}
+	}
+	defer resume()
+	t.Logf("kube-apiserver (PID %d) stopped", pid)
+
+	ex = c.execute(t, map[string]any{"function_id": warm, "sync": true})
+	assert.Equal(t, "success", ex["status"], "a specialised worker needs no API server: %v", ex)
+
+	start := time.Now()
+	ex = c.execute(t, map[string]any{"function_id": cold, "sync": true})
+	took := time.Since(start)
+	t.Logf("new worker with the API server stopped: %s after %s: %s", ex["status"], took.Round(time.Millisecond), ex["result"])
+	require.Equal(t, "failed", ex["status"], "%v", ex)
+	assert.NotEmpty(t, output(t, ex)["output"], "the failure says why: %v", ex)
+
+	resume()
+	t.Logf("kube-apiserver resumed")
+	var last map[string]any
+	waitFor(t, "the cold function to run once the API server is back", 3*time.Minute, 2*time.Second, func() (bool, any) {
+		last = c.execute(t, map[string]any{"function_id": cold, "sync": true})
+		return last["status"] == "success", last
+	})
+	assert.Equal(t, "cold", output(t, last)["output"])
 }
 
 func TestMain(m *testing.M) {
