@@ -239,5 +239,7 @@ import_k8s_images() {
 		rm -f "${tars[$i]}.import.log"
 	done
 	((${#failed[@]} == 0)) || die "kubernetes: ctr images import failed for ${failed[*]}; see $LOG_DIR/kube-images.log"
+	kube_ctr images tag --force "$K8S_PYTHON_IMAGE" "$K8S_PYTHON_IMAGE_ALT" >>"$LOG_DIR/kube-images.log" 2>&1 ||
+		die "kubernetes: could not tag $K8S_PYTHON_IMAGE as $K8S_PYTHON_IMAGE_ALT; see $LOG_DIR/kube-images.log"
 	log "kubernetes: imported the images into containerd in $((SECONDS - t0))s"
 }

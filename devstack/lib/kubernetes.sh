@@ -32,6 +32,9 @@ K8S_PAUSE_IMAGE=$K8S_IMAGE_PREFIX/pause:latest
 K8S_PYTHON_IMAGE=$K8S_IMAGE_PREFIX/python3-runtime:latest
 K8S_NODEJS_IMAGE=$K8S_IMAGE_PREFIX/nodejs-runtime:latest
 K8S_HELLO_IMAGE=$K8S_IMAGE_PREFIX/hello-image:latest
+# The Python runtime image under a second name, so that a runtime update
+# (a rolling update of its pool) can be tried with an image that works.
+K8S_PYTHON_IMAGE_ALT=$K8S_IMAGE_PREFIX/python3-runtime:alt
 
 # The components kube-all holds; $BIN_DIR/NAME is a symlink to it.
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)

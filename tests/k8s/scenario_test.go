@@ -368,6 +368,55 @@ func TestAPIServerOutage(t *testing.T) {
 	assert.Equal(t, "cold", output(t, last)["output"])
 }
 
+// TestRuntimeImageUpdate rolls a runtime's pool to another image (the same
+// runtime code under a second name): the Deployment and its free pods move
+// to it. An update to an image the node cannot run is rolled back: the
+// runtime is available again on the image it had, and functions run on it.
+// (As upstream, the image of a runtime that functions use cannot change.)
+func TestRuntimeImageUpdate(t *testing.T) {
+	c := loadCluster(t)
+	alt := c.stack.Env["K8S_PYTHON_IMAGE_ALT"]
+	require.NotEmpty(t, alt, "stack.env has no K8S_PYTHON_IMAGE_ALT")
+	rt := c.runtime(t, c.stack.PythonImage())
+
+	// settled waits for the update to end and returns the runtime.
+	settled := func(what string) map[string]any {
+		var got map[string]any
+		waitFor(t, what, 5*time.Minute, time.Second, func() (bool, any) {
+			got = call(t, c.admin, "GET", "/v1/runtimes/"+rt, nil, http.StatusOK)
+			return got["status"] != "upgrading", got
+		})
+		return got
+	}
+	call(t, c.admin, "PUT", "/v1/runtimes/"+rt, map[string]any{"image": alt}, http.StatusOK)
+	got := settled("the runtime update to " + alt)
+	require.Equal(t, "available", got["status"], "%v", got)
+	require.Equal(t, alt, got["image"])
+	image := strings.TrimSpace(c.kube(t, "get", "deployments", "-l", "runtime_id="+rt,
+		"-o", "jsonpath={.items[*].spec.template.spec.containers[0].image}"))
+	assert.Equal(t, alt, image, "the pool's Deployment runs the new image")
+	waitFor(t, "the free pods to run the new image", 2*time.Minute, time.Second, func() (bool, any) {
+		images := strings.Fields(c.kube(t, "get", "pods", "-l", "runtime_id="+rt+",!function_id",
+			"-o", "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.spec.containers[0].image}{\" \"}{end}"))
+		for _, im := range images {
+			if im != alt {
+				return false, images
+			}
+		}
+		return len(images) > 0, images
+	})
+
+	call(t, c.admin, "PUT", "/v1/runtimes/"+rt, map[string]any{"image": "localhost/qinling-go/no-such-image:latest"}, http.StatusOK)
+	got = settled("the failed runtime update to roll back")
+	assert.Equal(t, "available", got["status"], "%v", got)
+	assert.Equal(t, alt, got["image"], "rolled back to the image it had")
+
+	fid := c.function(t, rt, "def main(**kwargs):\n    return 'after the updates'\n")
+	ex := c.execute(t, map[string]any{"function_id": fid, "sync": true})
+	require.Equal(t, "success", ex["status"], "%v", ex)
+	assert.Equal(t, "after the updates", output(t, ex)["output"])
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv(testutil.EnvRealStack) == "" {
 		os.Setenv(testutil.EnvRealStack, "1")
