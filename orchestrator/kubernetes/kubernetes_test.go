@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,8 +31,9 @@ import (
 )
 
 const (
-	image    = "localhost/qinling-go/python3-runtime:latest"
-	poolSize = 2
+	image     = "localhost/qinling-go/python3-runtime:latest"
+	nodeImage = "localhost/qinling-go/nodejs-runtime:latest"
+	poolSize  = 2
 )
 
 // newBackend returns a backend on cluster c.
@@ -60,6 +62,23 @@ func TestConformance(t *testing.T) {
 		Image:    image,
 		PoolSize: poolSize,
 		Function: orchestratortest.PythonFunction,
+	})
+}
+
+// TestConformanceNodeJS runs the suite on pods of a Node.js runtime image:
+// kubetest backs them with runtimes/nodejs/server.js, so the engine's
+// POST /package and /execute meet the real Node.js server.
+func TestConformanceNodeJS(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		t.Skipf("/usr/bin/node not available (apt-get install nodejs): %v", err)
+	}
+	orchestratortest.Run(t, orchestratortest.Harness{
+		New: func(t *testing.T) orchestrator.Orchestrator {
+			return newBackend(t, kubetest.Start(t, kubetest.Options{}))
+		},
+		Image:    nodeImage,
+		PoolSize: poolSize,
+		Function: orchestratortest.NodeFunction,
 	})
 }
 
@@ -209,22 +228,29 @@ func TestScaleUpFailures(t *testing.T) {
 			return err == nil && len(pods.Items) == 0
 		}, 5*time.Second, 20*time.Millisecond)
 	})
-	t.Run("bad package", func(t *testing.T) {
-		c := kubetest.Start(t, kubetest.Options{})
-		o := newBackend(t, c)
-		defer o.Close()
-		require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt-b", Image: image}))
-		fn := helloFunction(t, "rt-b", "fn-bad")
-		fn.Package = orchestrator.Package{Open: func(context.Context) (io.ReadCloser, error) {
-			return io.NopCloser(strings.NewReader("not a zip")), nil
-		}}
-		_, err := o.ScaleUp(context.Background(), fn, 1)
-		require.ErrorContains(t, err, "not a valid zip")
-		require.Contains(t, errdefs.PublicMessage(err), "The function package was refused by the worker: package is not a valid zip file")
-		pods, err := c.Client.CoreV1().Pods(c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "function_id=fn-bad"})
-		require.NoError(t, err)
-		require.Empty(t, pods.Items, "the pod that failed to specialise is deleted")
-	})
+	for _, img := range []string{image, nodeImage} {
+		t.Run("bad package on "+img, func(t *testing.T) {
+			if img == nodeImage {
+				if _, err := os.Stat("/usr/bin/node"); err != nil {
+					t.Skipf("/usr/bin/node not available: %v", err)
+				}
+			}
+			c := kubetest.Start(t, kubetest.Options{})
+			o := newBackend(t, c)
+			defer o.Close()
+			require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt-b", Image: img}))
+			fn := helloFunction(t, "rt-b", "fn-bad")
+			fn.Package = orchestrator.Package{Open: func(context.Context) (io.ReadCloser, error) {
+				return io.NopCloser(strings.NewReader("not a zip")), nil
+			}}
+			_, err := o.ScaleUp(context.Background(), fn, 1)
+			require.ErrorContains(t, err, "not a valid zip")
+			require.Contains(t, errdefs.PublicMessage(err), "The function package was refused by the worker: package is not a valid zip file")
+			pods, err := c.Client.CoreV1().Pods(c.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "function_id=fn-bad"})
+			require.NoError(t, err)
+			require.Empty(t, pods.Items, "the pod that failed to specialise is deleted")
+		})
+	}
 }
 
 func TestResize(t *testing.T) {

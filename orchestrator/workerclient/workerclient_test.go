@@ -1,7 +1,12 @@
 package workerclient_test
 
 import (
+	"archive/zip"
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,6 +390,181 @@ func TestDeliver(t *testing.T) {
 				require.ErrorIs(t, err, tc.want)
 			}
 			require.ErrorContains(t, err, tc.detail)
+		})
+	}
+}
+
+var listening = regexp.MustCompile(`listening on (127\.0\.0\.1:[0-9]+)`)
+
+// realServer starts a runtime server (argv, then --host/--port/--packages-dir)
+// on a free loopback port, as a Kubernetes pod's entrypoint does, and
+// returns its host:port; it is killed when the test ends.
+func realServer(t *testing.T, packages string, argv ...string) string {
+	t.Helper()
+	cmd := exec.Command(argv[0], append(argv[1:], "--host", "127.0.0.1", "--port", "0", "--packages-dir", packages)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// "qinling <runtime> runtime listening on 127.0.0.1:PORT ..."
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case addr := <-found:
+		return addr
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%v did not start", argv)
+		return ""
+	}
+}
+
+// TestDeliverToRealRuntimes pushes packages with Deliver to the real
+// runtime servers (runtimes/python3/server.py, runtimes/nodejs/server.js)
+// started as a pod's entrypoint starts them, through a pod address, and
+// runs them with Execute: the POST /package protocol both implement.
+func TestDeliverToRealRuntimes(t *testing.T) {
+	t.Parallel()
+	for _, rt := range []struct {
+		name string
+		argv []string
+		file string
+		src  string
+	}{
+		{name: "python3", argv: []string{"/usr/bin/python3", "../../runtimes/python3/server.py"}, file: "main.py",
+			src: "from lib import util\n\ndef main(name='World', **kwargs):\n    return util.greet(name)\n"},
+		{name: "nodejs", argv: []string{"/usr/bin/node", "../../runtimes/nodejs/server.js"}, file: "main.js",
+			src: "const util = require('./lib/util');\nexports.main = (context, input) => util.greet(input.name || 'World');\n"},
+	} {
+		t.Run(rt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := os.Stat(rt.argv[0]); err != nil {
+				t.Skipf("%s not available: %v", rt.argv[0], err)
+			}
+			util := map[string]string{
+				"main.py": "def greet(name):\n    return 'Hello, %s' % name\n",
+				"main.js": "exports.greet = (name) => 'Hello, ' + name;\n",
+			}[rt.file]
+			ext := filepath.Ext(rt.file)
+			// Go's archive/zip writer, as the engine's packages come: deflated,
+			// sizes in data descriptors after the data, a directory entry.
+			var buf bytes.Buffer
+			zw := zip.NewWriter(&buf)
+			for _, f := range []struct{ name, content string }{
+				{rt.file, rt.src}, {"lib/", ""}, {"lib/__init__.py", ""}, {"lib/util" + ext, util},
+			} {
+				w, err := zw.Create(f.name)
+				require.NoError(t, err)
+				_, err = io.WriteString(w, f.content)
+				require.NoError(t, err)
+			}
+			require.NoError(t, zw.Close())
+			sum := md5.Sum(buf.Bytes())
+			pkg := workerclient.Package{FunctionID: "fn-1", Version: 2, MD5: hex.EncodeToString(sum[:]), Zip: buf.Bytes()}
+
+			packages := t.TempDir()
+			real := realServer(t, packages, rt.argv...)
+			c := workerclient.New(workerclient.Options{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr != "10.0.0.7:9090" {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, real)
+			}})
+			defer c.Close()
+			const pod = "http://10.0.0.7:9090"
+			ctx := context.Background()
+			inv := orchestrator.Invocation{ExecutionID: "e1", FunctionID: "fn-1", Version: 2, Entry: "main.main",
+				Input: json.RawMessage(`{"name":"pod"}`), Timeout: 5 * time.Second}
+
+			require.NoError(t, c.Deliver(ctx, pod, pkg))
+			require.NoError(t, c.Deliver(ctx, pod, pkg), "the same package again is a no-op")
+			res, err := c.Execute(ctx, pod, inv, time.Second)
+			require.NoError(t, err)
+			require.True(t, res.Success, "%s %s", res.Output, res.Logs)
+			require.JSONEq(t, `"Hello, pod"`, string(res.Output))
+
+			// Dedicated to fn-1 version 2 from now on.
+			var refused *workerclient.RefusedError
+			other := pkg
+			other.FunctionID = "fn-2"
+			err = c.Deliver(ctx, pod, other)
+			require.ErrorAs(t, err, &refused)
+			require.Equal(t, http.StatusConflict, refused.Status)
+			require.Contains(t, refused.Reason, "serves function fn-1 version 2")
+			stale := inv
+			stale.Version = 1
+			_, err = c.Execute(ctx, pod, stale, time.Second)
+			require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+			require.ErrorContains(t, err, "this worker serves function fn-1 version 2")
+
+			// Refused packages: the zip's fault, the worker's reason.
+			bad := pkg
+			bad.MD5 = strings.Repeat("0", 32)
+			err = c.Deliver(ctx, pod, bad)
+			require.ErrorAs(t, err, &refused)
+			require.Equal(t, http.StatusBadRequest, refused.Status)
+			require.Contains(t, refused.Reason, "checksum mismatch")
+		})
+	}
+}
+
+// TestDeliverRefusedByRealRuntimes: what both runtime servers refuse
+// before they serve anything.
+func TestDeliverRefusedByRealRuntimes(t *testing.T) {
+	t.Parallel()
+	zipOf := func(t *testing.T, hdr *zip.FileHeader, content string) []byte {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, err := zw.CreateHeader(hdr)
+		require.NoError(t, err)
+		_, err = io.WriteString(w, content)
+		require.NoError(t, err)
+		require.NoError(t, zw.Close())
+		return buf.Bytes()
+	}
+	symlink := &zip.FileHeader{Name: "link"}
+	symlink.SetMode(os.ModeSymlink | 0o777)
+	for _, argv := range [][]string{
+		{"/usr/bin/python3", "../../runtimes/python3/server.py"},
+		{"/usr/bin/node", "../../runtimes/nodejs/server.js"},
+	} {
+		t.Run(filepath.Base(argv[0]), func(t *testing.T) {
+			t.Parallel()
+			if _, err := os.Stat(argv[0]); err != nil {
+				t.Skipf("%s not available: %v", argv[0], err)
+			}
+			pod := "http://" + realServer(t, t.TempDir(), argv...)
+			c := workerclient.New(workerclient.Options{})
+			defer c.Close()
+			for _, tc := range []struct {
+				name   string
+				zip    []byte
+				status int
+				reason string
+			}{
+				{"not a zip", []byte("not a zip"), http.StatusBadRequest, "not a valid zip file"},
+				{"zip slip", zipOf(t, &zip.FileHeader{Name: "../evil.py"}, "x"), http.StatusBadRequest, "unsafe path"},
+				{"symlink", zipOf(t, symlink, "/etc/passwd"), http.StatusBadRequest, "not a regular file"},
+			} {
+				err := c.Deliver(context.Background(), pod, workerclient.Package{FunctionID: "fn", Zip: tc.zip})
+				var refused *workerclient.RefusedError
+				require.ErrorAs(t, err, &refused, tc.name)
+				require.Equal(t, tc.status, refused.Status, tc.name)
+				require.Contains(t, refused.Reason, tc.reason, tc.name)
+			}
 		})
 	}
 }

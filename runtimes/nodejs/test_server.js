@@ -151,12 +151,17 @@ let ids = 0;
 
 // A real server.js process on a temp unix socket.
 class Worker {
-  static async start(packages, ...extra) {
+  static start(packages, ...extra) {
+    return Worker.startWith([], packages, ...extra);
+  }
+
+  // nodeArgs: options for node itself, before the server's file.
+  static async startWith(nodeArgs, packages, ...extra) {
     const w = new Worker();
     w.strict = extra.includes('strict');
     w.dir = tempDir('qinling-js-');
     w.sock = path.join(w.dir, 'w.sock');
-    w.proc = spawn(NODE, [SERVER, '--socket', w.sock, '--packages-dir', packages, ...extra],
+    w.proc = spawn(NODE, [...nodeArgs, SERVER, '--socket', w.sock, '--packages-dir', packages, ...extra],
       { stdio: ['ignore', 'ignore', 'pipe'] });
     w.stderr = '';
     w.proc.stderr.on('data', (d) => { w.stderr += d; });
@@ -660,5 +665,355 @@ describe('strict isolation', { timeout: 60000 }, () => {
     const r = spawnSync(NODE, [SERVER, '--socket', '/nonexistent/s', '--isolation', 'paranoid'], { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--isolation must be reuse or strict/);
+  });
+});
+
+// ---------------------------------------------------------------- POST /package
+
+let crcTable = null;
+
+function crc32(data) {
+  if (crcTable === null) {
+    crcTable = new Int32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c;
+    }
+  }
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+// A small zip writer, so tests can make the archives a careless or hostile
+// client would send. files: [{name, data, method (8), mode, flags (UTF-8),
+// size, crc}] (size and crc: what the headers claim). opts.zip64 writes
+// zip64 sizes and end records; opts.prefix is put in front (as a
+// self-extracting stub, offsets left relative to the archive).
+function zipBytes(files, opts = {}) {
+  const zlib = require('node:zlib');
+  const local = [];
+  const central = [];
+  let off = 0;
+  for (const f of files) {
+    const name = Buffer.from(f.name, 'utf8');
+    const raw = Buffer.from(f.data === undefined ? '' : f.data);
+    const method = f.method === undefined ? 8 : f.method;
+    const body = method === 8 ? zlib.deflateRawSync(raw) : raw;
+    const crc = f.crc === undefined ? crc32(raw) : f.crc;
+    const size = f.size === undefined ? raw.length : f.size;
+    const flags = f.flags === undefined ? 0x800 : f.flags;
+    const mode = f.mode === undefined ? (f.name.endsWith('/') ? 0o40755 : 0o100644) : f.mode;
+    const lh = Buffer.alloc(30);
+    lh.writeUInt32LE(0x04034b50, 0);
+    lh.writeUInt16LE(20, 4);
+    lh.writeUInt16LE(flags, 6);
+    lh.writeUInt16LE(method, 8);
+    lh.writeUInt32LE(crc, 14);
+    lh.writeUInt32LE(body.length, 18);
+    lh.writeUInt32LE(size, 22);
+    lh.writeUInt16LE(name.length, 26);
+    const ch = Buffer.alloc(46);
+    ch.writeUInt32LE(0x02014b50, 0);
+    ch.writeUInt16LE(0x031e, 4);   // made on Unix
+    ch.writeUInt16LE(opts.zip64 ? 45 : 20, 6);
+    ch.writeUInt16LE(flags, 8);
+    ch.writeUInt16LE(method, 10);
+    ch.writeUInt32LE(crc, 16);
+    ch.writeUInt32LE(mode * 65536, 38);
+    let extra = Buffer.alloc(0);
+    if (opts.zip64) {
+      ch.writeUInt32LE(0xffffffff, 20);
+      ch.writeUInt32LE(0xffffffff, 24);
+      ch.writeUInt32LE(0xffffffff, 42);
+      extra = Buffer.alloc(28);
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(size), 4);
+      extra.writeBigUInt64LE(BigInt(body.length), 12);
+      extra.writeBigUInt64LE(BigInt(off), 20);
+    } else {
+      ch.writeUInt32LE(body.length, 20);
+      ch.writeUInt32LE(size, 24);
+      ch.writeUInt32LE(off, 42);
+    }
+    ch.writeUInt16LE(name.length, 28);
+    ch.writeUInt16LE(extra.length, 30);
+    local.push(lh, name, body);
+    central.push(ch, name, extra);
+    off += 30 + name.length + body.length;
+  }
+  const cd = Buffer.concat(central);
+  const end = [];
+  if (opts.zip64) {
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeUInt16LE(45, 12);
+    rec.writeUInt16LE(45, 14);
+    rec.writeBigUInt64LE(BigInt(files.length), 24);
+    rec.writeBigUInt64LE(BigInt(files.length), 32);
+    rec.writeBigUInt64LE(BigInt(cd.length), 40);
+    rec.writeBigUInt64LE(BigInt(off), 48);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(off + cd.length), 8);
+    loc.writeUInt32LE(1, 16);
+    end.push(rec, loc);
+  }
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0);
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : files.length, 8);
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : files.length, 10);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : cd.length, 12);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : off, 16);
+  return Buffer.concat([opts.prefix || Buffer.alloc(0), ...local, cd, ...end, eocd]);
+}
+
+// A zip made by Python's zipfile (what most tools write): files
+// {name: content} deflated, directory entries for their parents.
+function pythonZip(files) {
+  const script = `
+import io, json, sys, zipfile
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    for name, content in json.load(sys.stdin).items():
+        zf.writestr(name, content)
+sys.stdout.buffer.write(buf.getvalue())
+`;
+  return execFileSync('/usr/bin/python3', ['-c', script], { input: JSON.stringify(files) });
+}
+
+// n MiB of varied bytes.
+const bigData = (n) => {
+  const b = Buffer.alloc(n * 1024 * 1024);
+  for (let i = 0; i < b.length; i += 4) b.writeUInt32LE((i * 2654435761) >>> 0, i);
+  return b;
+};
+
+const md5hex = (data) => require('node:crypto').createHash('md5').update(data).digest('hex');
+
+describe('package delivery', { timeout: 120000 }, () => {
+  let packages;
+  let w;
+
+  const start = async (...extra) => {
+    w = await Worker.start(packages, ...extra);
+    return w;
+  };
+
+  const push = async (fid, data, version = 0, md5 = md5hex(data)) => {
+    const q = new URLSearchParams({ function_id: fid, function_version: String(version), md5 });
+    const r = await w.request('POST', '/package?' + q, data);
+    return { status: r.status, body: JSON.parse(r.body) };
+  };
+
+  const executeRaw = async (fid, version) => {
+    const r = await w.request('POST', '/execute', JSON.stringify({ execution_id: 'e', function_id: fid, function_version: version }));
+    return { status: r.status, body: JSON.parse(r.body) };
+  };
+
+  const hello = () => zipBytes([{ name: 'main.js', data: PACKAGES.hello['main.js'] }]);
+
+  test('push then execute; the same package again is a no-op', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+    });
+    await start();
+    const data = zipBytes([
+      { name: 'main.js', data: PACKAGES.hello['main.js'] },
+      { name: 'lib/', mode: 0o40700 },
+      { name: 'lib/x.js', data: 'exports.x = 1;\n', mode: 0o100755 },
+      { name: 'lib/deep/stored.txt', data: 'stored', method: 0 },
+      { name: 'empty.txt', data: '', method: 0 },
+      { name: 'big/deflated.bin', data: bigData(3) },   // more than 1 MiB: streamed
+      { name: 'big/stored.bin', data: bigData(2), method: 0 },
+    ]);
+    assert.deepEqual(await push('fn-1', data, 2), { status: 200, body: { function_id: 'fn-1', function_version: 2 } });
+    const mode = (p) => fs.statSync(path.join(packages, 'fn-1', p)).mode & 0o7777;
+    assert.equal(fs.readFileSync(path.join(packages, 'fn-1', 'lib', 'deep', 'stored.txt'), 'utf8'), 'stored');
+    assert.deepEqual(['.', 'lib', 'lib/deep', 'main.js', 'lib/x.js', 'empty.txt'].map(mode),
+      [0o755, 0o755, 0o755, 0o644, 0o644, 0o644]);
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(packages, '.qinling-serving'), 'utf8')),
+      { function_id: 'fn-1', function_version: 2 });
+    assert.ok(fs.readFileSync(path.join(packages, 'fn-1', 'big', 'deflated.bin')).equals(bigData(3)));
+    assert.ok(fs.readFileSync(path.join(packages, 'fn-1', 'big', 'stored.bin')).equals(bigData(2)));
+    const r = await w.execute('fn-1', 'main.main', { name: 'pod' }, { function_version: 2 });
+    assert.deepEqual([r.success, r.output], [true, 'Hello, pod']);
+    // The same package again is harmless; an upper-case md5 is as good.
+    assert.equal((await push('fn-1', data, 2, md5hex(data).toUpperCase())).status, 200);
+    assert.equal((await push('fn-1', data, 2, '')).status, 200);
+    assert.deepEqual(fs.readdirSync(packages).sort(), ['.qinling-serving', 'fn-1']);
+  });
+
+  test('dedicated to one function version: 409 for another package, 410 for another execution', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+    });
+    await start();
+    assert.equal((await push('fn-1', hello())).status, 200);
+    const taken = await push('fn-2', hello());
+    assert.equal(taken.status, 409, JSON.stringify(taken));
+    assert.equal(taken.body.error, 'worker already serves function fn-1 version 0');
+    assert.equal((await push('fn-1', hello(), 1)).status, 409);
+    for (const [fid, version] of [['fn-2', 0], ['fn-1', 1]]) {
+      const r = await executeRaw(fid, version);
+      assert.deepEqual(r, { status: 410, body: { error: 'this worker serves function fn-1 version 0' } });
+    }
+    assert.equal(fs.existsSync(path.join(packages, 'fn-2')), false);
+    assert.equal((await w.execute('fn-1')).output, 'Hello, World');
+  });
+
+  test('dedication survives a restart', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+    });
+    await start();
+    assert.equal((await push('fn-1', hello(), 3)).status, 200);
+    await w.stop();
+    await start();
+    assert.equal((await push('fn-2', hello())).status, 409);
+    assert.equal((await executeRaw('fn-1', 0)).status, 410);
+    assert.equal((await w.execute('fn-1', 'main.main', null, { function_version: 3 })).output, 'Hello, World');
+    // A package directory that went missing is extracted again.
+    fs.rmSync(path.join(packages, 'fn-1'), { recursive: true });
+    assert.equal((await push('fn-1', hello(), 3)).status, 200);
+    assert.equal((await w.execute('fn-1', 'main.main', null, { function_version: 3 })).output, 'Hello, World');
+  });
+
+  test('refused packages leave nothing behind and the worker free', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+    });
+    await start();
+    const good = zipBytes([{ name: 'main.js', data: 'exports.main = () => 1;\n' }]);
+    const many = [];
+    for (let i = 0; i < 10001; i++) many.push({ name: `f${i}.js`, data: '', method: 0 });
+    const cases = [
+      ['checksum', good, '0'.repeat(32), 400, 'package checksum mismatch (md5 00000000000000000000000000000000 expected)'],
+      ['not a zip', Buffer.from('not a zip at all'), null, 400, 'not a valid zip'],
+      ['empty body', Buffer.alloc(0), null, 400, 'not a valid zip'],
+      ['truncated', good.subarray(0, good.length - 30), null, 400, 'not a valid zip'],
+      ['zip slip', zipBytes([{ name: '../evil.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['deep zip slip', zipBytes([{ name: 'a/../../evil.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['absolute', zipBytes([{ name: '/tmp/evil.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['backslash', zipBytes([{ name: '..\\evil.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['NUL', zipBytes([{ name: 'a\0b.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['dot', zipBytes([{ name: './main.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['empty part', zipBytes([{ name: 'a//main.js', data: 'x' }]), null, 400, 'unsafe path'],
+      ['symlink', zipBytes([{ name: 'main.js', data: 'x' }, { name: 'link', data: '/etc/passwd', mode: 0o120777 }]),
+        null, 400, 'package entry "link": not a regular file'],
+      ['fifo', zipBytes([{ name: 'fifo', mode: 0o10644 }]), null, 400, 'not a regular file'],
+      ['encrypted', zipBytes([{ name: 'main.js', data: 'x', flags: 0x801 }]), null, 400, 'encrypted'],
+      ['bzip2', zipBytes([{ name: 'main.js', data: 'x', method: 12 }]), null, 400, 'compression method 12 is not supported'],
+      ['bad crc', zipBytes([{ name: 'main.js', data: 'xyz', crc: 1234 }]), null, 400, 'bad CRC-32'],
+      ['size too small', zipBytes([{ name: 'main.js', data: 'x'.repeat(100000), size: 10 }]), null, 400,
+        'more data than its declared size 10'],
+      ['size too large', zipBytes([{ name: 'main.js', data: 'xyz', size: 4 }]), null, 400, '3 bytes, 4 declared'],
+      ['large size too small', zipBytes([{ name: 'big', data: bigData(3), size: 1536 * 1024 }]), null, 400,
+        'more data than its declared size 1572864'],
+      ['large bad crc', zipBytes([{ name: 'big', data: bigData(2), crc: 1234 }]), null, 400, 'bad CRC-32'],
+      ['large truncated data', zipBytes([{ name: 'big', data: bigData(2), size: 3 * 1024 * 1024 }]), null, 400,
+        '2097152 bytes, 3145728 declared'],
+      ['stored sizes differ', zipBytes([{ name: 'main.js', data: 'xyz', method: 0, size: 2 }]), null, 400, 'two sizes'],
+      ['duplicate', zipBytes([{ name: 'main.js', data: 'a' }, { name: 'main.js', data: 'b' }]), null, 400, 'duplicate path'],
+      ['file then dir', zipBytes([{ name: 'a', data: 'a' }, { name: 'a/b.js', data: 'b' }]), null, 400, '"a" is a file'],
+      ['too many entries', zipBytes(many), null, 413, 'package has 10001 entries (limit 10000)'],
+      ['too large', zipBytes([{ name: 'a', data: 'a', method: 0 }, { name: 'big', data: 'x', size: 512 * 1024 * 1024 }]),
+        null, 413, 'package unpacks to more than 536870912 bytes'],
+    ];
+    for (const [name, data, md5, status, message] of cases) {
+      const r = await push('fn-bad', data, 0, md5 === null ? md5hex(data) : md5);
+      assert.equal(r.status, status, `${name}: ${JSON.stringify(r)}`);
+      assert.ok(r.body.error.includes(message), `${name}: ${r.body.error}`);
+    }
+    assert.equal(fs.existsSync(path.join(path.dirname(packages), 'evil.js')), false);
+    assert.equal(fs.existsSync('/tmp/evil.js'), false);
+    assert.deepEqual(fs.readdirSync(packages), []);
+    // Refused packages leave the worker free for a good one.
+    assert.equal((await push('fn-ok', good)).status, 200);
+  });
+
+  test('bad function ids and versions; Content-Length required', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+    });
+    await start();
+    for (const fid of ['', '.', '..', '.qinling-serving', '.pkg-x', 'a/b', 'a\0b']) {
+      const r = await push(fid, hello());
+      assert.deepEqual(r, { status: 400, body: { error: 'invalid function_id' } }, JSON.stringify(fid));
+    }
+    for (const v of ['-1', 'x', '1.5']) {
+      const r = await w.request('POST', `/package?function_id=fn&function_version=${v}`, hello());
+      assert.equal(r.status, 400, v);
+      assert.equal(JSON.parse(r.body).error, 'invalid request: function_version must be an integer');
+    }
+    const chunked = await new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: w.sock, path: '/package?function_id=fn', method: 'POST', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c) => { body += c; });
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      });
+      req.on('error', reject);
+      req.write(hello());
+      req.end();
+    });
+    assert.deepEqual(chunked, { status: 400, body: '{"error": "Content-Length required"}' });
+    assert.equal(fs.existsSync(path.join(packages, '.qinling-serving')), false);
+    // No package delivered: the worker serves whatever /execute names.
+    assert.equal((await executeRaw('anything', 7)).status, 200);
+  });
+
+  test('zips by Python zipfile, with a stub in front, zip64; without zlib.crc32 (Node.js 18)', async (t) => {
+    packages = tempDir('qinling-js-push-');
+    const preload = path.join(packages, '..', path.basename(packages) + '-nocrc.js');
+    fs.writeFileSync(preload, "delete require('node:zlib').crc32;\n");
+    t.after(async () => {
+      await w.stop();
+      fs.rmSync(packages, { recursive: true, force: true });
+      fs.rmSync(preload, { force: true });
+    });
+    const files = {
+      'main.js': "exports.main = () => require('./lib/data.json').v + require('./lib/util').n;\n",
+      'lib/data.json': '{"v": "py"}',
+      'lib/util.js': `exports.n = ${JSON.stringify('é'.repeat(3) + 'x'.repeat(200000))}.length;\n`,
+    };
+    const start2 = async (args, zip, fid) => {
+      const pkgs = tempDir('qinling-js-push-');
+      const w2 = await Worker.start(pkgs, ...args);
+      try {
+        const q = new URLSearchParams({ function_id: fid, md5: md5hex(zip) });
+        const r = await w2.request('POST', '/package?' + q, zip);
+        assert.equal(r.status, 200, r.body);
+        return (await w2.execute(fid)).output;
+      } finally {
+        await w2.stop();
+        fs.rmSync(pkgs, { recursive: true, force: true });
+      }
+    };
+    const py = pythonZip(files);
+    assert.equal(await start2([], py, 'fn-py'), 'py200003');
+    const stub = zipBytes([{ name: 'main.js', data: "exports.main = () => 'stub';\n" }],
+      { prefix: Buffer.from('#!/bin/sh\nexit 0\n') });
+    assert.equal(await start2([], stub, 'fn-stub'), 'stub');
+    const z64 = zipBytes([{ name: 'main.js', data: "exports.main = () => 'zip64';\n" }, { name: 'd/' }], { zip64: true });
+    assert.equal(await start2([], z64, 'fn-z64'), 'zip64');
+    // Node.js 18 has no zlib.crc32: the server computes it itself.
+    w = await Worker.startWith(['-r', preload], packages);
+    assert.equal((await push('fn-bad', zipBytes([{ name: 'main.js', data: 'xyz', crc: 1234 }]))).body.error,
+      'package entry "main.js": bad CRC-32');
+    assert.equal((await push('fn-py', py)).status, 200);
+    assert.equal((await w.execute('fn-py')).output, 'py200003');
   });
 });

@@ -1204,7 +1204,9 @@ class Strict:
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.sel.register(a, selectors.EVENT_READ, ("ctl", self.zygote))
         self.cleaner = queue.SimpleQueue()
-        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner")):
+        self.finishing = queue.SimpleQueue()
+        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner"),
+                             (self._finish_loop, "finisher")):
             threading.Thread(target=target, name="strict-" + name, daemon=True).start()
         # Check now that execution processes can be made here.
         with self.cond:   # as if a request waited: the first process proves it works
@@ -1590,6 +1592,21 @@ class Strict:
             self.cond.wait_for(lambda: pid in self.exits, wait)
             return self.exits.get(pid)
 
+    def finish_soon(self, proc):
+        """finish, off the request's thread: with keep-alive the engine's
+        next request on this connection is read by that thread, and must not
+        wait for the last process to be killed."""
+        if proc is not None:
+            self.finishing.put(proc)
+
+    def _finish_loop(self):
+        while True:
+            proc = self.finishing.get()
+            try:
+                self.finish(proc)
+            except Exception as e:   # never lose the thread: later processes must die too
+                sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
+
     def finish(self, proc):
         """Kills an execution process with everything it started, and lets
         its zygote go if it was retired."""
@@ -1725,7 +1742,7 @@ def _http_classes():
                 try:
                     return self.send(200, body)
                 finally:
-                    STRICT.finish(proc)
+                    STRICT.finish_soon(proc)
             with _state_lock:   # checked again under the lock: draining may just have begun
                 accepted = not _draining
                 _active += accepted

@@ -3,7 +3,8 @@
 // the parts a real cluster adds to it. As the Deployment controller it
 // keeps each Deployment's matching pods at its replicas (rolling to a new
 // image) and reports its status; as the kubelet it runs every pool pod as a
-// real runtime server (runtimes/python3/server.py on a local port), gives it
+// real runtime server on a local port (runtimes/python3/server.py, or
+// runtimes/nodejs/server.js for a Node.js image: see NodeJSImage), gives it
 // a pod IP and marks it ready, restarts it when it exits, and kills it when
 // the pod is deleted; and like the API server it bumps resourceVersions and
 // refuses updates carrying a stale one. Dial maps pod IPs to the local
@@ -71,7 +72,8 @@ type Cluster struct {
 
 	opts    Options
 	t       testing.TB
-	server  string
+	server  string // runtimes/python3/server.py
+	nodeJS  string // runtimes/nodejs/server.js
 	pkgRoot string
 
 	mu     sync.Mutex
@@ -107,6 +109,7 @@ func (c *Cluster) hooked(action k8stesting.Action) (bool, k8sruntime.Object, err
 
 type pod struct {
 	name, ip string
+	image    string
 	port     int
 	cmd      *exec.Cmd
 	killed   bool
@@ -123,13 +126,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.PullFails = func(image string) bool { return strings.Contains(image, "unrunnable") }
 	}
 	_, file, _, _ := runtime.Caller(0)
-	server := filepath.Join(filepath.Dir(file), "..", "..", "..", "runtimes", "python3", "server.py")
+	runtimes := filepath.Join(filepath.Dir(file), "..", "..", "..", "runtimes")
+	server := filepath.Join(runtimes, "python3", "server.py")
 	if _, err := os.Stat(server); err != nil {
 		t.Fatalf("runtime server: %v", err)
 	}
 	c := &Cluster{
 		Client: fake.NewClientset(), Namespace: opts.Namespace, opts: opts, t: t,
-		server: server, pkgRoot: t.TempDir(),
+		server: server, nodeJS: filepath.Join(runtimes, "nodejs", "server.js"), pkgRoot: t.TempDir(),
 		pods: map[string]*pod{}, byIP: map[string]int{}, nextIP: 10,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -455,7 +459,7 @@ func (c *Cluster) kubelet(ctx context.Context, p *corev1.Pod) {
 		})
 		return
 	}
-	sim = &pod{name: p.Name, started: time.Now()}
+	sim = &pod{name: p.Name, image: image, started: time.Now()}
 	c.mu.Lock()
 	sim.ip = fmt.Sprintf("10.244.%d.%d", c.nextIP/250, c.nextIP%250+2)
 	c.nextIP++
@@ -517,8 +521,30 @@ func (c *Cluster) run(name string, sim *pod) error {
 	return nil
 }
 
-// startServer starts server.py for sim on a free port, waits until it
-// listens, and restarts it whenever it exits until the pod is killed
+// NodeJSImage reports whether pods of image run the Node.js runtime server
+// (/usr/bin/node runtimes/nodejs/server.js) rather than the Python one: an
+// image whose last path element, tag and digest removed, is nodejs-runtime,
+// node-runtime, nodejs or node, as the local orchestrator's RuntimeKind.
+func NodeJSImage(image string) bool {
+	name := image
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	switch name {
+	case "nodejs-runtime", "node-runtime", "nodejs", "node":
+		return true
+	}
+	return false
+}
+
+// startServer starts the runtime server for sim on a free port, waits until
+// it listens, and restarts it whenever it exits until the pod is killed
 // (restartPolicy Always, the emptyDir kept).
 func (c *Cluster) startServer(sim *pod, dir string) error {
 	port, err := freePort()
@@ -526,7 +552,11 @@ func (c *Cluster) startServer(sim *pod, dir string) error {
 		return err
 	}
 	var out syncBuffer
-	cmd := exec.Command("/usr/bin/python3", c.server, "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--packages-dir", dir)
+	args := []string{"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--packages-dir", dir}
+	cmd := exec.Command("/usr/bin/python3", append([]string{c.server}, args...)...)
+	if NodeJSImage(sim.image) {
+		cmd = exec.Command("/usr/bin/node", append([]string{c.nodeJS}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Die with the test binary, even when it crashes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
