@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -170,3 +171,20 @@ var (
 	ErrWorkerLost       = errors.New("orchestrator: worker died during the execution")
 	ErrImageNotRunnable = errors.New("orchestrator: image cannot be run by this orchestrator")
 )
+
+// ImageBaseName is an image reference without its registry, path, tag and
+// digest: "openstackqinling/python3-runtime:0.0.2" is "python3-runtime".
+// Backends use it to tell which runtime server an image holds.
+func ImageBaseName(image string) string {
+	name := strings.TrimSpace(image)
+	if i := strings.IndexByte(name, '@'); i >= 0 { // digest
+		name = name[:i]
+	}
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if i := strings.IndexByte(name, ':'); i >= 0 { // tag; a registry port sat before the last '/'
+		name = name[:i]
+	}
+	return name
+}

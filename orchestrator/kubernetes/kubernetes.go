@@ -80,6 +80,9 @@ type Config struct {
 	// and limits until it is resized for its function (default 300m, 128 MiB).
 	PoolCPU    int
 	PoolMemory int64
+	// NodeMemoryOverhead is added to a function's memory_size when a pod of
+	// a Node.js runtime image is resized: Node.js alone needs ~50 MiB.
+	NodeMemoryOverhead int64
 	// RunAsUser is the uid of every container (default 65534; never root).
 	RunAsUser int64
 	// Resize resizes specialised pods in place to their function's limits.

@@ -305,6 +305,40 @@ func TestResize(t *testing.T) {
 	}
 }
 
+// TestResizeNodeMemoryOverhead: a Node.js runtime pod is resized to its
+// function's memory_size plus the configured overhead (Node.js alone needs
+// more than upstream's default memory_size); a Python one to memory_size.
+func TestResizeNodeMemoryOverhead(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/node"); err != nil {
+		t.Skipf("/usr/bin/node not available: %v", err)
+	}
+	const overhead = 64 << 20
+	for _, tc := range []struct {
+		name     string
+		image    string
+		function func(t *testing.T, name string) (orchestrator.Package, string)
+		extra    int64
+	}{
+		{name: "python", image: image, function: orchestratortest.PythonFunction, extra: 0},
+		{name: "nodejs", image: nodeImage, function: orchestratortest.NodeFunction, extra: overhead},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := kubetest.Start(t, kubetest.Options{})
+			o := newBackend(t, c, func(cfg *kubernetes.Config) { cfg.NodeMemoryOverhead = overhead })
+			defer o.Close()
+			ctx := context.Background()
+			require.NoError(t, o.CreatePool(ctx, orchestrator.Runtime{ID: "rt-m", Image: tc.image}))
+			pkg, entry := tc.function(t, orchestratortest.Hello)
+			fn := orchestrator.Function{ID: "fn-m", RuntimeID: "rt-m", Entry: entry, CPU: 100, MemorySize: 32 << 20, Timeout: 5 * time.Second, Package: pkg}
+			ws, err := o.ScaleUp(ctx, fn, 1)
+			require.NoError(t, err)
+			p, err := c.Client.CoreV1().Pods(c.Namespace).Get(ctx, ws[0].Name, metav1.GetOptions{})
+			require.NoError(t, err)
+			require.Equal(t, fn.MemorySize+tc.extra, p.Spec.Containers[0].Resources.Limits.Memory().Value())
+		})
+	}
+}
+
 func TestRunOnLostWorker(t *testing.T) {
 	c := kubetest.Start(t, kubetest.Options{})
 	o := newBackend(t, c)

@@ -240,8 +240,12 @@ func (o *Orchestrator) resize(ctx context.Context, p *corev1.Pod, fn orchestrato
 	if o.noResize.Load() {
 		return
 	}
+	memory := fn.MemorySize
+	if len(p.Spec.Containers) > 0 && isNodeImage(p.Spec.Containers[0].Image) {
+		memory += o.cfg.NodeMemoryOverhead
+	}
 	patch := fmt.Sprintf(`{"spec":{"containers":[{"name":%q,"resources":{"requests":{"cpu":"%dm","memory":"%d"},"limits":{"cpu":"%dm","memory":"%d"}}}]}}`,
-		workerContainer, fn.CPU, fn.MemorySize, fn.CPU, fn.MemorySize)
+		workerContainer, fn.CPU, memory, fn.CPU, memory)
 	cctx, cancel := o.call(ctx)
 	defer cancel()
 	_, err := o.client.CoreV1().Pods(o.cfg.Namespace).Patch(cctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "resize")
@@ -255,6 +259,16 @@ func (o *Orchestrator) resize(ctx context.Context, p *corev1.Pod, fn orchestrato
 	default:
 		o.log.Info("pod not resized to its function's limits; it keeps the pool's", "pod", p.Name, "function_id", fn.ID, "error", err)
 	}
+}
+
+// isNodeImage reports whether image holds the Node.js runtime server (the
+// names the local orchestrator accepts for it).
+func isNodeImage(image string) bool {
+	switch orchestrator.ImageBaseName(image) {
+	case "nodejs-runtime", "node-runtime", "nodejs", "node":
+		return true
+	}
+	return false
 }
 
 // podGone tells a missing pod from a missing resize subresource, which both

@@ -33,16 +33,7 @@ func RuntimeKind(image string) (string, error) {
 	if name == KindPython3 || pythonVersion.MatchString(name) {
 		return KindPython3, nil
 	}
-	if i := strings.IndexByte(name, '@'); i >= 0 { // digest
-		name = name[:i]
-	}
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		name = name[i+1:]
-	}
-	if i := strings.IndexByte(name, ':'); i >= 0 { // tag; a registry port sat before the last '/'
-		name = name[:i]
-	}
-	switch name {
+	switch orchestrator.ImageBaseName(name) {
 	case "python3-runtime", "python-runtime":
 		return KindPython3, nil
 	case "nodejs-runtime", "node-runtime", "nodejs", "node":

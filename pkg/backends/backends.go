@@ -94,20 +94,21 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			return nil, err
 		}
 		o, err := orchk8s.New(orchk8s.Config{
-			Client:           client,
-			Namespace:        k.Namespace,
-			Replicas:         k.Replicas,
-			ImagePullPolicy:  corev1.PullPolicy(k.ImagePullPolicy),
-			WorkerPort:       k.WorkerPort,
-			PoolReadyTimeout: k.PoolReadyTimeout,
-			ScaleUpTimeout:   k.ScaleUpTimeout,
-			RequestTimeout:   k.RequestTimeout,
-			PoolCPU:          k.PoolCPU,
-			PoolMemory:       k.PoolMemory,
-			RunAsUser:        k.RunAsUser,
-			Resize:           k.Resize,
-			Owner:            c.EngineName(),
-			Logger:           log.With("component", "orchestrator"),
+			Client:             client,
+			Namespace:          k.Namespace,
+			Replicas:           k.Replicas,
+			ImagePullPolicy:    corev1.PullPolicy(k.ImagePullPolicy),
+			WorkerPort:         k.WorkerPort,
+			PoolReadyTimeout:   k.PoolReadyTimeout,
+			ScaleUpTimeout:     k.ScaleUpTimeout,
+			RequestTimeout:     k.RequestTimeout,
+			PoolCPU:            k.PoolCPU,
+			PoolMemory:         k.PoolMemory,
+			NodeMemoryOverhead: k.NodeMemoryOverhead,
+			RunAsUser:          k.RunAsUser,
+			Resize:             k.Resize,
+			Owner:              c.EngineName(),
+			Logger:             log.With("component", "orchestrator"),
 		})
 		if err != nil {
 			return nil, err

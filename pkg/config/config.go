@@ -102,21 +102,22 @@ type Local struct {
 
 // Kubernetes is [kubernetes], the kubernetes orchestrator (docs/kubernetes.md).
 type Kubernetes struct {
-	Kubeconfig       string        `ini:"kubeconfig" default:"" help:"kubeconfig file of the cluster and the identity the engines use (its current context). Empty means in-cluster configuration (the service account of a pod the engine runs in)." path:"true"`
-	Namespace        string        `ini:"namespace" default:"qinling" help:"Namespace of the runtime pools and function pods; it must exist, and the identity needs the Role in docs/kubernetes.md in it."`
-	Replicas         int           `ini:"replicas" default:"3" help:"Free, prewarmed pods kept per runtime (the Deployment's replicas). A pod taken by a function leaves the Deployment, which starts a replacement, so the pool keeps this many free pods."`
-	ImagePullPolicy  string        `ini:"image_pull_policy" default:"IfNotPresent" help:"imagePullPolicy of runtime and image-function containers." choices:"IfNotPresent,Always,Never"`
-	WorkerPort       int           `ini:"worker_port" default:"9090" help:"Port the runtime server listens on in its container (upstream's 9090). Engines reach workers at http://<pod IP>:<worker_port>, so pod IPs must be routable from every engine."`
-	PoolReadyTimeout time.Duration `ini:"pool_ready_timeout" default:"300s" help:"How long creating or updating a runtime waits for its pool to become available before the runtime ends in error with the pods' reason (image pull, scheduling, crash)."`
-	ScaleUpTimeout   time.Duration `ini:"scale_up_timeout" default:"60s" help:"How long a scale-up waits for free pods when the pool has fewer than it needs (the Deployment starts replacements for the pods taken), before it fails for lack of capacity."`
-	RequestTimeout   time.Duration `ini:"request_timeout" default:"15s" help:"Bound on every single call to the Kubernetes API server, so an unreachable API server fails operations with a clear error instead of blocking them."`
-	QPS              int           `ini:"qps" default:"20" help:"Sustained requests per second to the Kubernetes API server from one engine (client-go rate limiter)."`
-	Burst            int           `ini:"burst" default:"40" help:"Request burst to the Kubernetes API server from one engine."`
-	PoolCPU          int           `ini:"pool_cpu" default:"300" help:"CPU (millicores) requested and limited for each pool pod before it serves a function; a function's own cpu replaces it through an in-place resize where the cluster supports it (Kubernetes 1.33+), else this stays its limit."`
-	PoolMemory       int64         `ini:"pool_memory" default:"134217728" help:"Memory (bytes) requested and limited for each pool pod before it serves a function; replaced by the function's memory_size through an in-place resize where supported, else this stays its limit."`
-	RunAsUser        int64         `ini:"run_as_user" default:"65534" help:"User ID the runtime containers run as (runAsNonRoot is enforced; never 0)."`
-	Resize           bool          `ini:"resize" default:"true" help:"Resize a pod in place to its function's cpu and memory_size when it is specialised (the pods/resize subresource). If the cluster refuses, this is logged once and pods keep pool_cpu and pool_memory."`
-	ImageFunctions   bool          `ini:"image_functions" default:"true" help:"Allow image functions (code source image): each execution runs the function's own container image as a pod to completion. False keeps the API refusing them."`
+	Kubeconfig         string        `ini:"kubeconfig" default:"" help:"kubeconfig file of the cluster and the identity the engines use (its current context). Empty means in-cluster configuration (the service account of a pod the engine runs in)." path:"true"`
+	Namespace          string        `ini:"namespace" default:"qinling" help:"Namespace of the runtime pools and function pods; it must exist, and the identity needs the Role in docs/kubernetes.md in it."`
+	Replicas           int           `ini:"replicas" default:"3" help:"Free, prewarmed pods kept per runtime (the Deployment's replicas). A pod taken by a function leaves the Deployment, which starts a replacement, so the pool keeps this many free pods."`
+	ImagePullPolicy    string        `ini:"image_pull_policy" default:"IfNotPresent" help:"imagePullPolicy of runtime and image-function containers." choices:"IfNotPresent,Always,Never"`
+	WorkerPort         int           `ini:"worker_port" default:"9090" help:"Port the runtime server listens on in its container (upstream's 9090). Engines reach workers at http://<pod IP>:<worker_port>, so pod IPs must be routable from every engine."`
+	PoolReadyTimeout   time.Duration `ini:"pool_ready_timeout" default:"300s" help:"How long creating or updating a runtime waits for its pool to become available before the runtime ends in error with the pods' reason (image pull, scheduling, crash)."`
+	ScaleUpTimeout     time.Duration `ini:"scale_up_timeout" default:"60s" help:"How long a scale-up waits for free pods when the pool has fewer than it needs (the Deployment starts replacements for the pods taken), before it fails for lack of capacity."`
+	RequestTimeout     time.Duration `ini:"request_timeout" default:"15s" help:"Bound on every single call to the Kubernetes API server, so an unreachable API server fails operations with a clear error instead of blocking them."`
+	QPS                int           `ini:"qps" default:"20" help:"Sustained requests per second to the Kubernetes API server from one engine (client-go rate limiter)."`
+	Burst              int           `ini:"burst" default:"40" help:"Request burst to the Kubernetes API server from one engine."`
+	PoolCPU            int           `ini:"pool_cpu" default:"300" help:"CPU (millicores) requested and limited for each pool pod before it serves a function; a function's own cpu replaces it through an in-place resize where the cluster supports it (Kubernetes 1.33+), else this stays its limit."`
+	PoolMemory         int64         `ini:"pool_memory" default:"134217728" help:"Memory (bytes) requested and limited for each pool pod before it serves a function; replaced by the function's memory_size through an in-place resize where supported, else this stays its limit."`
+	NodeMemoryOverhead int64         `ini:"nodejs_memory_overhead" default:"67108864" help:"Bytes a Node.js runtime pod (an image named nodejs-runtime, node-runtime, nodejs or node) may use beyond its function's memory_size when it is resized: Node.js itself needs more than upstream's default memory_size of 32 MiB. The runtime server still limits the function's JavaScript heap to memory_size. 0 applies memory_size alone."`
+	RunAsUser          int64         `ini:"run_as_user" default:"65534" help:"User ID the runtime containers run as (runAsNonRoot is enforced; never 0)."`
+	Resize             bool          `ini:"resize" default:"true" help:"Resize a pod in place to its function's cpu and memory_size when it is specialised (the pods/resize subresource). If the cluster refuses, this is logged once and pods keep pool_cpu and pool_memory."`
+	ImageFunctions     bool          `ini:"image_functions" default:"true" help:"Allow image functions (code source image): each execution runs the function's own container image as a pod to completion. False keeps the API refusing them."`
 }
 
 // Storage is [storage].

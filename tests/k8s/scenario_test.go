@@ -127,7 +127,13 @@ func (c *cluster) runtime(t *testing.T, image string) string {
 // function creates a package function from one main.py.
 func (c *cluster) function(t *testing.T, runtimeID, source string, fields ...string) string {
 	t.Helper()
-	pkg := testutil.Zip(t, map[string]string{"main.py": source})
+	return c.functionFile(t, runtimeID, "main.py", source, fields...)
+}
+
+// functionFile creates a package function from one file.
+func (c *cluster) functionFile(t *testing.T, runtimeID, file, source string, fields ...string) string {
+	t.Helper()
+	pkg := testutil.Zip(t, map[string]string{file: source})
 	form := &testutil.Form{
 		Fields: map[string]string{
 			"runtime_id": runtimeID, "name": "k8s-fn", "entry": "main.main", "timeout": "20",
@@ -415,6 +421,28 @@ func TestRuntimeImageUpdate(t *testing.T) {
 	ex := c.execute(t, map[string]any{"function_id": fid, "sync": true})
 	require.Equal(t, "success", ex["status"], "%v", ex)
 	assert.Equal(t, "after the updates", output(t, ex)["output"])
+}
+
+// TestNodeJSRuntime runs a Node.js function on pods of the Node.js runtime
+// image: the package pushed to the pod, an async function, its console
+// output as the log, at upstream's default memory_size (the pod gets the
+// Node.js overhead on top).
+func TestNodeJSRuntime(t *testing.T) {
+	c := loadCluster(t)
+	image := c.stack.Env["K8S_NODEJS_IMAGE"]
+	require.NotEmpty(t, image, "stack.env has no K8S_NODEJS_IMAGE")
+	rt := c.runtime(t, image)
+	fid := c.functionFile(t, rt, "main.js", `exports.main = async (context, input) => {
+  const name = (input && input.name) || 'World';
+  console.log('Hello from node, ' + name);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  return 'Hello, ' + name;
+};
+`, "memory_size", "33554432")
+	ex := c.execute(t, map[string]any{"function_id": fid, "sync": true, "input": `{"name": "pod"}`})
+	require.Equal(t, "success", ex["status"], "%v", ex)
+	assert.Equal(t, "Hello, pod", output(t, ex)["output"])
+	assert.Contains(t, c.log(t, ex["id"].(string)), "Hello from node, pod")
 }
 
 func TestMain(m *testing.M) {
