@@ -78,7 +78,7 @@ var keystoneClient = &http.Client{Timeout: time.Minute}
 func LoadStack() (*Stack, error) {
 	dir := stackDirFromEnv()
 	envPath := filepath.Join(dir, "stack.env")
-	env, err := readEnvFile(envPath)
+	env, err := ReadEnvFile(envPath)
 	if err != nil {
 		return nil, fmt.Errorf("testutil: no devstack stack in %s (%v): run devstack/stack.sh (./tox -e devstack) first, or set %s", dir, err, EnvStackDir)
 	}
@@ -102,8 +102,8 @@ func LoadStack() (*Stack, error) {
 	return s, nil
 }
 
-// readEnvFile parses KEY=VALUE lines (# comments, optional double quotes).
-func readEnvFile(path string) (map[string]string, error) {
+// ReadEnvFile parses KEY=VALUE lines (# comments, optional double quotes).
+func ReadEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -242,7 +242,7 @@ func issueToken(keystone, user, password, project string) (*Token, error) {
 // OpenRC returns the variables STACK_DIR/openrc-NAME exports (NAME is admin,
 // demo or alt_demo), for running the openstack CLI as that user.
 func (s *Stack) OpenRC(name string) (map[string]string, error) {
-	env, err := readEnvFile(filepath.Join(s.Dir, "openrc-"+name))
+	env, err := ReadEnvFile(filepath.Join(s.Dir, "openrc-"+name))
 	if err != nil {
 		return nil, fmt.Errorf("testutil: openrc of %s: %w", name, err)
 	}

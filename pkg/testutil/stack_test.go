@@ -26,7 +26,7 @@ DATABASE_URL=mysql+pymysql://q:p@127.0.0.1:1/q?charset=utf8mb4
 
 unset OS_TOKEN
 `), 0o600))
-	env, err := readEnvFile(path)
+	env, err := ReadEnvFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{
 		"STACK_DIR":        "/opt/qinling-stack",

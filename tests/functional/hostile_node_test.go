@@ -141,10 +141,7 @@ func TestHostileNodeFunctions(t *testing.T) {
 			t.Parallel()
 			h := startHostileNode(t, isolation)
 			strict := isolation == "strict"
-			cases := []struct {
-				name string
-				run  func(t *testing.T)
-			}{
+			cases := []hostileCase{
 				{"async hello with its log", func(t *testing.T) {
 					fid := h.nodeFunction(t, "hello")
 					ex, out, logs := h.run(t, fid, map[string]any{"name": "Qinling"})
@@ -211,45 +208,13 @@ func TestHostileNodeFunctions(t *testing.T) {
 					h.recovers(t, fid)
 				}},
 				{"module globals across calls", func(t *testing.T) {
-					fid := h.nodeFunction(t, "counter")
-					var got []float64
-					for range 3 {
-						ex, out, _ := h.run(t, fid, nil)
-						require.Equal(t, "success", ex["status"], "%v", ex)
-						got = append(got, out.(float64))
-					}
-					if strict {
-						assert.Equal(t, []float64{1, 1, 1}, got, "every execution starts afresh")
-					} else {
-						assert.Equal(t, []float64{1, 2, 3}, got, "warm reuse keeps module state (upstream's semantics)")
-					}
+					h.globalsAcrossCalls(t, h.nodeFunction(t, "counter"), strict)
 				}},
 				{"file written by one execution, read by the next", func(t *testing.T) {
-					fid := h.nodeFunction(t, "leave_file")
-					var seen []bool
-					for range 3 {
-						ex, out, _ := h.run(t, fid, nil)
-						require.Equal(t, "success", ex["status"], "%v", ex)
-						seen = append(seen, out.(bool))
-					}
-					if strict {
-						assert.Equal(t, []bool{false, false, false}, seen, "every execution has a /tmp of its own")
-					} else {
-						assert.Equal(t, []bool{false, true, true}, seen, "warm reuse shares the worker's /tmp")
-					}
+					h.fileAcrossCalls(t, h.nodeFunction(t, "leave_file"), strict)
 				}},
 			}
-			t.Cleanup(func() {
-				fid := h.nodeFunction(t, "counter")
-				ex, _, _ := h.run(t, fid, nil)
-				assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
-			})
-			for _, tc := range cases {
-				t.Run(tc.name, func(t *testing.T) {
-					t.Parallel()
-					tc.run(t)
-				})
-			}
+			h.runCases(t, cases, func(t *testing.T) string { return h.nodeFunction(t, "counter") })
 		})
 	}
 }

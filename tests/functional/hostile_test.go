@@ -184,6 +184,64 @@ func (h *hostileServer) recovers(t *testing.T, fid string) {
 	require.Equal(t, "fine", out)
 }
 
+// hostileCase is one attack, run in parallel with the others on one server.
+type hostileCase struct {
+	name string
+	run  func(t *testing.T)
+}
+
+// runCases runs the cases in parallel, then checks with a call of
+// healthy's function that the server survived every attack.
+func (h *hostileServer) runCases(t *testing.T, cases []hostileCase, healthy func(t *testing.T) string) {
+	// Registered first, so it runs after the parallel cases.
+	t.Cleanup(func() {
+		ex, _, _ := h.run(t, healthy(t), nil)
+		assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
+	})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t)
+		})
+	}
+}
+
+// outputs runs fid n times and returns the outputs, each call a success.
+func (h *hostileServer) outputs(t *testing.T, fid string, n int) []any {
+	t.Helper()
+	var got []any
+	for range n {
+		ex, out, _ := h.run(t, fid, nil)
+		require.Equal(t, "success", ex["status"], "%v", ex)
+		got = append(got, out)
+	}
+	return got
+}
+
+// globalsAcrossCalls: a module-level counter incremented by every call
+// (function "counter") is always 1 under strict isolation, and counts up
+// under warm reuse (upstream's semantics).
+func (h *hostileServer) globalsAcrossCalls(t *testing.T, fid string, strict bool) {
+	got := h.outputs(t, fid, 3)
+	if strict {
+		assert.Equal(t, []any{1.0, 1.0, 1.0}, got, "every execution starts afresh")
+	} else {
+		assert.Equal(t, []any{1.0, 2.0, 3.0}, got, "warm reuse keeps module state (upstream's semantics)")
+	}
+}
+
+// fileAcrossCalls: a file one call leaves in /tmp (function "leave_file",
+// which returns whether it found the file) is never seen by the next under
+// strict isolation, and is under warm reuse.
+func (h *hostileServer) fileAcrossCalls(t *testing.T, fid string, strict bool) {
+	got := h.outputs(t, fid, 3)
+	if strict {
+		assert.Equal(t, []any{false, false, false}, got, "a private /tmp per execution")
+	} else {
+		assert.Equal(t, []any{false, true, true}, got, "warm reuse shares the worker's /tmp")
+	}
+}
+
 func TestHostileFunctions(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "needs servers with their own isolation and limits")
 	t.Parallel()
@@ -194,10 +252,7 @@ func TestHostileFunctions(t *testing.T) {
 			strict := isolation == "strict"
 			apiPort := h.srv.URL[strings.LastIndexByte(h.srv.URL, ':')+1:]
 
-			cases := []struct {
-				name string
-				run  func(t *testing.T)
-			}{
+			cases := []hostileCase{
 				{"endless loop times out", func(t *testing.T) {
 					fid := h.function(t, "loop", "timeout", "1", "cpu", "300")
 					_, logs := h.fails(t, fid, nil, "Function execution timeout.")
@@ -273,47 +328,13 @@ func TestHostileFunctions(t *testing.T) {
 					h.recovers(t, fid)
 				}},
 				{"module globals across calls", func(t *testing.T) {
-					fid := h.function(t, "counter")
-					var got []float64
-					for range 3 {
-						ex, out, _ := h.run(t, fid, nil)
-						require.Equal(t, "success", ex["status"], "%v", ex)
-						got = append(got, out.(float64))
-					}
-					if strict {
-						assert.Equal(t, []float64{1, 1, 1}, got, "every execution starts afresh")
-					} else {
-						assert.Equal(t, []float64{1, 2, 3}, got, "warm reuse keeps module state (upstream's semantics)")
-					}
+					h.globalsAcrossCalls(t, h.function(t, "counter"), strict)
 				}},
 				{"file written by one execution, read by the next", func(t *testing.T) {
-					fid := h.function(t, "leave_file")
-					var seen []bool
-					for range 3 {
-						ex, out, _ := h.run(t, fid, nil)
-						require.Equal(t, "success", ex["status"], "%v", ex)
-						seen = append(seen, out.(bool))
-					}
-					if strict {
-						assert.Equal(t, []bool{false, false, false}, seen, "a private /tmp per execution")
-					} else {
-						assert.Equal(t, []bool{false, true, true}, seen, "warm reuse shares the worker's /tmp")
-					}
+					h.fileAcrossCalls(t, h.function(t, "leave_file"), strict)
 				}},
 			}
-			// Registered first, so it runs after the parallel cases: the
-			// server is healthy after every attack.
-			t.Cleanup(func() {
-				fid := h.function(t, "counter")
-				ex, _, _ := h.run(t, fid, nil)
-				assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
-			})
-			for _, tc := range cases {
-				t.Run(tc.name, func(t *testing.T) {
-					t.Parallel()
-					tc.run(t)
-				})
-			}
+			h.runCases(t, cases, func(t *testing.T) string { return h.function(t, "counter") })
 		})
 	}
 }

@@ -3,7 +3,6 @@
 package k8s
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // kubectlPath is Debian's (Google Cloud SDK's) kubectl; kubectl on PATH may
@@ -38,7 +39,7 @@ func loadDevCluster(t *testing.T) *devCluster {
 	if dir == "" {
 		dir = "/opt/qinling-k8s-stack"
 	}
-	env, err := readStackEnv(filepath.Join(dir, "stack.env"))
+	env, err := testutil.ReadEnvFile(filepath.Join(dir, "stack.env"))
 	if err != nil {
 		t.Fatalf("no devstack stack in %s (%v): run ./tox -e k8s, or QINLING_ORCHESTRATOR=kubernetes devstack/stack.sh with that STACK_DIR", dir, err)
 	}
@@ -52,33 +53,6 @@ func loadDevCluster(t *testing.T) *devCluster {
 		t.Fatalf("%s: %v", kubectlPath, err)
 	}
 	return &devCluster{dir: dir, env: env}
-}
-
-// readStackEnv parses stack.env's KEY=VALUE lines (# comments, optional
-// double quotes), as devstack/stack.sh writes them.
-func readStackEnv(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = v[1 : len(v)-1]
-		}
-		env[k] = v
-	}
-	return env, sc.Err()
 }
 
 // kubectl runs kubectl as the identity of kubeconfig (KUBECONFIG_ADMIN or
