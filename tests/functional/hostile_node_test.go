@@ -113,15 +113,7 @@ const hostileNodeMaxPids = 64
 // startHostileNode is startHostile with a nodejs runtime (upstream's image name).
 func startHostileNode(t *testing.T, isolation string) *hostileServer {
 	t.Helper()
-	s := testutil.StartAllInOne(t,
-		testutil.WithConfig("engine", "isolation", isolation),
-		testutil.WithConfig("local_orchestrator", "max_pids", strconv.Itoa(hostileNodeMaxPids)),
-		testutil.WithConfig("local_orchestrator", "pool_size", "1"))
-	tgt := testutil.ServerTarget(s)
-	rt := createRuntime(t, tgt.As(testutil.Admin), "openstackqinling/nodejs-runtime", "hostile-node-"+isolation)
-	rt = waitRuntime(t, tgt, rt["id"].(string))
-	require.Equal(t, "available", rt["status"], "runtime: %v", rt)
-	return &hostileServer{tgt: tgt, srv: s, runtime: rt["id"].(string)}
+	return startHostileRuntime(t, isolation, "openstackqinling/nodejs-runtime", hostileNodeMaxPids, 1)
 }
 
 // nodeFunction creates a function running entry of hostileJS, with upstream's

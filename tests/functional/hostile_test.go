@@ -123,12 +123,19 @@ type hostileServer struct {
 
 func startHostile(t *testing.T, isolation string) *hostileServer {
 	t.Helper()
+	return startHostileRuntime(t, isolation, "python3", hostileMaxPids, 2)
+}
+
+// startHostileRuntime starts the server with maxPids and poolSize and a
+// runtime of image.
+func startHostileRuntime(t *testing.T, isolation, image string, maxPids, poolSize int) *hostileServer {
+	t.Helper()
 	s := testutil.StartAllInOne(t,
 		testutil.WithConfig("engine", "isolation", isolation),
-		testutil.WithConfig("local_orchestrator", "max_pids", strconv.Itoa(hostileMaxPids)),
-		testutil.WithConfig("local_orchestrator", "pool_size", "2"))
+		testutil.WithConfig("local_orchestrator", "max_pids", strconv.Itoa(maxPids)),
+		testutil.WithConfig("local_orchestrator", "pool_size", strconv.Itoa(poolSize)))
 	tgt := testutil.ServerTarget(s)
-	rt := createRuntime(t, tgt.As(testutil.Admin), "python3", "hostile-"+isolation)
+	rt := createRuntime(t, tgt.As(testutil.Admin), image, "hostile-"+isolation)
 	rt = waitRuntime(t, tgt, rt["id"].(string))
 	require.Equal(t, "available", rt["status"], "runtime: %v", rt)
 	return &hostileServer{tgt: tgt, srv: s, runtime: rt["id"].(string)}
