@@ -411,7 +411,9 @@ function main(argv) {
         // The helper's pid is this.pid: it only waits for its child, the
         // execution process (PID 1 of a new PID namespace, with a /tmp of its
         // own), and exits as it does.
-        const helperArgs = ['--tmp-size', String(TMP_SIZE), '--keep', PACKAGES_DIR];
+        // --keep: directories below /tmp (unsandboxed: the packages, and
+        // this file's own) stay visible under the fresh /tmp.
+        const helperArgs = ['--tmp-size', String(TMP_SIZE), '--keep', PACKAGES_DIR, '--keep', path.dirname(SERVER_FILE)];
         // The server's socket directory is hidden, unless (unsandboxed) the
         // packages are next to the socket.
         const sockDir = socketPath ? path.dirname(socketPath) : '';

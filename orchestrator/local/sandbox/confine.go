@@ -21,7 +21,7 @@ import (
 // started the worker (visible inside the sandbox at the path the
 // orchestrator binds it to) with argv[0] ConfineName:
 //
-//	qinling-confine --tmp-size BYTES [--hide DIR] [--keep DIR] -- /usr/bin/node ARGS...
+//	qinling-confine --tmp-size BYTES [--hide DIR] [--keep DIR]... -- /usr/bin/node ARGS...
 //
 // In two halves, because a user namespace can only be created by a
 // single-threaded process and the Go runtime starts threads before any Go
@@ -32,8 +32,9 @@ import (
 // which:
 //   - starts a new session (kill(0, ...) reaches nothing outside);
 //   - mounts a fresh tmpfs of --tmp-size bytes on /tmp (its working
-//     directory, and TMPDIR is /tmp), first binding --keep there again if it
-//     lies below /tmp (an unsandboxed worker's package directory);
+//     directory, and TMPDIR is /tmp), first binding each --keep there again
+//     if it lies below /tmp (an unsandboxed worker's package directory and
+//     the server's own);
 //   - mounts a /proc of the new PID namespace, so that it sees only its own
 //     processes, and an empty read-only tmpfs on --hide (the server's socket
 //     directory);
@@ -80,7 +81,7 @@ func confineFail(code int, err error) int {
 type confineOpts struct {
 	tmpSize int64
 	hide    string
-	keep    string
+	keep    []string
 }
 
 func parseConfine(args []string) (confineOpts, []string, error) {
@@ -112,7 +113,7 @@ func parseConfine(args []string) (confineOpts, []string, error) {
 		case "--hide":
 			o.hide = v
 		case "--keep":
-			o.keep = v
+			o.keep = append(o.keep, v)
 		default:
 			return o, nil, fmt.Errorf("unknown option %s", a)
 		}
@@ -131,24 +132,33 @@ func confine(o confineOpts) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	keep := -1
-	if o.keep != "" && strings.HasPrefix(filepath.Clean(o.keep)+"/", "/tmp/") {
-		if fd, err := unix.Open(o.keep, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			keep = fd
+	// Directories below /tmp that must stay (an unsandboxed worker's
+	// package and server directories), held open across the new tmpfs.
+	type kept struct {
+		path string
+		fd   int
+	}
+	var keep []kept
+	for _, k := range o.keep {
+		if !strings.HasPrefix(filepath.Clean(k)+"/", "/tmp/") {
+			continue
+		}
+		if fd, err := unix.Open(k, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			keep = append(keep, kept{k, fd})
 		}
 	}
 	opts := "size=" + strconv.FormatInt(o.tmpSize, 10) + ",mode=1777"
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount /tmp: %w", err)
 	}
-	if keep >= 0 {
-		if err := os.MkdirAll(o.keep, 0o755); err != nil {
+	for _, k := range keep {
+		if err := os.MkdirAll(k.path, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(keep), o.keep, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("keep %s: %w", o.keep, err)
+		if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(k.fd), k.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("keep %s: %w", k.path, err)
 		}
-		unix.Close(keep)
+		unix.Close(k.fd)
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc of the new PID namespace: %w", err)
