@@ -89,6 +89,13 @@ func (c Client) DeleteFunction(ctx context.Context, functionID string, version i
 	return c.RPC.Cast(ctx, MethodDeleteFunction, FunctionArgs{FunctionID: functionID, FunctionVersion: version})
 }
 
+// DeleteFunctionNow is DeleteFunction, answered once the workers are gone:
+// for changes after which no execution may still reach a worker holding the
+// old code.
+func (c Client) DeleteFunctionNow(ctx context.Context, functionID string, version int) error {
+	return c.RPC.Call(ctx, MethodDeleteFunction, FunctionArgs{FunctionID: functionID, FunctionVersion: version}, nil)
+}
+
 // ScaleUp adds count workers to a function version (cast).
 func (c Client) ScaleUp(ctx context.Context, a FunctionArgs) error {
 	return c.RPC.Cast(ctx, MethodScaleUpFunction, a)

@@ -393,11 +393,18 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, in
 		}
 		values["code"] = mustJSON(db.Code{Source: db.SourcePackage, MD5Sum: newMD5})
 	}
-	// Workers were specialised with the old code, entry or limits.
-	if err := s.Engine.DeleteFunction(ctx, id, 0); err != nil {
+	// Workers were specialised with the old code, entry or limits: gone
+	// before the answer, so that no execution after it runs the old code.
+	if err := s.Engine.DeleteFunctionNow(ctx, id, 0); err != nil {
 		return nil, 0, err
 	}
 	if err := s.DB.UpdateFunction(ctx, id, values); err != nil {
+		return nil, 0, err
+	}
+	// An execution that arrived between the two may have specialised a
+	// worker from the old record. Also before the answer: done later, it
+	// could kill a worker that an execution after the answer is using.
+	if err := s.Engine.DeleteFunctionNow(ctx, id, 0); err != nil {
 		return nil, 0, err
 	}
 	if newMD5 != "" && newMD5 != current.MD5Sum {
