@@ -537,6 +537,11 @@ func (o *Orchestrator) reap(w *worker) {
 	case <-w.out.done:
 	case <-time.After(time.Second):
 	}
+	// Stopped by another instance sharing WorkersDir (a function deleted
+	// through another engine): its marker, or the directory it removed.
+	_, statErr := os.Stat(filepath.Join(w.dir, stoppedMarker))
+	_, dirErr := os.Stat(w.dir)
+	stoppedElsewhere := statErr == nil || errors.Is(dirErr, fs.ErrNotExist)
 	// Before the directory: a cgroup without its directory is stale (see New).
 	o.destroyCgroup(w.name, w.cg)
 	if err := os.RemoveAll(w.dir); err != nil {
@@ -560,6 +565,8 @@ func (o *Orchestrator) reap(w *worker) {
 	switch {
 	case killed:
 		o.log.Debug("worker stopped", attrs...)
+	case stoppedElsewhere:
+		o.log.Debug("worker stopped by another instance", attrs...)
 	case exitCode(waitErr) == 3:
 		// The runtime's way of retiring after a timed-out execution.
 		o.log.Info("worker retired after an execution timeout", attrs...)
@@ -994,6 +1001,9 @@ func (o *Orchestrator) DeleteFunction(ctx context.Context, functionID string, ve
 func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
 	for _, rec := range recs {
 		if rec.alive() {
+			// Tells the owner's reaper the exit was asked for (it cannot
+			// see our kill); best effort: a missing directory says the same.
+			_ = os.WriteFile(filepath.Join(o.cfg.WorkersDir, rec.Name, stoppedMarker), nil, 0o600)
 			killGroup(rec.PID)
 		}
 	}

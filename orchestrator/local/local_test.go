@@ -398,7 +398,8 @@ func TestLocal_StaleDirsRemovedOnNew(t *testing.T) {
 func TestLocal_SharedWorkersDir(t *testing.T) {
 	t.Parallel()
 	dir := shortTempDir(t)
-	first := newFake(t, modeServe, func(c *Config) { c.WorkersDir = dir; c.Owner = "engine-1" })
+	logger, logged := recordingLogger(t)
+	first := newFake(t, modeServe, func(c *Config) { c.WorkersDir = dir; c.Owner = "engine-1"; c.Logger = logger })
 	second := newFake(t, modeServe, func(c *Config) { c.WorkersDir = dir; c.Owner = "engine-2"; c.PoolSize = 0 })
 	first.pool(t)
 	fn := first.function(t, "fn-shared", entryEcho)
@@ -425,6 +426,9 @@ func TestLocal_SharedWorkersDir(t *testing.T) {
 		res, err := first.run(first.o, keptWorkers[0], kept)
 		require.NoError(t, err)
 		require.True(t, res.Success)
+		// The owner knows the kill was asked for.
+		require.Contains(t, logged(), "worker stopped by another instance")
+		require.NotContains(t, logged(), "exited unexpectedly")
 	})
 
 	t.Run("DeleteWorker", func(t *testing.T) {

@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// stoppedMarker, in a worker's directory, says another instance stopped it
+// on purpose (its owner's reaper then logs no warning).
+const stoppedMarker = "stopped"
+
 // recordFile is the name of a worker's record inside its directory.
 const recordFile = "worker.json"
 

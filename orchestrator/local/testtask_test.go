@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,15 +109,23 @@ func fakeRuntime(mode string, args []string) int {
 // testLogger sends slog records to t.Log while the test runs, and drops
 // those that background goroutines emit after it ended.
 func testLogger(t testing.TB) *slog.Logger {
+	l, _ := recordingLogger(t)
+	return l
+}
+
+// recordingLogger is testLogger that also keeps what it logged, for tests
+// about what is logged.
+func recordingLogger(t testing.TB) (*slog.Logger, func() string) {
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop) // registered first, so it runs after the orchestrator's Close
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w.logged
 }
 
 type testWriter struct {
 	mu      sync.Mutex
 	t       testing.TB
 	stopped bool
+	all     strings.Builder
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
@@ -125,7 +134,14 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	if !w.stopped {
 		w.t.Log(string(p[:len(p)-1]))
 	}
+	w.all.Write(p)
 	return len(p), nil
+}
+
+func (w *testWriter) logged() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 func (w *testWriter) stop() {
