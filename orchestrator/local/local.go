@@ -1017,7 +1017,14 @@ func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
 				o.log.Warn("could not remove worker cgroup", "worker", rec.Name, "error", err)
 			}
 		}
-		if err := os.RemoveAll(filepath.Join(o.cfg.WorkersDir, rec.Name)); err != nil {
+		dir, gone := filepath.Join(o.cfg.WorkersDir, rec.Name), filepath.Join(o.cfg.WorkersDir, deletePrefix+rec.Name)
+		if err := os.Rename(dir, gone); err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // its owner removed it already
+				continue
+			}
+			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
+		}
+		if err := os.RemoveAll(gone); err != nil {
 			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
 		}
 	}

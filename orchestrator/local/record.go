@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -42,6 +43,11 @@ var workerName = regexp.MustCompile(`^[a-z0-9]+-[0-9a-f]{16}$`)
 
 // extractPrefix starts the names of temporary package extraction directories.
 const extractPrefix = ".extract-"
+
+// deletePrefix names a worker directory another instance is removing: it is
+// renamed first, so that the owner sees the directory gone at once and never
+// a half-removed one (its stopped marker already unlinked).
+const deletePrefix = ".deleted-"
 
 // writeRecord replaces dir/worker.json atomically, so a reader never sees a
 // half-written record.
@@ -128,6 +134,8 @@ func removeStale(dir string, now time.Time) (int, error) {
 		switch {
 		case len(e.Name()) > len(extractPrefix) && e.Name()[:len(extractPrefix)] == extractPrefix:
 			stale = olderThan(e, now, staleExtractAge)
+		case strings.HasPrefix(e.Name(), deletePrefix):
+			stale = true // its worker was dead before it was renamed
 		case workerName.MatchString(e.Name()):
 			rec, err := readRecord(path)
 			switch {
