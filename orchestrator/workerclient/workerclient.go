@@ -319,38 +319,49 @@ type PreloadResult struct {
 // unreachable worker is an error wrapping orchestrator.ErrWorkerNotFound.
 func (c *Client) Preload(ctx context.Context, addr string, p Preload) (PreloadResult, error) {
 	var res PreloadResult
-	hc, url, err := c.target(addr, "/preload")
-	if err != nil {
-		return res, err
-	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		return res, fmt.Errorf("preload on %s: %w", addr, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	status, data, err := c.post(ctx, addr, "/preload", "application/json", body)
 	if err != nil {
 		return res, fmt.Errorf("preload on %s: %w", addr, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		if isDialError(err) {
-			return res, fmt.Errorf("preload on %s: %w: %v", addr, orchestrator.ErrWorkerNotFound, err)
-		}
-		return res, fmt.Errorf("preload on %s: %w", addr, err)
-	}
-	defer drainClose(resp.Body)
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return res, fmt.Errorf("preload on %s: %w", addr, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("preload on %s: status %s: %q", addr, resp.Status, snippet(data))
+	if status != http.StatusOK {
+		return res, fmt.Errorf("preload on %s: status %d: %q", addr, status, snippet(data))
 	}
 	if err := json.Unmarshal(data, &res); err != nil {
 		return res, fmt.Errorf("preload on %s: answer is not JSON (%v): %q", addr, err, snippet(data))
 	}
 	return res, nil
+}
+
+// post sends a small control request (not an execution) to the worker at
+// addr and returns the status and up to 64 KiB of the answer. A worker that
+// cannot be reached is an error wrapping orchestrator.ErrWorkerNotFound.
+func (c *Client) post(ctx context.Context, addr, path, contentType string, body []byte) (int, []byte, error) {
+	hc, u, err := c.target(addr, path)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := hc.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return 0, nil, fmt.Errorf("%w: %v", orchestrator.ErrWorkerNotFound, err)
+		}
+		return 0, nil, err
+	}
+	defer drainClose(resp.Body)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, data, nil
 }
 
 // Package is a function package pushed to a remote worker with Deliver.
@@ -369,27 +380,13 @@ type Package struct {
 // checksum) is an error with the worker's reason.
 func (c *Client) Deliver(ctx context.Context, addr string, p Package) error {
 	q := url.Values{"function_id": {p.FunctionID}, "function_version": {strconv.Itoa(p.Version)}, "md5": {p.MD5}}
-	hc, u, err := c.target(addr, "/package?"+q.Encode())
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(p.Zip))
+	status, data, err := c.post(ctx, addr, "/package?"+q.Encode(), "application/zip", p.Zip)
 	if err != nil {
 		return fmt.Errorf("deliver package to %s: %w", addr, err)
 	}
-	req.Header.Set("Content-Type", "application/zip")
-	resp, err := hc.Do(req)
-	if err != nil {
-		if isDialError(err) {
-			return fmt.Errorf("deliver package to %s: %w: %v", addr, orchestrator.ErrWorkerNotFound, err)
-		}
-		return fmt.Errorf("deliver package to %s: %w", addr, err)
-	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		return nil
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var e struct {
 		Error string `json:"error"`
 	}
@@ -397,10 +394,10 @@ func (c *Client) Deliver(ctx context.Context, addr string, p Package) error {
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGone {
+	if status == http.StatusServiceUnavailable || status == http.StatusGone {
 		return fmt.Errorf("deliver package to %s: %w: %s", addr, orchestrator.ErrWorkerNotFound, msg)
 	}
-	return fmt.Errorf("deliver package to %s: %w", addr, &RefusedError{Status: resp.StatusCode, Reason: msg})
+	return fmt.Errorf("deliver package to %s: %w", addr, &RefusedError{Status: status, Reason: msg})
 }
 
 // RefusedError is a worker's refusal of a package (bad zip, checksum, too
