@@ -54,32 +54,35 @@ func newBackend(t *testing.T, c *kubetest.Cluster, tune ...func(*kubernetes.Conf
 	return o
 }
 
+// TestConformance runs the suite on pods of each runtime image: kubetest
+// backs them with the real runtime server (runtimes/python3/server.py or
+// runtimes/nodejs/server.js), so the engine's POST /package and /execute
+// meet it.
 func TestConformance(t *testing.T) {
-	orchestratortest.Run(t, orchestratortest.Harness{
-		New: func(t *testing.T) orchestrator.Orchestrator {
-			return newBackend(t, kubetest.Start(t, kubetest.Options{}))
-		},
-		Image:    image,
-		PoolSize: poolSize,
-		Function: orchestratortest.PythonFunction,
-	})
-}
-
-// TestConformanceNodeJS runs the suite on pods of a Node.js runtime image:
-// kubetest backs them with runtimes/nodejs/server.js, so the engine's
-// POST /package and /execute meet the real Node.js server.
-func TestConformanceNodeJS(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/node"); err != nil {
-		t.Skipf("/usr/bin/node not available (apt-get install nodejs): %v", err)
+	for _, tc := range []struct {
+		name     string
+		image    string
+		function func(t *testing.T, name string) (orchestrator.Package, string)
+	}{
+		{name: "python3", image: image, function: orchestratortest.PythonFunction},
+		{name: "nodejs", image: nodeImage, function: orchestratortest.NodeFunction},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.image == nodeImage {
+				if _, err := os.Stat("/usr/bin/node"); err != nil {
+					t.Skipf("/usr/bin/node not available (apt-get install nodejs): %v", err)
+				}
+			}
+			orchestratortest.Run(t, orchestratortest.Harness{
+				New: func(t *testing.T) orchestrator.Orchestrator {
+					return newBackend(t, kubetest.Start(t, kubetest.Options{}))
+				},
+				Image:    tc.image,
+				PoolSize: poolSize,
+				Function: tc.function,
+			})
+		})
 	}
-	orchestratortest.Run(t, orchestratortest.Harness{
-		New: func(t *testing.T) orchestrator.Orchestrator {
-			return newBackend(t, kubetest.Start(t, kubetest.Options{}))
-		},
-		Image:    nodeImage,
-		PoolSize: poolSize,
-		Function: orchestratortest.NodeFunction,
-	})
 }
 
 func helloFunction(t *testing.T, runtimeID, id string) orchestrator.Function {
