@@ -211,16 +211,7 @@ func TestLocal_NodeConformance(t *testing.T) {
 	for _, strict := range []bool{false, true} {
 		t.Run(map[bool]string{false: "reuse", true: "strict"}[strict], func(t *testing.T) {
 			h := orchestratortest.Harness{
-				New: func(t *testing.T) orchestrator.Orchestrator {
-					o, err := New(Config{
-						WorkersDir: shortTempDir(t), PoolSize: 2, Python3: python3, NodeJS: nodeJS, RuntimesDir: runtimesDir,
-						Owner: "conformance", Logger: testLogger(t),
-						Sandbox: Sandbox{Enabled: true}, CgroupParent: "qinling-test", MaxPids: 64,
-						Isolation: Isolation{Strict: strict, Spares: 2},
-					})
-					require.NoError(t, err)
-					return o
-				},
+				New:      sandboxedConformance(strict),
 				Image:    "openstackqinling/nodejs-runtime",
 				PoolSize: 2,
 				Function: orchestratortest.NodeFunction,

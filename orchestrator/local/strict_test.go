@@ -31,20 +31,26 @@ func newStrict(t *testing.T, mutate func(*Config)) *Orchestrator {
 	})
 }
 
+// sandboxedConformance is the suite's New for orchestrators with sandboxed,
+// cgroup-limited workers, in strict or reuse isolation.
+func sandboxedConformance(strict bool) func(t *testing.T) orchestrator.Orchestrator {
+	return func(t *testing.T) orchestrator.Orchestrator {
+		o, err := New(Config{
+			WorkersDir: shortTempDir(t), PoolSize: 2, Python3: python3, NodeJS: nodeJS, RuntimesDir: runtimesDir,
+			Owner: "conformance", Logger: testLogger(t),
+			Sandbox: Sandbox{Enabled: true}, CgroupParent: "qinling-test", MaxPids: 64,
+			Isolation: Isolation{Strict: strict, Spares: 2},
+		})
+		require.NoError(t, err)
+		return o
+	}
+}
+
 func TestLocal_StrictConformance(t *testing.T) {
 	requireRoot(t)
 	requirePython(t)
 	orchestratortest.Run(t, orchestratortest.Harness{
-		New: func(t *testing.T) orchestrator.Orchestrator {
-			o, err := New(Config{
-				WorkersDir: shortTempDir(t), PoolSize: 2, Python3: python3, RuntimesDir: runtimesDir,
-				Owner: "conformance", Logger: testLogger(t),
-				Sandbox: Sandbox{Enabled: true}, CgroupParent: "qinling-test", MaxPids: 64,
-				Isolation: Isolation{Strict: true, Spares: 2},
-			})
-			require.NoError(t, err)
-			return o
-		},
+		New:      sandboxedConformance(true),
 		Image:    "python3",
 		PoolSize: 2,
 		Function: orchestratortest.PythonFunction,
