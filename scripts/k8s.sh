@@ -41,6 +41,27 @@ k8s_conformance_env() {
 	export QINLING_K8S_PULL_POLICY=Never
 }
 
+# k8s_env_lock DIR: take the env's lock, a directory holding the PID of the
+# ./tox that holds it, released when the env's subshell exits. A lock whose
+# holder is gone (a run killed outright) is taken over.
+k8s_env_lock() {
+	local lock=$1 holder
+	mkdir -p "$(dirname "$lock")"
+	if ! mkdir "$lock" 2>/dev/null; then
+		holder=$(cat "$lock/pid" 2>/dev/null || true)
+		if [[ -n $holder ]] && kill -0 "$holder" 2>/dev/null; then
+			log "k8s: another ./tox -e k8s (PID $holder) is using $STACK_DIR; wait for it, or set K8S_STACK_DIR and the K8S_*_PORT settings for a second run"
+			return 1
+		fi
+		log "k8s: taking over the lock of a run that is gone (PID ${holder:-unknown})"
+		rm -rf -- "$lock"
+		mkdir "$lock" || return 1
+	fi
+	echo "$$" >"$lock/pid"
+	# shellcheck disable=SC2064 # the path is fixed now
+	trap "rm -rf -- '$lock'" EXIT
+}
+
 register_env k8s "real single-node Kubernetes via devstack (own STACK_DIR and ports): host snapshot, stack.sh, go test -tags k8s, unstack.sh, snapshot diff (root)"
 env_k8s() {
 	require_go || return
@@ -50,6 +71,9 @@ env_k8s() {
 	fi
 	local pair name override
 	export STACK_DIR=${K8S_STACK_DIR:-/opt/qinling-k8s-stack}
+	# Two runs on one STACK_DIR would stack and unstack under each other
+	# (same ports, links and namespaces): the second one stops here.
+	k8s_env_lock "$STACK_DIR.env-lock" || return 1
 	export QINLING_ORCHESTRATOR=kubernetes
 	# Idle workers go after 30 s (tests/k8s waits for that).
 	export QINLING_FUNCTION_EXPIRATION=${K8S_FUNCTION_EXPIRATION:-30}

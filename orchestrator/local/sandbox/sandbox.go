@@ -38,11 +38,13 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -176,9 +178,27 @@ func Check(dir string, uid, gid int) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("sandbox: creating namespaces and mounts needs root; the engine runs as uid %d", os.Geteuid())
 	}
+	// A helper killed by a signal, with nothing said, tells nothing about
+	// sandboxes (a loaded test machine shows it now and then): only
+	// a setup that fails the same way three times in a row counts.
+	var err error
+	for range checkAttempts {
+		var signaled bool
+		if signaled, err = checkOnce(dir, uid, gid); err == nil || !signaled {
+			return err
+		}
+	}
+	return err
+}
+
+const checkAttempts = 3
+
+// checkOnce runs one check; signaled tells that the helper died by a signal
+// without a word.
+func checkOnce(dir string, uid, gid int) (signaled bool, err error) {
 	root, err := os.MkdirTemp(dir, ".sandbox-check-")
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return false, fmt.Errorf("sandbox: %w", err)
 	}
 	defer os.Remove(root)
 	spec := Spec{
@@ -187,14 +207,26 @@ func Check(dir string, uid, gid int) error {
 	}
 	cmd, err := Command(spec, []string{"/nonexistent"})
 	if err != nil {
-		return err
+		return false, err
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// The helper arms a parent-death signal, which the kernel ties to the
+	// thread that forked it: keep that thread to this goroutine (and
+	// alive) until the helper has exited.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("sandbox: test sandbox failed (%v): %s", err, strings.TrimSpace(out.String()))
+		said := strings.TrimSpace(out.String())
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && said == "" {
+				signaled = true
+			}
+		}
+		return signaled, fmt.Errorf("sandbox: test sandbox failed (%v): %s", err, said)
 	}
-	return nil
+	return false, nil
 }
 
 // Layout collects host paths to show read-only inside a sandbox at the
