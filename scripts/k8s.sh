@@ -41,8 +41,8 @@ k8s_conformance_env() {
 	export QINLING_K8S_PULL_POLICY=Never
 }
 
-# k8s_env_lock DIR: take the env's lock, a directory holding the PID of the
-# ./tox that holds it, released when the env's subshell exits. A lock whose
+# k8s_env_lock DIR: take the machine-wide lock of the env, a directory holding
+# the PID of the ./tox that holds it, released when the env's subshell exits. A lock whose
 # holder is gone (a run killed outright) is taken over.
 k8s_env_lock() {
 	local lock=$1 holder
@@ -50,7 +50,7 @@ k8s_env_lock() {
 	if ! mkdir "$lock" 2>/dev/null; then
 		holder=$(cat "$lock/pid" 2>/dev/null || true)
 		if [[ -n $holder ]] && kill -0 "$holder" 2>/dev/null; then
-			log "k8s: another ./tox -e k8s (PID $holder) is using $STACK_DIR; wait for it, or set K8S_STACK_DIR and the K8S_*_PORT settings for a second run"
+			log "k8s: another ./tox -e k8s (PID $holder) runs on this machine, whose Kubernetes node is one per machine; wait for it"
 			return 1
 		fi
 		log "k8s: taking over the lock of a run that is gone (PID ${holder:-unknown})"
@@ -71,9 +71,15 @@ env_k8s() {
 	fi
 	local pair name override
 	export STACK_DIR=${K8S_STACK_DIR:-/opt/qinling-k8s-stack}
-	# Two runs on one STACK_DIR would stack and unstack under each other
-	# (same ports, links and namespaces): the second one stops here.
-	k8s_env_lock "$STACK_DIR.env-lock" || return 1
+	# The cluster is the machine's (its host link, routes, /var/lib/kubelet,
+	# /run/containerd): two runs would stack and unstack under each other,
+	# so the second one stops here, as does a run next to a devstack
+	# cluster started by hand.
+	k8s_env_lock /run/lock/qinling-go-k8s-env || return 1
+	if ip link show k8sveth0 >/dev/null 2>&1; then
+		log "k8s: a devstack Kubernetes already runs on this machine (link k8sveth0); stop it first with STACK_DIR=<its dir> devstack/unstack.sh"
+		return 1
+	fi
 	export QINLING_ORCHESTRATOR=kubernetes
 	# Idle workers go after 30 s (tests/k8s waits for that).
 	export QINLING_FUNCTION_EXPIRATION=${K8S_FUNCTION_EXPIRATION:-30}
