@@ -41,9 +41,9 @@ k8s_conformance_env() {
 	export QINLING_K8S_PULL_POLICY=Never
 }
 
-# k8s_env_lock DIR: take the machine-wide lock of the env, a directory holding
-# the PID of the ./tox that holds it, released when the env's subshell exits. A lock whose
-# holder is gone (a run killed outright) is taken over.
+# k8s_env_lock DIR: take the env's machine-wide lock, a directory holding the
+# PID of the ./tox that holds it, released when the env's subshell exits. A
+# lock whose holder is gone (a run killed outright) is taken over.
 k8s_env_lock() {
 	local lock=$1 holder
 	mkdir -p "$(dirname "$lock")"

@@ -218,12 +218,8 @@ func checkOnce(dir string, uid, gid int) (signaled bool, err error) {
 	defer runtime.UnlockOSThread()
 	if err := cmd.Run(); err != nil {
 		said := strings.TrimSpace(out.String())
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && said == "" {
-				signaled = true
-			}
-		}
+		var ee *exec.ExitError // ExitCode is -1 when a signal ended it
+		signaled = errors.As(err, &ee) && ee.ExitCode() == -1 && said == ""
 		return signaled, fmt.Errorf("sandbox: test sandbox failed (%v): %s", err, said)
 	}
 	return false, nil
