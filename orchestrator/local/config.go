@@ -1,10 +1,14 @@
 package local
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
+	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/pkg/archive"
 )
 
@@ -63,18 +67,105 @@ type Config struct {
 	Isolation Isolation
 }
 
-// Defaults for Config fields left zero.
+// Defaults for Config fields left zero, applied by setDefaults.
 const (
-	DefaultPython3       = "/usr/bin/python3"
-	DefaultNodeJS        = "/usr/bin/node"
-	DefaultLogSize       = 1 << 20
-	DefaultResultSize    = 1 << 20
-	DefaultRunGrace      = 3 * time.Second
-	DefaultStartTimeout  = 15 * time.Second
-	readyPollInterval    = 3 * time.Millisecond
-	deleteWait           = 5 * time.Second
-	maxUnixSocketPathLen = 107 // sun_path is 108 bytes including the NUL
+	DefaultPython3      = "/usr/bin/python3"
+	DefaultNodeJS       = "/usr/bin/node"
+	DefaultLogSize      = 1 << 20
+	DefaultResultSize   = 1 << 20
+	DefaultRunGrace     = 3 * time.Second
+	DefaultStartTimeout = 15 * time.Second
+	// DefaultNodeMemoryOverhead is what a nodejs worker may use beyond its
+	// function's memory_size (Config.NodeMemoryOverhead): Node.js holds about
+	// 45 MiB of its own before running any function (its executable's pages,
+	// V8's heaps and code), above upstream's default memory_size of 32 MiB,
+	// which is the JavaScript heap the function gets. docs/isolation.md.
+	DefaultNodeMemoryOverhead = 64 << 20
+	DefaultSandboxUID         = 65534
+	DefaultTmpSize            = 64 << 20
+	DefaultPreloadWindow      = 60 * time.Second
+	DefaultPreloadInterval    = 5 * time.Second
 )
+
+// maxUnixSocketPathLen bounds a worker's socket path: sun_path is 108 bytes
+// including the NUL.
+const maxUnixSocketPathLen = 107
+
+// setDefaults fills the fields left zero with their defaults; a negative
+// NodeMemoryOverhead means none. Every default is applied here, once.
+func (c *Config) setDefaults() {
+	if c.Python3 == "" {
+		c.Python3 = DefaultPython3
+	}
+	if c.NodeJS == "" {
+		c.NodeJS = DefaultNodeJS
+	}
+	switch {
+	case c.NodeMemoryOverhead == 0:
+		c.NodeMemoryOverhead = DefaultNodeMemoryOverhead
+	case c.NodeMemoryOverhead < 0:
+		c.NodeMemoryOverhead = 0
+	}
+	if c.MaxLogSize <= 0 {
+		c.MaxLogSize = DefaultLogSize
+	}
+	if c.MaxResultSize <= 0 {
+		c.MaxResultSize = DefaultResultSize
+	}
+	if c.RunGrace <= 0 {
+		c.RunGrace = DefaultRunGrace
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	s := &c.Sandbox
+	if s.UID == 0 {
+		s.UID = DefaultSandboxUID
+	}
+	if s.GID == 0 {
+		s.GID = DefaultSandboxUID
+	}
+	// Also without a sandbox: a strict worker's executions get a /tmp of
+	// this size.
+	if s.TmpSize <= 0 {
+		s.TmpSize = DefaultTmpSize
+	}
+	p := &c.Isolation.Preload
+	if p.Policy == nil {
+		p.Policy = preload.Traffic{}
+	}
+	if p.Window <= 0 {
+		p.Window = DefaultPreloadWindow
+	}
+	if p.Interval <= 0 {
+		p.Interval = DefaultPreloadInterval
+	}
+}
+
+// validate checks the settings that have no default. WorkersDir must be
+// absolute already.
+func (c *Config) validate() error {
+	dir := c.WorkersDir
+	if n := len(dir) + len("/python3-0123456789abcdef/"+runName+"/") + len(socketName); n > maxUnixSocketPathLen {
+		return fmt.Errorf("workers dir %s is too long for unix socket paths (%d bytes, limit %d); choose a shorter one", dir, n, maxUnixSocketPathLen)
+	}
+	if c.PoolSize < 0 {
+		return fmt.Errorf("pool size %d must not be negative", c.PoolSize)
+	}
+	if iso := c.Isolation; iso.Spares < 0 || iso.Preload.Slots < 0 {
+		return fmt.Errorf("strict spares %d and preload slots %d must not be negative", iso.Spares, iso.Preload.Slots)
+	}
+	if c.Command == nil {
+		server := filepath.Join(c.RuntimesDir, KindPython3, serverFile(KindPython3))
+		if _, err := os.Stat(server); err != nil {
+			return fmt.Errorf("python3 runtime: %w", err)
+		}
+	}
+	return nil
+}
 
 // Sandbox configures the confinement of workers (see package sandbox).
 type Sandbox struct {
@@ -93,9 +184,3 @@ type Sandbox struct {
 	// ExtraPaths are further host paths shown read-only at the same place.
 	ExtraPaths []string
 }
-
-// Defaults of the sandbox.
-const (
-	DefaultSandboxUID = 65534
-	DefaultTmpSize    = 64 << 20
-)

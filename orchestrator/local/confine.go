@@ -89,17 +89,8 @@ func newConfinement(cfg *Config) (*confinement, error) {
 	if !s.Enabled {
 		return c, nil
 	}
-	if s.UID == 0 {
-		s.UID = DefaultSandboxUID
-	}
-	if s.GID == 0 {
-		s.GID = DefaultSandboxUID
-	}
 	if s.UID < 0 || s.GID < 0 {
 		return nil, fmt.Errorf("sandbox uid %d and gid %d must not be negative", s.UID, s.GID)
-	}
-	if s.TmpSize <= 0 {
-		s.TmpSize = DefaultTmpSize
 	}
 	for _, p := range s.ExtraPaths {
 		if _, err := os.Stat(p); err != nil || !filepath.IsAbs(p) {

@@ -43,7 +43,6 @@ import (
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
-	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/orchestrator/workerclient"
 )
 
@@ -78,57 +77,9 @@ func New(cfg Config) (*Orchestrator, error) {
 		return nil, fmt.Errorf("local orchestrator: workers dir: %w", err)
 	}
 	cfg.WorkersDir = dir
-	if n := len(dir) + len("/python3-0123456789abcdef/"+runName+"/") + len(socketName); n > maxUnixSocketPathLen {
-		return nil, fmt.Errorf("local orchestrator: workers dir %s is too long for unix socket paths (%d bytes, limit %d); choose a shorter one", dir, n, maxUnixSocketPathLen)
-	}
-	if cfg.PoolSize < 0 {
-		return nil, fmt.Errorf("local orchestrator: pool size %d must not be negative", cfg.PoolSize)
-	}
-	if cfg.Python3 == "" {
-		cfg.Python3 = DefaultPython3
-	}
-	if cfg.NodeJS == "" {
-		cfg.NodeJS = DefaultNodeJS
-	}
-	switch {
-	case cfg.NodeMemoryOverhead == 0:
-		cfg.NodeMemoryOverhead = DefaultNodeMemoryOverhead
-	case cfg.NodeMemoryOverhead < 0:
-		cfg.NodeMemoryOverhead = 0
-	}
-	if cfg.MaxLogSize <= 0 {
-		cfg.MaxLogSize = DefaultLogSize
-	}
-	if cfg.MaxResultSize <= 0 {
-		cfg.MaxResultSize = DefaultResultSize
-	}
-	if cfg.RunGrace <= 0 {
-		cfg.RunGrace = DefaultRunGrace
-	}
-	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = DefaultStartTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	iso := &cfg.Isolation
-	if iso.Spares < 0 || iso.Preload.Slots < 0 {
-		return nil, fmt.Errorf("local orchestrator: strict spares %d and preload slots %d must not be negative", iso.Spares, iso.Preload.Slots)
-	}
-	if iso.Preload.Policy == nil {
-		iso.Preload.Policy = preload.Traffic{}
-	}
-	if iso.Preload.Window <= 0 {
-		iso.Preload.Window = DefaultPreloadWindow
-	}
-	if iso.Preload.Interval <= 0 {
-		iso.Preload.Interval = DefaultPreloadInterval
-	}
-	if cfg.Command == nil {
-		server := filepath.Join(cfg.RuntimesDir, KindPython3, "server.py")
-		if _, err := os.Stat(server); err != nil {
-			return nil, fmt.Errorf("local orchestrator: python3 runtime: %w", err)
-		}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("local orchestrator: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local orchestrator: %w", err)

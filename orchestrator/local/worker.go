@@ -156,6 +156,13 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 	return w, nil
 }
 
+// How often waitReady asks a starting worker, and how long stopping one
+// waits for it to be reaped.
+const (
+	readyPollInterval = 3 * time.Millisecond
+	deleteWait        = 5 * time.Second
+)
+
 // waitReady polls /ping until the worker answers, exits, or StartTimeout passes.
 func (o *Orchestrator) waitReady(ctx context.Context, w *worker) error {
 	deadline := time.NewTimer(o.cfg.StartTimeout)
