@@ -62,18 +62,33 @@ func (o *Orchestrator) CreatePool(ctx context.Context, rt orchestrator.Runtime) 
 	return nil
 }
 
+// errPoolDeleted: the pool a worker was started for is gone.
+var errPoolDeleted = errors.New("pool deleted")
+
 // startFree starts one worker for p's free list; p.starting already counts it.
 func (o *Orchestrator) startFree(ctx context.Context, p *pool) error {
 	w, err := o.startWorker(ctx, p)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p.starting--
+	if o.pools[p.rt.ID] != p {
+		// The pool was deleted (or the orchestrator closed) while the worker
+		// started. DeletePool kills starting workers too, so a start that
+		// failed here failed for that reason, whatever it reported.
+		if w != nil {
+			o.killLocked(w)
+		}
+		if err != nil {
+			return fmt.Errorf("start worker for pool %s: %w (%v)", p.rt.ID, errPoolDeleted, err)
+		}
+		return fmt.Errorf("start worker for pool %s: %w", p.rt.ID, errPoolDeleted)
+	}
 	if err != nil {
 		return err
 	}
-	if o.closed || o.pools[p.rt.ID] != p || w.killed || w.exited {
-		o.killLocked(w) // the pool went away while the worker started
-		return fmt.Errorf("start worker for pool %s: pool deleted", p.rt.ID)
+	if o.closed || w.killed || w.exited {
+		o.killLocked(w)
+		return fmt.Errorf("start worker for pool %s: worker %s stopped as it became ready", p.rt.ID, w.name)
 	}
 	w.state = stateFree
 	p.free = append(p.free, w)
@@ -97,7 +112,13 @@ func (o *Orchestrator) refill(runtimeID string) {
 	for range n {
 		go func() {
 			defer o.wg.Done()
-			if err := o.startFree(o.life, p); err != nil && !errors.Is(err, errClosed) && o.life.Err() == nil {
+			err := o.startFree(o.life, p)
+			switch {
+			case err == nil, errors.Is(err, errClosed), o.life.Err() != nil:
+			case errors.Is(err, errPoolDeleted):
+				// A runtime deleted while its pool refills: expected.
+				o.log.Debug("pool refill stopped: the pool was deleted", "runtime_id", runtimeID, "error", err)
+			default:
 				o.log.Warn("could not refill pool", "runtime_id", runtimeID, "error", err)
 			}
 		}()
