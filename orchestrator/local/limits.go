@@ -17,7 +17,10 @@ import (
 // connection broke is killed and ErrWorkerLost returned, unless its cgroup
 // says it was killed for its memory limit: that is the function's failure,
 // reported as such. A failure after the function hit its pids or memory
-// limit gets a message naming the limit, and the worker is replaced.
+// limit gets upstream's resource message as its output and the limit in
+// its log, and the worker is replaced. The function's cpu and memory_size
+// in inv are applied to the worker's cgroup first when they changed since
+// it was specialised.
 func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) (orchestrator.Result, error) {
 	o.mu.Lock()
 	wk := o.workers[w.Name]
@@ -53,10 +56,10 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 	case errors.Is(err, workerclient.ErrWorkerStuck):
 		o.log.Warn("killing stuck worker", "worker", wk.name, "execution_id", inv.ExecutionID, "timeout", inv.Timeout, "grace", o.cfg.RunGrace)
 		o.kill(wk)
-		if msg, hit := o.limitAfterDeath(wk); hit {
+		if detail, hit := o.limitAfterDeath(wk); hit {
 			// Stuck because of a limit (a fork bomb, or the kernel busy
-			// OOM-killing its children): say which rather than "timeout".
-			res.Output, res.Logs = jsonString(msg), res.Logs+msg+"\n"
+			// OOM-killing its children): say so rather than "timeout".
+			res.Output, res.Logs = jsonString(msgResources), res.Logs+detail+"\n"
 		}
 		return res, nil
 	case errors.Is(err, orchestrator.ErrWorkerLost):
@@ -73,12 +76,13 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 // timeoutOutput is a timed-out execution's output, as JSON.
 var timeoutOutput = string(jsonString(workerclient.TimeoutOutput))
 
-// Messages of executions that hit a limit. They start with upstream's
-// message, which clients and tests may look for.
+// msgResources is the output of an execution that hit a limit: upstream's
+// runtime answered exactly this, and clients compare the string. Which
+// limit it was goes to the execution's log (detailMemory, detailPids).
 const (
 	msgResources = "Function execution failed because of too much resource consumption"
-	msgMemory    = msgResources + ": it exceeded its memory limit of %d bytes."
-	msgPids      = msgResources + ": it reached its limit of %d processes and threads."
+	detailMemory = "The function exceeded its memory limit of %d bytes."
+	detailPids   = "The function reached its limit of %d processes and threads."
 )
 
 // limitChange is what a worker's cgroup limits need to become.
@@ -114,7 +118,7 @@ func (c limitChange) apply(w *worker) {
 }
 
 // limitHit tells whether w's cgroup counted a limit hit since the last
-// look, and returns the message for it. A worker that hit a limit is not
+// look, and returns the detail for the execution's log. A worker that hit a limit is not
 // trusted with another execution: what it left behind (processes, memory)
 // is thrown away with it.
 func (o *Orchestrator) limitHit(w *worker) (string, bool) {
@@ -129,37 +133,37 @@ func (o *Orchestrator) limitHit(w *worker) (string, bool) {
 	o.mu.Unlock()
 	switch {
 	case ev.OOMKills > seen.OOMKills:
-		return fmt.Sprintf(msgMemory, memory), true
+		return fmt.Sprintf(detailMemory, memory), true
 	case ev.PidsMax > seen.PidsMax:
-		return fmt.Sprintf(msgPids, o.cfg.MaxPids), true
+		return fmt.Sprintf(detailPids, o.cfg.MaxPids), true
 	}
 	return "", false
 }
 
 // explainFailure rewrites a failed result caused by a limit (the function
-// saw, say, "Resource temporarily unavailable" from fork) into a message
-// saying which limit, keeping the function's own error in the log, and
+// saw, say, "Resource temporarily unavailable" from fork) into upstream's
+// message, with which limit and the function's own error in the log, and
 // retires the worker, unless it has strict isolation: then only the
 // execution's processes hit the limit, and they are gone already.
 func (o *Orchestrator) explainFailure(w *worker, res orchestrator.Result) orchestrator.Result {
-	msg, hit := o.limitHit(w)
+	detail, hit := o.limitHit(w)
 	if !hit {
 		return res
 	}
 	if w.strict {
 		// Only the execution's processes hit it, and they are gone: the
 		// worker (its server and zygotes) is left as it was.
-		o.log.Info("execution hit a limit", "worker", w.name, "function_id", w.fnID, "reason", msg)
+		o.log.Info("execution hit a limit", "worker", w.name, "function_id", w.fnID, "reason", detail)
 	} else {
-		o.log.Info("execution hit a limit; retiring the worker", "worker", w.name, "function_id", w.fnID, "reason", msg)
+		o.log.Info("execution hit a limit; retiring the worker", "worker", w.name, "function_id", w.fnID, "reason", detail)
 		o.kill(w)
 	}
-	note := msg + "\n"
+	note := detail + "\n"
 	if len(res.Output) > 0 {
-		note = fmt.Sprintf("%s (The function's own error: %s)\n", msg, res.Output)
+		note = fmt.Sprintf("%s (The function's own error: %s)\n", detail, res.Output)
 	}
 	res.Logs += note
-	res.Output = jsonString(msg)
+	res.Output = jsonString(msgResources)
 	return res
 }
 
@@ -187,12 +191,12 @@ func (o *Orchestrator) limitAfterDeath(w *worker) (string, bool) {
 // lostToLimit tells whether a worker that died during an execution was
 // killed for its memory limit, and if so returns the execution's result.
 func (o *Orchestrator) lostToLimit(w *worker, start time.Time) (orchestrator.Result, bool) {
-	msg, hit := o.limitAfterDeath(w)
+	detail, hit := o.limitAfterDeath(w)
 	if !hit {
 		return orchestrator.Result{}, false
 	}
 	return orchestrator.Result{
-		Output: jsonString(msg), Duration: time.Since(start).Seconds(), Logs: msg + "\n",
+		Output: jsonString(msgResources), Duration: time.Since(start).Seconds(), Logs: detail + "\n",
 	}, true
 }
 

@@ -9,8 +9,9 @@
 // uid; it is PID 1 of its PID namespace, so killing it kills everything the
 // function started. With Config.CgroupParent it has its own cgroup (package
 // cgroup): a pids limit from the start, and the function's cpu and memory
-// once specialised. An execution that hits a limit fails with a message
-// naming it, and the worker is replaced. Each runtime has a pool of
+// once specialised. An execution that hits a limit fails with upstream's
+// resource message, the limit named in its log, and the worker is replaced
+// (limits.go). Each runtime has a pool of
 // free, prewarmed workers; ScaleUp takes some, unpacks the function's package
 // into their packages/ directory and hands them out, then tops the pool up in
 // the background. A worker that exits (the Python runtime exits with status 3
