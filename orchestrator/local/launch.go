@@ -138,13 +138,19 @@ func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuPr
 	if p.strict {
 		argv = append(argv, o.strictArgs(cpuProcs)...)
 	}
-	// A minimal environment: the engine's may hold credentials, which
-	// functions must not see. Temporary files live and die with the worker.
-	env = []string{
+	return argv, runtimeEnv(home)
+}
+
+// runtimeEnv is a runtime's whole environment, home its home and temporary
+// directory. A minimal one: the engine's may hold credentials, which
+// functions must not see, and no PYTHON*, NODE_OPTIONS or NODE_PATH of the
+// engine's can change how functions run. Temporary files live and die with
+// the worker.
+func runtimeEnv(home string) []string {
+	return []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"LANG=C.UTF-8",
 		"HOME=" + home,
 		"TMPDIR=" + home,
 	}
-	return argv, env
 }

@@ -73,15 +73,7 @@ func (o *Orchestrator) nodeCommand(p *pool, sock, pkgDir, server, home, cpuProcs
 			})
 		}
 	}
-	// A minimal environment, as for Python: no NODE_OPTIONS or NODE_PATH
-	// of the engine's can change how functions run.
-	env = []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"LANG=C.UTF-8",
-		"HOME=" + home,
-		"TMPDIR=" + home,
-	}
-	return argv, env
+	return argv, runtimeEnv(home)
 }
 
 // sandboxConfine is where a strict Node.js worker's sandbox shows the
