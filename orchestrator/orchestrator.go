@@ -32,6 +32,19 @@ type Orchestrator interface {
 	// A function that fails or times out is a Result with Success false, not an
 	// error; errors mean the worker could not be used (ErrWorkerNotFound: it is
 	// gone and nothing ran; ErrWorkerLost: it died while running).
+	//
+	// Run applies inv's CPU and MemorySize when they differ from the limits
+	// the worker was specialised with, so an execution runs under its
+	// function's limits as they are when it starts. The API deletes the
+	// workers of a function's version 0 before it answers an update of its
+	// code, entry, cpu or memory_size (qinling-api/internal/api/function.go),
+	// so the next execution of the function gets a worker specialised from
+	// the new row; the workers of its numbered versions are kept, and Run is
+	// what moves them to the new limits. The local backend rewrites the
+	// worker's cgroup before the call. The Kubernetes backend asks for an
+	// in-place resize of the pod before the call (where the cluster can
+	// resize pods, as at ScaleUp); the kubelet applies it asynchronously, so
+	// the execution may start before the pod has its new limits.
 	Run(ctx context.Context, w Worker, inv Invocation) (Result, error)
 	// DeleteWorker stops one worker; unknown names are not an error.
 	DeleteWorker(ctx context.Context, w Worker) error
@@ -135,7 +148,8 @@ type Worker struct {
 	Address string `json:"address"`
 }
 
-// Invocation is one execution request, as upstream's /execute body.
+// Invocation is one execution request, as upstream's /execute body, with
+// the function's limits as they are now (see Orchestrator.Run).
 type Invocation struct {
 	ExecutionID string
 	FunctionID  string

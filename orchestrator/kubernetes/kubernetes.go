@@ -150,9 +150,12 @@ type Orchestrator struct {
 	wg sync.WaitGroup // background clean-ups
 
 	// deleted remembers the pods this instance deleted for a while, so Run
-	// on them fails at once even though the pod may still be terminating.
+	// on them fails at once even though the pod may still be terminating;
+	// sized the limits it last gave each pod, so Run resizes a pod only
+	// when its function's limits changed.
 	mu      sync.Mutex
 	deleted map[string]time.Time
+	sized   map[string]podSize
 
 	noResize  atomic.Bool // the cluster cannot resize pods
 	resizeOff sync.Once   // logs that once
@@ -213,6 +216,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg: cfg, client: cfg.Client, log: cfg.Logger,
 		wc:      workerclient.New(workerclient.Options{Dial: cfg.Dial}),
 		deleted: map[string]time.Time{},
+		sized:   map[string]podSize{},
 	}, nil
 }
 
@@ -270,6 +274,7 @@ func (o *Orchestrator) forget(names ...string) {
 	}
 	for _, n := range names {
 		o.deleted[n] = now
+		delete(o.sized, n)
 	}
 }
 

@@ -308,6 +308,63 @@ func TestResize(t *testing.T) {
 	}
 }
 
+// TestRunAppliesChangedLimits: Run resizes a pod whose function's limits
+// changed since it was specialised (function update), and only then; an
+// engine that did not specialise the pod reads it once to find out.
+func TestRunAppliesChangedLimits(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{})
+	var mu sync.Mutex
+	patches := 0
+	c.React(func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetVerb() == "patch" && a.GetSubresource() == "resize" {
+			mu.Lock()
+			patches++
+			mu.Unlock()
+		}
+		return false, nil, nil
+	})
+	ctx := context.Background()
+	engineA, engineB := newBackend(t, c), newBackend(t, c)
+	defer engineA.Close()
+	defer engineB.Close()
+	require.NoError(t, engineA.CreatePool(ctx, orchestrator.Runtime{ID: "rt-l", Image: image}))
+	fn := helloFunction(t, "rt-l", "fn-l")
+	ws, err := engineA.ScaleUp(ctx, fn, 1)
+	require.NoError(t, err)
+	limits := func() (int64, int64) {
+		p, err := c.Client.CoreV1().Pods(c.Namespace).Get(ctx, ws[0].Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		lim := p.Spec.Containers[0].Resources.Limits
+		return lim.Cpu().MilliValue(), lim.Memory().Value()
+	}
+	for _, step := range []struct {
+		name        string
+		engine      *kubernetes.Orchestrator
+		cpu         int
+		memory      int64
+		wantPatches int
+	}{
+		{name: "unchanged limits: no resize", engine: engineA, cpu: fn.CPU, memory: fn.MemorySize, wantPatches: 1},
+		{name: "changed limits: resized before the run", engine: engineA, cpu: 200, memory: 96 << 20, wantPatches: 2},
+		{name: "another engine finds the pod's limits current", engine: engineB, cpu: 200, memory: 96 << 20, wantPatches: 2},
+		{name: "another engine resizes on a change", engine: engineB, cpu: 300, memory: 128 << 20, wantPatches: 3},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			res, err := step.engine.Run(ctx, ws[0], orchestrator.Invocation{
+				ExecutionID: "e-" + step.name, FunctionID: fn.ID, Entry: fn.Entry, Timeout: fn.Timeout,
+				CPU: step.cpu, MemorySize: step.memory, Input: json.RawMessage(`{"name":"x"}`),
+			})
+			require.NoError(t, err)
+			require.True(t, res.Success, "%s", res.Output)
+			cpu, memory := limits()
+			require.Equal(t, []int64{int64(step.cpu), step.memory}, []int64{cpu, memory})
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, step.wantPatches, patches)
+		})
+	}
+}
+
 // TestResizeNodeMemoryOverhead: a Node.js runtime pod is resized to its
 // function's memory_size plus the configured overhead (Node.js alone needs
 // more than upstream's default memory_size); a Python one to memory_size.

@@ -220,45 +220,112 @@ func (o *Orchestrator) specialise(ctx context.Context, fn orchestrator.Function,
 				errs[i] = fmt.Errorf("pod %s: %w", p.Name, err)
 				return
 			}
-			o.resize(ctx, p, fn)
+			node := len(p.Spec.Containers) > 0 && isNodeImage(p.Spec.Containers[0].Image)
+			o.resize(ctx, p.Name, fn.ID, podSize{cpu: fn.CPU, memory: fn.MemorySize, node: node})
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// resize patches pod p's resources to fn's cpu and memory through the
+// podSize is what this instance last asked a pod's resources to be: its
+// function's cpu and memory_size, and whether it runs Node.js (whose pods
+// get NodeMemoryOverhead on top).
+type podSize struct {
+	cpu    int
+	memory int64
+	node   bool
+}
+
+// resize patches pod name's resources to cpu and memory through the
 // pods/resize subresource (in-place pod resize, Kubernetes 1.33+). A
 // cluster without it (or an identity not allowed to use it) turns resizing
 // off for this process, logged once; other refusals are logged per pod. In
-// both cases the pod keeps the pool's resources. The kubelet applies a
+// both cases the pod keeps the resources it had. The kubelet applies a
 // resize asynchronously; it is not waited for.
-func (o *Orchestrator) resize(ctx context.Context, p *corev1.Pod, fn orchestrator.Function) {
-	if !o.cfg.Resize || fn.CPU <= 0 || fn.MemorySize <= 0 {
+func (o *Orchestrator) resize(ctx context.Context, name, functionID string, size podSize) {
+	if !o.resizes(size.cpu, size.memory) {
 		return
 	}
-	if o.noResize.Load() {
-		return
-	}
-	memory := fn.MemorySize
-	if len(p.Spec.Containers) > 0 && isNodeImage(p.Spec.Containers[0].Image) {
+	o.setSized(name, size)
+	memory := size.memory
+	if size.node {
 		memory += o.cfg.NodeMemoryOverhead
 	}
 	patch := fmt.Sprintf(`{"spec":{"containers":[{"name":%q,"resources":{"requests":{"cpu":"%dm","memory":"%d"},"limits":{"cpu":"%dm","memory":"%d"}}}]}}`,
-		workerContainer, fn.CPU, memory, fn.CPU, memory)
+		workerContainer, size.cpu, memory, size.cpu, memory)
 	cctx, cancel := o.call(ctx)
 	defer cancel()
-	_, err := o.client.CoreV1().Pods(o.cfg.Namespace).Patch(cctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "resize")
+	_, err := o.client.CoreV1().Pods(o.cfg.Namespace).Patch(cctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "resize")
 	switch {
 	case err == nil:
-	case apierrors.IsNotFound(err) && !podGone(ctx, o, p.Name), apierrors.IsMethodNotSupported(err), apierrors.IsForbidden(err):
+	case apierrors.IsNotFound(err) && !podGone(ctx, o, name), apierrors.IsMethodNotSupported(err), apierrors.IsForbidden(err):
 		o.noResize.Store(true)
 		o.resizeOff.Do(func() {
 			o.log.Warn("in-place pod resize unavailable; specialised pods keep the pool's cpu and memory ([kubernetes] pool_cpu, pool_memory)", "error", err)
 		})
 	default:
-		o.log.Info("pod not resized to its function's limits; it keeps the pool's", "pod", p.Name, "function_id", fn.ID, "error", err)
+		o.log.Info("pod not resized to its function's limits; it keeps its previous ones", "pod", name, "function_id", functionID, "error", err)
 	}
+}
+
+// maxSized bounds the pods whose limits an instance remembers: the pods
+// other engines delete are never forgotten one by one, so past it the
+// memory starts over (each pod is then read once more).
+const maxSized = 4096
+
+func (o *Orchestrator) setSized(name string, size podSize) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.sized) >= maxSized {
+		clear(o.sized)
+	}
+	o.sized[name] = size
+}
+
+// resizes reports whether pods are resized to cpu and memory.
+func (o *Orchestrator) resizes(cpu int, memory int64) bool {
+	return o.cfg.Resize && cpu > 0 && memory > 0 && !o.noResize.Load()
+}
+
+// applyLimits resizes pod w before it runs inv when inv's limits differ
+// from those this instance last gave it: the function was updated since
+// the pod was specialised. A pod this instance has not resized yet (another
+// engine specialised it, or this one restarted) is read once to find out.
+// Failures are logged and the execution runs under the pod's current
+// limits; the pod is not asked again for the same limits.
+func (o *Orchestrator) applyLimits(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) {
+	if !o.resizes(inv.CPU, inv.MemorySize) {
+		return
+	}
+	o.mu.Lock()
+	had, known := o.sized[w.Name]
+	o.mu.Unlock()
+	want := podSize{cpu: inv.CPU, memory: inv.MemorySize, node: had.node}
+	if known && had == want {
+		return
+	}
+	if !known {
+		cctx, cancel := o.call(ctx)
+		p, err := o.client.CoreV1().Pods(o.cfg.Namespace).Get(cctx, w.Name, metav1.GetOptions{})
+		cancel()
+		if err != nil || len(p.Spec.Containers) == 0 {
+			o.log.Info("could not read a pod's limits before an execution; it keeps them", "pod", w.Name, "execution_id", inv.ExecutionID, "error", err)
+			o.setSized(w.Name, want)
+			return
+		}
+		want.node = isNodeImage(p.Spec.Containers[0].Image)
+		memory := want.memory
+		if want.node {
+			memory += o.cfg.NodeMemoryOverhead
+		}
+		lim := p.Spec.Containers[0].Resources.Limits
+		if lim.Cpu().MilliValue() == int64(want.cpu) && lim.Memory().Value() == memory {
+			o.setSized(w.Name, want)
+			return
+		}
+	}
+	o.resize(ctx, w.Name, inv.FunctionID, want)
 }
 
 // isNodeImage reports whether image holds the Node.js runtime server (the
@@ -280,7 +347,8 @@ func podGone(ctx context.Context, o *Orchestrator, name string) bool {
 	return apierrors.IsNotFound(err)
 }
 
-// Run executes inv on pod w. It does not ask the API server: the pod's
+// Run executes inv on pod w. It asks the API server only to resize a pod
+// whose function's limits changed (applyLimits); otherwise the pod's
 // runtime server answers, refuses (another function: a reused IP), or
 // cannot be reached (ErrWorkerNotFound). A pod that does not answer within
 // the timeout plus RunGrace is deleted and the execution reported as timed
@@ -289,6 +357,7 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 	if o.wasDeleted(w.Name) {
 		return orchestrator.Result{}, fmt.Errorf("run %s on pod %s: %w: deleted", inv.ExecutionID, w.Name, orchestrator.ErrWorkerNotFound)
 	}
+	o.applyLimits(ctx, w, inv)
 	res, err := o.wc.Execute(ctx, w.Address, inv, o.cfg.RunGrace)
 	switch {
 	case err == nil:

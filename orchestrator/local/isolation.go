@@ -43,19 +43,16 @@ type Isolation struct {
 type Preload struct {
 	// Policy plans from recent traffic (default preload.Traffic).
 	Policy preload.Policy
-	// Slots bounds the function versions with function zygotes (default 8).
+	// Slots bounds the function versions with function zygotes (0: none;
+	// [engine] preload_slots sets it).
 	Slots int
 	// Window is how far back calls are counted (default 60 s); Interval is
 	// how often the plan is refreshed (default 5 s).
 	Window, Interval time.Duration
 }
 
-// Defaults of Preload.
 const (
-	DefaultPreloadSlots    = 8
-	DefaultPreloadWindow   = 60 * time.Second
-	DefaultPreloadInterval = 5 * time.Second
-	preloadBuckets         = 12
+	preloadBuckets = 12
 	// preloadWait bounds a /preload call; an import that takes longer is
 	// abandoned by the worker first (it is given the function's timeout).
 	preloadWait = 35 * time.Second
@@ -91,12 +88,8 @@ func (o *Orchestrator) checkIsolation(rt orchestrator.Runtime, kind string) erro
 // strictArgs are the runtime's command-line arguments for strict isolation;
 // cpuProcs is the cgroup.procs file execution processes join, if any.
 func (o *Orchestrator) strictArgs(cpuProcs string) []string {
-	tmp := o.conf.cfg.TmpSize
-	if tmp <= 0 {
-		tmp = DefaultTmpSize
-	}
 	args := []string{"--isolation", "strict", "--spares", strconv.Itoa(o.cfg.Isolation.Spares),
-		"--tmp-size", strconv.FormatInt(tmp, 10)}
+		"--tmp-size", strconv.FormatInt(o.conf.cfg.TmpSize, 10)}
 	if cpuProcs != "" {
 		args = append(args, "--cpu-cgroup", cpuProcs)
 	}

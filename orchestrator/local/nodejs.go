@@ -10,13 +10,6 @@ import (
 	"github.com/qinling-go/qinling/orchestrator/local/sandbox"
 )
 
-// DefaultNodeMemoryOverhead is what a nodejs worker may use beyond its
-// function's memory_size (Config.NodeMemoryOverhead): Node.js holds about
-// 45 MiB of its own before running any function (its executable's pages,
-// V8's heaps and code), above upstream's default memory_size of 32 MiB,
-// which is the JavaScript heap the function gets. docs/isolation.md.
-const DefaultNodeMemoryOverhead = 64 << 20
-
 // nodePaths are host paths Node.js reads besides its executable and shared
 // libraries, when they exist: Debian's nodejs package loads some of its own
 // built-in modules from /usr/share/nodejs and aborts at start without it.
@@ -72,11 +65,7 @@ func (o *Orchestrator) nodeCommand(p *pool, sock, pkgDir, server, home, cpuProcs
 			argv = append(argv, "--cpu-cgroup", cpuProcs)
 		}
 		if helper := o.confineHelper(); helper != "" {
-			tmp := o.conf.cfg.TmpSize
-			if tmp <= 0 {
-				tmp = DefaultTmpSize
-			}
-			argv = append(argv, "--confine", helper, "--tmp-size", strconv.FormatInt(tmp, 10))
+			argv = append(argv, "--confine", helper, "--tmp-size", strconv.FormatInt(o.conf.cfg.TmpSize, 10))
 		} else {
 			o.conf.confineOnce.Do(func() {
 				o.log.Warn("strict isolation: Node.js execution processes start unconfined (this binary was built without cgo): "+
@@ -84,15 +73,7 @@ func (o *Orchestrator) nodeCommand(p *pool, sock, pkgDir, server, home, cpuProcs
 			})
 		}
 	}
-	// A minimal environment, as for Python: no NODE_OPTIONS or NODE_PATH
-	// of the engine's can change how functions run.
-	env = []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"LANG=C.UTF-8",
-		"HOME=" + home,
-		"TMPDIR=" + home,
-	}
-	return argv, env
+	return argv, runtimeEnv(home)
 }
 
 // sandboxConfine is where a strict Node.js worker's sandbox shows the

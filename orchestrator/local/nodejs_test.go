@@ -201,7 +201,8 @@ exports.buffers = () => { const a = []; while (true) a.push(Buffer.alloc(8 << 20
 	res, err = run(t, o, w, fn, nil)
 	if err == nil {
 		require.False(t, res.Success)
-		require.Contains(t, string(res.Output), "it exceeded its memory limit of 33554432 bytes")
+		require.JSONEq(t, `"Function execution failed because of too much resource consumption"`, string(res.Output))
+		require.Contains(t, res.Logs, "The function exceeded its memory limit of 33554432 bytes")
 	}
 }
 

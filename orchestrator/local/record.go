@@ -1,14 +1,19 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
 )
 
 // stoppedMarker, in a worker's directory, says another instance stopped it
@@ -162,4 +167,96 @@ func removeStale(dir string, now time.Time) (int, error) {
 func olderThan(e os.DirEntry, now time.Time, age time.Duration) bool {
 	info, err := e.Info()
 	return err == nil && now.Sub(info.ModTime()) > age
+}
+
+// DeleteWorker stops a worker, whether this instance or another one sharing
+// WorkersDir started it. Unknown names are not an error.
+func (o *Orchestrator) DeleteWorker(ctx context.Context, w orchestrator.Worker) error {
+	o.mu.Lock()
+	wk := o.workers[w.Name]
+	if wk != nil {
+		o.killLocked(wk)
+	}
+	o.mu.Unlock()
+	if wk != nil {
+		waitDone(ctx, wk)
+		return ctx.Err()
+	}
+	if !workerName.MatchString(w.Name) {
+		return nil
+	}
+	rec, err := readRecord(filepath.Join(o.cfg.WorkersDir, w.Name))
+	if err != nil {
+		return nil // gone, or not a worker
+	}
+	return o.stopForeign(ctx, []record{rec})
+}
+
+// DeleteFunction stops every worker specialised for (functionID, version),
+// including those of other instances sharing WorkersDir, and refills pools.
+func (o *Orchestrator) DeleteFunction(ctx context.Context, functionID string, version int) error {
+	o.mu.Lock()
+	var victims []*worker
+	for _, w := range o.workers {
+		if (w.state == stateReserved || w.state == stateSpecialised) && w.fnID == functionID && w.version == version {
+			o.killLocked(w)
+			victims = append(victims, w)
+		}
+	}
+	o.mu.Unlock()
+	for _, w := range victims {
+		waitDone(ctx, w)
+	}
+
+	recs, err := scanRecords(o.cfg.WorkersDir)
+	if err != nil {
+		return fmt.Errorf("delete function %s version %d: %w", functionID, version, err)
+	}
+	o.mu.Lock()
+	foreign := slices.DeleteFunc(recs, func(r record) bool {
+		_, ours := o.workers[r.Name]
+		return ours || r.Function != functionID || r.Version != version
+	})
+	o.mu.Unlock()
+	if len(victims)+len(foreign) > 0 {
+		o.log.Info("function workers deleted", "function_id", functionID, "version", version, "workers", len(victims), "other_instances", len(foreign))
+	}
+	return o.stopForeign(ctx, foreign)
+}
+
+// stopForeign kills workers started by another instance: after checking that
+// the pid still runs the worker, it kills the process group, waits (bounded)
+// for it to die and removes the directory. If the owning instance is alive,
+// its reaper forgets the worker.
+func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
+	for _, rec := range recs {
+		if rec.alive() {
+			// Tells the owner's reaper the exit was asked for (it cannot
+			// see our kill); best effort: a missing directory says the same.
+			_ = os.WriteFile(filepath.Join(o.cfg.WorkersDir, rec.Name, stoppedMarker), nil, 0o600)
+			killGroup(rec.PID)
+		}
+	}
+	deadline := time.Now().Add(deleteWait)
+	for _, rec := range recs {
+		for rec.alive() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if o.conf.cgroups != nil {
+			if err := o.conf.cgroups.Remove(rec.Name); err != nil {
+				o.log.Warn("could not remove worker cgroup", "worker", rec.Name, "error", err)
+			}
+		}
+		dir, gone := filepath.Join(o.cfg.WorkersDir, rec.Name), filepath.Join(o.cfg.WorkersDir, deletePrefix+rec.Name)
+		if err := os.Rename(dir, gone); err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // its owner removed it already
+				continue
+			}
+			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
+		}
+	}
+	return ctx.Err()
 }

@@ -33,11 +33,12 @@ type UpdateRuntimeArgs struct {
 }
 
 // ExecutionArgs asks for one execution; the row already exists as running.
+// The engine reads everything else (runtime, entry, limits) from the
+// function's row.
 type ExecutionArgs struct {
 	ExecutionID     string          `json:"execution_id"`
 	FunctionID      string          `json:"function_id"`
 	FunctionVersion int             `json:"function_version"`
-	RuntimeID       string          `json:"runtime_id"`
 	Input           json.RawMessage `json:"input"`
 }
 
@@ -45,7 +46,6 @@ type ExecutionArgs struct {
 type FunctionArgs struct {
 	FunctionID      string `json:"function_id"`
 	FunctionVersion int    `json:"function_version"`
-	RuntimeID       string `json:"runtime_id,omitempty"`
 	Count           int    `json:"count,omitempty"`
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"sync"
@@ -270,41 +269,6 @@ func (e *Engine) RuntimePool(ctx context.Context, id string) (orchestrator.Capac
 		return cp, errdefs.NotFound("Runtime not found [id=%s]", id)
 	}
 	return cp, err
-}
-
-// spec builds what the orchestrator needs to specialise a worker.
-func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
-	code := f.ParsedCode()
-	entry := "main.main"
-	if f.Entry != nil && *f.Entry != "" {
-		entry = *f.Entry
-	}
-	runtimeID := ""
-	if f.RuntimeID != nil {
-		runtimeID = *f.RuntimeID
-	}
-	url := fmt.Sprintf("%s/v1/functions/%s?download=true", e.opts.PublicEndpoint, f.ID)
-	if version > 0 {
-		url = fmt.Sprintf("%s/v1/functions/%s/versions/%d?download=true", e.opts.PublicEndpoint, f.ID, version)
-	}
-	project, fid := f.ProjectID, f.ID
-	// The function's md5 is its current package's; a version's package is
-	// found by number and its md5 is not recorded, so none is claimed.
-	sum := code.MD5Sum
-	if version > 0 {
-		sum = ""
-	}
-	return orchestrator.Function{
-		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: entry,
-		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: time.Duration(f.Timeout) * time.Second,
-		Package: orchestrator.Package{
-			MD5:         sum,
-			DownloadURL: url,
-			Open: func(ctx context.Context) (io.ReadCloser, error) {
-				return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)
-			},
-		},
-	}
 }
 
 func lockName(fv coord.FunctionVersion) string {

@@ -60,7 +60,7 @@ func (h *harness) function(t *testing.T, entry string) *db.Function {
 func (h *harness) execution(t *testing.T, f *db.Function) engine.ExecutionArgs {
 	e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning, Sync: true}
 	require.NoError(t, h.db.CreateExecution(context.Background(), e))
-	return engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, RuntimeID: *f.RuntimeID, Input: json.RawMessage(`{"name":"x"}`)}
+	return engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, Input: json.RawMessage(`{"name":"x"}`)}
 }
 
 func (h *harness) stored(t *testing.T, id string) (*db.Execution, map[string]any) {
@@ -384,5 +384,46 @@ func TestEngine_EngineLocalWorkers(t *testing.T) {
 	require.Len(t, o2.Calls().Run, 1)
 	for _, c := range o2.Calls().Run {
 		require.Contains(t, o2.Workers(f.ID, 0), c.Worker, "engine-2 ran only on its own worker")
+	}
+}
+
+// TestEngine_InvocationFromRow: an execution carries its function's row as
+// it is when the execution runs — the entry (upstream's main.main when there
+// is none), cpu, memory_size and the timeout in seconds — also to a worker
+// specialised before the row changed, which Run then moves to the new
+// limits (orchestrator.Orchestrator.Run).
+func TestEngine_InvocationFromRow(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		entry *string
+		want  string
+	}{
+		{name: "entry given", entry: str("pkg.handler"), want: "pkg.handler"},
+		{name: "no entry is main.main", want: "main.main"},
+		{name: "empty entry is main.main", entry: str(""), want: "main.main"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			rt := h.function(t, "unused").RuntimeID
+			f := &db.Function{Base: db.Base{ProjectID: "p"}, RuntimeID: rt, Entry: tc.entry, CPU: 100, MemorySize: 32 << 20, Timeout: 5}
+			f.SetCode(db.Code{Source: db.SourcePackage, MD5Sum: "abc"})
+			require.NoError(t, h.db.CreateFunction(ctx, f))
+
+			require.NoError(t, h.eng.CreateExecution(ctx, h.execution(t, f)))
+			require.NoError(t, h.db.UpdateFunction(ctx, f.ID, map[string]any{"cpu": 200, "memory_size": 64 << 20, "timeout": 7}))
+			require.NoError(t, h.eng.CreateExecution(ctx, h.execution(t, f)))
+
+			calls := h.orch.Calls()
+			require.Len(t, calls.ScaleUp, 1, "the second execution reuses the worker")
+			require.Len(t, calls.Run, 2)
+			first, second := calls.Run[0], calls.Run[1]
+			require.Equal(t, first.Worker, second.Worker)
+			require.Equal(t, tc.want, first.Invocation.Entry)
+			require.Equal(t, []any{100, int64(32 << 20), 5 * time.Second},
+				[]any{first.Invocation.CPU, first.Invocation.MemorySize, first.Invocation.Timeout})
+			require.Equal(t, []any{200, int64(64 << 20), 7 * time.Second},
+				[]any{second.Invocation.CPU, second.Invocation.MemorySize, second.Invocation.Timeout})
+		})
 	}
 }

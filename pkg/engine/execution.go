@@ -88,12 +88,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 	if code := f.ParsedCode(); code.Source == db.SourceImage {
 		return e.executeImage(ctx, a, f, code.Image, t)
 	}
-	entry := e.spec(f, a.FunctionVersion).Entry
-	inv := orchestrator.Invocation{
-		ExecutionID: a.ExecutionID, FunctionID: f.ID, Version: a.FunctionVersion, Entry: entry,
-		Input: a.Input, CPU: f.CPU, MemorySize: f.MemorySize,
-		Timeout: time.Duration(f.Timeout) * time.Second, RequestID: reqctx.From(ctx).RequestID,
-	}
+	inv := invocation(f, a, reqctx.From(ctx).RequestID)
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
 	e.mu.Lock()
 	e.pending[fv]++
@@ -152,11 +147,7 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 		return orchestrator.Result{}, "", err
 	}
 	run := time.Now()
-	res, err := runner.RunImage(ctx, orchestrator.ImageInvocation{
-		ExecutionID: a.ExecutionID, FunctionID: f.ID, Image: image, Args: args,
-		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: time.Duration(f.Timeout) * time.Second,
-		RequestID: reqctx.From(ctx).RequestID,
-	})
+	res, err := runner.RunImage(ctx, imageInvocation(f, a, image, args, reqctx.From(ctx).RequestID))
 	t.RunMS = ms(time.Since(run))
 	if err != nil {
 		return orchestrator.Result{}, "", err

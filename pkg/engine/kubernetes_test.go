@@ -73,7 +73,7 @@ func TestEngine_SharedKubernetesCluster(t *testing.T) {
 		ex := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning, Sync: true}
 		require.NoError(t, d.CreateExecution(ctx, ex))
 		require.NoError(t, e.CreateExecution(ctx, engine.ExecutionArgs{
-			ExecutionID: ex.ID, FunctionID: f.ID, RuntimeID: rt.ID, Input: json.RawMessage(`{"name":"` + name + `"}`)}))
+			ExecutionID: ex.ID, FunctionID: f.ID, Input: json.RawMessage(`{"name":"` + name + `"}`)}))
 		got, err := d.Execution(ctx, db.Internal, ex.ID)
 		require.NoError(t, err)
 		var res map[string]any

@@ -37,9 +37,6 @@ func (s *Server) scale(up bool) handlerFunc {
 			return nil, 0, err
 		}
 		args := engine.FunctionArgs{FunctionID: f.ID, FunctionVersion: n, Count: count}
-		if f.RuntimeID != nil {
-			args.RuntimeID = *f.RuntimeID
-		}
 		if up {
 			err = s.Engine.ScaleUp(ctx, args)
 		} else {

@@ -126,7 +126,7 @@ func (s *Server) runExecution(ctx context.Context, e *db.Execution) (any, int, e
 	if e.Input != nil {
 		input = json.RawMessage(*e.Input)
 	}
-	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, RuntimeID: runtimeID, Input: input}
+	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, Input: input}
 	if err := s.Engine.CreateExecution(ctx, args, e.Sync); err != nil {
 		// Upstream answers 201 with status error when the engine fails; a
 		// transport that is down is a 503 so clients know to retry.

@@ -1,0 +1,156 @@
+package local
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+
+	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
+	"github.com/qinling-go/qinling/orchestrator/local/sandbox"
+)
+
+// launch is how one worker is started.
+type launch struct {
+	cmd  *exec.Cmd
+	arg  string // command-line argument identifying the worker's process
+	addr string // socket path on the host
+}
+
+// prepare creates the worker's directories and cgroup and returns the
+// command that starts it, confined as configured.
+func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group, error) {
+	pkgDir := filepath.Join(dir, packagesName)
+	sandboxed := o.conf.cfg.Enabled
+	pkgMode := os.FileMode(0o700)
+	if sandboxed {
+		pkgMode = 0o755 // read by the sandbox's uid, through a read-only bind
+	}
+	if err := os.Mkdir(pkgDir, pkgMode); err != nil {
+		return launch{}, nil, err
+	}
+	if err := os.Chmod(pkgDir, pkgMode); err != nil { // whatever the umask
+		return launch{}, nil, err
+	}
+	var cg *cgroup.Group
+	var procs []string
+	if o.conf.cgroups != nil {
+		cg = o.conf.cgroups.Create(name)
+		cg.SetPids(o.cfg.MaxPids)
+		procs = cg.ProcsFiles()
+	}
+	spec := sandbox.Spec{Cgroups: procs, Rlimits: workerRlimits}
+	execCPU := o.splitCPU(p, cg) // strict: the cpu group of execution processes
+	if p.strict && cg != nil {
+		cg.OOMKillsOne() // an execution process (which asks to be first) rather than the worker
+	}
+	if !sandboxed {
+		sock := filepath.Join(dir, socketName)
+		cpuProcs := ""
+		if execCPU != "" {
+			cpuProcs = filepath.Join(execCPU, "cgroup.procs")
+		}
+		argv, env := o.runtimeCommand(p, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), dir, cpuProcs)
+		spec.Env = env
+		cmd, err := sandbox.Command(spec, argv)
+		if err != nil {
+			return launch{}, cg, err
+		}
+		cmd.Dir = dir
+		return launch{cmd: cmd, arg: sock, addr: sock}, cg, nil
+	}
+
+	s := o.conf.cfg
+	runDir, root := filepath.Join(dir, runName), filepath.Join(dir, rootName)
+	for _, d := range []string{runDir, root} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return launch{}, cg, err
+		}
+	}
+	if err := os.Chown(runDir, s.UID, s.GID); err != nil { // the runtime creates its socket there
+		return launch{}, cg, err
+	}
+	inRun := sandboxRun + "/" + name
+	sock := inRun + "/" + socketName
+	server := sandboxRuntime + "/" + serverFile(p.kind)
+	cpuProcs := ""
+	if execCPU != "" {
+		cpuProcs = sandboxExecCPU + "/cgroup.procs"
+	}
+	argv, env := o.runtimeCommand(p, sock, sandboxPackages, server, "/tmp", cpuProcs)
+	network := o.networkAllowed(p.rt)
+	base, err := o.runtimeMounts(argv[0], network)
+	if err != nil {
+		return launch{}, cg, fmt.Errorf("sandbox mounts: %w", err)
+	}
+	mounts := append([]sandbox.Mount(nil), base...)
+	mounts = append(mounts,
+		sandbox.Mount{Kind: sandbox.KindBind, Source: pkgDir, Target: sandboxPackages},
+		sandbox.Mount{Kind: sandbox.KindBind, Source: runDir, Target: inRun, Writable: true},
+	)
+	if o.cfg.Command == nil {
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), Target: server})
+	}
+	if execCPU != "" {
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: execCPU, Target: sandboxExecCPU, Writable: true})
+	}
+	if p.kind == KindNodeJS && p.strict && o.cfg.Command == nil && sandbox.ConfineAvailable() {
+		exe, err := os.Executable()
+		if err != nil {
+			return launch{}, cg, fmt.Errorf("sandbox mounts: this binary, for %s: %w", sandbox.ConfineName, err)
+		}
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: exe, Target: sandboxConfine})
+	}
+	spec.Env, spec.Dir = env, "/tmp"
+	spec.Isolate = &sandbox.Isolation{
+		Root: root, Mounts: mounts, Hostname: sandboxHostname, Network: network, UID: s.UID, GID: s.GID,
+	}
+	cmd, err := sandbox.Command(spec, argv)
+	if err != nil {
+		return launch{}, cg, err
+	}
+	return launch{cmd: cmd, arg: sock, addr: filepath.Join(runDir, socketName)}, cg, nil
+}
+
+// runtimeCommand returns the runtime's argv (argv[0] absolute) and
+// environment, with the paths the runtime sees: its socket, package
+// directory, server script and home, and for strict isolation the
+// cgroup.procs file its execution processes join ("" if none).
+func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuProcs string) (argv, env []string) {
+	if o.cfg.Command != nil {
+		cmd := o.cfg.Command(p.kind, sock, pkgDir)
+		env = cmd.Env
+		if env == nil {
+			env = os.Environ()
+		}
+		return append([]string{cmd.Path}, cmd.Args[1:]...), env
+	}
+	if p.kind == KindNodeJS {
+		return o.nodeCommand(p, sock, pkgDir, server, home, cpuProcs)
+	}
+	// -I: ignore PYTHON* variables and user site-packages, so the engine's
+	// environment cannot change how functions run.
+	argv = []string{o.cfg.Python3, "-I", server,
+		"--socket", sock, "--packages-dir", pkgDir,
+		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
+		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize)}
+	if p.strict {
+		argv = append(argv, o.strictArgs(cpuProcs)...)
+	}
+	return argv, runtimeEnv(home)
+}
+
+// runtimeEnv is a runtime's whole environment, home its home and temporary
+// directory. A minimal one: the engine's may hold credentials, which
+// functions must not see, and no PYTHON*, NODE_OPTIONS or NODE_PATH of the
+// engine's can change how functions run. Temporary files live and die with
+// the worker.
+func runtimeEnv(home string) []string {
+	return []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"LANG=C.UTF-8",
+		"HOME=" + home,
+		"TMPDIR=" + home,
+	}
+}

@@ -1,0 +1,89 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/db"
+)
+
+// What the orchestrator is asked for (a worker specialised for a function
+// version, one execution on it, one run of an image function) is built
+// here from the function's database row, and only here: the entry's
+// default, the timeout's unit and the limits are read in one place.
+
+// defaultEntry is upstream's entry when a function has none.
+const defaultEntry = "main.main"
+
+// settings are what a function's row says its workers and executions get.
+type settings struct {
+	entry      string
+	cpu        int   // millicores
+	memorySize int64 // bytes
+	timeout    time.Duration
+}
+
+func settingsOf(f *db.Function) settings {
+	s := settings{entry: defaultEntry, cpu: f.CPU, memorySize: f.MemorySize, timeout: time.Duration(f.Timeout) * time.Second}
+	if f.Entry != nil && *f.Entry != "" {
+		s.entry = *f.Entry
+	}
+	return s
+}
+
+// spec is what the orchestrator needs to specialise a worker for version
+// of f (0: the function's current package).
+func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
+	s := settingsOf(f)
+	code := f.ParsedCode()
+	runtimeID := ""
+	if f.RuntimeID != nil {
+		runtimeID = *f.RuntimeID
+	}
+	url := fmt.Sprintf("%s/v1/functions/%s?download=true", e.opts.PublicEndpoint, f.ID)
+	if version > 0 {
+		url = fmt.Sprintf("%s/v1/functions/%s/versions/%d?download=true", e.opts.PublicEndpoint, f.ID, version)
+	}
+	project, fid := f.ProjectID, f.ID
+	// The function's md5 is its current package's; a version's package is
+	// found by number and its md5 is not recorded, so none is claimed.
+	sum := code.MD5Sum
+	if version > 0 {
+		sum = ""
+	}
+	return orchestrator.Function{
+		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: s.entry,
+		CPU: s.cpu, MemorySize: s.memorySize, Timeout: s.timeout,
+		Package: orchestrator.Package{
+			MD5:         sum,
+			DownloadURL: url,
+			Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)
+			},
+		},
+	}
+}
+
+// invocation is execution a of f. It carries the row's current limits,
+// which Run applies to a worker specialised under older ones
+// (orchestrator.Orchestrator.Run).
+func invocation(f *db.Function, a ExecutionArgs, requestID string) orchestrator.Invocation {
+	s := settingsOf(f)
+	return orchestrator.Invocation{
+		ExecutionID: a.ExecutionID, FunctionID: f.ID, Version: a.FunctionVersion, Entry: s.entry,
+		Input: a.Input, CPU: s.cpu, MemorySize: s.memorySize, Timeout: s.timeout, RequestID: requestID,
+	}
+}
+
+// imageInvocation is execution a of image function f: a container of
+// image with args.
+func imageInvocation(f *db.Function, a ExecutionArgs, image string, args []string, requestID string) orchestrator.ImageInvocation {
+	s := settingsOf(f)
+	return orchestrator.ImageInvocation{
+		ExecutionID: a.ExecutionID, FunctionID: f.ID, Image: image, Args: args,
+		CPU: s.cpu, MemorySize: s.memorySize, Timeout: s.timeout, RequestID: requestID,
+	}
+}
