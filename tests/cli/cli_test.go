@@ -6,7 +6,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -235,28 +234,11 @@ func (c *client) execute(args ...string) map[string]any {
 func (c *client) waitExecution(id string) map[string]any {
 	c.t.Helper()
 	var ex map[string]any
-	waitFor(c.t, "execution "+id+" to finish", waitTimeout, time.Second, func() (bool, any) {
+	testutil.WaitFor(c.t, "execution "+id+" to finish", waitTimeout, time.Second, func() (bool, any) {
 		ex = c.show("function", "execution", "show", id)
 		return ex["status"] != "running", ex
 	})
 	return ex
-}
-
-// waitFor calls check every interval until it reports done, failing the test
-// with the last state it returned after timeout.
-func waitFor(t *testing.T, what string, timeout, interval time.Duration, check func() (bool, any)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		done, state := check()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last state: %v", timeout, what, state)
-		}
-		time.Sleep(interval)
-	}
 }
 
 func quote(args []string) string {
@@ -329,11 +311,6 @@ func sameFields(t *testing.T, want, got map[string]any, fields ...string) {
 	for _, f := range fields {
 		assert.Equal(t, want[f], got[f], "field %s", f)
 	}
-}
-
-func md5hex(b []byte) string {
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:])
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -422,7 +399,7 @@ func setUpRuntime(t *testing.T, s *scenario) string {
 	assert.Equal(t, s.adminProject, rt["project_id"])
 
 	var shown map[string]any
-	waitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
 		shown = adm.show("runtime", "show", rtID)
 		require.Contains(t, []any{"creating", "available"}, shown["status"], "runtime %v", shown)
 		return shown["status"] == "available", shown

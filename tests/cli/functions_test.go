@@ -42,7 +42,7 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	require.Regexp(t, uuidRE, pid)
 	c.undo("function", "delete", pid)
 	assert.Equal(t, "a.main", pfn["entry"])
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg)}, object(t, pfn["code"]))
+	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg)}, object(t, pfn["code"]))
 
 	rows := c.list("function", "list")
 	for _, id := range []string{fid, pid} {
@@ -62,11 +62,11 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	// hello.py holds hello.py and matches the md5 it sent.
 	out := filepath.Join(c.dir, "a.zip")
 	c.accepted([]string{"function", "download", pid, "-o", out}, "Code package downloaded to "+out)
-	assert.Equal(t, md5hex(pkg), md5hex(readFile(t, out)), "downloaded package differs from %s", pkgPath)
+	assert.Equal(t, testutil.MD5(pkg), testutil.MD5(readFile(t, out)), "downloaded package differs from %s", pkgPath)
 	out = filepath.Join(c.dir, "hello-download.zip")
 	c.accepted([]string{"function", "download", fid, "-o", out}, "Code package downloaded to "+out)
 	dl := readFile(t, out)
-	assert.Equal(t, helloCode["md5sum"], md5hex(dl))
+	assert.Equal(t, helloCode["md5sum"], testutil.MD5(dl))
 	assert.Equal(t, helloPy, unzipOne(t, dl, "hello.py"))
 
 	upd := c.show("function", "update", fid, "--name", name+"-2", "--timeout", "10", "--description", "says hello")
@@ -79,7 +79,7 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	pkg2Path := testutil.WriteZip(t, c.dir, pkgFiles)
 	pkg2 := readFile(t, pkg2Path)
 	upd = c.show("function", "update", pid, "--package", pkg2Path)
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg2)}, object(t, upd["code"]))
+	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg2)}, object(t, upd["code"]))
 
 	// --- executions
 	ex := c.execute("--function", fid, "--input", `{"name": "x"}`)

@@ -44,7 +44,7 @@ func testVersionsAndAliases(t *testing.T, s *scenario, rtID string) {
 	out := filepath.Join(c.dir, "v2.zip")
 	c.accepted([]string{"function", "download", fid, "-o", out}, "Code package downloaded to "+out)
 	dl := readFile(t, out)
-	assert.Equal(t, code2["md5sum"], md5hex(dl), "the download is the package the update stored")
+	assert.Equal(t, code2["md5sum"], testutil.MD5(dl), "the download is the package the update stored")
 	assert.Equal(t, helloAgainPy, unzipOne(t, dl, "hello.py"))
 
 	v2 := c.show("function", "version", "create", fid)
@@ -131,7 +131,7 @@ func testVersionsAndAliases(t *testing.T, s *scenario, rtID string) {
 	assert.NotEmpty(t, versionWorkers(), "version 1 ran: it should have a worker")
 	adm.accepted([]string{"function", "version", "detach", fid, "1"},
 		"Request to detach function "+fid+"(version 1) has been accepted.")
-	waitFor(t, "version 1's workers to go", waitTimeout, 500*time.Millisecond, func() (bool, any) {
+	testutil.WaitFor(t, "version 1's workers to go", waitTimeout, 500*time.Millisecond, func() (bool, any) {
 		ws := versionWorkers()
 		return len(ws) == 0, ws
 	})
