@@ -95,10 +95,10 @@ func TestProcess_Lifecycle(t *testing.T) {
 		startErr string // "" when it must become ready
 		stopErr  string // "" when SIGTERM must be enough
 	}{
-		{name: "ready once the probe passes, stopped by SIGTERM", script: "touch ready; exec sleep 30"},
+		{name: "ready once the probe passes, stopped by SIGTERM", script: "touch ready; exec sleep 300"},
 		{name: "exits during startup", script: "echo boom; exit 3", startErr: "it exited during startup (exit status 3)"},
 		{name: "ignores SIGTERM: its group is killed after the grace period",
-			script: `trap "" TERM; sleep 30 & touch ready; wait`, stopErr: "did not exit within"},
+			script: `trap "" TERM; sleep 300 & touch ready; wait`, stopErr: "did not exit within"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -130,7 +130,16 @@ func TestProcess_Lifecycle(t *testing.T) {
 				require.NoError(t, err)
 			}
 			assert.Zero(t, p.pid())
-			assert.Zero(t, killAlive(kids), "nothing of its group outlives it")
+			// SIGKILL is delivered asynchronously: wait for the group to die.
+			WaitFor(t, "nothing of its group to outlive it", time.Minute, 10*time.Millisecond, func() (bool, any) {
+				var alive []int
+				for _, k := range kids {
+					if _, state, ok := procStat(k); ok && state != "Z" {
+						alive = append(alive, k)
+					}
+				}
+				return len(alive) == 0, alive
+			})
 			require.NoError(t, p.stop(), "stopping a stopped process does nothing")
 		})
 	}
@@ -165,4 +174,11 @@ func TestWaitFor(t *testing.T) {
 
 func TestMD5(t *testing.T) {
 	assert.Equal(t, "d41d8cd98f00b204e9800998ecf8427e", MD5(nil))
+}
+
+func TestObjectOf(t *testing.T) {
+	want := map[string]any{"source": "package"}
+	for name, v := range map[string]any{"object": want, "JSON string": `{"source": "package"}`} {
+		t.Run(name, func(t *testing.T) { assert.Equal(t, want, ObjectOf(t, v)) })
+	}
 }

@@ -252,25 +252,10 @@ func quote(args []string) string {
 	return strings.Join(q, " ")
 }
 
-// object accepts a dict column printed as a JSON object or as a JSON string.
-func object(t *testing.T, v any) map[string]any {
-	t.Helper()
-	switch o := v.(type) {
-	case map[string]any:
-		return o
-	case string:
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(o), &m), "%q is not a JSON object", o)
-		return m
-	}
-	t.Fatalf("%T %v is not an object", v, v)
-	return nil
-}
-
 // output is the decoded output of an execution's result column.
 func output(t *testing.T, ex map[string]any) any {
 	t.Helper()
-	res := object(t, ex["result"])
+	res := testutil.ObjectOf(t, ex["result"])
 	require.Contains(t, res, "duration", "result %v", res)
 	return res["output"]
 }
@@ -417,7 +402,7 @@ func setUpRuntime(t *testing.T, s *scenario) string {
 	pool := adm.show("runtime", "pool", "show", rtID)
 	requireColumns(t, pool, "name", "capacity")
 	assert.Equal(t, rtID, pool["name"])
-	capacity := object(t, pool["capacity"])
+	capacity := testutil.ObjectOf(t, pool["capacity"])
 	total, _ := capacity["total"].(float64)
 	available, _ := capacity["available"].(float64)
 	assert.Greater(t, total, 0.0, "capacity %v", capacity)

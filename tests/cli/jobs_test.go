@@ -140,8 +140,8 @@ func checkJob(t *testing.T, s *scenario, job *cronJob) {
 		assert.Equal(t, job.functionID, r["Function_id"])
 		assert.Equal(t, false, r["Sync"])
 		assert.Equal(t, s.demoProject, r["Project_id"], "the job runs as its owner")
-		assert.Equal(t, "job", object(t, r["Input"])["name"], "input %v", r["Input"])
-		assert.Equal(t, "Hello, job", object(t, r["Result"])["output"], "result %v", r["Result"])
+		assert.Equal(t, "job", testutil.ObjectOf(t, r["Input"])["name"], "input %v", r["Input"])
+		assert.Equal(t, "Hello, job", testutil.ObjectOf(t, r["Result"])["output"], "result %v", r["Result"])
 	}
 	first, second2 := timestamp(t, rows[0]["Created_at"]), timestamp(t, rows[1]["Created_at"])
 	if first.After(second2) {

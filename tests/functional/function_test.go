@@ -49,7 +49,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		}
 		require.NotNil(t, found, "function %s not listed", id)
 		require.IsType(t, "", found["code"], "code in a list is a JSON string (WSME rendering)")
-		assert.Equal(t, fn["code"], codeObject(t, found["code"]))
+		assert.Equal(t, fn["code"], testutil.ObjectOf(t, found["code"]))
 		assert.Equal(t, "lifecycle", found["name"])
 	})
 
@@ -80,7 +80,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		expect(t, r, http.StatusOK)
 		got := r.Object(t)
 		requireShape(t, got, functionFields)
-		assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg2)}, codeObject(t, got["code"]))
+		assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg2)}, testutil.ObjectOf(t, got["code"]))
 		assert.Equal(t, "lifecycle", got["name"])
 		requireDownload(t, id, pkg2)
 	})
@@ -92,7 +92,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		requireShape(t, got, functionFields)
 		assert.Equal(t, "renamed", got["name"])
 		assert.Equal(t, 10.0, got["timeout"])
-		assert.Equal(t, testutil.MD5(pkg2), codeObject(t, got["code"])["md5sum"], "code must not change")
+		assert.Equal(t, testutil.MD5(pkg2), testutil.ObjectOf(t, got["code"])["md5sum"], "code must not change")
 
 		r = call(t, srv, http.MethodGet, "/v1/functions/"+id, nil)
 		expect(t, r, http.StatusOK)

@@ -293,22 +293,6 @@ func newFunction(t *testing.T, name, entry string, files map[string]string, extr
 	return fn["id"].(string)
 }
 
-// codeObject returns a function's code as an object, whether the response
-// rendered it as an object (create/show/update) or a JSON string (list).
-func codeObject(t *testing.T, v any) map[string]any {
-	t.Helper()
-	switch c := v.(type) {
-	case map[string]any:
-		return c
-	case string:
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(c), &m), "code %q", c)
-		return m
-	}
-	t.Fatalf("code is %T %v, want an object or a JSON string", v, v)
-	return nil
-}
-
 // execute creates an execution with the body `openstack function execution
 // create` sends (input nil means --input not given) and checks the 201.
 func execute(t *testing.T, s *testutil.Target, functionID string, input any, sync bool) map[string]any {
