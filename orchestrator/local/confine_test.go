@@ -18,20 +18,14 @@ import (
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
 	"github.com/qinling-go/qinling/orchestrator/orchestratortest"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes and cgroups need root")
-	}
-}
 
 // newSandboxed returns an orchestrator running the real Python runtime in
 // sandboxes, with cgroups.
 func newSandboxed(t *testing.T, mutate func(*Config)) *Orchestrator {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requirePython(t)
 	t.Parallel()
 	cfg := Config{
@@ -88,7 +82,7 @@ func output(t *testing.T, res orchestrator.Result, v any) {
 }
 
 func TestLocal_SandboxConformance(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requirePython(t)
 	orchestratortest.Run(t, orchestratortest.Harness{
 		New: func(t *testing.T) orchestrator.Orchestrator {
@@ -516,7 +510,7 @@ func TestLocal_SandboxTimings(t *testing.T) {
 	if os.Getenv("QINLING_TIMINGS") == "" {
 		t.Skip("informative only and slow; set QINLING_TIMINGS=1 to run")
 	}
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requirePython(t)
 	modes := []struct {
 		name    string

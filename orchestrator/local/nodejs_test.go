@@ -15,6 +15,7 @@ import (
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/orchestrator/orchestratortest"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 const nodeJS = "/usr/bin/node"
@@ -207,7 +208,7 @@ exports.buffers = () => { const a = []; while (true) a.push(Buffer.alloc(8 << 20
 }
 
 func TestLocal_NodeConformance(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requireNode(t)
 	for _, strict := range []bool{false, true} {
 		t.Run(map[bool]string{false: "reuse", true: "strict"}[strict], func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestLocal_NodeTimings(t *testing.T) {
 // newNodeSerial is newNode without t.Parallel (for timings).
 func newNodeSerial(t *testing.T, strict bool) *Orchestrator {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requireNode(t)
 	o, err := New(Config{
 		WorkersDir: shortTempDir(t), PoolSize: 1, Python3: python3, NodeJS: nodeJS, RuntimesDir: runtimesDir,

@@ -17,6 +17,7 @@ import (
 	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
 	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/orchestrator/orchestratortest"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // newStrict returns a sandboxed orchestrator, with cgroups, whose workers
@@ -47,7 +48,7 @@ func sandboxedConformance(strict bool) func(t *testing.T) orchestrator.Orchestra
 }
 
 func TestLocal_StrictConformance(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes and cgroups need root")
 	requirePython(t)
 	orchestratortest.Run(t, orchestratortest.Harness{
 		New:      sandboxedConformance(true),

@@ -4,7 +4,6 @@
 package orchestratortest
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // The test functions a Harness must provide.
@@ -113,16 +113,7 @@ func NodeFunction(t *testing.T, name string) (orchestrator.Package, string) {
 // ZipPackage returns a package whose zip holds files (name → content).
 func ZipPackage(t testing.TB, files map[string]string) orchestrator.Package {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for name, content := range files {
-		w, err := zw.Create(name)
-		require.NoError(t, err)
-		_, err = io.WriteString(w, content)
-		require.NoError(t, err)
-	}
-	require.NoError(t, zw.Close())
-	data := buf.Bytes()
+	data := testutil.Zip(t, files)
 	return orchestrator.Package{
 		Open: func(context.Context) (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(data)), nil

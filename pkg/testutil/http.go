@@ -61,6 +61,25 @@ func (r *Response) Object(t testing.TB) map[string]any {
 	return m
 }
 
+// ObjectOf returns v as a JSON object, whether it came as an object or as a
+// JSON string holding one: the API renders a function's code as an object
+// in some answers and as a string in lists, and the CLI prints dict columns
+// either way.
+func ObjectOf(t testing.TB, v any) map[string]any {
+	t.Helper()
+	switch o := v.(type) {
+	case map[string]any:
+		return o
+	case string:
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(o), &m), "%q is not a JSON object", o)
+		require.NotNil(t, m, "%q is JSON null", o)
+		return m
+	}
+	t.Fatalf("%T %v is neither a JSON object nor a string holding one", v, v)
+	return nil
+}
+
 // Decode decodes the JSON body into v, failing the test if it is not JSON.
 func (r *Response) Decode(t testing.TB, v any) {
 	t.Helper()

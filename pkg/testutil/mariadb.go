@@ -17,10 +17,9 @@ import (
 // MariaDB is a private MariaDB server: its own data directory, socket and
 // loopback port, started from Debian's binaries and stopped by PID.
 type MariaDB struct {
-	Dir  string
-	Port int
-	cmd  *exec.Cmd
-	done chan error
+	Dir    string
+	Port   int
+	server *process
 }
 
 // StartMariaDB starts a private server for t and stops it when t ends.
@@ -50,7 +49,7 @@ func LaunchMariaDB() (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &MariaDB{Dir: dir, Port: port, done: make(chan error, 1)}
+	m := &MariaDB{Dir: dir, Port: port}
 	data := filepath.Join(dir, "data")
 	out, err := exec.Command(install, "--no-defaults", "--datadir="+data, "--user=root",
 		"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
@@ -58,24 +57,18 @@ func LaunchMariaDB() (*MariaDB, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
 	}
-	logf, err := os.Create(filepath.Join(dir, "mariadbd.log"))
-	if err != nil {
-		return nil, err
+	m.server = &process{
+		name: "mariadbd", path: daemon, dir: dir, logPath: filepath.Join(dir, "mariadbd.log"),
+		args: []string{"--no-defaults", "--user=root", "--datadir=" + data,
+			"--socket=" + m.Socket(), "--port=" + fmt.Sprint(port), "--bind-address=127.0.0.1",
+			"--pid-file=" + filepath.Join(dir, "mariadbd.pid"), "--skip-name-resolve",
+			"--innodb-buffer-pool-size=64M",
+			"--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"},
+		deathSignal: syscall.SIGKILL, ready: m.ping,
+		readyWithin: 60 * time.Second, poll: 100 * time.Millisecond, grace: 20 * time.Second,
 	}
-	m.cmd = exec.Command(daemon, "--no-defaults", "--user=root", "--datadir="+data,
-		"--socket="+m.Socket(), "--port="+fmt.Sprint(port), "--bind-address=127.0.0.1",
-		"--pid-file="+filepath.Join(dir, "mariadbd.pid"), "--skip-name-resolve",
-		"--innodb-buffer-pool-size=64M", "--log-error="+filepath.Join(dir, "error.log"),
-		"--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci")
-	m.cmd.Stdout, m.cmd.Stderr = logf, logf
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
+	if err := m.server.start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start mariadbd: %w", err)
-	}
-	go func() { m.done <- m.cmd.Wait() }()
-	if err := m.waitReady(60 * time.Second); err != nil {
-		m.Stop()
 		return nil, err
 	}
 	return m, nil
@@ -90,28 +83,14 @@ func (m *MariaDB) root() (*sql.DB, error) {
 	return sql.Open("mysql", cfg.FormatDSN())
 }
 
-func (m *MariaDB) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case err := <-m.done:
-			b, _ := os.ReadFile(filepath.Join(m.Dir, "error.log"))
-			return fmt.Errorf("mariadbd exited (%v):\n%s", err, lastBytes(string(b), 2000))
-		default:
-		}
-		db, err := m.root()
-		if err == nil {
-			err = db.Ping()
-			db.Close()
-		}
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mariadbd not ready after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+// ping is the server's readiness probe: root connects over the socket.
+func (m *MariaDB) ping() error {
+	db, err := m.root()
+	if err != nil {
+		return err
 	}
+	defer db.Close()
+	return db.Ping()
 }
 
 // Database creates a fresh database with its own user and returns its URL in
@@ -136,23 +115,9 @@ func (m *MariaDB) Database(name string) (string, error) {
 	return fmt.Sprintf("mysql+pymysql://%s:secret-%s@127.0.0.1:%d/%s?charset=utf8", name, name, m.Port, name), nil
 }
 
-// Stop kills the server and removes its files.
+// Stop stops the server (SIGTERM, then SIGKILL after 20 s) and removes its
+// files.
 func (m *MariaDB) Stop() {
-	if m.cmd != nil && m.cmd.Process != nil {
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-m.done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-			<-m.done
-		}
-	}
+	_ = m.server.stop()
 	os.RemoveAll(m.Dir)
-}
-
-func lastBytes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
 }

@@ -3,13 +3,11 @@ package testutil
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -39,15 +37,9 @@ type RabbitMQ struct {
 	Port    int
 	Dir     string
 
-	server   string // the rabbitmq-server script
-	node     string
-	env      []string
-	epmd     *exec.Cmd
-	epmdDone chan struct{}
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	node   string
+	broker *process
+	epmd   *process
 }
 
 // StartRabbitMQ starts a private broker for t and stops it, and its epmd,
@@ -60,9 +52,7 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.shutdown)
-	if err := r.start(); err != nil {
-		t.Fatal(err)
-	}
+	r.Start(t)
 	return r
 }
 
@@ -71,7 +61,7 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 // connections closed.
 func (r *RabbitMQ) Stop(t testing.TB) {
 	t.Helper()
-	if err := r.stop(); err != nil {
+	if err := r.broker.stop(); err != nil {
 		t.Error(err)
 	}
 }
@@ -80,8 +70,8 @@ func (r *RabbitMQ) Stop(t testing.TB) {
 // durable queues and persistent messages are still there.
 func (r *RabbitMQ) Start(t testing.TB) {
 	t.Helper()
-	if err := r.start(); err != nil {
-		t.Fatal(err)
+	if err := r.broker.start(); err != nil {
+		t.Fatalf("%v\n%s", err, r.nodeLogTail())
 	}
 }
 
@@ -121,7 +111,6 @@ func newRabbitMQ(dir string) (*RabbitMQ, error) {
 		AMQPURL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort),
 		Port:    amqpPort,
 		Dir:     dir,
-		server:  server,
 		node:    fmt.Sprintf("qinling-test-%d-%d@localhost", os.Getpid(), rabbitNodes.Add(1)),
 	}
 	for _, d := range []string{"mnesia", "log", "home"} {
@@ -147,14 +136,15 @@ func newRabbitMQ(dir string) (*RabbitMQ, error) {
 		}
 	}
 	// Drop any RabbitMQ or Erlang settings of the caller's environment.
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "RABBITMQ_") && !strings.HasPrefix(kv, "ERL_") && !strings.HasPrefix(kv, "HOME=") {
-			r.env = append(r.env, kv)
+			env = append(env, kv)
 		}
 	}
 	// HOME holds the Erlang cookie. RABBITMQ_CONF_ENV_FILE names a file that
 	// does not exist, so that /etc/rabbitmq/rabbitmq-env.conf is not read.
-	r.env = append(r.env,
+	env = append(env,
 		"HOME="+filepath.Join(dir, "home"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
 		"RABBITMQ_NODENAME="+r.node,
@@ -170,157 +160,44 @@ func newRabbitMQ(dir string) (*RabbitMQ, error) {
 	)
 	// Our own epmd, in the foreground, so that its PID is ours to stop: one
 	// the broker started itself would daemonize and outlive it.
-	epmdLog, err := os.Create(filepath.Join(dir, "epmd.log"))
-	if err != nil {
-		return nil, fmt.Errorf("testutil: %w", err)
+	r.epmd = &process{
+		name: "epmd", path: epmdBin, args: []string{"-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1"},
+		dir: dir, env: env, logPath: filepath.Join(dir, "epmd.log"), deathSignal: syscall.SIGKILL,
+		ready: listening(epmdPort), readyWithin: 10 * time.Second, poll: 50 * time.Millisecond, grace: 5 * time.Second,
 	}
-	defer epmdLog.Close()
-	r.epmd = exec.Command(epmdBin, "-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1")
-	r.epmd.Env = r.env
-	r.epmd.Stdout, r.epmd.Stderr = epmdLog, epmdLog
-	r.epmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := r.epmd.Start(); err != nil {
-		return nil, fmt.Errorf("testutil: start epmd: %w", err)
+	// The Erlang VM shuts down cleanly on SIGTERM; clients see their
+	// connections closed.
+	r.broker = &process{
+		name: "RabbitMQ", path: server, dir: dir, env: env,
+		logPath: filepath.Join(dir, "rabbitmq-server.out"), deathSignal: syscall.SIGTERM,
+		ready: r.acceptsAMQP, readyWithin: rabbitReadyTimeout, poll: 200 * time.Millisecond, grace: rabbitStopGrace,
 	}
-	r.epmdDone = make(chan struct{})
-	go func() {
-		_ = r.epmd.Wait()
-		close(r.epmdDone)
-	}()
-	if err := waitListening(epmdPort, 10*time.Second, r.epmdDone); err != nil {
-		r.shutdown()
-		return nil, fmt.Errorf("testutil: epmd on port %d: %w", epmdPort, err)
+	if err := r.epmd.start(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-func (r *RabbitMQ) start() error {
-	r.mu.Lock()
-	running := r.cmd != nil
-	r.mu.Unlock()
-	if running {
-		return errors.New("testutil: RabbitMQ is already running")
+// acceptsAMQP is the broker's readiness probe: an AMQP connection succeeds.
+func (r *RabbitMQ) acceptsAMQP() error {
+	conn, err := amqp.DialConfig(r.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err == nil {
+		_ = conn.Close()
 	}
-	out, err := os.OpenFile(r.stdoutPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("testutil: %w", err)
-	}
-	defer out.Close() // the child has its own copy
-	cmd := exec.Command(r.server)
-	cmd.Dir = r.Dir
-	cmd.Env = r.env
-	cmd.Stdout, cmd.Stderr = out, out
-	// Own process group, so that a SIGKILL to it reaches the broker's helper
-	// processes and never the test; SIGTERM if the test process dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testutil: start %s: %w", r.server, err)
-	}
-	exited := make(chan struct{})
-	r.mu.Lock()
-	r.cmd, r.exited = cmd, exited
-	r.mu.Unlock()
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := r.waitReady(exited); err != nil {
-		_ = r.stop()
-		return fmt.Errorf("testutil: RabbitMQ not ready: %w\n%s", err, r.logTail())
-	}
-	return nil
-}
-
-// waitReady polls until an AMQP connection succeeds.
-func (r *RabbitMQ) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(rabbitReadyTimeout)
-	for {
-		select {
-		case <-exited:
-			return errors.New("rabbitmq-server exited during startup")
-		default:
-		}
-		conn, err := amqp.DialConfig(r.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
-		if err == nil {
-			_ = conn.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no AMQP connection to %s within %s (last: %v)", r.AMQPURL, rabbitReadyTimeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func (r *RabbitMQ) stop() error {
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.cmd = nil
-	r.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	pid := cmd.Process.Pid
-	_ = cmd.Process.Signal(syscall.SIGTERM) // the Erlang VM shuts down cleanly on it
-	var err error
-	select {
-	case <-exited:
-	case <-time.After(rabbitStopGrace):
-		err = fmt.Errorf("testutil: RabbitMQ did not exit within %s of SIGTERM; killed", rabbitStopGrace)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // helpers left in its group
 	return err
 }
 
 // shutdown stops the broker and the epmd started for it.
 func (r *RabbitMQ) shutdown() {
-	_ = r.stop()
-	if r.epmd != nil && r.epmd.Process != nil {
-		_ = r.epmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.epmdDone:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-r.epmd.Process.Pid, syscall.SIGKILL)
-			<-r.epmdDone
-		}
-	}
+	_ = r.broker.stop()
+	_ = r.epmd.stop()
 }
 
-func (r *RabbitMQ) stdoutPath() string { return filepath.Join(r.Dir, "rabbitmq-server.out") }
-
-// logTail is the end of the broker's output and log, for failure messages.
-func (r *RabbitMQ) logTail() string {
-	var b strings.Builder
-	for _, p := range []string{r.stdoutPath(), filepath.Join(r.Dir, "log", r.node+".log")} {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(&b, "--- end of %s:\n%s\n", p, lastBytes(string(data), 3000))
+// nodeLogTail is the end of the broker's own log, for failure messages.
+func (r *RabbitMQ) nodeLogTail() string {
+	data, err := os.ReadFile(filepath.Join(r.Dir, "log", r.node+".log"))
+	if err != nil {
+		return ""
 	}
-	return b.String()
-}
-
-// waitListening waits until something accepts TCP connections on port.
-func waitListening(port int, timeout time.Duration, exited <-chan struct{}) error {
-	deadline := time.Now().Add(timeout)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for {
-		select {
-		case <-exited:
-			return errors.New("it exited")
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not listening after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return "--- end of the node's log:\n" + lastBytes(string(data), 3000)
 }

@@ -31,7 +31,7 @@ func TestRabbitMQ_StopStartKeepsDurableMessages(t *testing.T) {
 		start := time.Now()
 		mq := StartRabbitMQ(t)
 		t.Logf("RabbitMQ started in %s", time.Since(start).Round(time.Millisecond))
-		brokerPID, epmdPID = mq.cmd.Process.Pid, mq.epmd.Process.Pid
+		brokerPID, epmdPID = mq.broker.pid(), mq.epmd.pid()
 		require.Contains(t, mq.URL, "rabbit://guest:guest@127.0.0.1:")
 
 		conn, err := dialRabbit(mq.AMQPURL)
@@ -68,7 +68,7 @@ func TestRabbitMQ_StopStartKeepsDurableMessages(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok, "the persistent message survived the restart")
 		assert.Equal(t, "hello", string(msg.Body))
-		brokerPID = mq.cmd.Process.Pid
+		brokerPID = mq.broker.pid()
 	})
 	assert.False(t, alive(brokerPID), "the broker is stopped when its test ends")
 	assert.False(t, alive(epmdPID), "its epmd is stopped too")

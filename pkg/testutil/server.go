@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,13 +44,8 @@ type Server struct {
 	StateDir   string // [DEFAULT] state_path
 	LogPath    string // the server's stdout and stderr, appended across restarts
 
-	bin string
-	cfg *iniFile
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has been waited for
-	waitErr error
+	cfg  *iniFile
+	proc *process
 }
 
 // StartAllInOne starts an all-in-one server with a private state directory
@@ -99,7 +92,6 @@ func Launch(dir string, opts ...Option) (*Server, error) {
 		ConfigPath: filepath.Join(dir, "qinling.conf"),
 		StateDir:   filepath.Join(dir, "state"),
 		LogPath:    filepath.Join(dir, "qinling-api.log"),
-		bin:        filepath.Join(bin, "qinling-api"),
 	}
 	f := &iniFile{}
 	f.set("DEFAULT", "state_path", s.StateDir)
@@ -116,115 +108,57 @@ func Launch(dir string, opts ...Option) (*Server, error) {
 	if err := os.WriteFile(s.ConfigPath, f.bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("testutil: %w", err)
 	}
-	if err := s.start(); err != nil {
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("testutil: %w", err)
+	}
+	s.proc = &process{
+		name: "qinling-api", path: filepath.Join(bin, "qinling-api"),
+		args: []string{"--all-in-one", "--config-file", s.ConfigPath},
+		dir:  dir, env: append(os.Environ(), "TMPDIR="+tmp), logPath: s.LogPath,
+		deathSignal: syscall.SIGTERM, ready: s.answers,
+		readyWithin: readyTimeout, poll: 100 * time.Millisecond, grace: stopGrace,
+	}
+	if err := s.proc.start(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// start runs the binary and waits for readiness; on failure the process is
-// stopped and the error carries the log tail.
-func (s *Server) start() error {
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// answers is the server's readiness probe: GET / answers 200.
+func (s *Server) answers() error {
+	resp, err := readyClient.Get(s.URL + "/")
 	if err != nil {
-		return fmt.Errorf("testutil: %w", err)
+		return err
 	}
-	defer logf.Close() // the child has its own copy
-	fmt.Fprintf(logf, "=== testutil: starting %s --all-in-one --config-file %s at %s\n",
-		s.bin, s.ConfigPath, time.Now().Format(time.RFC3339))
-
-	tmp := filepath.Join(s.Dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return fmt.Errorf("testutil: %w", err)
-	}
-	cmd := exec.Command(s.bin, "--all-in-one", "--config-file", s.ConfigPath)
-	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group, so killing it cannot reach the test process; SIGTERM
-	// if this test process dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testutil: start %s: %w", s.bin, err)
-	}
-	exited := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.exited, s.waitErr = cmd, exited, nil
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(exited)
-	}()
-
-	if err := s.waitReady(exited); err != nil {
-		s.Stop()
-		return fmt.Errorf("testutil: qinling-api not ready: %w\nlast lines of %s:\n%s",
-			err, s.LogPath, s.LogTail(failLogLines))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET / answered %d", resp.StatusCode)
 	}
 	return nil
 }
 
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-exited:
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return fmt.Errorf("it exited during startup (%v)", s.waitErr)
-		default:
-		}
-		resp, err := client.Get(s.URL + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET / answered %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no 200 from GET %s/ within %s (last: %v)", s.URL, readyTimeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+var readyClient = &http.Client{Timeout: 2 * time.Second}
 
 // Stop sends SIGTERM, waits up to 15 s, then SIGKILLs the server. Processes
 // the server started (its workers) that outlive it are killed too, by PID.
 // It returns an error describing an unclean stop. Stopping a stopped server
 // is a no-op.
 func (s *Server) Stop() error {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
+	pid := s.proc.pid()
+	if pid == 0 {
 		return nil
 	}
-	pid := cmd.Process.Pid
 	children := descendants(pid) // workers may sit in process groups of their own
 	var problems []string
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(stopGrace):
-		problems = append(problems, fmt.Sprintf("no exit within %s of SIGTERM; killed", stopGrace))
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
+	if err := s.proc.stop(); err != nil {
+		problems = append(problems, err.Error())
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // anything left in its group
 	if n := killAlive(children); n > 0 {
 		problems = append(problems, fmt.Sprintf("%d of its child processes outlived it; killed", n))
 	}
-	s.mu.Lock()
-	waitErr := s.waitErr
-	s.mu.Unlock()
-	if waitErr != nil && len(problems) == 0 {
-		problems = append(problems, fmt.Sprintf("exit after SIGTERM: %v", waitErr))
+	if err := s.proc.exitErr(); err != nil && len(problems) == 0 {
+		problems = append(problems, fmt.Sprintf("exit after SIGTERM: %v", err))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
@@ -294,7 +228,7 @@ func (s *Server) Restart() error {
 		// An unclean stop is worth knowing about, not a reason to give up.
 		fmt.Fprintf(os.Stderr, "testutil: restart: %v\n", err)
 	}
-	return s.start()
+	return s.proc.start()
 }
 
 // Option returns what the server's config file sets for [section] key, or

@@ -31,6 +31,15 @@ import (
 // built once per run instead of once per test package.
 const EnvTestBin = "QINLING_TEST_BIN"
 
+// RequireRoot skips the test unless it runs as root; why says what needs
+// root, e.g. "sandboxes need root (namespaces and mounts)".
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+}
+
 var (
 	portsMu sync.Mutex
 	ports   = map[int]bool{}

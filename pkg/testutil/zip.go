@@ -3,6 +3,8 @@ package testutil
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"os"
 	"testing"
 
@@ -36,4 +38,10 @@ func WriteZip(t testing.TB, dir string, files map[string]string) string {
 	_, err = f.Write(Zip(t, files))
 	require.NoError(t, err)
 	return f.Name()
+}
+
+// MD5 returns the lower-case hex md5 of b, the form of a package's md5sum.
+func MD5(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/testutil"
 	"github.com/qinling-go/qinling/storage"
 	"github.com/qinling-go/qinling/storage/local"
 	"github.com/qinling-go/qinling/storage/storagetest"
@@ -57,7 +58,7 @@ func TestLocal_UpstreamLayout(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := newLocal(t, dir, 0)
-	pkg := storagetest.Package(t, map[string]string{"main.py": "x"})
+	pkg := testutil.Zip(t, map[string]string{"main.py": "x"})
 	sum, _, err := s.Store(ctx, project, function, bytes.NewReader(pkg), "")
 	require.NoError(t, err)
 	require.NoError(t, s.Copy(ctx, project, function, sum, 0))
@@ -68,8 +69,8 @@ func TestLocal_UpstreamLayout(t *testing.T) {
 	}, listDir(t, filepath.Join(dir, project)), "no temporary file is left")
 
 	// A directory written by upstream Qinling is readable as it is.
-	other := storagetest.Package(t, map[string]string{"main.py": "y"})
-	otherSum := storagetest.MD5(other)
+	other := testutil.Zip(t, map[string]string{"main.py": "y"})
+	otherSum := testutil.MD5(other)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, project, function+"_7_"+otherSum+".zip"), other, 0o644))
 	rc, err := s.Retrieve(ctx, project, function, "", 7)
 	require.NoError(t, err)
@@ -104,7 +105,7 @@ func (c *cancelAfterFirstRead) Read(p []byte) (int, error) {
 
 func TestLocal_FailedStoreLeavesNoFile(t *testing.T) {
 	t.Parallel()
-	pkg := storagetest.Package(t, map[string]string{"main.py": "x"})
+	pkg := testutil.Zip(t, map[string]string{"main.py": "x"})
 	for _, tc := range []struct {
 		name    string
 		maxSize int64
@@ -113,7 +114,7 @@ func TestLocal_FailedStoreLeavesNoFile(t *testing.T) {
 		wantErr error
 	}{
 		{name: "too large", maxSize: 10, reader: func(context.CancelFunc) io.Reader { return bytes.NewReader(pkg) }, wantErr: storage.ErrTooLarge},
-		{name: "md5 mismatch", reader: func(context.CancelFunc) io.Reader { return bytes.NewReader(pkg) }, md5sum: storagetest.MD5(nil), wantErr: storage.ErrChecksumMismatch},
+		{name: "md5 mismatch", reader: func(context.CancelFunc) io.Reader { return bytes.NewReader(pkg) }, md5sum: testutil.MD5(nil), wantErr: storage.ErrChecksumMismatch},
 		{name: "not a zip", reader: func(context.CancelFunc) io.Reader { return bytes.NewReader([]byte("hello")) }, wantErr: storage.ErrInvalidPackage},
 		{name: "broken upload", reader: func(context.CancelFunc) io.Reader { return &failingReader{} }},
 		{
@@ -143,8 +144,8 @@ func TestLocal_FailedStoreLeavesNoFile(t *testing.T) {
 func TestLocal_PathSafety(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pkg := storagetest.Package(t, map[string]string{"main.py": "x"})
-	sum := storagetest.MD5(pkg)
+	pkg := testutil.Zip(t, map[string]string{"main.py": "x"})
+	sum := testutil.MD5(pkg)
 
 	t.Run("unsafe ids create nothing", func(t *testing.T) {
 		t.Parallel()
@@ -200,7 +201,7 @@ func TestLocal_ConcurrentSameContentOneUpdate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := newLocal(t, dir, 0)
-	pkg := storagetest.Package(t, map[string]string{"main.py": "x"})
+	pkg := testutil.Zip(t, map[string]string{"main.py": "x"})
 	const n = 16
 	var (
 		wg      sync.WaitGroup

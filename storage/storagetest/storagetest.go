@@ -4,20 +4,17 @@
 package storagetest
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/testutil"
 	"github.com/qinling-go/qinling/storage"
 )
 
@@ -29,33 +26,6 @@ type Factory func(t *testing.T, maxSize int64) storage.PackageStorage
 // DefaultSuiteMaxSize is the size limit the suite uses unless a case is
 // about the limit itself: small, so too-large cases stay fast.
 const DefaultSuiteMaxSize = 1 << 20
-
-// Package returns a zip holding files (name → content). The output is
-// deterministic (sorted names, fixed times), so equal files give equal md5s.
-func Package(t testing.TB, files map[string]string) []byte {
-	t.Helper()
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, n := range names {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Deflate})
-		require.NoError(t, err)
-		_, err = io.WriteString(w, files[n])
-		require.NoError(t, err)
-	}
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
-}
-
-// MD5 returns the lower-case hex md5 of b.
-func MD5(b []byte) string {
-	h := md5.Sum(b)
-	return hex.EncodeToString(h[:])
-}
 
 // fixture is one backend under test plus shorthands that fail the test on
 // unexpected errors.
@@ -121,9 +91,9 @@ func (endless) Read(p []byte) (int, error) {
 // cases run in parallel, each with its own backend.
 func Run(t *testing.T, newStorage Factory) {
 	ctx := context.Background()
-	pkgA := Package(t, map[string]string{"main.py": "def main():\n    return 'A'\n"})
-	pkgB := Package(t, map[string]string{"main.py": "def main():\n    return 'B'\n", "util.py": "X = 1\n"})
-	md5A, md5B := MD5(pkgA), MD5(pkgB)
+	pkgA := testutil.Zip(t, map[string]string{"main.py": "def main():\n    return 'A'\n"})
+	pkgB := testutil.Zip(t, map[string]string{"main.py": "def main():\n    return 'B'\n", "util.py": "X = 1\n"})
+	md5A, md5B := testutil.MD5(pkgA), testutil.MD5(pkgB)
 
 	newFixture := func(t *testing.T) fixture {
 		return fixture{t: t, s: newStorage(t, DefaultSuiteMaxSize)}
@@ -149,7 +119,7 @@ func Run(t *testing.T, newStorage Factory) {
 			sum, updated, err := f.s.Store(ctx, project, function, bytes.NewReader(tc.pkg), tc.given)
 			require.NoError(t, err)
 			require.True(t, updated)
-			require.Equal(t, MD5(tc.pkg), sum, "the returned md5 is lower-case hex")
+			require.Equal(t, testutil.MD5(tc.pkg), sum, "the returned md5 is lower-case hex")
 		}
 	})
 
@@ -193,7 +163,7 @@ func Run(t *testing.T, newStorage Factory) {
 	}{
 		{name: "not a zip", body: []byte("#!/bin/sh\necho not a zip\n"), wantMsg: "Package is not a valid ZIP package."},
 		{name: "empty upload", body: nil, wantMsg: "Package is not a valid ZIP package."},
-		{name: "zip escaping its directory", body: Package(t, map[string]string{"../evil.py": "x"}), wantMsg: "escapes the package directory"},
+		{name: "zip escaping its directory", body: testutil.Zip(t, map[string]string{"../evil.py": "x"}), wantMsg: "escapes the package directory"},
 	} {
 		t.Run(tc.name+" is an invalid package and nothing is kept", func(t *testing.T) {
 			t.Parallel()
@@ -201,7 +171,7 @@ func Run(t *testing.T, newStorage Factory) {
 			_, _, err := f.s.Store(ctx, project, function, bytes.NewReader(tc.body), "")
 			require.ErrorIs(t, err, storage.ErrInvalidPackage)
 			require.ErrorContains(t, err, tc.wantMsg, "the user is told why")
-			f.requireMissing(project, function, MD5(tc.body), 0)
+			f.requireMissing(project, function, testutil.MD5(tc.body), 0)
 		})
 	}
 
@@ -385,7 +355,7 @@ func Run(t *testing.T, newStorage Factory) {
 		const n = 8
 		pkgs := make([][]byte, n)
 		for i := range pkgs {
-			pkgs[i] = Package(t, map[string]string{"main.py": fmt.Sprintf("N = %d\n%s", i, strings.Repeat("#", 20000))})
+			pkgs[i] = testutil.Zip(t, map[string]string{"main.py": fmt.Sprintf("N = %d\n%s", i, strings.Repeat("#", 20000))})
 		}
 		type result struct {
 			sum     string
@@ -405,14 +375,14 @@ func Run(t *testing.T, newStorage Factory) {
 		updates := map[string]int{}
 		for i, r := range results {
 			require.NoError(t, r.err)
-			require.Equal(t, MD5(pkgs[i%n]), r.sum)
+			require.Equal(t, testutil.MD5(pkgs[i%n]), r.sum)
 			if r.updated {
 				updates[r.sum]++
 			}
 		}
 		for i, pkg := range pkgs {
-			require.Equal(t, pkg, f.read(project, function, MD5(pkg), 0), "package %d intact", i)
-			require.GreaterOrEqual(t, updates[MD5(pkg)], 1, "package %d: some store reports the update", i)
+			require.Equal(t, pkg, f.read(project, function, testutil.MD5(pkg), 0), "package %d intact", i)
+			require.GreaterOrEqual(t, updates[testutil.MD5(pkg)], 1, "package %d: some store reports the update", i)
 		}
 	})
 }

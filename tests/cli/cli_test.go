@@ -6,7 +6,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -235,28 +234,11 @@ func (c *client) execute(args ...string) map[string]any {
 func (c *client) waitExecution(id string) map[string]any {
 	c.t.Helper()
 	var ex map[string]any
-	waitFor(c.t, "execution "+id+" to finish", waitTimeout, time.Second, func() (bool, any) {
+	testutil.WaitFor(c.t, "execution "+id+" to finish", waitTimeout, time.Second, func() (bool, any) {
 		ex = c.show("function", "execution", "show", id)
 		return ex["status"] != "running", ex
 	})
 	return ex
-}
-
-// waitFor calls check every interval until it reports done, failing the test
-// with the last state it returned after timeout.
-func waitFor(t *testing.T, what string, timeout, interval time.Duration, check func() (bool, any)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		done, state := check()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last state: %v", timeout, what, state)
-		}
-		time.Sleep(interval)
-	}
 }
 
 func quote(args []string) string {
@@ -270,25 +252,10 @@ func quote(args []string) string {
 	return strings.Join(q, " ")
 }
 
-// object accepts a dict column printed as a JSON object or as a JSON string.
-func object(t *testing.T, v any) map[string]any {
-	t.Helper()
-	switch o := v.(type) {
-	case map[string]any:
-		return o
-	case string:
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(o), &m), "%q is not a JSON object", o)
-		return m
-	}
-	t.Fatalf("%T %v is not an object", v, v)
-	return nil
-}
-
 // output is the decoded output of an execution's result column.
 func output(t *testing.T, ex map[string]any) any {
 	t.Helper()
-	res := object(t, ex["result"])
+	res := testutil.ObjectOf(t, ex["result"])
 	require.Contains(t, res, "duration", "result %v", res)
 	return res["output"]
 }
@@ -329,11 +296,6 @@ func sameFields(t *testing.T, want, got map[string]any, fields ...string) {
 	for _, f := range fields {
 		assert.Equal(t, want[f], got[f], "field %s", f)
 	}
-}
-
-func md5hex(b []byte) string {
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:])
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -422,7 +384,7 @@ func setUpRuntime(t *testing.T, s *scenario) string {
 	assert.Equal(t, s.adminProject, rt["project_id"])
 
 	var shown map[string]any
-	waitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
 		shown = adm.show("runtime", "show", rtID)
 		require.Contains(t, []any{"creating", "available"}, shown["status"], "runtime %v", shown)
 		return shown["status"] == "available", shown
@@ -440,7 +402,7 @@ func setUpRuntime(t *testing.T, s *scenario) string {
 	pool := adm.show("runtime", "pool", "show", rtID)
 	requireColumns(t, pool, "name", "capacity")
 	assert.Equal(t, rtID, pool["name"])
-	capacity := object(t, pool["capacity"])
+	capacity := testutil.ObjectOf(t, pool["capacity"])
 	total, _ := capacity["total"].(float64)
 	available, _ := capacity["available"].(float64)
 	assert.Greater(t, total, 0.0, "capacity %v", capacity)

@@ -27,7 +27,7 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	assert.Equal(t, 33554432.0, fn["memory_size"])
 	assert.Equal(t, 0.0, fn["count"])
 	assert.Equal(t, s.demoProject, fn["project_id"])
-	helloCode := object(t, fn["code"])
+	helloCode := testutil.ObjectOf(t, fn["code"])
 	assert.Equal(t, "package", helloCode["source"])
 	assert.Regexp(t, `^[0-9a-f]{32}$`, helloCode["md5sum"])
 
@@ -42,7 +42,7 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	require.Regexp(t, uuidRE, pid)
 	c.undo("function", "delete", pid)
 	assert.Equal(t, "a.main", pfn["entry"])
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg)}, object(t, pfn["code"]))
+	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg)}, testutil.ObjectOf(t, pfn["code"]))
 
 	rows := c.list("function", "list")
 	for _, id := range []string{fid, pid} {
@@ -50,36 +50,36 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 		require.NotNil(t, row, "function %s not in %v", id, rows)
 		requireColumns(t, row, "Id", "Name", "Description", "Count", "Code", "Runtime_id", "Entry", "Project_id", "Created_at", "Updated_at", "Cpu", "Memory_size", "Timeout")
 	}
-	assert.Equal(t, helloCode, object(t, findRow(rows, "Id", fid)["Code"]))
+	assert.Equal(t, helloCode, testutil.ObjectOf(t, findRow(rows, "Id", fid)["Code"]))
 	assert.Equal(t, name, findRow(rows, "Id", fid)["Name"])
 
 	got := c.show("function", "show", fid)
 	requireColumns(t, got, "id", "name", "description", "count", "code", "runtime_id", "entry", "project_id", "created_at", "updated_at", "cpu", "memory_size", "timeout")
 	sameFields(t, fn, got, "id", "name", "entry", "runtime_id", "timeout", "cpu", "memory_size", "project_id", "created_at")
-	assert.Equal(t, helloCode, object(t, got["code"]))
+	assert.Equal(t, helloCode, testutil.ObjectOf(t, got["code"]))
 
 	// The package comes back byte for byte; the one the client zipped from
 	// hello.py holds hello.py and matches the md5 it sent.
 	out := filepath.Join(c.dir, "a.zip")
 	c.accepted([]string{"function", "download", pid, "-o", out}, "Code package downloaded to "+out)
-	assert.Equal(t, md5hex(pkg), md5hex(readFile(t, out)), "downloaded package differs from %s", pkgPath)
+	assert.Equal(t, testutil.MD5(pkg), testutil.MD5(readFile(t, out)), "downloaded package differs from %s", pkgPath)
 	out = filepath.Join(c.dir, "hello-download.zip")
 	c.accepted([]string{"function", "download", fid, "-o", out}, "Code package downloaded to "+out)
 	dl := readFile(t, out)
-	assert.Equal(t, helloCode["md5sum"], md5hex(dl))
+	assert.Equal(t, helloCode["md5sum"], testutil.MD5(dl))
 	assert.Equal(t, helloPy, unzipOne(t, dl, "hello.py"))
 
 	upd := c.show("function", "update", fid, "--name", name+"-2", "--timeout", "10", "--description", "says hello")
 	assert.Equal(t, name+"-2", upd["name"])
 	assert.Equal(t, 10.0, upd["timeout"])
 	assert.Equal(t, "says hello", upd["description"])
-	assert.Equal(t, helloCode, object(t, upd["code"]), "a name/timeout update keeps the code")
+	assert.Equal(t, helloCode, testutil.ObjectOf(t, upd["code"]), "a name/timeout update keeps the code")
 
 	pkgFiles["b.py"] = "import a\n\ndef greet(name):\n    return 'hi again %s%s' % (name, a.SUFFIX)\n"
 	pkg2Path := testutil.WriteZip(t, c.dir, pkgFiles)
 	pkg2 := readFile(t, pkg2Path)
 	upd = c.show("function", "update", pid, "--package", pkg2Path)
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg2)}, object(t, upd["code"]))
+	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg2)}, testutil.ObjectOf(t, upd["code"]))
 
 	// --- executions
 	ex := c.execute("--function", fid, "--input", `{"name": "x"}`)
@@ -90,7 +90,7 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 	assert.Nil(t, ex["function_alias"])
 	assert.Equal(t, s.demoProject, ex["project_id"])
 	assert.Equal(t, "Hello, x", output(t, ex))
-	assert.Equal(t, map[string]any{"name": "x"}, object(t, ex["input"]))
+	assert.Equal(t, map[string]any{"name": "x"}, testutil.ObjectOf(t, ex["input"]))
 
 	pex := c.execute("--function", pid)
 	assert.Equal(t, "hi again pkg!", output(t, pex), "the updated package runs")

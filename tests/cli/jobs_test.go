@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // cronJob is the job startJob created: every minute, twice.
@@ -112,7 +114,7 @@ func checkJob(t *testing.T, s *scenario, job *cronJob) {
 		time.Sleep(d)
 	}
 	var j map[string]any
-	waitFor(t, "job "+job.id+" to be done", 45*time.Second, 3*time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "job "+job.id+" to be done", 45*time.Second, 3*time.Second, func() (bool, any) {
 		j = c.show("job", "show", job.id)
 		require.Contains(t, []any{"running", "done"}, j["status"], "job %v", j)
 		return j["status"] == "done", j
@@ -122,7 +124,7 @@ func checkJob(t *testing.T, s *scenario, job *cronJob) {
 
 	// The second run was started as the job was marked done: wait for it.
 	var rows []map[string]any
-	waitFor(t, "the job's executions to finish", waitTimeout, 2*time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the job's executions to finish", waitTimeout, 2*time.Second, func() (bool, any) {
 		rows = c.list("function", "execution", "list", "--filter", "function_id="+job.functionID)
 		for _, r := range rows {
 			if r["Status"] == "running" {
@@ -138,8 +140,8 @@ func checkJob(t *testing.T, s *scenario, job *cronJob) {
 		assert.Equal(t, job.functionID, r["Function_id"])
 		assert.Equal(t, false, r["Sync"])
 		assert.Equal(t, s.demoProject, r["Project_id"], "the job runs as its owner")
-		assert.Equal(t, "job", object(t, r["Input"])["name"], "input %v", r["Input"])
-		assert.Equal(t, "Hello, job", object(t, r["Result"])["output"], "result %v", r["Result"])
+		assert.Equal(t, "job", testutil.ObjectOf(t, r["Input"])["name"], "input %v", r["Input"])
+		assert.Equal(t, "Hello, job", testutil.ObjectOf(t, r["Result"])["output"], "result %v", r["Result"])
 	}
 	first, second2 := timestamp(t, rows[0]["Created_at"]), timestamp(t, rows[1]["Created_at"])
 	if first.After(second2) {

@@ -22,7 +22,7 @@ import (
 func testVersionsAndAliases(t *testing.T, s *scenario, rtID string) {
 	c, adm := s.demo.in(t), s.admin.in(t)
 	fid, fn := c.createFunction(rtID, "cli-versions-"+suffix(t), helloPy)
-	code1 := object(t, fn["code"])
+	code1 := testutil.ObjectOf(t, fn["code"])
 
 	v1 := c.show("function", "version", "create", fid, "--description", "first")
 	requireColumns(t, v1, "id", "function_id", "description", "version_number", "count", "project_id", "created_at", "updated_at")
@@ -37,14 +37,14 @@ func testVersionsAndAliases(t *testing.T, s *scenario, rtID string) {
 	// that zip, and version 2 freezes it.
 	file2 := writeFile(t, filepath.Join(c.dir, "v2"), "hello.py", helloAgainPy)
 	upd := c.show("function", "update", fid, "--file", file2)
-	code2 := object(t, upd["code"])
+	code2 := testutil.ObjectOf(t, upd["code"])
 	assert.Equal(t, "package", code2["source"])
 	assert.Regexp(t, `^[0-9a-f]{32}$`, code2["md5sum"])
 	assert.NotEqual(t, code1["md5sum"], code2["md5sum"], "a new file must change the package")
 	out := filepath.Join(c.dir, "v2.zip")
 	c.accepted([]string{"function", "download", fid, "-o", out}, "Code package downloaded to "+out)
 	dl := readFile(t, out)
-	assert.Equal(t, code2["md5sum"], md5hex(dl), "the download is the package the update stored")
+	assert.Equal(t, code2["md5sum"], testutil.MD5(dl), "the download is the package the update stored")
 	assert.Equal(t, helloAgainPy, unzipOne(t, dl, "hello.py"))
 
 	v2 := c.show("function", "version", "create", fid)
@@ -131,7 +131,7 @@ func testVersionsAndAliases(t *testing.T, s *scenario, rtID string) {
 	assert.NotEmpty(t, versionWorkers(), "version 1 ran: it should have a worker")
 	adm.accepted([]string{"function", "version", "detach", fid, "1"},
 		"Request to detach function "+fid+"(version 1) has been accepted.")
-	waitFor(t, "version 1's workers to go", waitTimeout, 500*time.Millisecond, func() (bool, any) {
+	testutil.WaitFor(t, "version 1's workers to go", waitTimeout, 500*time.Millisecond, func() (bool, any) {
 		ws := versionWorkers()
 		return len(ws) == 0, ws
 	})

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // testWebhooks covers webhook create, list, show, update and delete, and
@@ -51,7 +53,7 @@ func testWebhooks(t *testing.T, s *scenario, rtID string) {
 	assert.Equal(t, false, ex["sync"])
 	assert.Equal(t, "Created by Webhook "+whID, ex["description"])
 	assert.Equal(t, s.demoProject, ex["project_id"], "the execution belongs to the webhook's project")
-	assert.Equal(t, "qinling", object(t, ex["input"])["name"], "input %v", ex["input"])
+	assert.Equal(t, "qinling", testutil.ObjectOf(t, ex["input"])["name"], "input %v", ex["input"])
 	assert.Equal(t, "Hello, qinling", output(t, ex))
 
 	rows = c.list("function", "execution", "list")

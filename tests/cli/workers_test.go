@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // testWorkers covers function scaleup, worker list, scaledown and detach,
@@ -29,7 +31,7 @@ func testWorkers(t *testing.T, s *scenario, rtID string) {
 	waitWorkers := func(n int) []map[string]any {
 		t.Helper()
 		var rows []map[string]any
-		waitFor(t, fmt.Sprintf("function worker list to show %d worker(s)", n), waitTimeout, time.Second, func() (bool, any) {
+		testutil.WaitFor(t, fmt.Sprintf("function worker list to show %d worker(s)", n), waitTimeout, time.Second, func() (bool, any) {
 			rows = workers()
 			return len(rows) == n, rows
 		})

@@ -127,12 +127,12 @@ func TestBadFunctionCreate(t *testing.T) {
 		{name: "wrong md5", path: "/v1/functions", body: form("code", `{"source": "package", "md5sum": "0123456789abcdef0123456789abcdef"}`), status: []int{400}, fault: "Package md5 mismatch."},
 		{
 			name: "not a zip", path: "/v1/functions",
-			body:   withPackage(form("code", fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, md5hex(notZip))), notZip),
+			body:   withPackage(form("code", fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(notZip))), notZip),
 			status: []int{400}, has: []string{"zip"},
 		},
 		{
 			name: "package over max_package_size", path: "/v1/functions",
-			body:   withPackage(form("code", fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, md5hex(oversize))), oversize),
+			body:   withPackage(form("code", fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(oversize))), oversize),
 			status: []int{413, 400}, has: []string{"size", "large", "exceed", "limit"},
 		},
 		{name: "timeout not an integer", path: "/v1/functions", body: form("timeout", "soon"), status: []int{400}, fault: "Invalid timeout resource specified. An integer is required."},

@@ -23,7 +23,7 @@ func TestFunctionLifecycle(t *testing.T) {
 	fn := createFunction(t, srv, packageForm(rtID, "lifecycle", "hello.main", pkg))
 	id := fn["id"].(string)
 	// Pecan-rendered responses carry code as an object (spec §1.1 [QUIRK] 1).
-	assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg)}, fn["code"])
+	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg)}, fn["code"])
 	for field, want := range map[string]any{
 		"name": "lifecycle", "description": nil, "runtime_id": rtID, "entry": "hello.main",
 		"timeout": 5.0, "cpu": 100.0, "memory_size": 33554432.0, // the [resource_limits] defaults
@@ -49,7 +49,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		}
 		require.NotNil(t, found, "function %s not listed", id)
 		require.IsType(t, "", found["code"], "code in a list is a JSON string (WSME rendering)")
-		assert.Equal(t, fn["code"], codeObject(t, found["code"]))
+		assert.Equal(t, fn["code"], testutil.ObjectOf(t, found["code"]))
 		assert.Equal(t, "lifecycle", found["name"])
 	})
 
@@ -80,7 +80,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		expect(t, r, http.StatusOK)
 		got := r.Object(t)
 		requireShape(t, got, functionFields)
-		assert.Equal(t, map[string]any{"source": "package", "md5sum": md5hex(pkg2)}, codeObject(t, got["code"]))
+		assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg2)}, testutil.ObjectOf(t, got["code"]))
 		assert.Equal(t, "lifecycle", got["name"])
 		requireDownload(t, id, pkg2)
 	})
@@ -92,7 +92,7 @@ func TestFunctionLifecycle(t *testing.T) {
 		requireShape(t, got, functionFields)
 		assert.Equal(t, "renamed", got["name"])
 		assert.Equal(t, 10.0, got["timeout"])
-		assert.Equal(t, md5hex(pkg2), codeObject(t, got["code"])["md5sum"], "code must not change")
+		assert.Equal(t, testutil.MD5(pkg2), testutil.ObjectOf(t, got["code"])["md5sum"], "code must not change")
 
 		r = call(t, srv, http.MethodGet, "/v1/functions/"+id, nil)
 		expect(t, r, http.StatusOK)
@@ -119,5 +119,5 @@ func requireDownload(t *testing.T, id string, want []byte) {
 	expect(t, r, http.StatusOK)
 	assert.Equal(t, "application/zip", r.Header.Get("Content-Type"), "tempest compares it exactly")
 	assert.Empty(t, r.Header.Get("Content-Encoding"), "the client writes the raw body to the file")
-	assert.Equal(t, md5hex(want), md5hex(r.Body), "downloaded package differs from the uploaded one (%d vs %d bytes)", len(r.Body), len(want))
+	assert.Equal(t, testutil.MD5(want), testutil.MD5(r.Body), "downloaded package differs from the uploaded one (%d vs %d bytes)", len(r.Body), len(want))
 }

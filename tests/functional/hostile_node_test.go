@@ -2,17 +2,6 @@
 
 package functional
 
-import (
-	"strconv"
-	"strings"
-	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/qinling-go/qinling/pkg/testutil"
-)
-
 // hostileJS is the Node.js counterpart of hostilePy: the hostile functions
 // as exports of one module, harmless when called with {"harm": false}.
 const hostileJS = `const fs = require('fs');
@@ -105,107 +94,11 @@ exports.hello = async (context, input) => {
 };
 `
 
-// hostileNodeMaxPids is the Node.js servers' max_pids: the default, which
-// leaves room for Node.js's own threads (docs/isolation.md).
-const hostileNodeMaxPids = 64
-
-// startHostileNode is startHostile with a nodejs runtime (upstream's image name).
-func startHostileNode(t *testing.T, isolation string) *hostileServer {
-	t.Helper()
-	return startHostileRuntime(t, isolation, "openstackqinling/nodejs-runtime", hostileNodeMaxPids, 1)
-}
-
-// nodeFunction creates a function running entry of hostileJS, with upstream's
-// default memory_size (32 MiB) unless extra says otherwise.
-func (h *hostileServer) nodeFunction(t *testing.T, entry string, extra ...string) string {
-	t.Helper()
-	pkg := testutil.Zip(t, map[string]string{"hostile.js": hostileJS})
-	fn := createFunction(t, h.tgt, packageForm(h.runtime, "node-"+strings.ReplaceAll(entry, "_", "-"), "hostile."+entry, pkg, extra...))
-	return fn["id"].(string)
-}
-
-func TestHostileNodeFunctions(t *testing.T) {
-	testutil.SkipIfReal(t, srv, "needs servers with their own isolation and limits")
-	t.Parallel()
-	for _, isolation := range []string{"reuse", "strict"} {
-		t.Run(isolation, func(t *testing.T) {
-			t.Parallel()
-			h := startHostileNode(t, isolation)
-			strict := isolation == "strict"
-			cases := []hostileCase{
-				{"async hello with its log", func(t *testing.T) {
-					fid := h.nodeFunction(t, "hello")
-					ex, out, logs := h.run(t, fid, map[string]any{"name": "Qinling"})
-					require.Equal(t, "success", ex["status"], "%v\nlog:\n%s", ex, logs)
-					assert.Equal(t, "Hello, Qinling", out)
-					assert.Contains(t, logs, "Hello, Qinling\n")
-				}},
-				{"endless loop times out", func(t *testing.T) {
-					fid := h.nodeFunction(t, "loop", "timeout", "1", "cpu", "300")
-					_, logs := h.fails(t, fid, nil, "Function execution timeout.")
-					assert.Contains(t, logs, "looping")
-					h.recovers(t, fid)
-				}},
-				{"heap bomb hits the JavaScript heap limit", func(t *testing.T) {
-					fid := h.nodeFunction(t, "heap", "timeout", "20", "cpu", "300")
-					h.fails(t, fid, nil, "too much resource consumption: it exceeded its JavaScript heap limit of 32 MiB.")
-					h.recovers(t, fid)
-				}},
-				{"buffer bomb hits the memory limit", func(t *testing.T) {
-					fid := h.nodeFunction(t, "buffers", "timeout", "20", "cpu", "300")
-					h.fails(t, fid, nil, "Function execution failed because of too much resource consumption")
-					h.recovers(t, fid)
-				}},
-				{"fork bomb hits the pids limit", func(t *testing.T) {
-					fid := h.nodeFunction(t, "forks", "timeout", "20", "cpu", "300", "memory_size", strconv.Itoa(128<<20))
-					h.fails(t, fid, nil, "Function execution failed because of too much resource consumption")
-					h.recovers(t, fid)
-				}},
-				{"host files and other packages are not there", func(t *testing.T) {
-					other := h.nodeFunction(t, "counter")
-					fid := h.nodeFunction(t, "read")
-					paths := []string{
-						"/etc/qinling/qinling.conf", h.srv.ConfigPath, h.srv.StateDir + "/qinling.sqlite",
-						"/var/qinling/packages/" + other + "/hostile.js", "/etc/passwd",
-					}
-					ex, out, _ := h.run(t, fid, map[string]any{"paths": paths})
-					require.Equal(t, "success", ex["status"], "%v", ex)
-					for _, p := range paths {
-						assert.Equal(t, "ENOENT", out.(map[string]any)[p], p)
-					}
-					h.recovers(t, fid)
-				}},
-				{"killing what it can find changes nothing for the next calls", func(t *testing.T) {
-					if !strict {
-						t.Skip("under warm reuse executions share the server's process: strict isolation's promise")
-					}
-					fid := h.nodeFunction(t, "attack", "timeout", "20", "cpu", "300")
-					ex, out, logs := h.run(t, fid, map[string]any{})
-					require.Equal(t, "success", ex["status"], "%v\nlog:\n%s", ex, logs)
-					got := out.(map[string]any)
-					assert.EqualValues(t, 1, got["pid"], "PID 1 of a PID namespace of its own")
-					assert.Equal(t, []any{float64(1)}, got["seen"], "/proc shows only its own namespace")
-					assert.Empty(t, got["killed"])
-					assert.Empty(t, got["found"], "no process outside its namespace can be named")
-					assert.Equal(t, "EPERM", got["all"], "kill(-1) is denied by the seccomp filter")
-					for range 3 {
-						ex, out, logs := h.run(t, fid, map[string]any{"look": true})
-						require.Equal(t, "success", ex["status"], "the next call: %v\nlog:\n%s", ex, logs)
-						got := out.(map[string]any)
-						assert.EqualValues(t, 1, got["pid"])
-						assert.Equal(t, []any{float64(1)}, got["seen"])
-						assert.Empty(t, got["tmp"], "a fresh /tmp: the planted file is not there")
-					}
-					h.recovers(t, fid)
-				}},
-				{"module globals across calls", func(t *testing.T) {
-					h.globalsAcrossCalls(t, h.nodeFunction(t, "counter"), strict)
-				}},
-				{"file written by one execution, read by the next", func(t *testing.T) {
-					h.fileAcrossCalls(t, h.nodeFunction(t, "leave_file"), strict)
-				}},
-			}
-			h.runCases(t, cases, func(t *testing.T) string { return h.nodeFunction(t, "counter") })
-		})
-	}
+// nodeHostile runs hostileJS with upstream's default memory_size (32 MiB)
+// unless a case says otherwise, and the default max_pids, which leaves room
+// for Node.js's own threads (docs/isolation.md).
+var nodeHostile = hostileRuntime{
+	name: nodejs, image: "openstackqinling/nodejs-runtime", module: "hostile.js", source: hostileJS,
+	maxPids: 64, poolSize: 1,
+	notFound: "ENOENT",
 }

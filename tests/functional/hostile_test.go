@@ -18,12 +18,40 @@ import (
 // Hostile functions: each case runs code that attacks the service, and
 // checks that the execution ends with a clear failed result (or a contained
 // success: the attack found nothing) and that the next good call succeeds.
-// The cases run against two private all-in-ones, one per isolation mode,
-// with a pids limit small enough for a quick fork bomb; they are parallel,
-// and each has its own function.
+// The suite is written once and runs per runtime (Python, Node.js) and per
+// isolation mode (reuse, strict), each on a private all-in-one with a pids
+// limit small enough for a quick fork bomb; the cases are parallel, and each
+// has its own function.
 
-// hostileMaxPids is the servers' [local_orchestrator] max_pids.
-const hostileMaxPids = 32
+// hostileRuntime is one runtime the suite runs on: its image, the module
+// holding its hostile functions and what differs between runtimes.
+type hostileRuntime struct {
+	name     string // subtest name and function name prefix
+	image    string
+	module   string // file name of the package's one module
+	source   string
+	maxPids  int      // the server's [local_orchestrator] max_pids
+	poolSize int      // the server's [local_orchestrator] pool_size
+	defaults []string // function fields every function gets unless a case sets them
+	notFound string   // what reading a missing file reports
+}
+
+// The runtimes, named for the case table's per-runtime bodies.
+const (
+	python = "python"
+	nodejs = "nodejs"
+)
+
+// pythonHostile runs hostilePy with the most memory a function may have
+// unless a case says otherwise: the memory bomb aside, each attack must meet
+// the limit it is about, not run out of memory first (strict workers hold
+// more processes: docs/isolation.md).
+var pythonHostile = hostileRuntime{
+	name: python, image: "python3", module: "hostile.py", source: hostilePy,
+	maxPids: 32, poolSize: 2,
+	defaults: []string{"memory_size", strconv.Itoa(128 << 20)},
+	notFound: "FileNotFoundError",
+}
 
 // hostilePy is every hostile function, as entries of one module. Each one
 // does nothing harmful when called with {"harm": false}, so the same
@@ -113,42 +141,37 @@ def leave_file(**kw):
     return seen
 `
 
-// hostileServer is a private all-in-one with a runtime, for one isolation mode.
+// hostileServer is a private all-in-one with a runtime, for one runtime and
+// one isolation mode.
 type hostileServer struct {
 	tgt     *testutil.Target
 	srv     *testutil.Server
-	runtime string
+	rt      hostileRuntime
+	strict  bool
+	runtime string // the runtime's ID
 }
 
-func startHostile(t *testing.T, isolation string) *hostileServer {
-	t.Helper()
-	return startHostileRuntime(t, isolation, "python3", hostileMaxPids, 2)
-}
-
-// startHostileRuntime starts the server with maxPids and poolSize and a
-// runtime of image.
-func startHostileRuntime(t *testing.T, isolation, image string, maxPids, poolSize int) *hostileServer {
+func startHostile(t *testing.T, rt hostileRuntime, isolation string) *hostileServer {
 	t.Helper()
 	s := testutil.StartAllInOne(t,
 		testutil.WithConfig("engine", "isolation", isolation),
-		testutil.WithConfig("local_orchestrator", "max_pids", strconv.Itoa(maxPids)),
-		testutil.WithConfig("local_orchestrator", "pool_size", strconv.Itoa(poolSize)))
+		testutil.WithConfig("local_orchestrator", "max_pids", strconv.Itoa(rt.maxPids)),
+		testutil.WithConfig("local_orchestrator", "pool_size", strconv.Itoa(rt.poolSize)))
 	tgt := testutil.ServerTarget(s)
-	rt := createRuntime(t, tgt.As(testutil.Admin), image, "hostile-"+isolation)
-	rt = waitRuntime(t, tgt, rt["id"].(string))
-	require.Equal(t, "available", rt["status"], "runtime: %v", rt)
-	return &hostileServer{tgt: tgt, srv: s, runtime: rt["id"].(string)}
+	created := createRuntime(t, tgt.As(testutil.Admin), rt.image, "hostile-"+rt.name+"-"+isolation)
+	created = waitRuntime(t, tgt, created["id"].(string))
+	require.Equal(t, "available", created["status"], "runtime: %v", created)
+	return &hostileServer{tgt: tgt, srv: s, rt: rt, strict: isolation == "strict", runtime: created["id"].(string)}
 }
 
-// function creates a function running entry of hostilePy, with the most
-// memory a function may have unless extra says otherwise: the memory bomb
-// aside, each attack must meet the limit it is about, not run out of memory
-// first (strict workers hold more processes: docs/isolation.md).
+// function creates a function running entry of the runtime's hostile
+// module, with the runtime's defaults unless extra says otherwise.
 func (h *hostileServer) function(t *testing.T, entry string, extra ...string) string {
 	t.Helper()
-	pkg := testutil.Zip(t, map[string]string{"hostile.py": hostilePy})
-	extra = append([]string{"memory_size", strconv.Itoa(128 << 20)}, extra...)
-	fn := createFunction(t, h.tgt, packageForm(h.runtime, strings.ReplaceAll(entry, ".", "-"), "hostile."+entry, pkg, extra...))
+	pkg := testutil.Zip(t, map[string]string{h.rt.module: h.rt.source})
+	extra = append(append([]string{}, h.rt.defaults...), extra...)
+	name := h.rt.name + "-" + strings.ReplaceAll(entry, "_", "-")
+	fn := createFunction(t, h.tgt, packageForm(h.runtime, name, "hostile."+entry, pkg, extra...))
 	return fn["id"].(string)
 }
 
@@ -182,34 +205,24 @@ func (h *hostileServer) fails(t *testing.T, fid string, input any, want string) 
 	return s, logs
 }
 
+// tooMuchResource is upstream's output for a function stopped by a resource
+// limit; clients compare it as it is, so the detail goes to the log.
+const tooMuchResource = "Function execution failed because of too much resource consumption"
+
+// failsExactly runs fid with no input and checks it failed with output
+// exactly want.
+func (h *hostileServer) failsExactly(t *testing.T, fid string, want string) {
+	t.Helper()
+	out, _ := h.fails(t, fid, nil, want)
+	require.Equal(t, want, out)
+}
+
 // recovers checks that the next good call, of the same function, succeeds.
 func (h *hostileServer) recovers(t *testing.T, fid string) {
 	t.Helper()
 	ex, out, logs := h.run(t, fid, map[string]any{"harm": false})
 	require.Equal(t, "success", ex["status"], "the good call after the attack: %v\nlog:\n%s", ex, logs)
 	require.Equal(t, "fine", out)
-}
-
-// hostileCase is one attack, run in parallel with the others on one server.
-type hostileCase struct {
-	name string
-	run  func(t *testing.T)
-}
-
-// runCases runs the cases in parallel, then checks with a call of
-// healthy's function that the server survived every attack.
-func (h *hostileServer) runCases(t *testing.T, cases []hostileCase, healthy func(t *testing.T) string) {
-	// Registered first, so it runs after the parallel cases.
-	t.Cleanup(func() {
-		ex, _, _ := h.run(t, healthy(t), nil)
-		assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
-	})
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.run(t)
-		})
-	}
 }
 
 // outputs runs fid n times and returns the outputs, each call a success.
@@ -224,123 +237,213 @@ func (h *hostileServer) outputs(t *testing.T, fid string, n int) []any {
 	return got
 }
 
-// globalsAcrossCalls: a module-level counter incremented by every call
-// (function "counter") is always 1 under strict isolation, and counts up
-// under warm reuse (upstream's semantics).
-func (h *hostileServer) globalsAcrossCalls(t *testing.T, fid string, strict bool) {
-	got := h.outputs(t, fid, 3)
-	if strict {
-		assert.Equal(t, []any{1.0, 1.0, 1.0}, got, "every execution starts afresh")
-	} else {
-		assert.Equal(t, []any{1.0, 2.0, 3.0}, got, "warm reuse keeps module state (upstream's semantics)")
-	}
+// hostileBody is one case's test on one server.
+type hostileBody func(t *testing.T, h *hostileServer)
+
+// hostileCase is one attack. all runs on every runtime; where the runtimes
+// must differ, perRuntime holds one body each, and a runtime without one
+// does not run the case (its module has no such attack).
+type hostileCase struct {
+	name       string
+	all        hostileBody
+	perRuntime map[string]hostileBody
 }
 
-// fileAcrossCalls: a file one call leaves in /tmp (function "leave_file",
-// which returns whether it found the file) is never seen by the next under
-// strict isolation, and is under warm reuse.
-func (h *hostileServer) fileAcrossCalls(t *testing.T, fid string, strict bool) {
-	got := h.outputs(t, fid, 3)
-	if strict {
-		assert.Equal(t, []any{false, false, false}, got, "a private /tmp per execution")
-	} else {
-		assert.Equal(t, []any{false, true, true}, got, "warm reuse shares the worker's /tmp")
+// body is what tc runs on rt, nil for nothing.
+func (tc hostileCase) body(rt string) hostileBody {
+	if tc.all != nil {
+		return tc.all
 	}
+	return tc.perRuntime[rt]
+}
+
+var hostileCases = []hostileCase{
+	{name: "async hello with its log", perRuntime: map[string]hostileBody{
+		nodejs: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "hello")
+			ex, out, logs := h.run(t, fid, map[string]any{"name": "Qinling"})
+			require.Equal(t, "success", ex["status"], "%v\nlog:\n%s", ex, logs)
+			assert.Equal(t, "Hello, Qinling", out)
+			assert.Contains(t, logs, "Hello, Qinling\n")
+		},
+	}},
+	{name: "endless loop times out", all: func(t *testing.T, h *hostileServer) {
+		fid := h.function(t, "loop", "timeout", "1", "cpu", "300")
+		_, logs := h.fails(t, fid, nil, "Function execution timeout.")
+		if h.strict || h.rt.name == nodejs {
+			// Killed at the timeout, its log read by the worker. Under
+			// reuse a Python worker whose thread spins on the GIL may not
+			// answer in time and is killed by the engine, log and all.
+			assert.Contains(t, logs, "looping")
+		}
+		h.recovers(t, fid)
+	}},
+	{name: "memory bomb hits the memory limit", perRuntime: map[string]hostileBody{
+		python: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "memory", "memory_size", strconv.Itoa(64<<20))
+			h.failsExactly(t, fid, tooMuchResource)
+			h.recovers(t, fid)
+		},
+		// Buffers live outside the JavaScript heap: the cgroup's limit
+		// stops them, at upstream's default memory_size.
+		nodejs: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "buffers", "timeout", "20", "cpu", "300")
+			h.failsExactly(t, fid, tooMuchResource)
+			h.recovers(t, fid)
+		},
+	}},
+	{name: "heap bomb hits the JavaScript heap limit", perRuntime: map[string]hostileBody{
+		nodejs: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "heap", "timeout", "20", "cpu", "300")
+			h.fails(t, fid, nil, "too much resource consumption: it exceeded its JavaScript heap limit of 32 MiB.")
+			h.recovers(t, fid)
+		},
+	}},
+	{name: "fork bomb hits the pids limit", all: func(t *testing.T, h *hostileServer) {
+		// Starting Node.js processes is slow: time and CPU enough to reach
+		// the limit.
+		fid := h.function(t, "forks", "timeout", "20", "cpu", "300", "memory_size", strconv.Itoa(128<<20))
+		h.failsExactly(t, fid, tooMuchResource)
+		h.recovers(t, fid)
+	}},
+	{name: "host files and other packages are not there", all: func(t *testing.T, h *hostileServer) {
+		other := h.function(t, "counter")
+		fid := h.function(t, "read")
+		paths := []string{
+			"/etc/qinling/qinling.conf", h.srv.ConfigPath, h.srv.StateDir + "/qinling.sqlite",
+			"/var/qinling/packages/" + other + "/" + h.rt.module,
+			"/etc/passwd", "/root/.bash_history",
+		}
+		ex, out, _ := h.run(t, fid, map[string]any{"paths": paths})
+		require.Equal(t, "success", ex["status"], "%v", ex)
+		for _, p := range paths {
+			assert.Equal(t, h.rt.notFound, out.(map[string]any)[p], p)
+		}
+		h.recovers(t, fid)
+	}},
+	{name: "no network: the API's port refused, outside unreachable", perRuntime: map[string]hostileBody{
+		python: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "connect")
+			port, err := strconv.Atoi(h.srv.URL[strings.LastIndexByte(h.srv.URL, ':')+1:])
+			require.NoError(t, err)
+			// 10.255.255.1 is never reached: the sandbox has no route off loopback.
+			ex, out, _ := h.run(t, fid, map[string]any{"targets": [][]any{{"127.0.0.1", port}, {"10.255.255.1", 80}}})
+			require.Equal(t, "success", ex["status"], "%v", ex)
+			got := out.(map[string]any)
+			assert.Equal(t, "ConnectionRefusedError in 0.0s", got["127.0.0.1"])
+			assert.Equal(t, "OSError in 0.0s", got["10.255.255.1"], "fails at once")
+			h.recovers(t, fid)
+		},
+	}},
+	{name: "killing other processes is contained", perRuntime: map[string]hostileBody{
+		// Its parent, PID 1 and everyone.
+		python: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "parricide")
+			ex, out, logs := h.run(t, fid, nil)
+			require.Equal(t, "success", ex["status"], "the attack is contained: %v\nlog:\n%s", ex, logs)
+			if h.strict {
+				// Its parent is a zygote, protected like PID 1 (the
+				// server) by the execution's seccomp filter.
+				denied := "Operation not permitted"
+				assert.Equal(t, map[string]any{"parent": denied, "pid 1": denied, "everyone": denied}, out)
+			} // Under reuse it runs in PID 1 of the sandbox, which the kernel does not let it kill.
+			h.recovers(t, fid)
+		},
+		// Every process it can find, and a file planted for the next calls.
+		nodejs: func(t *testing.T, h *hostileServer) {
+			if !h.strict {
+				t.Skip("under warm reuse executions share the server's process: strict isolation's promise")
+			}
+			fid := h.function(t, "attack", "timeout", "20", "cpu", "300")
+			ex, out, logs := h.run(t, fid, map[string]any{})
+			require.Equal(t, "success", ex["status"], "%v\nlog:\n%s", ex, logs)
+			got := out.(map[string]any)
+			assert.EqualValues(t, 1, got["pid"], "PID 1 of a PID namespace of its own")
+			assert.Equal(t, []any{float64(1)}, got["seen"], "/proc shows only its own namespace")
+			assert.Empty(t, got["killed"])
+			assert.Empty(t, got["found"], "no process outside its namespace can be named")
+			assert.Equal(t, "EPERM", got["all"], "kill(-1) is denied by the seccomp filter")
+			for range 3 {
+				ex, out, logs := h.run(t, fid, map[string]any{"look": true})
+				require.Equal(t, "success", ex["status"], "the next call: %v\nlog:\n%s", ex, logs)
+				got := out.(map[string]any)
+				assert.EqualValues(t, 1, got["pid"])
+				assert.Equal(t, []any{float64(1)}, got["seen"])
+				assert.Empty(t, got["tmp"], "a fresh /tmp: the planted file is not there")
+			}
+			h.recovers(t, fid)
+		},
+	}},
+	{name: "printing 100 MB truncates the log", perRuntime: map[string]hostileBody{
+		python: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "noisy", "timeout", "30")
+			ex, out, logs := h.run(t, fid, nil)
+			require.Equal(t, "success", ex["status"], "%v", ex)
+			assert.Equal(t, "fine", out)
+			assert.Regexp(t, `\.\.\. \[log truncated: \d+ bytes dropped\]`, logs)
+			assert.Less(t, len(logs), 2<<20, "the log is bounded")
+			h.recovers(t, fid)
+		},
+	}},
+	{name: "huge result is refused", perRuntime: map[string]hostileBody{
+		python: func(t *testing.T, h *hostileServer) {
+			fid := h.function(t, "huge")
+			h.fails(t, fid, nil, "Function result too large: 4194306 bytes (limit 1048576).")
+			h.recovers(t, fid)
+		},
+	}},
+	// A module-level counter incremented by every call is always 1 under
+	// strict isolation, and counts up under warm reuse (upstream's
+	// semantics).
+	{name: "module globals across calls", all: func(t *testing.T, h *hostileServer) {
+		got := h.outputs(t, h.function(t, "counter"), 3)
+		if h.strict {
+			assert.Equal(t, []any{1.0, 1.0, 1.0}, got, "every execution starts afresh")
+		} else {
+			assert.Equal(t, []any{1.0, 2.0, 3.0}, got, "warm reuse keeps module state (upstream's semantics)")
+		}
+	}},
+	// A file one call leaves in /tmp (leave_file returns whether it found
+	// one) is never seen by the next under strict isolation, and is under
+	// warm reuse.
+	{name: "file written by one execution, read by the next", all: func(t *testing.T, h *hostileServer) {
+		got := h.outputs(t, h.function(t, "leave_file"), 3)
+		if h.strict {
+			assert.Equal(t, []any{false, false, false}, got, "a private /tmp per execution")
+		} else {
+			assert.Equal(t, []any{false, true, true}, got, "warm reuse shares the worker's /tmp")
+		}
+	}},
 }
 
 func TestHostileFunctions(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "needs servers with their own isolation and limits")
 	t.Parallel()
-	for _, isolation := range []string{"reuse", "strict"} {
-		t.Run(isolation, func(t *testing.T) {
+	for _, rt := range []hostileRuntime{pythonHostile, nodeHostile} {
+		t.Run(rt.name, func(t *testing.T) {
 			t.Parallel()
-			h := startHostile(t, isolation)
-			strict := isolation == "strict"
-			apiPort := h.srv.URL[strings.LastIndexByte(h.srv.URL, ':')+1:]
-
-			cases := []hostileCase{
-				{"endless loop times out", func(t *testing.T) {
-					fid := h.function(t, "loop", "timeout", "1", "cpu", "300")
-					_, logs := h.fails(t, fid, nil, "Function execution timeout.")
-					if strict {
-						// Killed at the timeout, its log read by the worker. Under
-						// reuse a worker whose thread spins on the GIL may not answer
-						// in time and is killed by the engine, log and all.
-						assert.Contains(t, logs, "looping")
+			for _, isolation := range []string{"reuse", "strict"} {
+				t.Run(isolation, func(t *testing.T) {
+					t.Parallel()
+					h := startHostile(t, rt, isolation)
+					// Registered first, so it runs after the parallel cases:
+					// the server survived every attack.
+					t.Cleanup(func() {
+						ex, _, _ := h.run(t, h.function(t, "counter"), nil)
+						assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
+					})
+					for _, tc := range hostileCases {
+						body := tc.body(rt.name)
+						if body == nil {
+							continue
+						}
+						t.Run(tc.name, func(t *testing.T) {
+							t.Parallel()
+							body(t, h)
+						})
 					}
-					h.recovers(t, fid)
-				}},
-				{"memory bomb hits the memory limit", func(t *testing.T) {
-					fid := h.function(t, "memory", "memory_size", strconv.Itoa(64<<20))
-					h.fails(t, fid, nil, "Function execution failed because of too much resource consumption")
-					h.recovers(t, fid)
-				}},
-				{"fork bomb hits the pids limit", func(t *testing.T) {
-					fid := h.function(t, "forks")
-					h.fails(t, fid, nil, "Function execution failed because of too much resource consumption")
-					h.recovers(t, fid)
-				}},
-				{"host files and other packages are not there", func(t *testing.T) {
-					other := h.function(t, "counter")
-					fid := h.function(t, "read")
-					paths := []string{
-						"/etc/qinling/qinling.conf", h.srv.ConfigPath, h.srv.StateDir + "/qinling.sqlite",
-						"/var/qinling/packages/" + other + "/hostile.py",
-						"/etc/passwd", "/root/.bash_history",
-					}
-					ex, out, _ := h.run(t, fid, map[string]any{"paths": paths})
-					require.Equal(t, "success", ex["status"], "%v", ex)
-					for _, p := range paths {
-						assert.Equal(t, "FileNotFoundError", out.(map[string]any)[p], p)
-					}
-					h.recovers(t, fid)
-				}},
-				{"no network: the API's port refused, outside unreachable", func(t *testing.T) {
-					fid := h.function(t, "connect")
-					port, err := strconv.Atoi(apiPort)
-					require.NoError(t, err)
-					// 10.255.255.1 is never reached: the sandbox has no route off loopback.
-					ex, out, _ := h.run(t, fid, map[string]any{"targets": [][]any{{"127.0.0.1", port}, {"10.255.255.1", 80}}})
-					require.Equal(t, "success", ex["status"], "%v", ex)
-					got := out.(map[string]any)
-					assert.Equal(t, "ConnectionRefusedError in 0.0s", got["127.0.0.1"])
-					assert.Equal(t, "OSError in 0.0s", got["10.255.255.1"], "fails at once")
-					h.recovers(t, fid)
-				}},
-				{"killing its parent", func(t *testing.T) {
-					fid := h.function(t, "parricide")
-					ex, out, logs := h.run(t, fid, nil)
-					require.Equal(t, "success", ex["status"], "the attack is contained: %v\nlog:\n%s", ex, logs)
-					if strict {
-						// Its parent is a zygote, protected like PID 1 (the
-						// server) by the execution's seccomp filter.
-						denied := "Operation not permitted"
-						assert.Equal(t, map[string]any{"parent": denied, "pid 1": denied, "everyone": denied}, out)
-					} // Under reuse it runs in PID 1 of the sandbox, which the kernel does not let it kill.
-					h.recovers(t, fid)
-				}},
-				{"printing 100 MB truncates the log", func(t *testing.T) {
-					fid := h.function(t, "noisy", "timeout", "30")
-					ex, out, logs := h.run(t, fid, nil)
-					require.Equal(t, "success", ex["status"], "%v", ex)
-					assert.Equal(t, "fine", out)
-					assert.Regexp(t, `\.\.\. \[log truncated: \d+ bytes dropped\]`, logs)
-					assert.Less(t, len(logs), 2<<20, "the log is bounded")
-					h.recovers(t, fid)
-				}},
-				{"huge result is refused", func(t *testing.T) {
-					fid := h.function(t, "huge")
-					h.fails(t, fid, nil, "Function result too large: 4194306 bytes (limit 1048576).")
-					h.recovers(t, fid)
-				}},
-				{"module globals across calls", func(t *testing.T) {
-					h.globalsAcrossCalls(t, h.function(t, "counter"), strict)
-				}},
-				{"file written by one execution, read by the next", func(t *testing.T) {
-					h.fileAcrossCalls(t, h.function(t, "leave_file"), strict)
-				}},
+				})
 			}
-			h.runCases(t, cases, func(t *testing.T) string { return h.function(t, "counter") })
 		})
 	}
 }

@@ -3,8 +3,6 @@
 package functional
 
 import (
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,19 +173,14 @@ func requireShape(t *testing.T, obj map[string]any, fields []string) {
 // returns the last object.
 func waitFor(t *testing.T, s *testutil.Target, path string, timeout time.Duration, done func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var obj map[string]any
+	testutil.WaitFor(t, "GET "+path+" to be done", timeout, 200*time.Millisecond, func() (bool, any) {
 		r := call(t, s, http.MethodGet, path, nil)
 		expect(t, r, http.StatusOK)
-		obj := r.Object(t)
-		if done(obj) {
-			return obj
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: still not done after %s; last: %s", path, timeout, r.Body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		obj = r.Object(t)
+		return done(obj), string(r.Body)
+	})
+	return obj
 }
 
 // createRuntime POSTs a runtime as `openstack runtime create` does and checks
@@ -259,18 +252,13 @@ func helloFunction(t *testing.T) string {
 	})
 }
 
-func md5hex(b []byte) string {
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:])
-}
-
 // packageForm is the multipart body `openstack function create --package`
 // sends; extra name, value pairs override fields ("" removes one).
 func packageForm(runtimeID, name, entry string, pkg []byte, extra ...string) *testutil.Form {
 	f := &testutil.Form{
 		Fields: map[string]string{
 			"runtime_id": runtimeID,
-			"code":       fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, md5hex(pkg)),
+			"code":       fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(pkg)),
 			"name":       name,
 			"entry":      entry,
 			"timeout":    "5",
@@ -303,22 +291,6 @@ func newFunction(t *testing.T, name, entry string, files map[string]string, extr
 	t.Helper()
 	fn := createFunction(t, srv, packageForm(pythonRuntime(t), name, entry, testutil.Zip(t, files), extra...))
 	return fn["id"].(string)
-}
-
-// codeObject returns a function's code as an object, whether the response
-// rendered it as an object (create/show/update) or a JSON string (list).
-func codeObject(t *testing.T, v any) map[string]any {
-	t.Helper()
-	switch c := v.(type) {
-	case map[string]any:
-		return c
-	case string:
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(c), &m), "code %q", c)
-		return m
-	}
-	t.Fatalf("code is %T %v, want an object or a JSON string", v, v)
-	return nil
 }
 
 // execute creates an execution with the body `openstack function execution

@@ -48,9 +48,8 @@ func requireSettled(t *testing.T, ex map[string]any) {
 func waitAllSettled(t *testing.T, ids []string, timeout time.Duration) map[string]map[string]any {
 	t.Helper()
 	last := map[string]map[string]any{}
-	deadline := time.Now().Add(timeout)
-	for {
-		running := 0
+	testutil.WaitFor(t, "every execution to settle (none lost or stuck)", timeout, 500*time.Millisecond, func() (bool, any) {
+		var stuck []string
 		for _, id := range ids {
 			if ex := last[id]; ex != nil && ex["status"] != "running" {
 				continue
@@ -60,23 +59,12 @@ func waitAllSettled(t *testing.T, ids []string, timeout time.Duration) map[strin
 			ex := r.Object(t)
 			last[id] = ex
 			if ex["status"] == "running" {
-				running++
+				stuck = append(stuck, id)
 			}
 		}
-		if running == 0 {
-			return last
-		}
-		if time.Now().After(deadline) {
-			var stuck []string
-			for _, id := range ids {
-				if last[id]["status"] == "running" {
-					stuck = append(stuck, id)
-				}
-			}
-			t.Fatalf("%d of %d executions still running %s later (lost or stuck): %v", len(stuck), len(ids), timeout, stuck)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return len(stuck) == 0, fmt.Sprintf("%d of %d executions still running: %v", len(stuck), len(ids), stuck)
+	})
+	return last
 }
 
 // TestEngineCrash: with two engines on one queue, SIGKILL one while async

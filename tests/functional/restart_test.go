@@ -36,7 +36,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	expect(t, r, http.StatusOK)
 	got := r.Object(t)
 	assert.Equal(t, "durable", got["name"])
-	assert.Equal(t, md5hex(pkg), codeObject(t, got["code"])["md5sum"])
+	assert.Equal(t, testutil.MD5(pkg), testutil.ObjectOf(t, got["code"])["md5sum"])
 
 	r = call(t, s, http.MethodGet, "/v1/executions/"+before["id"].(string), nil)
 	expect(t, r, http.StatusOK)
@@ -49,5 +49,5 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 	r = call(t, s, http.MethodGet, "/v1/functions/"+fid+"?download=true", nil, "Content-Type", "")
 	expect(t, r, http.StatusOK)
-	assert.Equal(t, md5hex(pkg), md5hex(r.Body), "package after restart")
+	assert.Equal(t, testutil.MD5(pkg), testutil.MD5(r.Body), "package after restart")
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // TestRuntimeLifecycle: create → creating → available, list, show, pool, delete.
@@ -77,18 +79,16 @@ func TestRuntimeLifecycle(t *testing.T) {
 		assert.Empty(t, r.Body, "204 must have an empty body")
 
 		// The engine removes the row after tearing the pool down.
-		deadline := time.Now().Add(runtimeReady)
-		for {
+		testutil.WaitFor(t, "the deleted runtime to go", runtimeReady, 200*time.Millisecond, func() (bool, any) {
 			r := call(t, srv, http.MethodGet, "/v1/runtimes/"+id, nil)
 			if r.Status == http.StatusNotFound {
 				r.Fault(t)
-				break
+				return true, nil
 			}
 			expect(t, r, http.StatusOK)
 			assert.Contains(t, []string{"available", "deleting"}, r.Object(t)["status"])
-			require.True(t, time.Now().Before(deadline), "runtime still there %s after delete: %s", runtimeReady, r)
-			time.Sleep(200 * time.Millisecond)
-		}
+			return false, r
+		})
 	})
 }
 

@@ -133,17 +133,16 @@ func (c *devCluster) runPod(t *testing.T, name, image string, args []string, rea
 // waitPod polls the pod's jsonpath expression until it equals want.
 func (c *devCluster) waitPod(t *testing.T, name, jsonpath, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var got string
-	for time.Now().Before(deadline) {
-		got = c.admin(t, "-n", c.env["K8S_NAMESPACE"], "get", "pod", name, "-o", "jsonpath="+jsonpath)
-		if got == want {
-			return
+	t.Cleanup(func() { // before runPod's cleanup deletes the pod
+		if t.Failed() {
+			out, _ := c.kubectl(t, "KUBECONFIG_ADMIN", "", "-n", c.env["K8S_NAMESPACE"], "describe", "pod", name)
+			t.Logf("pod %s:\n%s", name, out)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	out, _ := c.kubectl(t, "KUBECONFIG_ADMIN", "", "-n", c.env["K8S_NAMESPACE"], "describe", "pod", name)
-	t.Fatalf("pod %s: %s is %q after %s, want %q\n%s", name, jsonpath, got, timeout, want, out)
+	})
+	testutil.WaitFor(t, fmt.Sprintf("pod %s: %s to be %q", name, jsonpath, want), timeout, 250*time.Millisecond, func() (bool, any) {
+		got := c.admin(t, "-n", c.env["K8S_NAMESPACE"], "get", "pod", name, "-o", "jsonpath="+jsonpath)
+		return got == want, got
+	})
 }
 
 func podName(prefix string) string {

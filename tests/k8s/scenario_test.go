@@ -93,22 +93,6 @@ func call(t *testing.T, tg *testutil.Target, method, path string, body any, want
 	return r.Object(t)
 }
 
-// waitFor polls check every interval until it is true or timeout passes.
-func waitFor(t *testing.T, what string, timeout, interval time.Duration, check func() (bool, any)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := check()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last: %v", timeout, what, last)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // runtime creates a runtime (as admin) on the stack's Python image and waits
 // until it is available; it is deleted at the end of the test.
 func (c *cluster) runtime(t *testing.T, image string) string {
@@ -116,7 +100,7 @@ func (c *cluster) runtime(t *testing.T, image string) string {
 	rt := call(t, c.admin, "POST", "/v1/runtimes", map[string]any{"image": image, "name": "k8s-" + t.Name(), "is_public": true, "trusted": true}, http.StatusCreated)
 	id := rt["id"].(string)
 	t.Cleanup(func() { c.admin.Do(t, "DELETE", "/v1/runtimes/"+id, nil) })
-	waitFor(t, "runtime "+id+" available", 5*time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "runtime "+id+" available", 5*time.Minute, time.Second, func() (bool, any) {
 		got := call(t, c.admin, "GET", "/v1/runtimes/"+id, nil, http.StatusOK)
 		require.NotEqual(t, "error", got["status"], "runtime %v", got)
 		return got["status"] == "available", got
@@ -161,7 +145,7 @@ func (c *cluster) execute(t *testing.T, body map[string]any) map[string]any {
 func (c *cluster) waitExecution(t *testing.T, id string) map[string]any {
 	t.Helper()
 	var ex map[string]any
-	waitFor(t, "execution "+id, 3*time.Minute, 300*time.Millisecond, func() (bool, any) {
+	testutil.WaitFor(t, "execution "+id, 3*time.Minute, 300*time.Millisecond, func() (bool, any) {
 		ex = call(t, c.demo, "GET", "/v1/executions/"+id, nil, http.StatusOK)
 		return ex["status"] != "running", ex
 	})
@@ -241,11 +225,11 @@ func TestConcurrencyScaling(t *testing.T) {
 
 	// scale down by one: one pod goes back (deleted; the pool refills).
 	call(t, c.admin, "POST", "/v1/functions/"+fid+"/scale_down", map[string]any{"count": 1}, http.StatusAccepted)
-	waitFor(t, "one worker after scale_down", time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "one worker after scale_down", time.Minute, time.Second, func() (bool, any) {
 		w := c.workers(t, fid)
 		return len(w) == 1, w
 	})
-	waitFor(t, "one pod labelled with the function", time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "one pod labelled with the function", time.Minute, time.Second, func() (bool, any) {
 		p := c.livePods(t, "function_id="+fid)
 		return len(p) == 1, p
 	})
@@ -255,7 +239,7 @@ func TestConcurrencyScaling(t *testing.T) {
 	if err != nil || expiry <= 0 {
 		expiry = 60 * time.Second
 	}
-	waitFor(t, "the idle worker to expire", 3*expiry+time.Minute, 2*time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the idle worker to expire", 3*expiry+time.Minute, 2*time.Second, func() (bool, any) {
 		w := c.workers(t, fid)
 		p := c.livePods(t, "function_id="+fid)
 		return len(w) == 0 && len(p) == 0, fmt.Sprintf("workers %v pods %v", w, p)
@@ -281,7 +265,7 @@ func TestImageFunction(t *testing.T) {
 	assert.Contains(t, fmt.Sprint(res["output"]), "alpha beta", "result %v", res)
 	assert.Contains(t, c.log(t, ex["id"].(string)), "alpha beta", "the pod's log is the execution's log")
 	// The execution's pod is gone afterwards (upstream left it behind).
-	waitFor(t, "the execution's pod to be deleted", time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the execution's pod to be deleted", time.Minute, time.Second, func() (bool, any) {
 		p := c.livePods(t, "function_id="+fid)
 		return len(p) == 0, p
 	})
@@ -294,7 +278,7 @@ func TestUnrunnableImageRuntime(t *testing.T) {
 	rt := call(t, c.admin, "POST", "/v1/runtimes", map[string]any{"image": "localhost/qinling-go/no-such-image:latest", "name": "k8s-missing"}, http.StatusCreated)
 	id := rt["id"].(string)
 	t.Cleanup(func() { c.admin.Do(t, "DELETE", "/v1/runtimes/"+id, nil) })
-	waitFor(t, "runtime "+id+" in error", 10*time.Minute, 2*time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "runtime "+id+" in error", 10*time.Minute, 2*time.Second, func() (bool, any) {
 		got := call(t, c.admin, "GET", "/v1/runtimes/"+id, nil, http.StatusOK)
 		return got["status"] == "error", got
 	})
@@ -313,7 +297,7 @@ func TestWorkerPodKilled(t *testing.T) {
 		c.kube(t, "delete", "pod", p, "--grace-period=0", "--force", "--wait=false")
 	}
 	var last map[string]any
-	waitFor(t, "the function to run again", 2*time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the function to run again", 2*time.Minute, time.Second, func() (bool, any) {
 		last = c.execute(t, map[string]any{"function_id": fid, "sync": true})
 		if last["status"] == "failed" {
 			assert.NotEmpty(t, output(t, last)["output"], "a failure says why: %v", last)
@@ -367,7 +351,7 @@ func TestAPIServerOutage(t *testing.T) {
 	resume()
 	t.Logf("kube-apiserver resumed")
 	var last map[string]any
-	waitFor(t, "the cold function to run once the API server is back", 3*time.Minute, 2*time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the cold function to run once the API server is back", 3*time.Minute, 2*time.Second, func() (bool, any) {
 		last = c.execute(t, map[string]any{"function_id": cold, "sync": true})
 		return last["status"] == "success", last
 	})
@@ -388,7 +372,7 @@ func TestRuntimeImageUpdate(t *testing.T) {
 	// settled waits for the update to end and returns the runtime.
 	settled := func(what string) map[string]any {
 		var got map[string]any
-		waitFor(t, what, 5*time.Minute, time.Second, func() (bool, any) {
+		testutil.WaitFor(t, what, 5*time.Minute, time.Second, func() (bool, any) {
 			got = call(t, c.admin, "GET", "/v1/runtimes/"+rt, nil, http.StatusOK)
 			return got["status"] != "upgrading", got
 		})
@@ -401,7 +385,7 @@ func TestRuntimeImageUpdate(t *testing.T) {
 	image := strings.TrimSpace(c.kube(t, "get", "deployments", "-l", "runtime_id="+rt,
 		"-o", "jsonpath={.items[*].spec.template.spec.containers[0].image}"))
 	assert.Equal(t, alt, image, "the pool's Deployment runs the new image")
-	waitFor(t, "the free pods to run the new image", 2*time.Minute, time.Second, func() (bool, any) {
+	testutil.WaitFor(t, "the free pods to run the new image", 2*time.Minute, time.Second, func() (bool, any) {
 		images := strings.Fields(c.kube(t, "get", "pods", "-l", "runtime_id="+rt+",!function_id",
 			"-o", "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.spec.containers[0].image}{\" \"}{end}"))
 		for _, im := range images {

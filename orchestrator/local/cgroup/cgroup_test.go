@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // fakeTree points the package at a cgroup layout of plain files under a
@@ -223,9 +225,7 @@ func TestUnescapeAndRel(t *testing.T) {
 // TestReal creates a group in this machine's real hierarchies, runs a
 // process in it and removes it.
 func TestReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating cgroups needs root")
-	}
+	testutil.RequireRoot(t, "creating cgroups needs root")
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	log, buf := logBuffer()

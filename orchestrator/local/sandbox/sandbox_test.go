@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 func TestLayout_FollowsLinksAndDedupes(t *testing.T) {
@@ -62,13 +64,6 @@ func TestCommand_Validation(t *testing.T) {
 	require.Zero(t, cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWNET, "a shared network has no network namespace")
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes need root (namespaces and mounts)")
-	}
-}
-
 const python3 = "/usr/bin/python3"
 
 // pythonLayout is what the orchestrator exposes for Debian's python3.
@@ -101,7 +96,7 @@ func runPython(t *testing.T, iso *Isolation, script string) (string, error) {
 }
 
 func TestSandbox_View(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes need root (namespaces and mounts)")
 	t.Parallel()
 	data := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(data, "code.py"), []byte("x = 1\n"), 0o644))
@@ -148,7 +143,7 @@ print(json.dumps({
 }
 
 func TestSandbox_Network(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes need root (namespaces and mounts)")
 	t.Parallel()
 	script := `
 import socket, time
@@ -168,7 +163,7 @@ for addr in [('127.0.0.1', 1), ('10.255.255.1', 80)]:
 }
 
 func TestSandbox_SetupFailureIsReported(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes need root (namespaces and mounts)")
 	t.Parallel()
 	start := time.Now()
 	out, err := runPython(t, &Isolation{Mounts: []Mount{{Kind: KindBind, Source: "/nonexistent", Target: "/x"}}}, "pass")
@@ -178,7 +173,7 @@ func TestSandbox_SetupFailureIsReported(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "sandboxes need root (namespaces and mounts)")
 	t.Parallel()
 	require.NoError(t, Check(t.TempDir(), 65534, 65534))
 }

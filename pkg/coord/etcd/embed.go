@@ -5,10 +5,25 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 )
+
+// walSegmentSize is the size etcd preallocates for each write-ahead log
+// segment; it keeps the current one and the next, ready. etcd's 64 MB suits
+// a cluster's write load; the all-in-one's worker records and locks are a
+// few kilobytes a minute, and 128 MB of WAL on a laptop would be most of its
+// state directory. A larger entry still fits: a segment is cut after the
+// write that fills it.
+const walSegmentSize = 4 << 20
+
+// setWALSegmentSize sets etcd's segment size, a package variable (etcd has
+// no per-server option for it), once and before any server starts, so that
+// servers started in parallel never race on it.
+var setWALSegmentSize = sync.OnceFunc(func() { wal.SegmentSizeBytes = walSegmentSize })
 
 // EmbedConfig places an etcd server inside the process (the all-in-one).
 type EmbedConfig struct {
@@ -30,6 +45,7 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
+	setWALSegmentSize()
 	ec := embed.NewConfig()
 	ec.Name = "qinling"
 	ec.Dir = cfg.Dir

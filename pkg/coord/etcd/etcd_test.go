@@ -2,7 +2,10 @@ package etcd_test
 
 import (
 	"context"
+	"io/fs"
 	"net"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,4 +59,27 @@ func TestEtcd_CrashedHolderLockExpires(t *testing.T) {
 	unlock, err := survivor.Lock(ctx, "fn")
 	require.NoError(t, err, "the crashed holder's lock must expire with its lease")
 	unlock()
+}
+
+// TestEmbedded_SmallOnDisk: a fresh embedded etcd takes a few megabytes of
+// disk, not the 128 MB of write-ahead log etcd preallocates by default.
+func TestEmbedded_SmallOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	var used int64 // bytes allocated on disk, as du counts them
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		used += info.Sys().(*syscall.Stat_t).Blocks * 512
+		return nil
+	}))
+	t.Logf("embedded etcd uses %d bytes on disk", used)
+	require.Less(t, used, int64(16<<20), "on-disk size of %s", dir)
 }

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -26,6 +25,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/rpc/inproc"
+	"github.com/qinling-go/qinling/pkg/testutil"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
 	storagemem "github.com/qinling-go/qinling/storage/memory"
 )
@@ -125,18 +125,6 @@ func doJSON(t *testing.T, method, url, body string) response {
 	return do(t, method, url, "application/json", strings.NewReader(body))
 }
 
-func zipOf(t *testing.T, files map[string]string) []byte {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for name, content := range files {
-		w, err := zw.Create(name)
-		require.NoError(t, err)
-		_, _ = w.Write([]byte(content))
-	}
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
-}
-
 func multipartBody(t *testing.T, fields map[string]string, pkg []byte) (string, io.Reader) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
@@ -163,7 +151,7 @@ func createRuntime(t *testing.T, base string) string {
 }
 
 func createFunction(t *testing.T, base, runtimeID string) (string, []byte) {
-	pkg := zipOf(t, map[string]string{"hello.py": "def main(name, **kw):\n    return name\n"})
+	pkg := testutil.Zip(t, map[string]string{"hello.py": "def main(name, **kw):\n    return name\n"})
 	sum := md5.Sum(pkg)
 	ct, body := multipartBody(t, map[string]string{
 		"runtime_id": runtimeID, "name": "hello", "entry": "hello.main",
@@ -245,7 +233,7 @@ func TestAPI_Spine(t *testing.T) {
 	require.Empty(t, del.body)
 
 	// Update the package: the new md5 shows and the old workers are released.
-	ct, body := multipartBody(t, map[string]string{"source": "package"}, zipOf(t, map[string]string{"hello.py": "def main(**kw):\n    return 2\n"}))
+	ct, body := multipartBody(t, map[string]string{"source": "package"}, testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 2\n"}))
 	r = do(t, "PUT", ts.URL+"/v1/functions/"+fid, ct, body)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 	require.NotEqual(t, fn["code"], r.json(t)["code"])
@@ -269,7 +257,7 @@ func TestAPI_BadInput(t *testing.T) {
 	ts, _ := newServer(t)
 	rt := createRuntime(t, ts.URL)
 	fid, _ := createFunction(t, ts.URL, rt)
-	pkg := zipOf(t, map[string]string{"main.py": "def main(): pass\n"})
+	pkg := testutil.Zip(t, map[string]string{"main.py": "def main(): pass\n"})
 	multi := func(fields map[string]string, pkg []byte) func() response {
 		return func() response {
 			ct, body := multipartBody(t, fields, pkg)

@@ -40,6 +40,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/pkg/policy"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 const (
@@ -174,7 +175,7 @@ func (d *docRun) scenario() {
 	d.fails("GET /v1/runtimes/{id}/pool", "the runtime has no pool", d.get("/v1/runtimes/<unknown-id>/pool"), 404)
 
 	// Functions.
-	pkg := zipOf(d.t, map[string]string{"hello.py": "def main(name='World', **kwargs):\n    print('Hello, %s' % name)\n    return 'Hello, %s' % name\n"})
+	pkg := testutil.Zip(d.t, map[string]string{"hello.py": "def main(name='World', **kwargs):\n    print('Hello, %s' % name)\n    return 'Hello, %s' % name\n"})
 	sum := md5.Sum(pkg)
 	d.label("md5", hex.EncodeToString(sum[:]))
 	d.pkg = pkg

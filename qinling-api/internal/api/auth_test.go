@@ -17,6 +17,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/keystone"
 	"github.com/qinling-go/qinling/pkg/keystone/keystonetest"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // Tokens the fake Keystone knows: an admin, and members of two projects.
@@ -79,7 +80,7 @@ func createRuntimeAs(t *testing.T, base, token string) string {
 
 func createFunctionAs(t *testing.T, base, token, runtimeID string) string {
 	t.Helper()
-	pkg := zipOf(t, map[string]string{"hello.py": "def main(**kw):\n    return 'hi'\n"})
+	pkg := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 'hi'\n"})
 	sum := md5.Sum(pkg)
 	ct, body := multipartBody(t, map[string]string{
 		"runtime_id": runtimeID, "name": "hello", "entry": "hello.main",

@@ -13,12 +13,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/testutil"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
 
 // newPackage uploads a new package for fid so a new version can be cut.
 func newPackage(t *testing.T, base, fid, body string) {
-	ct, rd := multipartBody(t, map[string]string{"source": "package"}, zipOf(t, map[string]string{"hello.py": body}))
+	ct, rd := multipartBody(t, map[string]string{"source": "package"}, testutil.Zip(t, map[string]string{"hello.py": body}))
 	r := do(t, "PUT", base+"/v1/functions/"+fid, ct, rd)
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 }

@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/qinling-go/qinling/pkg/backends"
+	"github.com/qinling-go/qinling/pkg/cmdline"
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
@@ -24,11 +24,6 @@ import (
 	"github.com/qinling-go/qinling/pkg/service"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
-
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // jobHandlerInterval is upstream's period of the cron job handler.
 const jobHandlerInterval = 3 * time.Second
@@ -38,17 +33,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "db-sync" {
 		return dbSync(ctx, args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("qinling-api", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: qinling-api [--all-in-one] [--config-file FILE]...\n       qinling-api db-sync [--config-file FILE]...\n")
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	var files stringList
-	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable, later files override earlier ones (precedence: defaults < files < flags)")
-	allInOne := fs.Bool("all-in-one", false, "run the engine in this process too, with no outside service: SQLite, embedded etcd, in-process RPC, local orchestrator; auth is off unless a config file sets [pecan] auth_enable")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	flags := cmdline.New("qinling-api", []string{
+		"qinling-api [--all-in-one] [--config-file FILE]...",
+		"qinling-api db-sync [--config-file FILE]...",
+		"qinling-api --version",
+	}, []cmdline.Option{
+		cmdline.StatePath, cmdline.APIAddress, cmdline.AuthEnable, cmdline.EngineOrchestrator,
+		cmdline.Sandbox, cmdline.TransportURL, cmdline.DatabaseConnection, cmdline.EtcdEmbedded, cmdline.Debug,
+	})
+	allInOne := flags.Bool("all-in-one", false, "run the engine in this process too, with no outside service: SQLite, embedded etcd, in-process RPC, local orchestrator; auth is off unless a config file sets [pecan] auth_enable")
+	if code, exit := flags.Parse(args, stdout, stderr); exit {
+		return code
 	}
 	var overrides []config.Override
 	if *allInOne {
@@ -58,7 +53,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		})
 	}
-	cfg, err := config.Load(files, overrides...)
+	cfg, err := config.Load(flags.ConfigFiles, overrides...)
 	if err != nil {
 		fmt.Fprintf(stderr, "qinling-api: configuration: %v\n", err)
 		return 2
@@ -67,6 +62,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration: " + w)
 	}
+	log.Debug("configuration", "config", cfg)
 	if err := run(ctx, cfg, *allInOne, log); err != nil {
 		log.Error("qinling-api stopped", "error", err)
 		return 1
@@ -77,14 +73,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // dbSync creates or upgrades the database schema (upstream's
 // qinling-db-manage upgrade head).
 func dbSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qinling-api db-sync", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var files stringList
-	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	flags := cmdline.New("qinling-api db-sync", []string{"qinling-api db-sync [--config-file FILE]..."}, []cmdline.Option{
+		cmdline.StatePath, cmdline.DatabaseConnection,
+	})
+	if code, exit := flags.Parse(args, stdout, stderr); exit {
+		return code
 	}
-	cfg, err := config.Load(files)
+	cfg, err := config.Load(flags.ConfigFiles)
 	if err != nil {
 		fmt.Fprintf(stderr, "qinling-api db-sync: configuration: %v\n", err)
 		return 2
@@ -113,7 +108,6 @@ func dbSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logger) error {
-	log.Info("starting qinling-api", "all_in_one", allInOne, "config", cfg)
 	auth, err := authenticator(cfg, log)
 	if err != nil {
 		return err
@@ -159,7 +153,8 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	hs := &http.Server{Handler: withCORS(cfg.CORS, srv.Handler()), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("qinling-api listening", "address", "http://"+ln.Addr().String(), "auth", cfg.Pecan.AuthEnable)
+	cmdline.LogStarted(log, "qinling-api", cfg, "address", "http://"+ln.Addr().String(),
+		"all_in_one", allInOne, "auth", cmdline.OnOff(cfg.Pecan.AuthEnable))
 
 	select {
 	case <-ctx.Done():

@@ -4,29 +4,27 @@ package app
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
+	"github.com/qinling-go/qinling/pkg/cmdline"
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/service"
 )
 
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 // Main runs qinling-engine and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qinling-engine", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var files stringList
-	fs.Var(&files, "config-file", "oslo-style INI config file; repeatable, later files override earlier ones")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	flags := cmdline.New("qinling-engine", []string{
+		"qinling-engine [--config-file FILE]...",
+		"qinling-engine --version",
+	}, []cmdline.Option{
+		cmdline.StatePath, cmdline.TransportURL, cmdline.DatabaseConnection, cmdline.EtcdEmbedded,
+		cmdline.EngineOrchestrator, cmdline.Sandbox, cmdline.Debug,
+	})
+	if code, exit := flags.Parse(args, stdout, stderr); exit {
+		return code
 	}
-	cfg, err := config.Load(files)
+	cfg, err := config.Load(flags.ConfigFiles)
 	if err != nil {
 		fmt.Fprintf(stderr, "qinling-engine: configuration: %v\n", err)
 		return 2
@@ -35,7 +33,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration: " + w)
 	}
-	log.Info("starting qinling-engine", "name", cfg.EngineName(), "config", cfg)
+	log.Debug("configuration", "config", cfg)
 	deps, err := service.Open(ctx, cfg, false, log)
 	if err != nil {
 		log.Error("qinling-engine stopped", "error", err)
@@ -47,6 +45,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("qinling-engine stopped", "error", err)
 		return 1
 	}
+	cmdline.LogStarted(log, "qinling-engine", cfg, "name", cfg.EngineName())
 	if err := eng.Wait(); err != nil {
 		log.Error("qinling-engine stopped", "error", err)
 		return 1
