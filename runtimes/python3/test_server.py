@@ -64,6 +64,14 @@ PACKAGES = {
         "def explicit(context, name='n'):\n    return sorted(context)\n"
         "def kw(**kwargs):\n    return sorted(kwargs)\n")},
     "counter": {"main.py": "COUNT = 0\ndef main():\n    global COUNT\n    COUNT += 1\n    return COUNT\n"},
+    # What functions written for upstream's runtime expect (README.md).
+    "compat": {"main.py": (
+        "import errno\n"
+        "PI_LIKE = str(7 ** 60000)   # converted at import: in a preloaded zygote too\n"
+        "def digits():\n    n = 10 ** 50000\n    print(n)\n    return [len(str(n)), len(PI_LIKE)]\n"
+        "def eagain():\n    raise BlockingIOError(errno.EAGAIN, 'Resource temporarily unavailable')\n"
+        "def threads():\n    raise RuntimeError(\"can't start new thread\")\n"
+        "def keyerror():\n    raise KeyError('k')\n")},
 }
 
 # Functions for strict isolation: each tries to leave something behind for
@@ -305,13 +313,24 @@ class ServerTest(Base):
 
     def test_function_raises(self):
         r = self.w.execute("raises")
-        self.assertFailed(r, "bad input value")
+        self.assertFailed(r, "ValueError: bad input value")
         self.assertIn("before\n", r["logs"])
         self.assertIn("Traceback (most recent call last)", r["logs"])
         self.assertIn("in helper", r["logs"])
         self.assertIn("ValueError: bad input value", r["logs"])
         self.assertTrue(r["logs"].endswith("Finished execution: %s\n" % r["_id"]))
         self.assertFailed(self.w.execute("raises", entry="main.empty"), "RuntimeError")
+
+    def test_upstream_compatibility(self):
+        r = self.w.execute("compat", entry="main.digits")
+        self.assertEqual((r["success"], r["output"]), (True, [50001, 50706]), "no limit on integer digits")
+        self.assertIn("1" + "0" * 50000 + "\n", r["logs"])
+        for entry, logged in (("eagain", "BlockingIOError: [Errno 11] Resource temporarily unavailable"),
+                              ("threads", "RuntimeError: can't start new thread")):
+            r = self.w.execute("compat", entry="main." + entry)
+            self.assertFailed(r, "Function execution failed because of too much resource consumption")
+            self.assertIn(logged, r["logs"], "the detail is in the log")
+        self.assertFailed(self.w.execute("compat", entry="main.keyerror"), "KeyError: 'k'")
 
     def test_sys_exit_does_not_kill_worker(self):
         self.assertFailed(self.w.execute("raises", entry="main.sysexit"), "Function raised SystemExit: 4.")
@@ -334,9 +353,9 @@ class ServerTest(Base):
         self.assertFailed(self.w.execute("badresult", entry="main.not_callable"),
                           "Entry 'main.not_callable' is not callable.")
         r = self.w.execute("hello", entry="nosuchmodule.main")
-        self.assertFailed(r, "Failed to import module 'nosuchmodule': No module named 'nosuchmodule'")
+        self.assertFailed(r, "Failed to import module 'nosuchmodule': ModuleNotFoundError: No module named 'nosuchmodule'")
         r = self.w.execute("broken")
-        self.assertFailed(r, "Failed to import module 'main': No module named 'does_not_exist_anywhere'")
+        self.assertFailed(r, "Failed to import module 'main': ModuleNotFoundError: No module named 'does_not_exist_anywhere'")
         self.assertIn("Traceback", r["logs"])
         self.assertNotIn("importlib", r["logs"])   # import machinery frames are hidden
         self.assertFailed(self.w.execute("hello", entry="main"),
@@ -506,12 +525,18 @@ class StrictTest(Base):
             self.assertIn("Hello, %s\n" % level, r["logs"])
         self.assertEqual(self.w.post("/preload", {"level": "runtime", "function_id": "hello"})["level"], "runtime")
 
+    def test_no_integer_digit_limit_at_any_level(self):
+        for level in ("function", "none", "runtime"):
+            got = self.w.post("/preload", {"level": level, "function_id": "compat", "entry": "main.digits"})
+            self.assertEqual(got, {"level": level, "error": None})
+            self.assertEqual(self.ok("compat", entry="main.digits"), [50001, 50706], level)
+
     def test_preload_that_cannot_be_done_falls_back(self):
         got = self.w.post("/preload", {"level": "function", "function_id": "broken"})
         self.assertEqual(got["level"], "runtime")
         self.assertIn("No module named 'does_not_exist_anywhere'", got["error"])
         self.assertFailed(self.w.execute("broken"),
-                          "Failed to import module 'main': No module named 'does_not_exist_anywhere'")
+                          "Failed to import module 'main': ModuleNotFoundError: No module named 'does_not_exist_anywhere'")
 
         got = self.w.post("/preload", {"level": "function", "function_id": "threaded_import"})
         self.assertEqual(got["level"], "runtime")
