@@ -14,7 +14,7 @@ import (
 // Each runtime is its server and the modules it loads from beside itself
 // (python3/README.md, nodejs/README.md): a worker gets the whole directory.
 //
-//go:embed python3/server.py python3/_qinling_runtime/*.py nodejs/server.js
+//go:embed python3/server.py python3/_qinling_runtime/*.py nodejs/server.js nodejs/_qinling_runtime/*.js
 var files embed.FS
 
 // Install writes the runtime servers and their modules under dir

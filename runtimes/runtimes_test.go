@@ -21,7 +21,7 @@ func TestInstall(t *testing.T) {
 	}
 	// Every source file of a runtime's modules (this directory holds the
 	// sources the binary embeds), installed.
-	sources, err := filepath.Glob(filepath.Join("*", "_qinling_runtime", "*.py"))
+	sources, err := filepath.Glob(filepath.Join("*", "_qinling_runtime", "*.[jp][sy]"))
 	if err != nil || len(sources) == 0 {
 		t.Fatalf("no runtime modules found: %v", err)
 	}

@@ -149,7 +149,8 @@ func TestHostileNodeFunctions(t *testing.T) {
 				}},
 				{"heap bomb hits the JavaScript heap limit", func(t *testing.T) {
 					fid := h.nodeFunction(t, "heap", "timeout", "20", "cpu", "300")
-					h.fails(t, fid, nil, "too much resource consumption: it exceeded its JavaScript heap limit of 32 MiB.")
+					_, logs := h.fails(t, fid, nil, "Function execution failed because of too much resource consumption")
+					assert.Contains(t, logs, "JavaScript heap limit reached (32 MiB)")
 					h.recovers(t, fid)
 				}},
 				{"buffer bomb hits the memory limit", func(t *testing.T) {
