@@ -3,6 +3,8 @@
 'use strict';
 
 const { RESOURCE_OUTPUT } = require('./compat.js');
+const { allChildPids, childPids, isZombie, killTree } = require('./procfs.js');
+const { BadRequest, heapMb, parseJob, responseBody } = require('./protocol.js');
 const { PackageError, extractZip } = require('./zip.js');
 
 const MIB = 1024 * 1024;
@@ -101,10 +103,6 @@ function main(argv, serverFile) {
     return o;
   }
 
-  // JavaScript heap limit of a thread, in MiB, for a memory_size in bytes.
-  function heapMb(bytes) {
-    return Math.max(8, Math.floor(bytes / MIB));
-  }
 
   // ---------------------------------------------------------------- threads
 
@@ -251,50 +249,6 @@ function main(argv, serverFile) {
 
   // ---------------------------------------------------------------- processes
 
-  function childPids(file) {
-    try {
-      return fs.readFileSync(file, 'utf8').split(' ').filter(Boolean).map(Number);
-    } catch (e) {
-      return [];   // no /proc, or the task is gone
-    }
-  }
-
-  function isZombie(pid) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat[stat.lastIndexOf(') ') + 2] === 'Z';
-    } catch (e) {
-      return false;   // gone
-    }
-  }
-
-  // SIGKILL the processes listRoots() returns and all their descendants, collected
-  // first so none is reparented out of reach while we kill; repeated in case one
-  // forked meanwhile.
-  function killTree(listRoots) {
-    for (let round = 0; round < 3; round++) {
-      const seen = new Set();
-      const stack = listRoots();
-      while (stack.length) {
-        const pid = stack.pop();
-        if (seen.has(pid) || pid === process.pid) continue;
-        seen.add(pid);
-        let tasks = [];
-        try {
-          tasks = fs.readdirSync(`/proc/${pid}/task`);
-        } catch (e) { /* gone */ }
-        for (const task of tasks) stack.push(...childPids(`/proc/${pid}/task/${task}/children`));
-      }
-      const live = [...seen].filter((pid) => !isZombie(pid));
-      if (live.length === 0) return;
-      for (const pid of live) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch (e) { /* gone */ }
-      }
-    }
-  }
-
   // Children killed on a thread's behalf stay zombies: only the thread's own
   // (now gone) event loop would have reaped them, and JavaScript cannot. Each
   // holds a pid, so past a few the worker retires itself.
@@ -305,14 +259,6 @@ function main(argv, serverFile) {
       process.stderr.write(`qinling nodejs runtime: ${zombies} unreaped child processes; draining\n`);
       taint();
     }
-  }
-
-  function allChildPids() {
-    let tasks = [];
-    try {
-      tasks = fs.readdirSync('/proc/self/task');
-    } catch (e) { /* no /proc */ }
-    return tasks.flatMap((t) => childPids(`/proc/self/task/${t}/children`));
   }
 
   // ---------------------------------------------------------------- executions
@@ -679,53 +625,6 @@ function main(argv, serverFile) {
     });
   }
 
-  function responseBody(job, ok, output, duration, text, dropped, note, timing) {
-    let logs = `Start execution: ${job.eid}\n` + text;
-    if (text && !text.endsWith('\n')) logs += '\n';
-    if (dropped) logs += `... [log truncated: ${dropped} bytes dropped]\n`;
-    logs += note + `Finished execution: ${job.eid}\n`;
-    const d = Math.round(duration * 1000) / 1000;
-    const t = timing ? `, "timing": ${JSON.stringify(timing)}` : '';
-    // Assembled by hand so a large result is not encoded twice.
-    return `{"output": ${output}, "duration": ${d}, "logs": ${JSON.stringify(logs)}, "success": ${ok}${t}}`;
-  }
-
-  class BadRequest extends Error {}
-
-  function parseJob(req) {
-    if (req === null || typeof req !== 'object' || Array.isArray(req)) {
-      throw new BadRequest('request body must be a JSON object');
-    }
-    const string = (name, def) => {
-      const v = req[name];
-      if ((v === undefined || v === null) && def !== undefined) return def;
-      if (typeof v !== 'string' || !v) {
-        throw new BadRequest(`${name} is required and must be a non-empty string`);
-      }
-      return v;
-    };
-    const eid = string('execution_id');
-    const fid = string('function_id');
-    const entry = string('entry', 'main.main');
-    if (fid.includes('/') || fid.includes('\0') || fid === '.' || fid === '..') {
-      throw new BadRequest('invalid function_id');
-    }
-    let version = req.function_version;
-    if (version === undefined || version === null) version = 0;
-    if (!Number.isInteger(version)) throw new BadRequest('function_version must be an integer');
-    let timeout = req.timeout;
-    if (timeout === undefined || timeout === null) timeout = 5;
-    if (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout)) {
-      throw new BadRequest('timeout must be a positive number of seconds');
-    }
-    // memory_size (bytes) sets the thread's heap limit; cpu, request_id and
-    // download_url are accepted and ignored (the Go side's job).
-    const mem = req.memory_size;
-    const heap = typeof mem === 'number' && mem > 0 && Number.isFinite(mem) ? heapMb(mem) : DEFAULT_HEAP_MB;
-    const input = req.input === undefined ? null : req.input;
-    return { eid, fid, version, entry, timeout, heap, input, key: fid + '\0' + version };
-  }
-
   // ---------------------------------------------------------------- HTTP
 
   function send(res, status, body, type, close) {
@@ -760,7 +659,7 @@ function main(argv, serverFile) {
     readBody(req, res, false, (body) => {
       let job;
       try {
-        job = parseJob(JSON.parse(body.toString('utf8')));
+        job = parseJob(JSON.parse(body.toString('utf8')), DEFAULT_HEAP_MB);
       } catch (e) {
         if (!(e instanceof SyntaxError || e instanceof BadRequest)) throw e;
         return sendError(res, 400, 'invalid request: ' + e.message);
