@@ -185,3 +185,24 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class WorkerTest(Base):
+    """Tests sharing one worker, started with ARGS, serving PACKAGE_SETS."""
+
+    ARGS = ()
+    PACKAGE_SETS = (PACKAGES,)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.packages = make_packages(*cls.PACKAGE_SETS)
+        try:
+            cls.w = Worker(cls.packages, *cls.ARGS)
+        except unittest.SkipTest:
+            shutil.rmtree(cls.packages, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        shutil.rmtree(cls.packages, ignore_errors=True)

@@ -12,26 +12,10 @@ import threading
 import time
 import unittest
 
-from harness import PACKAGES, Base, UnixConnection, Worker, make_packages
+from harness import PACKAGES, Base, UnixConnection, Worker, WorkerTest
 
 
-class ServerTest(Base):
-    ARGS = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.packages = make_packages(PACKAGES)
-        try:
-            cls.w = Worker(cls.packages, *cls.ARGS)
-        except unittest.SkipTest:
-            shutil.rmtree(cls.packages, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.w.stop()
-        shutil.rmtree(cls.packages, ignore_errors=True)
-
+class ServerTest(WorkerTest):
     def test_ping(self):
         self.assertEqual(self.w.request("GET", "/ping"), (200, b"pong"))
         self.assertEqual(self.w.request("GET", "/nope")[0], 404)

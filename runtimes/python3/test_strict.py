@@ -5,11 +5,10 @@ Run from the repo root:
 """
 
 import json
-import shutil
 import time
 import unittest
 
-from harness import PACKAGES, Base, Worker, alive, descendants, make_packages
+from harness import PACKAGES, WorkerTest, alive, descendants
 
 STRICT_PACKAGES = {
     "state": {"main.py": (
@@ -71,23 +70,12 @@ STRICT_PACKAGES = {
 }
 
 
-class StrictTest(Base):
+class StrictTest(WorkerTest):
     """Strict isolation: fresh state for every execution, a worker that the
     function cannot harm, timeouts that cost only the execution."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.packages = make_packages(PACKAGES, STRICT_PACKAGES)
-        try:
-            cls.w = Worker(cls.packages, "--isolation", "strict", "--spares", "2")
-        except unittest.SkipTest:
-            shutil.rmtree(cls.packages, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.w.stop()
-        shutil.rmtree(cls.packages, ignore_errors=True)
+    ARGS = ("--isolation", "strict", "--spares", "2")
+    PACKAGE_SETS = (PACKAGES, STRICT_PACKAGES)
 
     def ok(self, fid, **kw):
         r = self.w.execute(fid, **kw)
