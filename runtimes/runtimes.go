@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 )
 
-//go:embed python3/server.py nodejs/server.js
+// Each runtime is its server and the modules it loads from beside itself
+// (python3/README.md, nodejs/README.md): a worker gets the whole directory.
+//
+//go:embed python3/server.py python3/_qinling_runtime/*.py nodejs/server.js nodejs/_qinling_runtime/*.js
 var files embed.FS
 
-// Install writes the runtime servers under dir (dir/python3/server.py, ...)
-// and returns dir. Files are rewritten on every start so an upgrade of the
+// Install writes the runtime servers and their modules under dir
+// (dir/python3/server.py, dir/python3/_qinling_runtime/, ...) and returns dir. Files are rewritten on every start so an upgrade of the
 // binary upgrades the runtimes too.
 func Install(dir string) (string, error) {
 	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {

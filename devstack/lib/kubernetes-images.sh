@@ -3,14 +3,16 @@
 # from this machine's own files (no registry, no base image, no docker) as
 # one-layer OCI tars by devstack/tools/mkoci and imported into the node's
 # containerd (namespace k8s.io). Rebuilt on every stack.sh run, in seconds,
-# so a change to runtimes/*/server.* reaches the next pods. Sourced after
+# so a change to a runtime (runtimes/*/server.* and the modules beside it)
+# reaches the next pods. Sourced after
 # lib/kubernetes.sh.
 #
 #   K8S_PAUSE_IMAGE   /pause, a static C program: every pod's sandbox
 #   K8S_PYTHON_IMAGE  Debian's python3.11 (binary, stdlib, shared libraries)
-#                     + busybox + /app/server.py (runtimes/python3)
+#                     + busybox + /app/server.py and /app/_qinling_runtime/
+#                     (runtimes/python3)
 #   K8S_NODEJS_IMAGE  /usr/bin/node + its shared libraries + busybox +
-#                     /app/server.js (runtimes/nodejs)
+#                     /app/server.js and /app/_qinling_runtime/ (runtimes/nodejs)
 #   K8S_HELLO_IMAGE   busybox + /bin/hello, an image-type function: prints
 #                     its arguments; `sleep N ...` sleeps first, `fail ...`
 #                     exits 1
@@ -56,6 +58,19 @@ rootfs_base() {
 	done
 	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/tmp:/bin/sh' >"$root/etc/passwd"
 	printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$root/etc/group"
+}
+
+# runtime_app ROOT KIND SERVER EXT: the runtime's server and its modules
+# (runtimes/KIND/SERVER and runtimes/KIND/_qinling_runtime/*.EXT, the files
+# runtimes/runtimes.go embeds) as ROOT/app, replacing what an earlier build
+# left there.
+runtime_app() {
+	local root=$1 src=$QINLING_REPO/runtimes/$2 server=$3 ext=$4
+	rm -rf "$root/app/_qinling_runtime" &&
+		mkdir -p "$root/app/_qinling_runtime" &&
+		cp "$src/$server" "$root/app/$server" &&
+		cp "$src/_qinling_runtime/"*."$ext" "$root/app/_qinling_runtime/" ||
+		die "kubernetes: cannot copy the $2 runtime from $src"
 }
 
 # mkoci_image ROOT NAME TAR ARGS...: the OCI tar of ROOT.
@@ -123,7 +138,7 @@ build_python_image() {
 		tar -C "$root/usr/lib" -xf -
 	rootfs_copy "$root" "$py" "$stdlib"/lib-dynload/*.so
 	ln -sfn python3.11 "$root/usr/bin/python3"
-	cp "$QINLING_REPO/runtimes/python3/server.py" "$root/app/server.py"
+	runtime_app "$root" python3 server.py py
 	check_runtime_rootfs "$root" python3 /usr/bin/python3 /app/server.py
 	mkoci_image "$root" "$K8S_PYTHON_IMAGE" "$KUBE_IMAGE_DIR/python3-runtime.tar" \
 		-entrypoint "$(k8s_runtime_entrypoint /usr/bin/python3 /app/server.py)" \
@@ -138,9 +153,9 @@ build_nodejs_image() {
 	rootfs_base "$root"
 	rootfs_copy "$root" "$node"
 	[[ $node == /usr/bin/node ]] || ln -sfn "$node" "$root/usr/bin/node"
-	# server.js needs only node's built-in modules: no /usr/share/nodejs
+	# The server needs only node's built-in modules: no /usr/share/nodejs
 	# (check_runtime_rootfs proves it).
-	cp "$QINLING_REPO/runtimes/nodejs/server.js" "$root/app/server.js"
+	runtime_app "$root" nodejs server.js js
 	check_runtime_rootfs "$root" nodejs /usr/bin/node /app/server.js
 	mkoci_image "$root" "$K8S_NODEJS_IMAGE" "$KUBE_IMAGE_DIR/nodejs-runtime.tar" \
 		-entrypoint "$(k8s_runtime_entrypoint /usr/bin/node /app/server.js)" \

@@ -90,7 +90,8 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		sandbox.Mount{Kind: sandbox.KindBind, Source: runDir, Target: inRun, Writable: true},
 	)
 	if o.cfg.Command == nil {
-		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), Target: server})
+		// The runtime's whole directory: its server imports modules beside it.
+		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: filepath.Join(o.cfg.RuntimesDir, p.kind), Target: sandboxRuntime})
 	}
 	if execCPU != "" {
 		mounts = append(mounts, sandbox.Mount{Kind: sandbox.KindBind, Source: execCPU, Target: sandboxExecCPU, Writable: true})

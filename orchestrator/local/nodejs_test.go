@@ -107,7 +107,7 @@ exports.fails = () => { throw new Error('boom'); };
 	res, err = run(t, o, w, fn, nil)
 	require.NoError(t, err)
 	require.False(t, res.Success)
-	require.JSONEq(t, `"boom"`, string(res.Output))
+	require.JSONEq(t, `"Error: boom"`, string(res.Output))
 	require.Contains(t, res.Logs, "Error: boom")
 
 	wk := workerOf(o, w.Name)

@@ -210,11 +210,12 @@ func (h *hostileServer) fails(t *testing.T, fid string, input any, want string) 
 const tooMuchResource = "Function execution failed because of too much resource consumption"
 
 // failsExactly runs fid with no input and checks it failed with output
-// exactly want.
-func (h *hostileServer) failsExactly(t *testing.T, fid string, want string) {
+// exactly want, and returns its log.
+func (h *hostileServer) failsExactly(t *testing.T, fid string, want string) (logs string) {
 	t.Helper()
-	out, _ := h.fails(t, fid, nil, want)
+	out, logs := h.fails(t, fid, nil, want)
 	require.Equal(t, want, out)
+	return logs
 }
 
 // recovers checks that the next good call, of the same function, succeeds.
@@ -295,7 +296,8 @@ var hostileCases = []hostileCase{
 	{name: "heap bomb hits the JavaScript heap limit", perRuntime: map[string]hostileBody{
 		nodejs: func(t *testing.T, h *hostileServer) {
 			fid := h.function(t, "heap", "timeout", "20", "cpu", "300")
-			h.fails(t, fid, nil, "too much resource consumption: it exceeded its JavaScript heap limit of 32 MiB.")
+			logs := h.failsExactly(t, fid, tooMuchResource)
+			assert.Contains(t, logs, "JavaScript heap limit reached (32 MiB)")
 			h.recovers(t, fid)
 		},
 	}},

@@ -2,7 +2,7 @@
 // orchestrator's strict-isolation workers import before a call arrives.
 //
 // A strict worker runs every execution in a fresh process forked from a
-// zygote (runtimes/python3/server.py). What the zygote has imported is the
+// zygote (runtimes/python3/_qinling_runtime/zygote.py). What the zygote has imported is the
 // preload level:
 //
 //   - Function: a function zygote has the function's modules imported, so

@@ -252,9 +252,10 @@ const (
 )
 
 // SeccompProgram returns the classic-BPF seccomp program of an execution
-// process, the same as the Python runtime's (runtimes/python3/server.py,
-// seccomp_program): it denies, with EPERM, tkill, ptrace, process_vm_readv
-// and _writev, pidfd_send_signal and pidfd_getfd outright; kill, tgkill,
+// process, the same as the Python runtime's
+// (runtimes/python3/_qinling_runtime/confinement.py, seccomp_program): it
+// denies, with EPERM, tkill, ptrace, process_vm_readv and _writev,
+// pidfd_send_signal and pidfd_getfd outright; kill, tgkill,
 // rt_sigqueueinfo, rt_tgsigqueueinfo and pidfd_open aimed at the processes
 // in protect, their process groups or -1 (every process); and F_SETOWN(_EX),
 // FIOSETOWN and SIOCSPGRP (SIGIO to a chosen process). Other ABIs (int 0x80,

@@ -1,0 +1,630 @@
+"""Strict isolation, server side: forks the zygote, keeps execution processes
+ready, hands each /execute to one and kills it with everything it started
+once it has answered, and switches what is preloaded (/preload)."""
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+from . import config
+from .confinement import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, Confinement
+from .execution import BadRequest, response_body, timeout_body
+from .output import LOG_HEADER, read_shared_log
+from .process import FRAME, READY, frame, recv_frame
+from .zygote import zygote_loop
+
+LEVELS = ("none", "runtime", "function")
+PROCESS_WAIT = 10.0   # longest wait for an execution process before failing the call
+
+
+class NoProcess(Exception):
+    """No execution process could be had."""
+
+
+class Zygote:
+    def __init__(self, pid, ctl, key=None):
+        self.pid, self.ctl, self.key = pid, ctl, key
+        self.inflight = 0      # executions running in processes it forked
+        self.retired = False   # replaced: stopped once inflight is 0
+
+
+class Process:
+    """The server's view of one execution process."""
+
+    def __init__(self, chan, memfd, gen, zygote):
+        self.chan, self.memfd, self.gen, self.zygote = chan, memfd, gen, zygote
+        self.pid = None
+
+    def close(self):
+        for close in (self.chan.close, lambda: os.close(self.memfd)):
+            try:
+                close()
+            except OSError:
+                pass
+
+
+def _new_channel():
+    """A socketpair and a log memory file for one execution process."""
+    chan, child = socket.socketpair()
+    memfd = os.memfd_create("qinling-log", os.MFD_CLOEXEC)
+    os.ftruncate(memfd, LOG_HEADER.size + config.MAX_LOG_BYTES)
+    return chan, child, memfd
+
+
+def _children_of(pid):
+    """Live children of pid, via /proc/<pid>/task/*/children (or a /proc scan)."""
+    out = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    try:
+        for tid in tasks:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out += [int(p) for p in f.read().split()]
+        return out
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return out
+    for name in os.listdir("/proc"):   # kernel without CONFIG_PROC_CHILDREN
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    stat = f.read()
+                if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
+                    out.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _kill_tree(pid):
+    """SIGKILLs an execution process, its process group and its descendants
+    (those that left the group are still below it: it is a subreaper).
+    Returns how many processes the tree had."""
+    todo, seen = [pid], set()
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo += _children_of(p)
+    for target in [-pid] + sorted(seen):
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(seen)
+
+
+def _describe_status(status):
+    if status is None:
+        return "its process ended without an answer"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "signal %d" % sig
+        return "its process was killed by signal %d (%s)" % (sig, name)
+    return "its process exited with status %d before answering" % os.WEXITSTATUS(status)
+
+
+class Strict:
+    """Strict isolation, server side. The zygote is forked before any thread
+    starts; a manager thread asks it (or the function zygote) for execution
+    processes, keeps `spares` of them ready, and watches the zygotes; a
+    reaper thread reaps this process's children (it is PID 1 of the
+    sandbox, or a subreaper); a cleaner thread kills processes that outlive
+    their execution."""
+
+    def __init__(self, spares, tmp_size, cpu_procs=None):
+        self.spares = spares
+        self.tmp_size = tmp_size
+        self.cpu_procs = cpu_procs
+        self.cond = threading.Condition()
+        self.level = "runtime"
+        self.gen = 0               # bumped when the level changes: older processes are stale
+        self.ready = []            # Process objects waiting for a request
+        self.pending = 0           # asked for, not yet ready
+        self.waiting = 0           # requests waiting for a process
+        self.error = None          # why the last execution process failed to start
+        self.retry_at = 0.0
+        self.backoff = 0.0
+        self.exits = {}            # pid -> wait status, recent
+        self.exit_order = []
+        self.legit = set()         # this process's own children (not orphans)
+        self.zygote = None
+        self.fzygote = None
+        self.source = None         # Zygote execution processes come from; None at level "none"
+        self.inbox = []
+        self.preload_lock = threading.Lock()
+        self.cleaner = None
+
+    # -- start
+
+    def start(self, wait=PROCESS_WAIT):
+        """Forks the zygote, starts the threads, and waits for the first
+        execution process: NoProcess if none can be made here."""
+        self.pid = os.getpid()
+        sock_dir = os.path.dirname(config.SOCKET_PATH) if config.SOCKET_PATH else None
+        if sock_dir and (config.PACKAGES_DIR + os.sep).startswith(sock_dir.rstrip(os.sep) + os.sep):
+            sock_dir = None   # unsandboxed: the packages are next to the socket, keep them
+        ancestors = [1] if self.pid == 1 else [1, self.pid]
+        conf = Confinement(self.tmp_size, sock_dir, ancestors, self.cpu_procs)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()   # before any thread: the zygote is a clean single-threaded copy
+        if pid == 0:
+            try:
+                a.close()
+                conf.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                conf.prctl(PR_SET_DUMPABLE, 0)
+                zygote_loop(b, conf, ancestors, functions=True)
+            finally:
+                os._exit(70)
+        b.close()
+        self.conf = conf
+        conf.protect(ancestors + [pid])   # for fresh (executed) processes
+        if conf.fprog is None:
+            sys.__stderr__.write("strict isolation: no seccomp filter for %s: executions can signal the worker's "
+                                 "own processes (a worker harmed that way is replaced)\n" % os.uname().machine)
+        self.zygote = Zygote(pid, a)
+        self.source = self.zygote
+        self.legit.add(pid)
+        if self.pid != 1:   # orphans of executions come here, not to the host's init
+            conf.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        import queue
+        import selectors   # the server's only: imported after the fork
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        self.sel.register(a, selectors.EVENT_READ, ("ctl", self.zygote))
+        self.cleaner = queue.SimpleQueue()
+        self.finishing = queue.SimpleQueue()
+        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner"),
+                             (self._finish_loop, "finisher")):
+            threading.Thread(target=target, name="strict-" + name, daemon=True).start()
+        # Check now that execution processes can be made here.
+        with self.cond:   # as if a request waited: the first process proves it works
+            self.waiting += 1
+            end = time.monotonic() + wait
+            while not self.ready and self.error is None and time.monotonic() < end:
+                self._wake()
+                self.cond.wait(0.05)
+            self.waiting -= 1
+            if not self.ready:
+                raise NoProcess(self.error or "no execution process became ready in %gs" % wait)
+
+    def _wake(self):
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:   # full: the manager is awake anyway
+            pass
+
+    def _post(self, *cmd):
+        with self.cond:
+            self.inbox.append(cmd)
+        self._wake()
+
+    # -- manager thread: the only one that forks and touches the selector
+
+    def _manage(self):
+        while True:
+            with self.cond:
+                now = time.monotonic()
+                src = self.source
+                need = 0
+                if src is not None:
+                    need = max(self.spares, self.waiting) - len(self.ready) - self.pending
+                timeout = None
+                if need > 0 and now < self.retry_at:
+                    timeout, need = self.retry_at - now, 0
+                inbox, self.inbox = self.inbox, []
+            for cmd in inbox:
+                self._command(cmd)
+            for _ in range(max(need, 0)):
+                self._ask(src)
+            for key, _ in self.sel.select(timeout):
+                kind, obj = key.data
+                if kind == "wake":
+                    os.read(self.wake_r, 4096)
+                elif kind == "ctl":
+                    self._on_ctl(key.fileobj, obj)
+                else:
+                    self._on_ready(key.fileobj, obj)
+
+    def _command(self, cmd):
+        import selectors
+        op, z = cmd
+        if op == "adopt":
+            self.sel.register(z.ctl, selectors.EVENT_READ, ("ctl", z))
+        elif op == "drop":   # a retired zygote with nothing in flight: it exits on EOF
+            try:
+                self.sel.unregister(z.ctl)
+            except (KeyError, ValueError):
+                pass
+            z.ctl.close()
+
+    def _ask(self, z):
+        import selectors
+        try:
+            chan, child, memfd = _new_channel()
+        except OSError as e:
+            return self._failed("cannot create a channel: %s" % e)
+        try:
+            socket.send_fds(z.ctl, [b"F"], [child.fileno(), memfd])
+        except OSError as e:
+            chan.close()
+            os.close(memfd)
+            return self._failed("cannot reach the zygote: %s" % e)
+        finally:
+            child.close()
+        with self.cond:
+            self.pending += 1
+            gen = self.gen
+        self.sel.register(chan, selectors.EVENT_READ, ("process", Process(chan, memfd, gen, z)))
+
+    def _failed(self, why):
+        with self.cond:
+            if why != self.error:
+                sys.__stderr__.write("strict isolation: %s\n" % why)
+                sys.__stderr__.flush()
+            self.error = why
+            self.backoff = min(max(0.01, self.backoff * 2), 1.0)
+            self.retry_at = time.monotonic() + self.backoff
+            self.cond.notify_all()
+
+    def _on_ready(self, chan, proc):
+        self.sel.unregister(chan)
+        try:
+            head = chan.recv(READY.size, socket.MSG_WAITALL)
+        except OSError:
+            head = b""
+        with self.cond:
+            self.pending -= 1
+        if len(head) == READY.size and head[:1] == b"R":
+            proc.pid = READY.unpack(head)[1]
+            with self.cond:
+                if proc.gen == self.gen and proc.zygote is self.source:
+                    self.ready.append(proc)
+                    self.error, self.backoff = None, 0.0
+                    self.cond.notify_all()
+                    return
+            proc.close()   # stale: it exits on EOF
+            return
+        why = "an execution process could not be started (the zygote could not fork: pids limit?)"
+        if head[:1] == b"E":
+            try:
+                n = FRAME.unpack(head[1:5])[0]
+                why = "an execution process could not be set up: " + (
+                    head[5:] + chan.recv(max(0, n - len(head) + 5), socket.MSG_WAITALL)).decode("utf-8", "replace")
+            except (OSError, struct.error):
+                pass
+        proc.close()
+        self._failed(why)
+
+    def _on_ctl(self, ctl, z):
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 4096, 4)
+        except OSError:
+            msg, fds = b"", []
+        for fd in fds:
+            os.close(fd)
+        if msg[:1] == b"X" and len(msg) == 9:
+            pid, status = struct.unpack("<ii", msg[1:])
+            self._exited(pid, status)
+            return
+        if msg:
+            return
+        try:
+            self.sel.unregister(ctl)
+        except (KeyError, ValueError):
+            pass
+        if z is self.zygote:
+            self._zygote_lost("its control channel closed")
+        with self.cond:   # a function zygote died: back to the runtime zygote
+            if self.source is z:
+                sys.__stderr__.write("strict isolation: the function zygote exited; preloading only the runtime\n")
+                self._switch_locked("runtime", None)
+
+    def _zygote_lost(self, why):
+        sys.__stderr__.write("strict isolation: the zygote is gone (%s); exiting\n" % why)
+        config.exit(config.EXIT_ZYGOTE_LOST)
+
+    def _exited(self, pid, status):
+        with self.cond:
+            self.exits[pid] = status
+            self.exit_order.append(pid)
+            if len(self.exit_order) > 1024:
+                for old in self.exit_order[:512]:
+                    self.exits.pop(old, None)
+                del self.exit_order[:512]
+            self.cond.notify_all()
+
+    # -- reaper and cleaner threads
+
+    def _reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                self._zygote_lost("no child left")
+            except InterruptedError:
+                continue
+            if pid == self.zygote.pid:
+                self._zygote_lost("exit status %d" % status)
+            with self.cond:
+                self.legit.discard(pid)
+            self._exited(pid, status)
+
+    def _clean(self):
+        """Kills processes that outlived their execution. An execution process
+        is a subreaper, so whatever it started is below it until it dies;
+        then what survived the kill of its tree (started in the instant
+        between the walk and the kill, or after it stopped being a
+        subreaper) is re-parented here, and is not ours to keep. Swept after
+        an execution that had started processes, and every second."""
+        import queue
+        while True:
+            try:
+                pid = self.cleaner.get(timeout=1.0)
+            except queue.Empty:
+                pid = None
+            if pid is not None:
+                with self.cond:
+                    self.cond.wait_for(lambda: pid in self.exits, 1.0)
+            for _ in range(50):
+                with self.cond:
+                    strays = [p for p in _children_of(self.pid) if p not in self.legit]
+                if not strays:
+                    break
+                for p in strays:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.002)
+
+    # -- preloading
+
+    def preload(self, level, spec, timeout):
+        """Switches the preload level; returns (level in force, error or None)."""
+        if level not in LEVELS:
+            raise BadRequest("level must be one of %s" % ", ".join(LEVELS))
+        with self.preload_lock:
+            if level != "function":
+                with self.cond:
+                    self._switch_locked(level, None)
+                return level, None
+            key = (spec.fid, spec.version, spec.entry)
+            with self.cond:
+                if self.fzygote is not None and self.fzygote.key == key and self.source is self.fzygote:
+                    return "function", None
+            z, err = self._function_zygote(spec, key, timeout)
+            with self.cond:
+                if z is None:
+                    self._switch_locked("runtime", None)
+                    return "runtime", err
+                self._switch_locked("function", z)
+            self._post("adopt", z)
+            return "function", None
+
+    def _function_zygote(self, spec, key, timeout):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        body = json.dumps({"function_id": key[0], "function_version": key[1], "entry": key[2]}).encode()
+        try:
+            socket.send_fds(self.zygote.ctl, [b"L" + body], [b.fileno()])
+        except OSError as e:
+            a.close()
+            return None, "cannot reach the zygote: %s" % e
+        finally:
+            b.close()
+        pid, end = None, time.monotonic() + timeout
+        try:
+            a.settimeout(min(timeout, PROCESS_WAIT))
+            msg = a.recv(64)
+            if msg[:1] == b"P":
+                pid = struct.unpack("<i", msg[1:5])[0]
+                a.settimeout(max(end - time.monotonic(), 0.001))
+                msg = a.recv(8192)
+            a.settimeout(None)
+        except OSError as e:   # socket.timeout included
+            msg = b"E" + ("importing the function took longer than %gs" % timeout
+                          if isinstance(e, socket.timeout) else str(e)).encode()
+        if msg[:1] == b"O" and pid:
+            return Zygote(pid, a, key), None
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        a.close()
+        return None, (msg[1:].decode("utf-8", "replace") or "the function zygote exited") if msg else \
+            "the function zygote exited"
+
+    def _switch_locked(self, level, fz):
+        """Changes where execution processes come from; self.cond held."""
+        old = self.fzygote
+        self.level = level
+        self.fzygote = fz
+        self.source = fz if fz is not None else (self.zygote if level != "none" else None)
+        self.gen += 1
+        stale, self.ready = self.ready, []
+        for proc in stale:
+            proc.close()   # they exit on EOF
+        if old is not None and old is not fz and not old.retired:
+            old.retired = True
+            if old.inflight == 0:
+                self.inbox.append(("drop", old))
+        self.cond.notify_all()
+        self._wake()
+
+    # -- executing
+
+    def _take(self, deadline):
+        with self.cond:
+            self.waiting += 1
+            try:
+                while True:
+                    if self.source is None:
+                        return None
+                    while self.ready:
+                        proc = self.ready.pop(0)
+                        if proc.gen == self.gen:
+                            proc.zygote.inflight += 1
+                            return proc
+                        proc.close()
+                    self._wake()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise NoProcess(self.error or "none became ready in %gs" % PROCESS_WAIT)
+                    self.cond.wait(left)
+            finally:
+                self.waiting -= 1
+                self._wake()   # top the spares up
+
+    def _fresh(self, deadline):
+        """Level none: a fresh interpreter for this one execution, forked by
+        the runtime zygote and executed (it imports nothing of it)."""
+        chan, child, memfd = _new_channel()
+        argv = [sys.executable, "-I", config.SERVER, "--execution-process",
+                "--packages-dir", config.PACKAGES_DIR, "--max-log-bytes", str(config.MAX_LOG_BYTES),
+                "--max-result-bytes", str(config.MAX_RESULT_BYTES), "--tmp-size", str(self.tmp_size),
+                "--protect", ",".join(str(p) for p in self.conf.protected),
+                "--hide", os.fsdecode(self.conf.hide or b""), "--cpu-cgroup", self.cpu_procs or ""]
+        try:
+            socket.send_fds(self.zygote.ctl, [b"E" + json.dumps(argv).encode()], [child.fileno(), memfd])
+        except OSError as e:
+            chan.close()
+            os.close(memfd)
+            raise NoProcess("cannot reach the zygote: %s" % e)
+        finally:
+            child.close()
+        proc = Process(chan, memfd, self.gen, None)
+        try:
+            chan.settimeout(max(deadline - time.monotonic(), 0.001))
+            head = chan.recv(READY.size, socket.MSG_WAITALL)
+            chan.settimeout(None)
+        except OSError:
+            head = b""
+        if len(head) != READY.size or head[:1] != b"R":
+            proc.close()
+            raise NoProcess("a fresh interpreter did not become ready")
+        proc.pid = READY.unpack(head)[1]
+        return proc
+
+    def execute(self, job, raw, received):
+        """Runs job in an execution process. Returns the /execute answer and
+        the process, to be passed to finish once the answer is sent (killing
+        it and preparing the next one then keeps that work off the caller's
+        time). received is when the request was read (monotonic)."""
+        t0 = time.monotonic()
+        deadline = t0 + PROCESS_WAIT
+        proc = None
+        try:
+            for _ in range(3):   # a ready process may have been killed meanwhile: take another
+                proc = self._take(deadline) or self._fresh(deadline)
+                try:
+                    proc.chan.sendall(frame(raw))
+                    break
+                except OSError:
+                    self.finish(proc)
+                    proc = None
+            if proc is None:
+                raise NoProcess("execution processes kept dying before getting the request")
+        except NoProcess as e:
+            return response_body(job.eid, False, None,
+                                 "Function execution failed: no process could be prepared for it (%s)." % e,
+                                 time.monotonic() - t0, "", 0), None
+        t1 = time.monotonic()
+        limit = 6 * config.MAX_LOG_BYTES + config.MAX_RESULT_BYTES + (64 << 10)
+        answer, timed_out = None, False
+        try:
+            answer = recv_frame(proc.chan, limit, t1 + job.timeout)
+        except socket.timeout:
+            timed_out = True
+        except (OSError, ValueError):
+            pass
+        t2 = time.monotonic()
+        timing = {"acquire_ms": round((t1 - t0) * 1000, 3), "run_ms": round((t2 - t1) * 1000, 3),
+                  "server_ms": round((t2 - received) * 1000, 3)}
+        body = _checked(answer, timing) if answer is not None else None
+        if body is None:
+            # Stop it before reading its log: nothing may be added afterwards.
+            _kill_tree(proc.pid)
+            text, dropped = read_shared_log(proc.memfd, config.MAX_LOG_BYTES)
+            if timed_out:
+                body = timeout_body(job, t2 - t1, text, dropped, timing)
+            else:
+                why = "its process sent an invalid answer" if answer is not None else \
+                    _describe_status(self._status(proc.pid))
+                body = response_body(job.eid, False, None, "Function execution failed: %s." % why,
+                                     t2 - t1, text, dropped, timing=timing)
+        return body, proc
+
+    def _status(self, pid, wait=1.0):
+        with self.cond:
+            self.cond.wait_for(lambda: pid in self.exits, wait)
+            return self.exits.get(pid)
+
+    def finish_soon(self, proc):
+        """finish, off the request's thread: with keep-alive the engine's
+        next request on this connection is read by that thread, and must not
+        wait for the last process to be killed."""
+        if proc is not None:
+            self.finishing.put(proc)
+
+    def _finish_loop(self):
+        while True:
+            proc = self.finishing.get()
+            try:
+                self.finish(proc)
+            except Exception as e:   # never lose the thread: later processes must die too
+                sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
+
+    def finish(self, proc):
+        """Kills an execution process with everything it started, and lets
+        its zygote go if it was retired."""
+        if proc is None:
+            return
+        tree = _kill_tree(proc.pid) if proc.pid else 0
+        proc.close()
+        z = proc.zygote
+        with self.cond:
+            if z is not None:
+                z.inflight -= 1
+                if z.retired and z.inflight == 0:
+                    self.inbox.append(("drop", z))
+            self._wake()
+        if tree > 1:   # it had started processes
+            self.cleaner.put(proc.pid)
+
+
+def _checked(answer, timing):
+    """An execution process's answer, checked (it ran the function's code,
+    which may have tampered with it) and with the server's timing added;
+    None if it is not a proper answer."""
+    try:
+        res = json.loads(answer)
+    except ValueError:
+        return None
+    if not (isinstance(res, dict) and "output" in res and isinstance(res.get("logs"), str)
+            and type(res.get("success")) is bool and type(res.get("duration")) in (int, float)):
+        return None
+    t = res.get("timing")
+    if (isinstance(t, dict) and t and all(type(v) in (int, float) for v in t.values())
+            and next(reversed(res)) == "timing" and answer.endswith(b"}}")):
+        # As response_body made it: add to the timing object in place
+        # rather than encode a large answer again.
+        extra = "".join(', "%s": %s' % (k, json.dumps(v)) for k, v in timing.items())
+        return answer[:-2] + extra.encode() + b"}}"
+    t = {k: v for k, v in t.items() if type(v) in (int, float)} if isinstance(t, dict) else {}
+    t.update(timing)
+    res["timing"] = t
+    return json.dumps(res).encode()

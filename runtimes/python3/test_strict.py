@@ -1,0 +1,185 @@
+"""Tests for strict isolation (what it adds to test_server.py's cases): start the real server on a temp unix socket and talk HTTP.
+
+Run from the repo root:
+    /usr/bin/python3 -m unittest discover -s runtimes/python3 -p 'test_*.py'
+"""
+
+import json
+import time
+import unittest
+
+from harness import PACKAGES, WorkerTest, alive, descendants
+
+STRICT_PACKAGES = {
+    "state": {"main.py": (
+        "import os\n"
+        "COUNT = 0\n"
+        "def main(**kwargs):\n"
+        "    global COUNT\n"
+        "    COUNT += 1\n"
+        "    seen = {'count': COUNT, 'tmp': sorted(os.listdir('/tmp')), 'env': os.environ.get('QINLING_LEFT'),\n"
+        "            'cwd': os.getcwd(), 'here': sorted(os.listdir('.')), 'pid': os.getpid()}\n"
+        "    with open('/tmp/left-behind', 'w') as f:\n"
+        "        f.write('x')\n"
+        "    with open('relative', 'w') as f:\n"
+        "        f.write('y')\n"
+        "    os.environ['QINLING_LEFT'] = 'yes'\n"
+        "    os.chdir('/')\n"
+        "    return seen\n"
+        "def socket_visible(path):\n"
+        "    return os.path.exists(path)\n")},
+    "spawn": {"main.py": (
+        "import os, subprocess, time\n"
+        "def main(**kwargs):\n"
+        "    a = subprocess.Popen(['sleep', '300'])\n"
+        "    b = subprocess.Popen(['sleep', '301'], start_new_session=True)\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:   # a daemon: double fork, new session\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(302)\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "    return [a.pid, b.pid]\n")},
+    "hostile": {"main.py": (
+        "import os, signal\n"
+        "def main(**kwargs):\n"
+        "    out = {}\n"
+        "    parent = os.getppid()\n"
+        "    for name, pid, sig in (('parent', parent, signal.SIGKILL), ('parent group', -parent, signal.SIGKILL),\n"
+        "                           ('pid 1', 1, signal.SIGTERM), ('everyone', -1, signal.SIGKILL)):\n"
+        "        try:\n"
+        "            os.kill(pid, sig)\n"
+        "            out[name] = 'sent'\n"
+        "        except OSError as e:\n"
+        "            out[name] = e.errno\n"
+        "    return out\n"
+        "def exit3():\n"
+        "    print('leaving')\n"
+        "    os._exit(3)\n"
+        "def loop():\n"
+        "    print('looping', flush=True)\n"
+        "    while True:\n"
+        "        pass\n")},
+    "threaded_import": {"main.py": (
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "def main():\n"
+        "    return threading.active_count()\n")},
+    "slow_import": {"main.py": "import time\ntime.sleep(30)\ndef main():\n    return 1\n"},
+}
+
+
+class StrictTest(WorkerTest):
+    """Strict isolation: fresh state for every execution, a worker that the
+    function cannot harm, timeouts that cost only the execution."""
+
+    ARGS = ("--isolation", "strict", "--spares", "2")
+    PACKAGE_SETS = (PACKAGES, STRICT_PACKAGES)
+
+    def ok(self, fid, **kw):
+        r = self.w.execute(fid, **kw)
+        self.assertTrue(r["success"], r)
+        return r["output"]
+
+    def settled(self, want, timeout=5.0):
+        """Waits until the worker's process tree has want processes (its
+        server's zygotes and prepared processes) and returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tree = [p for p in descendants(self.w.proc.pid) if alive(p)]
+            if len(tree) == want or time.monotonic() > deadline:
+                return tree
+            time.sleep(0.02)
+
+    def test_nothing_carries_over(self):
+        # Unsandboxed, packages under /tmp stay in view in the fresh /tmp.
+        kept = []
+        if self.packages.startswith("/tmp/"):
+            kept = [self.packages.split("/")[2]]
+        pids = set()
+        for level in ("runtime", "function", "none", "runtime"):
+            self.assertEqual(self.w.post("/preload", {"level": level, "function_id": "state"})["level"], level)
+            for _ in range(3):
+                seen = self.ok("state")
+                self.assertEqual(seen.pop("count"), 1, level)
+                pids.add(seen.pop("pid"))
+                self.assertEqual(seen, {"tmp": kept, "env": None, "cwd": "/tmp", "here": kept}, level)
+        self.assertEqual(len(pids), 12, "a fresh process every time")
+
+    def test_server_socket_hidden(self):
+        self.assertIs(self.ok("state", entry="main.socket_visible", input={"path": self.w.sock}), False)
+
+    def test_processes_do_not_outlive_the_execution(self):
+        self.settled(3)
+        pids = self.ok("spawn")
+        tree = self.settled(3)   # the zygote and two prepared processes
+        self.assertEqual(len(tree), 3, tree)
+        for pid in pids:
+            self.assertFalse(alive(pid), "process %d survived" % pid)
+
+    def test_cannot_harm_the_worker(self):
+        out = self.ok("hostile")
+        self.assertEqual(out, {"parent": 1, "parent group": 1, "pid 1": 1, "everyone": 1})   # EPERM
+        self.assertEqual(self.w.request("GET", "/ping")[0], 200)
+        self.assertIsNone(self.w.proc.poll())
+        self.assertEqual(self.ok("hello"), "Hello, World")
+
+    def test_process_exiting_without_answer(self):
+        r = self.w.execute("hostile", entry="main.exit3")
+        self.assertFailed(r, "Function execution failed: its process exited with status 3 before answering.")
+        self.assertIn("leaving\n", r["logs"])
+        self.assertEqual(self.ok("hello"), "Hello, World")
+
+    def test_timeout_kills_only_the_execution(self):
+        start = time.monotonic()
+        r = self.w.execute("hostile", entry="main.loop", timeout=0.5)
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertFailed(r, "Function execution timeout.")
+        self.assertIn("looping\n", r["logs"])
+        self.assertIn("Execution timed out after 0.5 seconds.\n", r["logs"])
+        self.assertEqual(self.w.request("GET", "/ping")[0], 200, "no draining in strict mode")
+        self.assertEqual(self.ok("hello"), "Hello, World")
+        self.assertIsNone(self.w.proc.poll())
+
+    def test_preload_levels(self):
+        for level in ("function", "runtime", "none", "function"):
+            got = self.w.post("/preload", {"level": level, "function_id": "hello", "entry": "main.main"})
+            self.assertEqual(got, {"level": level, "error": None})
+            r = self.w.execute("hello", input={"name": level})
+            self.assertEqual(r["output"], "Hello, %s" % level)
+            self.assertIn("Hello, %s\n" % level, r["logs"])
+        self.assertEqual(self.w.post("/preload", {"level": "runtime", "function_id": "hello"})["level"], "runtime")
+
+    def test_no_integer_digit_limit_at_any_level(self):
+        for level in ("function", "none", "runtime"):
+            got = self.w.post("/preload", {"level": level, "function_id": "compat", "entry": "main.digits"})
+            self.assertEqual(got, {"level": level, "error": None})
+            self.assertEqual(self.ok("compat", entry="main.digits"), [50001, 50706], level)
+
+    def test_preload_that_cannot_be_done_falls_back(self):
+        got = self.w.post("/preload", {"level": "function", "function_id": "broken"})
+        self.assertEqual(got["level"], "runtime")
+        self.assertIn("No module named 'does_not_exist_anywhere'", got["error"])
+        self.assertFailed(self.w.execute("broken"),
+                          "Failed to import module 'main': ModuleNotFoundError: No module named 'does_not_exist_anywhere'")
+
+        got = self.w.post("/preload", {"level": "function", "function_id": "threaded_import"})
+        self.assertEqual(got["level"], "runtime")
+        self.assertIn("started threads", got["error"])
+        self.assertEqual(self.ok("threaded_import"), 2, "imported in the execution, thread and all")
+
+        start = time.monotonic()
+        got = self.w.post("/preload", {"level": "function", "function_id": "slow_import", "timeout": 0.5})
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertEqual(got["level"], "runtime")
+        self.assertIn("longer than 0.5s", got["error"])
+        self.w.post("/preload", {"level": "runtime", "function_id": "hello"})
+
+    def test_bad_preload(self):
+        status, _ = self.w.request("POST", "/preload", json.dumps({"level": "all", "function_id": "x"}).encode())
+        self.assertEqual(status, 400)
+
+
+if __name__ == "__main__":
+    unittest.main()
