@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -39,12 +40,19 @@ type Sandbox struct {
 	TmpSize int64
 	// ExtraPaths are further host paths shown read-only at the same place.
 	ExtraPaths []string
+	// HostUIDStart and HostUIDCount are the range of host uids workers
+	// run as, one of its own each (sandbox.HostIDs; default
+	// DefaultHostUIDStart and DefaultHostUIDCount).
+	HostUIDStart, HostUIDCount int
 }
 
 // Defaults of the sandbox.
 const (
-	DefaultSandboxUID = 65534
-	DefaultTmpSize    = 64 << 20
+	DefaultSandboxUID   = 65534
+	DefaultTmpSize      = 64 << 20
+	DefaultHostUIDStart = 0x70000000
+	DefaultHostUIDCount = 65536
+	hostIDsDir          = ".hostuids" // in WorkersDir, shared by the engines using it
 )
 
 // Where things are inside a sandbox. The package directory is upstream's.
@@ -101,6 +109,8 @@ type confinement struct {
 	mu     sync.Mutex
 	mounts map[string][]sandbox.Mount // by executable and network access
 
+	hostIDs *sandbox.HostIDs // a host uid per sandboxed worker
+
 	splitOnce   sync.Once // logs that strict workers cannot have a cpu group for executions
 	confineOnce sync.Once // logs that strict Node.js executions cannot be confined
 }
@@ -134,6 +144,13 @@ func newConfinement(cfg *Config) (*confinement, error) {
 	if s.TmpSize <= 0 {
 		s.TmpSize = DefaultTmpSize
 	}
+	s.HostUIDStart = cmp.Or(s.HostUIDStart, DefaultHostUIDStart)
+	s.HostUIDCount = cmp.Or(s.HostUIDCount, DefaultHostUIDCount)
+	ids, err := sandbox.NewHostIDs(filepath.Join(cfg.WorkersDir, hostIDsDir), s.HostUIDStart, s.HostUIDCount)
+	if err != nil {
+		return nil, err
+	}
+	c.hostIDs = ids
 	for _, p := range s.ExtraPaths {
 		if _, err := os.Stat(p); err != nil || !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("sandbox extra path %q: must be an existing absolute path (%v)", p, err)
@@ -306,7 +323,16 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		procs = cg.ProcsFiles()
 	}
 	spec := sandbox.Spec{Cgroups: procs, Rlimits: workerRlimits}
-	execCPU := o.splitCPU(p, cg) // strict: the cpu group of execution processes
+	// A sandboxed worker's host identity, its own (freed with dir).
+	owner, group := os.Getuid(), os.Getgid()
+	if sandboxed {
+		var err error
+		if owner, err = o.conf.hostIDs.Allocate(dir); err != nil {
+			return launch{}, cg, err
+		}
+		group = owner
+	}
+	execCPU := o.splitCPU(p, cg, owner, group) // strict: the cpu group of execution processes
 	if p.strict && cg != nil {
 		cg.OOMKillsOne() // an execution process (which asks to be first) rather than the worker
 	}
@@ -333,7 +359,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 			return launch{}, cg, err
 		}
 	}
-	if err := os.Chown(runDir, s.UID, s.GID); err != nil { // the runtime creates its socket there
+	if err := os.Chown(runDir, owner, group); err != nil { // the runtime creates its socket there
 		return launch{}, cg, err
 	}
 	inRun := sandboxRun + "/" + name
@@ -370,6 +396,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	spec.Env, spec.Dir = env, "/tmp"
 	spec.Isolate = &sandbox.Isolation{
 		Root: root, Mounts: mounts, Hostname: sandboxHostname, Network: network, UID: s.UID, GID: s.GID,
+		HostUID: owner, HostGID: group,
 	}
 	cmd, err := sandbox.Command(spec, argv)
 	if err != nil {

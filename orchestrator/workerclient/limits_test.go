@@ -25,12 +25,12 @@ func TestExecute_EngineLimits(t *testing.T) {
 	}
 	long := "Start execution: e1\n" + strings.Repeat("é", 3*logLimit) + "\nFinished execution: e1\n"
 	for _, tc := range []struct {
-		name     string
-		body     string
-		success  bool
-		output   string
-		logs     func(t *testing.T, logs string)
-		maxResp  int64
+		name      string
+		body      string
+		success   bool
+		output    string
+		logs      func(t *testing.T, logs string)
+		maxResp   int64
 		unlimited bool
 	}{
 		{name: "result at the limit passes", body: answer(`"`+strings.Repeat("a", resultLimit-2)+`"`, "ok\n", true),
