@@ -83,6 +83,8 @@ const (
 	DefaultNodeMemoryOverhead = 64 << 20
 	DefaultSandboxUID         = 65534
 	DefaultTmpSize            = 64 << 20
+	DefaultHostUIDStart       = 0x70000000
+	DefaultHostUIDCount       = 65536
 	DefaultPreloadWindow      = 60 * time.Second
 	DefaultPreloadInterval    = 5 * time.Second
 )
@@ -132,6 +134,12 @@ func (c *Config) setDefaults() {
 	// this size.
 	if s.TmpSize <= 0 {
 		s.TmpSize = DefaultTmpSize
+	}
+	if s.HostUIDStart == 0 {
+		s.HostUIDStart = DefaultHostUIDStart
+	}
+	if s.HostUIDCount == 0 {
+		s.HostUIDCount = DefaultHostUIDCount
 	}
 	p := &c.Isolation.Preload
 	if p.Policy == nil {
@@ -183,4 +191,8 @@ type Sandbox struct {
 	TmpSize int64
 	// ExtraPaths are further host paths shown read-only at the same place.
 	ExtraPaths []string
+	// HostUIDStart and HostUIDCount are the range of host uids workers
+	// run as, one of its own each (sandbox.HostIDs; default
+	// DefaultHostUIDStart and DefaultHostUIDCount).
+	HostUIDStart, HostUIDCount int
 }

@@ -37,6 +37,10 @@ const (
 	rootName = "root" // where the sandbox's root is mounted, in its namespace only
 )
 
+// hostIDsDir, in WorkersDir, holds the host uids taken by workers; engines
+// sharing the directory share it.
+const hostIDsDir = ".hostuids"
+
 // rlimits of every worker, as upstream's runtime set them for a function
 // (NOFILE 1024, FSIZE 500 MiB), plus no core dumps: a core dump handler on
 // the host must not receive a function's memory. Upstream's NPROC 128 is left
@@ -68,6 +72,8 @@ type confinement struct {
 	mu     sync.Mutex
 	mounts map[string][]sandbox.Mount // by executable and network access
 
+	hostIDs *sandbox.HostIDs // a host uid per sandboxed worker
+
 	splitOnce   sync.Once // logs that strict workers cannot have a cpu group for executions
 	confineOnce sync.Once // logs that strict Node.js executions cannot be confined
 }
@@ -92,6 +98,11 @@ func newConfinement(cfg *Config) (*confinement, error) {
 	if s.UID < 0 || s.GID < 0 {
 		return nil, fmt.Errorf("sandbox uid %d and gid %d must not be negative", s.UID, s.GID)
 	}
+	ids, err := sandbox.NewHostIDs(filepath.Join(cfg.WorkersDir, hostIDsDir), s.HostUIDStart, s.HostUIDCount)
+	if err != nil {
+		return nil, err
+	}
+	c.hostIDs = ids
 	for _, p := range s.ExtraPaths {
 		if _, err := os.Stat(p); err != nil || !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("sandbox extra path %q: must be an existing absolute path (%v)", p, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -107,15 +106,12 @@ const execCgroup = "exec"
 // turn into throttled calls. Memory and pids limits stay on the worker's
 // group, over everything. Where that cannot be done (cgroup v2, where a
 // group with processes cannot have controller children) the limit stays
-// on the whole worker, which is logged once. Returns the child's host
-// directory, or "".
-func (o *Orchestrator) splitCPU(p *pool, cg *cgroup.Group) string {
+// on the whole worker, which is logged once. The child's cgroup.procs
+// belongs to uid and gid, the worker's on the host. Returns the child's
+// host directory, or "".
+func (o *Orchestrator) splitCPU(p *pool, cg *cgroup.Group, uid, gid int) string {
 	if !p.strict || cg == nil {
 		return ""
-	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if o.conf.cfg.Enabled {
-		uid, gid = o.conf.cfg.UID, o.conf.cfg.GID
 	}
 	dir, err := cg.SplitCPU(execCgroup, uid, gid)
 	if err != nil {

@@ -41,7 +41,16 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 		procs = cg.ProcsFiles()
 	}
 	spec := sandbox.Spec{Cgroups: procs, Rlimits: workerRlimits}
-	execCPU := o.splitCPU(p, cg) // strict: the cpu group of execution processes
+	// A sandboxed worker's host identity, its own (freed with dir).
+	owner, group := os.Getuid(), os.Getgid()
+	if sandboxed {
+		var err error
+		if owner, err = o.conf.hostIDs.Allocate(dir); err != nil {
+			return launch{}, cg, err
+		}
+		group = owner
+	}
+	execCPU := o.splitCPU(p, cg, owner, group) // strict: the cpu group of execution processes
 	if p.strict && cg != nil {
 		cg.OOMKillsOne() // an execution process (which asks to be first) rather than the worker
 	}
@@ -68,7 +77,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 			return launch{}, cg, err
 		}
 	}
-	if err := os.Chown(runDir, s.UID, s.GID); err != nil { // the runtime creates its socket there
+	if err := os.Chown(runDir, owner, group); err != nil { // the runtime creates its socket there
 		return launch{}, cg, err
 	}
 	inRun := sandboxRun + "/" + name
@@ -106,6 +115,7 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	spec.Env, spec.Dir = env, "/tmp"
 	spec.Isolate = &sandbox.Isolation{
 		Root: root, Mounts: mounts, Hostname: sandboxHostname, Network: network, UID: s.UID, GID: s.GID,
+		HostUID: owner, HostGID: group,
 	}
 	cmd, err := sandbox.Command(spec, argv)
 	if err != nil {

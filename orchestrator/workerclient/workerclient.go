@@ -55,6 +55,12 @@ type Options struct {
 	DialTimeout time.Duration
 	// MaxResponseBytes bounds an /execute answer (default DefaultMaxResponseBytes).
 	MaxResponseBytes int64
+	// MaxResultBytes and MaxLogBytes, when positive, are the limits the
+	// engine enforces on what a worker answers, whatever the runtime
+	// claims (a function in a reuse worker controls its runtime; see
+	// limits.go): a larger JSON result fails the execution, a longer log
+	// is cut with a note.
+	MaxResultBytes, MaxLogBytes int
 	// MaxIdleConnsPerWorker is how many idle keep-alive connections are kept
 	// per worker (default 16); concurrent executions on one worker each need
 	// their own connection.
@@ -70,6 +76,7 @@ type Client struct {
 	unix    *http.Client
 	tcp     *http.Client
 	maxResp int64
+	limits  limits
 }
 
 // New returns a Client.
@@ -120,6 +127,7 @@ func New(opts Options) *Client {
 		})},
 		tcp:     &http.Client{Transport: transport(tcpDial)},
 		maxResp: opts.MaxResponseBytes,
+		limits:  limits{result: opts.MaxResultBytes, log: opts.MaxLogBytes},
 	}
 }
 
@@ -272,6 +280,13 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		return c.failure(ctx, runCtx, addr, inv, err)
 	}
 	if int64(len(data)) > c.maxResp {
+		if c.limits.result > 0 {
+			// Only a runtime the function took over answers this much:
+			// its result (or log) is past the limit, the function's own
+			// failure. The rest of the answer is not read (drainClose
+			// gives up on the connection).
+			return c.limits.oversized(c.maxResp), nil
+		}
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: answer larger than %d bytes", inv.ExecutionID, addr, orchestrator.ErrWorkerLost, c.maxResp)
 	}
 	var out executeResponse
@@ -293,7 +308,7 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		Logs:     out.Logs,
 		Timing:   out.Timing,
 	}
-	return res, nil
+	return c.limits.enforce(res), nil
 }
 
 // Preload is a /preload request: the level of preloading a worker with

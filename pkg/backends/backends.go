@@ -72,6 +72,8 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 				NetworkRuntimes: c.Local.NetworkRuntimes,
 				TmpSize:         c.Local.SandboxTmpSize,
 				ExtraPaths:      c.Local.SandboxPaths,
+				HostUIDStart:    c.Local.SandboxHostUIDStart,
+				HostUIDCount:    c.Local.SandboxHostUIDCount,
 			},
 			CgroupParent: c.Local.CgroupParent,
 			MaxPids:      c.Local.MaxPids,

@@ -34,6 +34,7 @@ func (c *Config) Validate() error {
 	v.atLeast("local_orchestrator.max_log_size", int64(c.Local.MaxLogSize), 1)
 	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)
 	v.atLeast("local_orchestrator.nodejs_memory_overhead", c.Local.NodeMemoryOverhead, 0)
+	v.hostUIDs(c.Local)
 	v.atLeast("storage.max_package_size", c.Storage.MaxPackageSize, 1)
 	v.atLeast("keystone_authtoken.token_cache_size", int64(c.Keystone.TokenCacheSize), 0)
 	v.atLeast("cors.max_age", int64(c.CORS.MaxAge), 0)
@@ -211,4 +212,31 @@ func orList(items []string) string {
 		return strings.Join(items, "")
 	}
 	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
+
+// maxHostUID bounds the workers' host uids: from 2^31 on, too many programs
+// read uids as signed 32-bit numbers.
+const maxHostUID = 1<<31 - 2
+
+// hostUIDs checks the range of the sandboxed workers' host uids: inside
+// 1..maxHostUID, and clear of sandbox_uid and sandbox_gid.
+func (v *validator) hostUIDs(l Local) {
+	first, n := int64(l.SandboxHostUIDStart), int64(l.SandboxHostUIDCount)
+	v.atLeast("local_orchestrator.sandbox_host_uid_start", first, 1)
+	v.atLeast("local_orchestrator.sandbox_host_uid_count", n, 1)
+	if first < 1 || n < 1 {
+		return
+	}
+	last := first + n - 1
+	if last > maxHostUID {
+		v.addf("local_orchestrator.sandbox_host_uid_count %d: the range from %d would end past %d", n, first, maxHostUID)
+	}
+	for _, id := range []struct {
+		name string
+		v    int
+	}{{"sandbox_uid", l.SandboxUID}, {"sandbox_gid", l.SandboxGID}} {
+		if int64(id.v) >= first && int64(id.v) <= last {
+			v.addf("local_orchestrator.sandbox_host_uid_start %d: the range (%d ids) must not hold %s %d", first, n, id.name, id.v)
+		}
+	}
 }

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,7 +37,8 @@ import (
 //     directory);
 //   - drops every capability the user namespace gave (bounding set
 //     included), sets no_new_privs, installs the seccomp filter of
-//     SeccompProgram (what the Python runtime's execution processes install);
+//     SeccompProgram (what the Python runtime's execution processes install,
+//     on top of the worker's, seccomp.go);
 //   - execs the command, which is PID 1 of its namespace: killing it kills
 //     everything it started.
 //
@@ -52,8 +50,7 @@ const ConfineName = "qinling-confine"
 // ConfineAvailable tells whether this binary can serve as the confinement
 // helper: it needs cgo (the C half) and a seccomp filter for the architecture.
 func ConfineAvailable() bool {
-	_, ok := seccompArchs[runtime.GOARCH]
-	return confineBuilt && ok
+	return confineBuilt && nativeArch != nil
 }
 
 // confineMain is the Go half of the helper; it returns only on failure,
@@ -210,142 +207,4 @@ func dropNamespaceCaps() error {
 		return fmt.Errorf("clear capabilities: %w", err)
 	}
 	return nil
-}
-
-func installSeccomp(prog []unix.SockFilter) error {
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
-		return fmt.Errorf("install the seccomp filter: %w", err)
-	}
-	runtime.KeepAlive(prog)
-	return nil
-}
-
-// seccompArch is what the filter needs to know of an architecture: its
-// audit value, and the first syscall number of an ABI sharing it (x32), 0
-// for none.
-type seccompArch struct {
-	audit uint32
-	x32   uint32
-}
-
-var seccompArchs = map[string]seccompArch{
-	"amd64": {audit: unix.AUDIT_ARCH_X86_64, x32: 0x40000000},
-	"arm64": {audit: unix.AUDIT_ARCH_AARCH64},
-}
-
-// Constants of the filter (the same on amd64 and arm64).
-const (
-	fSetOwn    = 8      // F_SETOWN
-	fSetOwnEx  = 15     // F_SETOWN_EX
-	fioSetOwn  = 0x8901 // FIOSETOWN
-	siocSPgrp  = 0x8902 // SIOCSPGRP
-	retAllow   = unix.SECCOMP_RET_ALLOW
-	retEPERM   = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
-	bpfLdAbs   = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
-	bpfJeq     = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
-	bpfJge     = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
-	bpfRet     = unix.BPF_RET | unix.BPF_K
-	offNr      = 0  // struct seccomp_data: nr
-	offArch    = 4  // arch
-	offArgsLow = 16 // low 32 bits of args[0]; args[i] at + 8*i (little endian)
-)
-
-// SeccompProgram returns the classic-BPF seccomp program of an execution
-// process, the same as the Python runtime's
-// (runtimes/python3/_qinling_runtime/confinement.py, seccomp_program): it
-// denies, with EPERM, tkill, ptrace, process_vm_readv and _writev,
-// pidfd_send_signal and pidfd_getfd outright; kill, tgkill,
-// rt_sigqueueinfo, rt_tgsigqueueinfo and pidfd_open aimed at the processes
-// in protect, their process groups or -1 (every process); and F_SETOWN(_EX),
-// FIOSETOWN and SIOCSPGRP (SIGIO to a chosen process). Other ABIs (int 0x80,
-// x32) may make no system call at all.
-func SeccompProgram(protect []int) ([]unix.SockFilter, error) {
-	arch, ok := seccompArchs[runtime.GOARCH]
-	if !ok {
-		return nil, fmt.Errorf("no seccomp filter for %s", runtime.GOARCH)
-	}
-	pidSet := map[uint32]bool{0xFFFFFFFF: true}
-	for _, p := range protect {
-		pidSet[uint32(int32(p))] = true
-		pidSet[uint32(int32(-p))] = true
-	}
-	pids := make([]uint32, 0, len(pidSet))
-	for p := range pidSet {
-		pids = append(pids, p)
-	}
-	slices.Sort(pids)
-
-	type ins struct {
-		code   uint16
-		jt, jf string // labels; "" falls through
-		k      uint32
-	}
-	var prog []ins
-	emit := func(code uint16, k uint32, jt, jf string) { prog = append(prog, ins{code, jt, jf, k}) }
-	labels := map[string]int{}
-
-	emit(bpfLdAbs, offArch, "", "")
-	emit(bpfJeq, arch.audit, "", "deny")
-	emit(bpfLdAbs, offNr, "", "")
-	if arch.x32 != 0 {
-		emit(bpfJge, arch.x32, "deny", "")
-	}
-	for _, nr := range []uintptr{unix.SYS_TKILL, unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV,
-		unix.SYS_PIDFD_SEND_SIGNAL, unix.SYS_PIDFD_GETFD} {
-		emit(bpfJeq, uint32(nr), "deny", "")
-	}
-	for _, nr := range []uintptr{unix.SYS_KILL, unix.SYS_TGKILL, unix.SYS_RT_SIGQUEUEINFO, unix.SYS_RT_TGSIGQUEUEINFO, unix.SYS_PIDFD_OPEN} {
-		emit(bpfJeq, uint32(nr), "pid", "")
-	}
-	emit(bpfJeq, uint32(unix.SYS_FCNTL), "fcntl", "")
-	emit(bpfJeq, uint32(unix.SYS_IOCTL), "ioctl", "")
-	emit(bpfRet, retAllow, "", "")
-	labels["pid"] = len(prog) // the first argument is a pid
-	emit(bpfLdAbs, offArgsLow, "", "")
-	for _, p := range pids {
-		emit(bpfJeq, p, "deny", "")
-	}
-	emit(bpfRet, retAllow, "", "")
-	labels["fcntl"] = len(prog)
-	emit(bpfLdAbs, offArgsLow+8, "", "")
-	emit(bpfJeq, fSetOwnEx, "deny", "")
-	emit(bpfJeq, fSetOwn, "", "allow")
-	emit(bpfLdAbs, offArgsLow+16, "", "")
-	for _, p := range pids {
-		emit(bpfJeq, p, "deny", "")
-	}
-	labels["allow"] = len(prog)
-	emit(bpfRet, retAllow, "", "")
-	labels["ioctl"] = len(prog)
-	emit(bpfLdAbs, offArgsLow+8, "", "")
-	emit(bpfJeq, fioSetOwn, "deny", "")
-	emit(bpfJeq, siocSPgrp, "deny", "")
-	emit(bpfRet, retAllow, "", "")
-	labels["deny"] = len(prog)
-	emit(bpfRet, retEPERM, "", "")
-
-	out := make([]unix.SockFilter, len(prog))
-	for i, in := range prog {
-		jump := func(label string) (uint8, error) {
-			if label == "" {
-				return 0, nil
-			}
-			d := labels[label] - i - 1
-			if d < 0 || d > 255 {
-				return 0, fmt.Errorf("seccomp program: jump to %s out of range (%d)", label, d)
-			}
-			return uint8(d), nil
-		}
-		jt, err := jump(in.jt)
-		if err != nil {
-			return nil, err
-		}
-		jf, err := jump(in.jf)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = unix.SockFilter{Code: in.code, Jt: jt, Jf: jf, K: in.k}
-	}
-	return out, nil
 }

@@ -4,14 +4,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // confineCmd runs this test binary as the confinement helper around argv.
@@ -118,31 +116,4 @@ func TestConfine_BadArguments(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "must be an absolute path")
-}
-
-func TestSeccompProgram(t *testing.T) {
-	t.Parallel()
-	if _, ok := seccompArchs[runtime.GOARCH]; !ok {
-		t.Skip("no seccomp filter for " + runtime.GOARCH)
-	}
-	prog, err := SeccompProgram([]int{1, 42})
-	require.NoError(t, err)
-	require.Equal(t, uint16(bpfLdAbs), prog[0].Code)
-	require.Equal(t, unix.SockFilter{Code: bpfRet, K: retEPERM}, prog[len(prog)-1])
-	var pids []uint32
-	for i, ins := range prog {
-		if ins.Code == bpfJeq || ins.Code == bpfJge {
-			require.Less(t, i+1+int(ins.Jt), len(prog))
-			require.Less(t, i+1+int(ins.Jf), len(prog))
-		}
-		if ins.Code == bpfJeq && prog[i+1+int(ins.Jt)] == prog[len(prog)-1] && ins.K >= 0x80000000 {
-			pids = append(pids, ins.K)
-		}
-	}
-	// -1 (every process), -1 and -42 (the groups), each in the kill and the F_SETOWN checks.
-	require.Contains(t, pids, uint32(0xFFFFFFFF))
-	require.Contains(t, pids, uint32(0xFFFFFFD6))
-	short, err := SeccompProgram(nil)
-	require.NoError(t, err)
-	require.Less(t, len(short), len(prog))
 }

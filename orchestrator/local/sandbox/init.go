@@ -58,15 +58,40 @@ func helperMain(specJSON string, argv []string) int {
 			return fail(ExitSetup, fmt.Errorf("setrlimit %d: %w", rl.Resource, err))
 		}
 	}
-	if iso := spec.Isolate; iso != nil {
-		if err := dropPrivileges(iso.UID, iso.GID); err != nil {
+	iso := spec.Isolate
+	if iso != nil {
+		uid, gid := iso.UID, iso.GID
+		if iso.HostUID > 0 {
+			uid, gid = iso.HostUID, iso.HostGID
+		}
+		if err := dropPrivileges(uid, gid); err != nil {
 			return fail(ExitSetup, err)
 		}
+	} else if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail(ExitSetup, fmt.Errorf("no_new_privs: %w", err))
 	}
 	if spec.Dir != "" {
 		if err := os.Chdir(spec.Dir); err != nil {
 			return fail(ExitSetup, err)
 		}
+	}
+	if WorkerSeccompAvailable() {
+		prog, err := WorkerSeccompProgram()
+		if err == nil {
+			err = installSeccomp(prog)
+		}
+		if err != nil {
+			return fail(ExitSetup, err)
+		}
+	}
+	if iso != nil && iso.HostUID > 0 && usernsBuilt {
+		// The last step, in a single-threaded process (userns_cgo.go).
+		args := []string{usernsName, strconv.Itoa(iso.UID), strconv.Itoa(iso.GID), argSep}
+		if spec.Check {
+			args[3] = "--check"
+		}
+		err := syscall.Exec("/proc/self/exe", append(args, argv...), spec.Env)
+		return fail(ExitSetup, fmt.Errorf("exec %s: %w", usernsName, err))
 	}
 	if spec.Check {
 		return 0
@@ -74,6 +99,9 @@ func helperMain(specJSON string, argv []string) int {
 	err := syscall.Exec(argv[0], argv, spec.Env)
 	return fail(ExitExec, fmt.Errorf("exec %s: %w", argv[0], err))
 }
+
+// usernsName is argv[0] of the helper's last step (userns_cgo.go).
+const usernsName = "qinling-userns"
 
 func fail(code int, err error) int {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", initName, err)

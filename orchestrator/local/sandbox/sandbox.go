@@ -20,8 +20,13 @@
 //     pivot_roots into it, detaches the host's tree and makes the root read-only;
 //   - brings up the loopback interface of its network namespace;
 //   - sets rlimits, drops every capability (bounding set included), switches
-//     to the unprivileged uid/gid, sets no_new_privs and re-arms the
-//     parent-death signal (a uid change clears it);
+//     to the unprivileged uid/gid (the worker's own host uid, from HostIDs),
+//     sets no_new_privs and re-arms the parent-death signal (a uid change
+//     clears it);
+//   - installs the workers' seccomp filter (seccomp.go), on every worker;
+//   - creates a user namespace of the worker's own, where its host uid is the
+//     configured uid (userns_cgo.go: a re-execution, since a multithreaded
+//     process cannot), and
 //   - execs the command, which becomes PID 1 of its PID namespace: when it
 //     dies the kernel kills everything else in the namespace, so killing one
 //     process removes the whole tree, whatever the function forked.
@@ -30,9 +35,9 @@
 // the helper that confines one execution process of a strict worker further
 // (confine.go).
 //
-// A user namespace is not used: the engine runs as root, and the command runs
-// as an unprivileged host uid with no capabilities, which is what a user
-// namespace would give, without its restrictions on mounting /proc.
+// The user namespace comes last, so that the setup runs as the host's root
+// (mounting /proc and binding host paths from inside a user namespace is
+// restricted), and owns none of the worker's other namespaces.
 package sandbox
 
 import (
@@ -101,6 +106,12 @@ type Isolation struct {
 	// UID and GID the command runs as; must not be 0.
 	UID int `json:"uid"`
 	GID int `json:"gid"`
+	// HostUID and HostGID, if set, are the host identity of the command
+	// (a uid of HostIDs, unique to the worker): it runs in a user namespace
+	// of its own where it is UID and GID, mapped to them and to nothing
+	// else (see userns_cgo.go). Unset: it runs as UID and GID on the host.
+	HostUID int `json:"host_uid,omitempty"`
+	HostGID int `json:"host_gid,omitempty"`
 }
 
 // MountKind says what a Mount makes.
@@ -143,9 +154,21 @@ func Command(spec Spec, argv []string) (*exec.Cmd, error) {
 		if iso.UID <= 0 || iso.GID <= 0 {
 			return nil, fmt.Errorf("sandbox: uid %d and gid %d must be unprivileged (not 0)", iso.UID, iso.GID)
 		}
+		if iso.HostUID < 0 || iso.HostGID < 0 || (iso.HostUID == 0) != (iso.HostGID == 0) {
+			return nil, fmt.Errorf("sandbox: host uid %d and gid %d must both be set (positive) or neither", iso.HostUID, iso.HostGID)
+		}
 		if !filepath.IsAbs(iso.Root) {
 			return nil, fmt.Errorf("sandbox: root %q must be an absolute path", iso.Root)
 		}
+	}
+	if iso := spec.Isolate; iso != nil && iso.HostUID > 0 && usernsBuilt {
+		mounts, err := withSelf(slices.Clone(iso.Mounts))
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: the helper's own files: %w", err)
+		}
+		isoCopy := *iso
+		isoCopy.Mounts = mounts
+		spec.Isolate = &isoCopy
 	}
 	data, err := json.Marshal(spec)
 	if err != nil {
@@ -201,9 +224,11 @@ func checkOnce(dir string, uid, gid int) (signaled bool, err error) {
 		return false, fmt.Errorf("sandbox: %w", err)
 	}
 	defer os.Remove(root)
+	// The worker's own user namespace included (uid and gid mapped to
+	// themselves here): it needs unprivileged user namespaces.
 	spec := Spec{
 		Check: true, Dir: "/tmp",
-		Isolate: &Isolation{Root: root, UID: uid, GID: gid, Mounts: SystemMounts(1<<20, "")},
+		Isolate: &Isolation{Root: root, UID: uid, GID: gid, HostUID: uid, HostGID: gid, Mounts: SystemMounts(1<<20, "")},
 	}
 	cmd, err := Command(spec, []string{"/nonexistent"})
 	if err != nil {
