@@ -3,9 +3,7 @@ package execution_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/execution"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // recordingEngine takes every execution it is handed: a sync one is ended
@@ -55,11 +54,7 @@ type world struct {
 func newWorld(t *testing.T) world {
 	t.Helper()
 	ctx := context.Background()
-	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), db.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { d.Close() })
-	_, _, err = d.Sync(ctx)
-	require.NoError(t, err)
+	d := testutil.SQLite(t)
 
 	ready := &db.Runtime{Base: db.Base{ProjectID: "admin"}, Image: "python3", Status: db.StatusAvailable, IsPublic: true}
 	require.NoError(t, d.CreateRuntime(ctx, ready))
@@ -82,7 +77,7 @@ func newWorld(t *testing.T) world {
 	w.fa, w.fb = fa.ID, fb.ID
 	w.creating = function("a", creating, pkg).ID
 	w.img = function("a", nil, db.Code{Source: db.SourceImage, Image: "busybox"}).ID
-	_, err = d.CreateFunctionVersion(ctx, fa, nil)
+	_, err := d.CreateFunctionVersion(ctx, fa, nil)
 	require.NoError(t, err)
 	for _, a := range []*db.FunctionAlias{
 		{Base: db.Base{ProjectID: "b", CreatedAt: time.Now().Add(-time.Hour)}, Name: "prod", FunctionID: fb.ID},
@@ -133,7 +128,7 @@ func TestStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng := &recordingEngine{db: w.db}
-			s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.DiscardHandler)}
 			tc.req.Input = text("world")
 			e, err := s.Start(context.Background(), tc.req)
 			if tc.kind != "" {
@@ -162,7 +157,7 @@ func TestStart_Engine(t *testing.T) {
 	ctx := context.Background()
 	run := func(t *testing.T, fail error, sync bool) (*db.Execution, error) {
 		eng := &recordingEngine{db: w.db, fail: fail}
-		s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.DiscardHandler)}
 		return s.Start(ctx, execution.Request{Project: "a", Functions: db.Scope{ProjectID: "a"}, Target: execution.Target{FunctionID: w.fa}, Sync: sync})
 	}
 	t.Run("sync comes back finished", func(t *testing.T) {

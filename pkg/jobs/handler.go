@@ -29,13 +29,10 @@ type Handler struct {
 
 // Run fires due jobs every interval until ctx ends.
 func (h *Handler) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
+		case <-time.After(interval):
 			h.FireDue(ctx)
 		}
 	}
