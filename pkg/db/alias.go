@@ -34,11 +34,13 @@ func (d *DB) CreateFunctionAlias(ctx context.Context, a *FunctionAlias) error {
 	})
 }
 
-// FunctionAlias returns the alias name visible in scope.
-func (d *DB) FunctionAlias(ctx context.Context, s Scope, name string) (*FunctionAlias, error) {
+// FunctionAlias returns the alias called name in project. A name means
+// nothing outside its project (two projects may both have "prod"), so there
+// is no lookup by name across projects, for admins either: the caller names
+// the project.
+func (d *DB) FunctionAlias(ctx context.Context, project, name string) (*FunctionAlias, error) {
 	var a FunctionAlias
-	// An admin reading across projects gets the oldest alias of that name.
-	err := s.apply(d.gorm.WithContext(ctx)).Where("name = ?", name).Order("created_at ASC").Take(&a).Error
+	err := d.gorm.WithContext(ctx).Where("project_id = ? AND name = ?", project, name).Take(&a).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, errdefs.NotFound("FunctionAlias not found [name=%s]", name)
 	}

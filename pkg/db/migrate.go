@@ -24,6 +24,14 @@ var migrations = []migration{
 	{Version: 1, Name: "initial schema (upstream's tables as of migration 011)", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(allModels()...)
 	}},
+	{Version: 2, Name: "runtimes.description holds a runtime's whole error reason", Up: func(tx *gorm.DB) error {
+		// SQLite does not enforce VARCHAR sizes; altering would only copy
+		// the table.
+		if tx.Dialector.Name() == "sqlite" {
+			return nil
+		}
+		return tx.Migrator().AlterColumn(&Runtime{}, "Description")
+	}},
 }
 
 // LatestVersion is the schema version this build needs.

@@ -30,7 +30,7 @@ type Base struct {
 type Runtime struct {
 	Base
 	Name        *string `gorm:"size:255"`
-	Description *string `gorm:"size:255"`
+	Description *string `gorm:"size:1024"` // RuntimeDescriptionSize
 	Image       string  `gorm:"size:255;not null"`
 	Status      string  `gorm:"size:32;not null"`
 	// No gorm defaults on bools: gorm would replace an explicit false with them.

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"unicode/utf8"
 
 	"github.com/qinling-go/qinling/pkg/errdefs"
 )
@@ -25,6 +26,31 @@ func (d *DB) Runtime(ctx context.Context, s Scope, id string) (*Runtime, error) 
 		return nil, translate(err, "Runtime", id)
 	}
 	return &rt, nil
+}
+
+// CheckAvailable is the one answer for a runtime that cannot take work now
+// (creating, upgrading or in error): a conflict, 409, as upstream's
+// RuntimeNotAvailableException. It is the runtime's state, not the
+// request, that is wrong, and the same request may succeed later.
+func (rt *Runtime) CheckAvailable() error {
+	if rt.Status != StatusAvailable {
+		return errdefs.Conflict("Runtime %s is not available.", rt.ID)
+	}
+	return nil
+}
+
+// RuntimeDescriptionSize is the runtimes.description column's size in
+// characters: room for an operator's description (the API allows 255) and
+// for the engine's whole reason of a runtime in error, which names the
+// images that can run.
+const RuntimeDescriptionSize = 1024
+
+// FitRuntimeDescription cuts s to the column, on a character boundary.
+func FitRuntimeDescription(s string) string {
+	if utf8.RuneCountInString(s) <= RuntimeDescriptionSize {
+		return s
+	}
+	return string([]rune(s)[:RuntimeDescriptionSize])
 }
 
 // Runtimes lists the runtimes visible in scope.

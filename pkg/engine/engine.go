@@ -195,7 +195,7 @@ func (e *Engine) CreateRuntime(ctx context.Context, id string) error {
 		// The reason goes where the CLI shows it, unless the operator wrote a
 		// description of their own.
 		if rt.Description == nil || *rt.Description == "" {
-			values["description"] = truncate("Runtime pool failed: "+err.Error(), 255)
+			values["description"] = db.FitRuntimeDescription("Runtime pool failed: " + err.Error())
 		}
 		return e.db.UpdateRuntime(ctx, id, values)
 	}
@@ -240,8 +240,8 @@ func (e *Engine) ensurePool(ctx context.Context, runtimeID string) error {
 	if err != nil {
 		return err
 	}
-	if rt.Status != db.StatusAvailable {
-		return errdefs.Conflict("Runtime %s is not available.", runtimeID)
+	if err := rt.CheckAvailable(); err != nil {
+		return err
 	}
 	return e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
 }
@@ -420,11 +420,4 @@ func (e *Engine) DeleteFunction(ctx context.Context, functionID string, version 
 		return err
 	}
 	return e.orch.DeleteFunction(ctx, functionID, version)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

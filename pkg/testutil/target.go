@@ -33,6 +33,7 @@ type Target struct {
 
 	as     Identity
 	client *http.Client
+	fixed  string // token sent whatever as says (WithToken)
 }
 
 // NewTarget returns the target of this test process: the devstack stack when
@@ -92,9 +93,21 @@ func (tg *Target) WithTimeout(d time.Duration) *Target {
 	return &c
 }
 
+// WithToken returns the same target sending token as its X-Auth-Token: for
+// an all-in-one started with authentication on against a fake Keystone
+// (pkg/keystone/keystonetest), whose tokens the test made up.
+func (tg *Target) WithToken(token string) *Target {
+	c := *tg
+	c.fixed = token
+	return &c
+}
+
 // token is the X-Auth-Token the target sends: none for Anonymous, the
 // client's "notused" on the all-in-one, a Keystone token on the stack.
 func (tg *Target) token() (string, error) {
+	if tg.fixed != "" {
+		return tg.fixed, nil
+	}
 	if tg.as == Anonymous {
 		return "", nil
 	}

@@ -110,8 +110,31 @@ func (s *Server) listAliases(_ http.ResponseWriter, r *http.Request) (any, int, 
 	return map[string]any{"function_aliases": out}, http.StatusOK, nil
 }
 
+// alias is the alias the path names, in aliasProject.
 func (s *Server) alias(r *http.Request) (*db.FunctionAlias, error) {
-	return s.DB.FunctionAlias(r.Context(), readScope(r.Context()), r.PathValue("name"))
+	project, err := aliasProject(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.DB.FunctionAlias(r.Context(), project, r.PathValue("name"))
+}
+
+// aliasProject is the project an alias name is looked up in: the caller's
+// own, admins included — upstream let an admin's name reach the oldest alias
+// of that name in any project, so an admin ran, changed and deleted other
+// projects' aliases unawares. An admin (who may list every project's
+// aliases) names another project with ?project_id=; anyone else asking for
+// another project is refused rather than silently given their own alias.
+func aliasProject(r *http.Request) (string, error) {
+	own := reqctx.From(r.Context()).ProjectID
+	p := r.URL.Query().Get("project_id")
+	if p == "" || p == own {
+		return own, nil
+	}
+	if err := policy.Enforce(r.Context(), policy.FunctionVersionGetAllAllProjects); err != nil {
+		return "", err
+	}
+	return p, nil
 }
 
 func (s *Server) getAlias(_ http.ResponseWriter, r *http.Request) (any, int, error) {
@@ -157,7 +180,7 @@ func (s *Server) updateAlias(_ http.ResponseWriter, r *http.Request) (any, int, 
 			return nil, 0, err
 		}
 	}
-	a, err = s.DB.FunctionAlias(ctx, db.Scope{ProjectID: a.ProjectID}, a.Name)
+	a, err = s.DB.FunctionAlias(ctx, a.ProjectID, a.Name)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -173,9 +196,4 @@ func (s *Server) deleteAlias(_ http.ResponseWriter, r *http.Request) (any, int, 
 		return nil, 0, err
 	}
 	return nil, http.StatusNoContent, nil
-}
-
-// resolveAlias turns an alias name into the function version it names.
-func (s *Server) resolveAlias(r *http.Request, name string) (*db.FunctionAlias, error) {
-	return s.DB.FunctionAlias(r.Context(), readScope(r.Context()), name)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord/memory"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/execution"
 	"github.com/qinling-go/qinling/pkg/rpc/inproc"
 	"github.com/qinling-go/qinling/pkg/testutil"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
@@ -76,8 +77,10 @@ func newAPIWith(t *testing.T, auth api.Authenticator, tune func(*api.Server)) (*
 	eng := engine.New(d, orch, co, st, engine.Options{}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	go tr.Serve(ctx, eng)
+	client := engine.Client{RPC: tr}
 	srv := &api.Server{
-		DB: d, Engine: engine.Client{RPC: tr}, Coord: co, Storage: st, Auth: auth, Log: log,
+		DB: d, Engine: client, Executions: &execution.Starter{DB: d, Engine: client, Log: log},
+		Coord: co, Storage: st, Auth: auth, Log: log,
 		Limits: api.Limits{
 			MaxBodySize: 1 << 20, MaxPackageSize: 1 << 20,
 			DefaultCPU: 100, MinCPU: 100, MaxCPU: 300,

@@ -1,15 +1,13 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/qinling-go/qinling/pkg/db"
-	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/execution"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
@@ -64,87 +62,25 @@ func (s *Server) createExecution(_ http.ResponseWriter, r *http.Request) (any, i
 	if err := checkLen("description", req.Description.Value, 255); err != nil {
 		return nil, 0, err
 	}
-	e := &db.Execution{
-		Base:        db.Base{ProjectID: reqctx.From(ctx).ProjectID},
-		Description: req.Description.Value,
-		Status:      db.StatusRunning,
+	start := execution.Request{
+		Project:     reqctx.From(ctx).ProjectID,
+		Functions:   readScope(ctx),
 		Sync:        req.Sync == nil || *req.Sync,
-		Input:       normaliseInput(req.Input.Value),
+		Input:       req.Input.Value,
+		Description: req.Description.Value,
 	}
-	switch {
-	case req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "":
-		a, err := s.resolveAlias(r, *req.FunctionAlias.Value)
+	if req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "" {
+		project, err := aliasProject(r)
 		if err != nil {
 			return nil, 0, err
 		}
-		e.FunctionID, e.FunctionVersion, e.FunctionAlias = &a.FunctionID, a.FunctionVersion, &a.Name
-	case req.FunctionID.Value != nil && *req.FunctionID.Value != "":
-		e.FunctionID = req.FunctionID.Value
-		e.FunctionVersion = req.FunctionVersion.Value
-	default:
-		return nil, 0, errdefs.Invalid("Either function_alias or function_id must be provided.")
+		start.Target = execution.Target{Alias: *req.FunctionAlias.Value, AliasProject: project}
+	} else if req.FunctionID.Value != nil {
+		start.Target = execution.Target{FunctionID: *req.FunctionID.Value, Version: req.FunctionVersion.Value}
 	}
-	if e.FunctionVersion < 0 {
-		return nil, 0, errdefs.Invalid("function_version must not be negative.")
-	}
-	return s.runExecution(ctx, e)
-}
-
-// runExecution checks the function can run, records the execution and hands
-// it to an engine: a call for sync executions, a cast for async ones.
-func (s *Server) runExecution(ctx context.Context, e *db.Execution) (any, int, error) {
-	f, err := s.DB.Function(ctx, readScope(ctx), *e.FunctionID)
+	e, err := s.Executions.Start(ctx, start)
 	if err != nil {
 		return nil, 0, err
-	}
-	runtimeID := ""
-	if f.RuntimeID != nil {
-		runtimeID = *f.RuntimeID
-		rt, err := s.DB.Runtime(ctx, db.Internal, runtimeID)
-		if err != nil {
-			return nil, 0, err
-		}
-		if rt.Status != db.StatusAvailable {
-			return nil, 0, errdefs.Conflict("Runtime %s is not available.", runtimeID)
-		}
-	}
-	if e.FunctionVersion > 0 {
-		if f.ParsedCode().Source != db.SourcePackage {
-			return nil, 0, errdefs.Invalid("Versions exist only for package type functions.")
-		}
-		if _, err := s.DB.FunctionVersion(ctx, db.Internal, f.ID, e.FunctionVersion); err != nil {
-			return nil, 0, errdefs.NotFound("FunctionVersion not found [function_id=%s, version_number=%d]", f.ID, e.FunctionVersion)
-		}
-	}
-	if err := s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err != nil {
-		return nil, 0, err
-	}
-	if err := s.DB.CreateExecution(ctx, e); err != nil {
-		return nil, 0, err
-	}
-	var input json.RawMessage
-	if e.Input != nil {
-		input = json.RawMessage(*e.Input)
-	}
-	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, Input: input}
-	if err := s.Engine.CreateExecution(ctx, args, e.Sync); err != nil {
-		// Upstream answers 201 with status error when the engine fails; a
-		// transport that is down is a 503 so clients know to retry.
-		reqctx.Logger(ctx, s.Log).Error("engine did not run the execution", "execution_id", e.ID, "error", err)
-		result := mustJSON(map[string]any{"output": "Function execution failed: " + errdefs.PublicMessage(err), "duration": 0})
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _ = s.DB.FinishExecution(sctx, e.ID, db.StatusError, &result, nil)
-		if errdefs.KindOf(err) == errdefs.KindUnavailable {
-			return nil, 0, err
-		}
-	}
-	if e.Sync {
-		got, err := s.DB.Execution(context.WithoutCancel(ctx), db.Internal, e.ID)
-		if err != nil {
-			return nil, 0, err
-		}
-		e = got
 	}
 	return renderExecution(e), http.StatusCreated, nil
 }
@@ -190,20 +126,35 @@ func (s *Server) getExecution(_ http.ResponseWriter, r *http.Request) (any, int,
 	return renderExecution(e), http.StatusOK, nil
 }
 
-// getExecutionLog serves the log as text/plain; an empty log is 204 as
-// upstream's framework answered.
+// getExecutionLog serves the log as text/plain; an empty log of a finished
+// execution is 204 as upstream's framework answered. The log is written when
+// the execution ends, so a running one says so instead of showing nothing:
+// `openstack function execution log show` prints the body as it is.
 func (s *Server) getExecutionLog(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	e, err := s.execution(r)
 	if err != nil {
 		return nil, 0, err
 	}
-	if e.Logs == nil || *e.Logs == "" {
+	log := ""
+	if e.Logs != nil {
+		log = *e.Logs
+	}
+	if e.Status == db.StatusRunning {
+		// Not valid JSON, which the CLI would try to decode and then crash on.
+		log += runningLogNote(e.ID)
+	}
+	if log == "" {
 		return nil, http.StatusNoContent, nil
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(*e.Logs))
+	_, _ = w.Write([]byte(log))
 	return nil, 0, nil
+}
+
+// runningLogNote is the log of an execution that has not ended yet.
+func runningLogNote(id string) string {
+	return "Execution " + id + " is still running: its log is complete when it has finished.\n"
 }
 
 func (s *Server) deleteExecution(_ http.ResponseWriter, r *http.Request) (any, int, error) {

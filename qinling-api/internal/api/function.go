@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
@@ -132,15 +133,18 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	if err != nil {
 		return nil, 0, err
 	}
-	if rt.Status != db.StatusAvailable {
-		return nil, 0, errdefs.Invalid("Runtime %s is not available.", runtimeID)
+	if err := rt.CheckAvailable(); err != nil {
+		return nil, 0, err
 	}
 	if form.pkg == nil {
 		return nil, 0, errdefs.Invalid("Package is missing: upload the zip file as the multipart form part 'package'.")
 	}
 	if entry == nil || *entry == "" {
-		e := "main.main"
+		e := defaultEntry
 		entry = &e
+	}
+	if err := checkEntry(*entry); err != nil {
+		return nil, 0, err
 	}
 	id := reqctx.From(ctx)
 	f := &db.Function{
@@ -183,6 +187,27 @@ func (s *Server) createImageFunction(ctx context.Context, code db.Code, res reso
 		return nil, 0, err
 	}
 	return renderFunction(f, false), http.StatusCreated, nil
+}
+
+// defaultEntry is upstream's entry when none is given: function main of
+// module main (main.py, or main.js on Node.js).
+const defaultEntry = "main.main"
+
+// checkEntry applies the runtimes' reading of an entry: split at the last
+// dot into a module path and a function name (hello.main is main in
+// hello.py; pkg.mod.main is main in pkg/mod.py), both of which must be there.
+// Upstream took any text and failed only when the function ran.
+func checkEntry(entry string) error {
+	i := strings.LastIndexByte(entry, '.')
+	switch {
+	case strings.ContainsFunc(entry, unicode.IsSpace):
+		return errdefs.Invalid("Invalid entry %q: it must not contain spaces.", entry)
+	case i < 0:
+		return errdefs.Invalid("Invalid entry %q: use <module>.<function>, such as hello.main for function main in hello.py (the default is %s).", entry, defaultEntry)
+	case i == 0 || i == len(entry)-1 || strings.Contains(entry, ".."):
+		return errdefs.Invalid("Invalid entry %q: both the module and the function name are needed, as in hello.main.", entry)
+	}
+	return nil
 }
 
 func orDefault(v, def int64) int64 {
@@ -328,6 +353,9 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, in
 	} else if v != nil {
 		if *v == "" {
 			return nil, 0, errdefs.Invalid("entry must not be empty.")
+		}
+		if err := checkEntry(*v); err != nil {
+			return nil, 0, err
 		}
 		values["entry"] = *v
 	}

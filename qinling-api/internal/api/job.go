@@ -1,15 +1,14 @@
 package api
 
 import (
-	"context"
+	"math"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/jobs"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
@@ -43,17 +42,14 @@ func renderJob(j *db.Job) jobView {
 // minLead is how far in the future a job's first or next run must be.
 const minLead = time.Minute
 
-// parseSchedule checks a cron pattern: five fields or a @descriptor.
-func parseSchedule(pattern string) (cron.Schedule, error) {
-	if len(pattern) > 32 {
-		return nil, errdefs.Invalid("The specified pattern is not valid: %s (at most 32 characters).", pattern)
-	}
-	sched, err := cron.ParseStandard(pattern)
-	if err != nil {
-		return nil, errdefs.Invalid("The specified pattern is not valid: %s (%v).", pattern, err)
-	}
-	return sched, nil
-}
+// maxLead bounds how far ahead a job's first or next run may be set: a
+// pattern's next match after it (robfig/cron looks up to five years ahead)
+// must still fit a MySQL DATETIME, and nobody schedules a century ahead.
+const maxLead = 100 * 365 * 24 * time.Hour
+
+// maxCount is the most runs a job may be given: jobs.count is an INTEGER
+// column, 32 bits on MySQL.
+const maxCount = math.MaxInt32
 
 // timeLayouts are the forms a job time may be given in; any zone is ignored
 // and the time taken as UTC, as upstream did.
@@ -74,8 +70,12 @@ func parseJobTime(field, v string) (time.Time, error) {
 }
 
 func checkLead(t time.Time) error {
-	if t.Before(time.Now().UTC().Add(minLead)) {
+	now := time.Now().UTC()
+	if t.Before(now.Add(minLead)) {
 		return errdefs.Invalid("Execution time must be at least 1 minute in the future.")
+	}
+	if t.After(now.Add(maxLead)) {
+		return errdefs.Invalid("Execution time must be at most 100 years in the future.")
 	}
 	return nil
 }
@@ -108,7 +108,8 @@ func (s *Server) createJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 	j := &db.Job{Base: db.Base{ProjectID: reqctx.From(ctx).ProjectID}, Name: req.Name.Value, Status: db.StatusRunning, FunctionInput: req.FunctionInput.Value}
 	switch {
 	case req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "":
-		a, err := s.resolveAlias(r, *req.FunctionAlias.Value)
+		// Each run resolves the alias in the job's project; so does this check.
+		a, err := s.DB.FunctionAlias(ctx, j.ProjectID, *req.FunctionAlias.Value)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -134,8 +135,10 @@ func (s *Server) createJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		return nil, 0, errdefs.Invalid("pattern or first_execution_time must be specified.")
 	}
 	if req.Count.Set {
-		if req.Count.Value < 1 {
-			return nil, 0, errdefs.Invalid("count must be at least 1.")
+		// Upstream took 0 and negative counts and then ran such a job
+		// forever; no count (null) is how a job runs forever.
+		if req.Count.Value < 1 || req.Count.Value > maxCount {
+			return nil, 0, errdefs.Invalid("count must be between 1 and %d, or null for a job without end.", maxCount)
 		}
 		c := req.Count.Value
 		j.Count = &c
@@ -158,7 +161,7 @@ func (s *Server) createJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		j.Count, j.NextExecutionTime = &one, firstAt
 		j.FirstExecutionTime = &firstAt
 	} else {
-		sched, err := parseSchedule(pattern)
+		sched, err := jobs.Parse(pattern)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -166,7 +169,10 @@ func (s *Server) createJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		if first != "" {
 			base = firstAt.Add(-time.Minute)
 		}
-		next := sched.Next(base).UTC()
+		next := sched.Next(base)
+		if next.IsZero() {
+			return nil, 0, errdefs.Invalid("The specified pattern %s has no run within five years of first_execution_time.", pattern)
+		}
 		j.Pattern, j.NextExecutionTime, j.FirstExecutionTime = &pattern, next, &next
 	}
 	if err := s.DB.CreateJob(ctx, j); err != nil {
@@ -250,21 +256,16 @@ func (s *Server) updateJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		}
 		values["function_input"] = *req.FunctionInput.Value
 	}
-	sched := cron.Schedule(nil)
-	if j.Pattern != nil {
-		if sched, err = parseSchedule(*j.Pattern); err != nil {
-			return nil, 0, err
-		}
-	}
+	pattern := j.Pattern
 	if req.Pattern.Value != nil {
 		p := strings.TrimSpace(*req.Pattern.Value)
 		if j.Pattern == nil || p == "" {
 			return nil, 0, errdefs.Invalid("Can not change job type.")
 		}
-		if sched, err = parseSchedule(p); err != nil {
+		if _, err := jobs.Parse(p); err != nil {
 			return nil, 0, err
 		}
-		values["pattern"] = p
+		pattern, values["pattern"] = &p, p
 	}
 	status := j.Status
 	if req.Status.Value != nil {
@@ -287,13 +288,18 @@ func (s *Server) updateJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		}
 		values["next_execution_time"] = next
 	case j.Status == db.StatusPaused && status == db.StatusRunning:
-		if sched == nil {
+		if pattern == nil {
 			if err := checkLead(j.NextExecutionTime); err != nil {
 				return nil, 0, err
 			}
-		} else {
-			values["next_execution_time"] = sched.Next(time.Now().UTC()).UTC()
+			break
 		}
+		// A pattern stored before jobs.Parse's rules may fail them now.
+		sched, err := jobs.Parse(*pattern)
+		if err != nil {
+			return nil, 0, errdefs.Invalid("%s Give the job a new pattern.", errdefs.PublicMessage(err))
+		}
+		values["next_execution_time"] = sched.Next(time.Now())
 	}
 	if len(values) > 0 {
 		if err := s.DB.UpdateJob(ctx, j.ID, values); err != nil {
@@ -304,91 +310,4 @@ func (s *Server) updateJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 		return nil, 0, err
 	}
 	return renderJob(j), http.StatusOK, nil
-}
-
-// jobLookahead lets the tick just before a job's time pick it up and start it
-// on time, rather than up to a whole period late as upstream's handler did.
-const jobLookahead = 3 * time.Second
-
-// RunJobHandler fires due jobs every interval until ctx ends. Several API
-// processes may run it: each run of a job is claimed in the database first,
-// so exactly one of them starts it.
-func (s *Server) RunJobHandler(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.FireDueJobs(ctx)
-		}
-	}
-}
-
-// FireDueJobs runs one pass of the job handler.
-func (s *Server) FireDueJobs(ctx context.Context) {
-	due, err := s.DB.DueJobs(ctx, time.Now().UTC().Add(jobLookahead), 100)
-	if err != nil {
-		s.Log.Warn("job handler: listing due jobs failed", "error", err)
-		return
-	}
-	for i := range due {
-		// Due within the look-ahead: start it on its time, not early (the
-		// list is in due order, so the waits add up to at most jobLookahead).
-		if wait := time.Until(due[i].NextExecutionTime); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-		}
-		if err := s.fireJob(ctx, &due[i]); err != nil {
-			s.Log.Warn("job handler: job run failed", "job_id", due[i].ID, "error", err)
-		}
-	}
-}
-
-func (s *Server) fireJob(ctx context.Context, j *db.Job) error {
-	var next *time.Time
-	var count *int
-	if j.Count != nil {
-		c := *j.Count - 1
-		count = &c
-	}
-	if j.Pattern != nil && (count == nil || *count > 0) {
-		sched, err := parseSchedule(*j.Pattern)
-		if err != nil {
-			return err
-		}
-		n := sched.Next(j.NextExecutionTime).UTC()
-		// After downtime, skip the runs that were missed rather than firing
-		// them all back to back.
-		if now := time.Now().UTC(); n.Before(now) {
-			n = sched.Next(now).UTC()
-		}
-		next = &n
-	}
-	won, err := s.DB.ClaimJobRun(ctx, j, next, count)
-	if err != nil || !won {
-		return err
-	}
-	// The execution belongs to the job's owner: their project, no admin.
-	owner := reqctx.Identity{RequestID: "req-job-" + j.ID, ProjectID: j.ProjectID, AuthEnabled: true}
-	ectx := reqctx.With(ctx, owner)
-	e := &db.Execution{
-		Base: db.Base{ProjectID: j.ProjectID}, Status: db.StatusRunning, Sync: false,
-		Input: normaliseInput(j.FunctionInput), Description: strPtr("Created by Job " + j.ID),
-	}
-	if j.FunctionAlias != nil {
-		a, err := s.DB.FunctionAlias(ectx, db.Scope{ProjectID: j.ProjectID}, *j.FunctionAlias)
-		if err != nil {
-			return err
-		}
-		e.FunctionID, e.FunctionVersion, e.FunctionAlias = &a.FunctionID, a.FunctionVersion, &a.Name
-	} else {
-		e.FunctionID, e.FunctionVersion = j.FunctionID, j.FunctionVersion
-	}
-	_, _, err = s.runExecution(ectx, e)
-	return err
 }

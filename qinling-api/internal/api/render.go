@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/execution"
 )
 
 // timeLayout is upstream's datetime_to_str: UTC, no fractions.
@@ -97,8 +98,8 @@ func renderExecution(e *db.Execution) executionView {
 }
 
 // positionalKey carries a non-object input as the function's single
-// positional argument, upstream's convention shared with the runtimes.
-const positionalKey = "__function_input"
+// positional argument (see execution.NormaliseInput).
+const positionalKey = execution.PositionalKey
 
 // renderInput gives back what the user sent: the raw string for a positional
 // input, the JSON text of an object otherwise.
@@ -116,22 +117,4 @@ func renderInput(stored *string) *string {
 		}
 	}
 	return stored
-}
-
-// normaliseInput turns the input string of an execution request into the
-// stored JSON object: an object stays as it is; anything else (a number, a
-// bare word, a JSON string or list) becomes the positional argument. Upstream
-// answered 500 for strings, floats, booleans and lists.
-func normaliseInput(in *string) *string {
-	if in == nil || *in == "" {
-		return nil
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(*in), &obj); err == nil && obj != nil {
-		// Kept as typed, so the user reads back exactly what they sent.
-		return in
-	}
-	b, _ := json.Marshal(map[string]string{positionalKey: *in})
-	s := string(b)
-	return &s
 }

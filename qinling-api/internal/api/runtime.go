@@ -169,8 +169,8 @@ func (s *Server) updateRuntime(_ http.ResponseWriter, r *http.Request) (any, int
 		if image == "" || len(image) > 255 {
 			return nil, 0, errdefs.Invalid("image must be 1 to 255 characters.")
 		}
-		if rt.Status != db.StatusAvailable {
-			return nil, 0, errdefs.Conflict("Runtime %s is not available.", id)
+		if err := rt.CheckAvailable(); err != nil {
+			return nil, 0, err
 		}
 		if err := s.checkRuntimeIdle(ctx, id); err != nil {
 			return nil, 0, err

@@ -21,6 +21,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/execution"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/storage"
@@ -65,14 +66,17 @@ func (NoAuth) Authenticate(*http.Request) (reqctx.Identity, error) {
 
 // Server serves the v1 API.
 type Server struct {
-	DB       *db.DB
-	Engine   engine.Client
-	Coord    coord.Coordinator
-	Storage  storage.PackageStorage
-	Auth     Authenticator
-	Limits   Limits
-	Endpoint string // public URL, for links
-	Log      *slog.Logger
+	DB     *db.DB
+	Engine engine.Client
+	// Executions starts executions (executions API and webhooks); the job
+	// handler of pkg/jobs shares it.
+	Executions *execution.Starter
+	Coord      coord.Coordinator
+	Storage    storage.PackageStorage
+	Auth       Authenticator
+	Limits     Limits
+	Endpoint   string // public URL, for links
+	Log        *slog.Logger
 	// ImageFunctions is set when the engines' orchestrator runs image
 	// functions ([engine] orchestrator = kubernetes); otherwise creating
 	// one is refused.

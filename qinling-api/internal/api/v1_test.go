@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/jobs"
 	"github.com/qinling-go/qinling/pkg/testutil"
-	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
 
 // newPackage uploads a new package for fid so a new version can be cut.
@@ -239,7 +239,9 @@ func TestAPI_Jobs(t *testing.T) {
 func TestAPI_JobHandlerFiresOnce(t *testing.T) {
 	srv, ts, orch := newAPI(t)
 	fid, _ := createFunction(t, ts.URL, createRuntime(t, ts.URL))
-	other := *srv // a second handler sharing the database and engine
+	// Two handlers sharing the database and engine, as two API processes.
+	one := &jobs.Handler{DB: srv.DB, Executions: srv.Executions, Log: srv.Log}
+	other := &jobs.Handler{DB: srv.DB, Executions: srv.Executions, Log: srv.Log}
 	// A yearly pattern: the run after a forced one is far away, so only the
 	// forced runs are due (with "* * * * *" the next minute can fall inside
 	// the handler's 3 s look-ahead and legitimately fire early).
@@ -252,9 +254,9 @@ func TestAPI_JobHandlerFiresOnce(t *testing.T) {
 	for run := 1; run <= 2; run++ {
 		makeDue()
 		var wg sync.WaitGroup
-		for _, h := range []*api.Server{srv, &other, srv, &other} {
+		for _, h := range []*jobs.Handler{one, other, one, other} {
 			wg.Add(1)
-			go func() { defer wg.Done(); h.FireDueJobs(context.Background()) }()
+			go func() { defer wg.Done(); h.FireDue(context.Background()) }()
 		}
 		wg.Wait()
 		execs := doJSON(t, "GET", ts.URL+"/v1/executions?description=has:"+jid, "").json(t)["executions"].([]any)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/execution"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
@@ -68,8 +69,7 @@ func (s *Server) createWebhook(_ http.ResponseWriter, r *http.Request) (any, int
 	w := &db.Webhook{Base: db.Base{ProjectID: reqctx.From(ctx).ProjectID}, Description: req.Description.Value}
 	switch {
 	case req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "":
-		_, scope := caller(ctx)
-		a, err := s.DB.FunctionAlias(ctx, scope, *req.FunctionAlias.Value)
+		a, err := s.DB.FunctionAlias(ctx, w.ProjectID, *req.FunctionAlias.Value)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -152,7 +152,7 @@ func (s *Server) updateWebhook(_ http.ResponseWriter, r *http.Request) (any, int
 	switch {
 	case req.FunctionAlias.Value != nil && *req.FunctionAlias.Value != "" &&
 		(w.FunctionAlias == nil || *w.FunctionAlias != *req.FunctionAlias.Value):
-		a, err := s.DB.FunctionAlias(ctx, scope, *req.FunctionAlias.Value)
+		a, err := s.DB.FunctionAlias(ctx, w.ProjectID, *req.FunctionAlias.Value)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -168,7 +168,7 @@ func (s *Server) updateWebhook(_ http.ResponseWriter, r *http.Request) (any, int
 			version = *w.FunctionVersion
 		}
 		if w.FunctionAlias != nil && functionID == "" {
-			if a, err := s.DB.FunctionAlias(ctx, scope, *w.FunctionAlias); err == nil {
+			if a, err := s.DB.FunctionAlias(ctx, w.ProjectID, *w.FunctionAlias); err == nil {
 				functionID, version = a.FunctionID, a.FunctionVersion
 			}
 		}
@@ -225,34 +225,20 @@ func (s *Server) invokeWebhook(w http.ResponseWriter, r *http.Request) (any, int
 	if err != nil {
 		return nil, 0, err
 	}
-	owner := reqctx.Identity{RequestID: reqctx.From(r.Context()).RequestID, ProjectID: hook.ProjectID, AuthEnabled: true}
-	ctx := reqctx.With(r.Context(), owner)
-	e := &db.Execution{
-		Base: db.Base{ProjectID: hook.ProjectID}, Status: db.StatusRunning, Sync: false,
-		Input: &input, Description: strPtr("Created by Webhook " + hook.ID),
+	tr := execution.Trigger{
+		Project: hook.ProjectID, RequestID: reqctx.From(r.Context()).RequestID,
+		Alias: hook.FunctionAlias, FunctionID: hook.FunctionID,
+		Input: &input, Description: "Created by Webhook " + hook.ID,
 	}
-	switch {
-	case hook.FunctionAlias != nil:
-		a, err := s.DB.FunctionAlias(ctx, db.Scope{ProjectID: hook.ProjectID}, *hook.FunctionAlias)
-		if err != nil {
-			return nil, 0, err
-		}
-		e.FunctionID, e.FunctionVersion, e.FunctionAlias = &a.FunctionID, a.FunctionVersion, &a.Name
-	case hook.FunctionID != nil:
-		e.FunctionID = hook.FunctionID
-		if hook.FunctionVersion != nil {
-			e.FunctionVersion = *hook.FunctionVersion
-		}
-	default:
-		return nil, 0, errdefs.Conflict("Webhook %s has no function.", hook.ID)
+	if hook.FunctionVersion != nil {
+		tr.Version = *hook.FunctionVersion
 	}
-	if _, _, err := s.runExecution(ctx, e); err != nil {
+	e, err := s.Executions.StartTriggered(r.Context(), tr)
+	if err != nil {
 		return nil, 0, err
 	}
 	return map[string]string{"execution_id": e.ID}, http.StatusAccepted, nil
 }
-
-func strPtr(s string) *string { return &s }
 
 // webhookInput gathers the request's parameters into a JSON object.
 func (s *Server) webhookInput(w http.ResponseWriter, r *http.Request) (string, error) {

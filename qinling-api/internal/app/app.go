@@ -20,13 +20,12 @@ import (
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/execution"
+	"github.com/qinling-go/qinling/pkg/jobs"
 	"github.com/qinling-go/qinling/pkg/keystone"
 	"github.com/qinling-go/qinling/pkg/service"
 	"github.com/qinling-go/qinling/qinling-api/internal/api"
 )
-
-// jobHandlerInterval is upstream's period of the cron job handler.
-const jobHandlerInterval = 3 * time.Second
 
 // Main runs qinling-api and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -134,8 +133,10 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 		}
 	}
 	l := cfg.ResourceLimits
+	client := engine.Client{RPC: deps.Transport}
+	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api")}
 	srv := &api.Server{
-		DB: deps.DB, Engine: engine.Client{RPC: deps.Transport}, Coord: deps.Coord, Storage: deps.Storage,
+		DB: deps.DB, Engine: client, Executions: executions, Coord: deps.Coord, Storage: deps.Storage,
 		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
 		ImageFunctions: backends.ImageFunctions(cfg),
 		Limits: api.Limits{
@@ -148,7 +149,8 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	if cfg.API.EnableJobHandler {
 		// Every API process may run it: each job run is claimed in the
 		// database, so it fires once however many handlers there are.
-		go srv.RunJobHandler(ctx, jobHandlerInterval)
+		h := &jobs.Handler{DB: deps.DB, Executions: executions, Log: log.With("component", "jobs")}
+		go h.Run(ctx, jobs.Interval)
 	}
 	hs := &http.Server{Handler: withCORS(cfg.CORS, srv.Handler()), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	serveErr := make(chan error, 1)

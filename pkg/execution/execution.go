@@ -1,0 +1,213 @@
+// Package execution starts executions. Whoever asks — the executions API, a
+// webhook's invocation or a job's run — an execution starts the same way:
+// resolve what to run (an alias, or a function version), check the function
+// can run, count the run, record it as running and hand it to an engine.
+// Start is that one operation; it knows nothing of HTTP, and its errors carry
+// errdefs kinds that the API maps to statuses.
+package execution
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+)
+
+// Engine is what Start needs of the engine: engine.Client over RPC.
+type Engine interface {
+	CreateExecution(ctx context.Context, a engine.ExecutionArgs, sync bool) error
+}
+
+// Starter starts executions.
+type Starter struct {
+	DB     *db.DB
+	Engine Engine
+	Log    *slog.Logger
+}
+
+// Target is what an execution runs: the function version an alias points at
+// when Alias is set, else FunctionID at Version (0 is the function itself).
+type Target struct {
+	Alias string
+	// AliasProject is the project Alias is looked up in; empty means the
+	// execution's own. A name never resolves in a project nobody named.
+	AliasProject string
+	FunctionID   string
+	Version      int
+}
+
+// Request is one execution to start.
+type Request struct {
+	// Project owns the execution.
+	Project string
+	// Functions is where Target.FunctionID may be: for an API caller, what
+	// they may read (admins: any project, as upstream); for a webhook or a
+	// job, its owner's project.
+	Functions   db.Scope
+	Target      Target
+	Sync        bool
+	Input       *string // as given; see NormaliseInput
+	Description *string
+}
+
+// engineWait bounds recording an engine's failure once the caller is gone.
+const engineWait = 10 * time.Second
+
+// Start records the execution and hands it to an engine: a call for a sync
+// execution, which then comes back finished, and a cast for an async one,
+// which comes back running. An engine that fails ends the execution as
+// error and Start still returns it, as upstream answered 201; only an
+// unreachable engine (kind unavailable) is returned as an error, with the
+// execution recorded as error too, so that clients know to retry.
+func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error) {
+	e := &db.Execution{
+		Base:        db.Base{ProjectID: req.Project},
+		Description: req.Description,
+		Status:      db.StatusRunning,
+		Sync:        req.Sync,
+		Input:       NormaliseInput(req.Input),
+	}
+	f, err := s.resolve(ctx, req, e)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err != nil {
+		return nil, err
+	}
+	if err := s.DB.CreateExecution(ctx, e); err != nil {
+		return nil, err
+	}
+	var input json.RawMessage
+	if e.Input != nil {
+		input = json.RawMessage(*e.Input)
+	}
+	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, Input: input}
+	if err := s.Engine.CreateExecution(ctx, args, e.Sync); err != nil {
+		reqctx.Logger(ctx, s.Log).Error("engine did not run the execution", "execution_id", e.ID, "error", err)
+		result := mustJSON(map[string]any{"output": "Function execution failed: " + errdefs.PublicMessage(err), "duration": 0})
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineWait)
+		defer cancel()
+		_, _ = s.DB.FinishExecution(sctx, e.ID, db.StatusError, &result, nil)
+		if errdefs.KindOf(err) == errdefs.KindUnavailable {
+			return nil, err
+		}
+	}
+	if !e.Sync {
+		return e, nil
+	}
+	// The engine has written the outcome; read it even if the caller left.
+	return s.DB.Execution(context.WithoutCancel(ctx), db.Internal, e.ID)
+}
+
+// resolve fills e's function, version and alias from the request's target
+// and returns the function once it is known to be able to run.
+func (s *Starter) resolve(ctx context.Context, req Request, e *db.Execution) (*db.Function, error) {
+	t := req.Target
+	switch {
+	case t.Alias != "":
+		project := t.AliasProject
+		if project == "" {
+			project = req.Project
+		}
+		a, err := s.DB.FunctionAlias(ctx, project, t.Alias)
+		if err != nil {
+			return nil, err
+		}
+		e.FunctionID, e.FunctionVersion, e.FunctionAlias = &a.FunctionID, a.FunctionVersion, &a.Name
+	case t.FunctionID != "":
+		id := t.FunctionID
+		e.FunctionID, e.FunctionVersion = &id, t.Version
+	default:
+		return nil, errdefs.Invalid("Either function_alias or function_id must be provided.")
+	}
+	if e.FunctionVersion < 0 {
+		return nil, errdefs.Invalid("function_version must not be negative.")
+	}
+	f, err := s.DB.Function(ctx, req.Functions, *e.FunctionID)
+	if err != nil {
+		return nil, err
+	}
+	// Image functions have no runtime.
+	if f.RuntimeID != nil {
+		rt, err := s.DB.Runtime(ctx, db.Internal, *f.RuntimeID)
+		if err != nil {
+			return nil, err
+		}
+		if err := rt.CheckAvailable(); err != nil {
+			return nil, err
+		}
+	}
+	if e.FunctionVersion > 0 {
+		if f.ParsedCode().Source != db.SourcePackage {
+			return nil, errdefs.Invalid("Versions exist only for package type functions.")
+		}
+		if _, err := s.DB.FunctionVersion(ctx, db.Internal, f.ID, e.FunctionVersion); err != nil {
+			return nil, errdefs.NotFound("FunctionVersion not found [function_id=%s, version_number=%d]", f.ID, e.FunctionVersion)
+		}
+	}
+	return f, nil
+}
+
+// PositionalKey carries a non-object input as the function's single
+// positional argument, upstream's convention shared with the runtimes.
+const PositionalKey = "__function_input"
+
+// NormaliseInput turns an execution's input string into the stored JSON
+// object: an object stays as it is; anything else (a number, a bare word, a
+// JSON string or list) becomes the positional argument. Upstream answered
+// 500 for strings, floats, booleans and lists.
+func NormaliseInput(in *string) *string {
+	if in == nil || *in == "" {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(*in), &obj); err == nil && obj != nil {
+		// Kept as typed, so the user reads back exactly what they sent.
+		return in
+	}
+	s := mustJSON(map[string]string{PositionalKey: *in})
+	return &s
+}
+
+// mustJSON encodes maps of strings and numbers, which cannot fail.
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Trigger is one run of a stored trigger, a webhook or a job, which names
+// its function by alias (resolved at each run, so re-pointing the alias
+// changes what runs) or by id and version.
+type Trigger struct {
+	Project     string // the trigger's owner, who owns the execution
+	RequestID   string // for the logs of the run
+	Alias       *string
+	FunctionID  *string
+	Version     int
+	Input       *string
+	Description string
+}
+
+// StartTriggered starts a trigger's run: asynchronous, as its owner — their
+// project and nothing else, whoever invoked the trigger.
+func (s *Starter) StartTriggered(ctx context.Context, tr Trigger) (*db.Execution, error) {
+	owner := reqctx.Identity{RequestID: tr.RequestID, ProjectID: tr.Project, AuthEnabled: true}
+	req := Request{
+		Project:     tr.Project,
+		Functions:   db.Scope{ProjectID: tr.Project},
+		Input:       tr.Input,
+		Description: &tr.Description,
+	}
+	switch {
+	case tr.Alias != nil:
+		req.Target.Alias = *tr.Alias
+	case tr.FunctionID != nil:
+		req.Target = Target{FunctionID: *tr.FunctionID, Version: tr.Version}
+	}
+	return s.Start(reqctx.With(ctx, owner), req)
+}

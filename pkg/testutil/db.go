@@ -1,0 +1,23 @@
+package testutil
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/db"
+)
+
+// SQLite returns a new, migrated SQLite database in t's temporary
+// directory, closed when t ends.
+func SQLite(t testing.TB) *db.DB {
+	t.Helper()
+	d, err := db.Open("sqlite", filepath.Join(t.TempDir(), "qinling.sqlite"), db.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	_, _, err = d.Sync(context.Background())
+	require.NoError(t, err)
+	return d
+}
