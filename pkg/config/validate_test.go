@@ -24,6 +24,8 @@ func TestValidate_EachRule(t *testing.T) {
 		{name: "workers", change: func(c *Config) { c.Engine.MaxWorkersPerFunction = -1 }, want: "engine.max_workers_per_function -1: must be at least 1"},
 		{name: "pool may be empty", change: func(c *Config) { c.Local.PoolSize = 0 }},
 		{name: "pool negative", change: func(c *Config) { c.Local.PoolSize = -1 }, want: "local_orchestrator.pool_size -1: must be at least 0"},
+		{name: "page size zero", change: func(c *Config) { c.API.DefaultPageSize = 0 }, want: "api.default_page_size 0: must be at least 1"},
+		{name: "page size above max", change: func(c *Config) { c.API.MaxPageSize = 100 }, want: "api.default_page_size 1000: must not exceed api.max_page_size (100)"},
 		{name: "package size", change: func(c *Config) { c.Storage.MaxPackageSize = 0 }, want: "storage.max_package_size 0: must be at least 1"},
 		{name: "orchestrator choice", change: func(c *Config) { c.Engine.Orchestrator = "k8s" }, want: `engine.orchestrator "k8s": unknown (want local or kubernetes)`},
 		{name: "kubernetes defaults", change: func(c *Config) { c.Engine.Orchestrator = "kubernetes" }},
