@@ -39,6 +39,10 @@ type Limits struct {
 	DefaultTimeout int
 	MinTimeout     int
 	MaxTimeout     int
+	// DefaultPageSize is a list's page size when the request has no limit,
+	// MaxPageSize the largest page; 0 leaves lists unpaged.
+	DefaultPageSize int
+	MaxPageSize     int
 }
 
 // Authenticator turns a request into an identity, or an error: unauthorized
@@ -170,7 +174,14 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		ctx := reqctx.With(r.Context(), reqctx.Identity{RequestID: rid, ProjectID: reqctx.DefaultProject})
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if p == http.ErrAbortHandler {
+				// A streamed answer that cannot be finished (streamList):
+				// net/http drops the connection, so the client sees a cut
+				// answer rather than a complete-looking one.
+				defer panic(p)
+				rec.status = 0
+			} else if p != nil {
 				s.Log.Error("panic serving request", "request_id", rid, "panic", p, "stack", string(debug.Stack()))
 				if !rec.wrote {
 					writeError(rec, errdefs.New(errdefs.KindInternal, "internal error"))
