@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -190,8 +191,12 @@ func streamList(s *Server, w http.ResponseWriter, r *http.Request, key string,
 	if err == nil {
 		tail := "]"
 		if next != "" {
-			link, _ := json.Marshal(s.nextLink(r, limit, next))
-			tail += `,"next":` + string(link)
+			// Without HTML escaping: the link's & stays readable.
+			var link bytes.Buffer
+			enc := json.NewEncoder(&link)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(s.nextLink(r, limit, next))
+			tail += `,"next":` + strings.TrimSpace(link.String())
 		}
 		err = write([]byte(tail + "}"))
 	}

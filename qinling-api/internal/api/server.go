@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -149,13 +150,37 @@ func (s *Server) Handler() http.Handler {
 	authed("GET /v1/executions/{id}/log", s.getExecutionLog)
 	authed("DELETE /v1/executions/{id}", s.deleteExecution)
 
-	// Anything else is a JSON 404: the CLI crashes on a text/plain error.
+	// Anything else is a JSON error: the CLI crashes on a text/plain one.
 	// It is authenticated like upstream, which checked the token before
 	// routing, so callers without a token cannot probe for routes.
-	authed("/", func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	authed("/", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return nil, 0, errdefs.New(errdefs.KindMethodNotAllowed, "Method %s is not allowed on %s; allowed: %s.",
+				r.Method, r.URL.Path, strings.Join(allow, ", "))
+		}
 		return nil, 0, errdefs.NotFound("Resource not found: %s %s", r.Method, r.URL.Path)
 	})
 	return s.middleware(mux)
+}
+
+// routeMethods are the methods the API's routes use.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// allowedMethods lists the methods that have a route for r's path: none for
+// a path the API does not know (a 404), some for a wrong method (a 405).
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range routeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if slices.Contains(allow, http.MethodGet) {
+		allow = slices.Insert(allow, 1, http.MethodHead)
+	}
+	return allow
 }
 
 // middleware gives every request an ID, normalises trailing slashes (the CLI
