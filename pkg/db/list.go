@@ -17,41 +17,40 @@ type ListOptions struct {
 	Marker  string
 }
 
-// A list is read in batches of at most batchRows rows, and a batch ends early
-// once its rows hold batchBytes of text, so a list's memory does not grow
-// with its length or with its rows' size beyond one batch. Between batches
-// no connection is held: the all-in-one's SQLite has one connection, and a
+// A list is read in two steps, so that neither its memory nor the database's
+// work grows with the size of its rows. First the sort keys (created_at, id)
+// of up to keysPerQuery rows, filtered and sorted: small records, which
+// SQLite sorts without reading the large columns of each row (it would copy
+// whole rows into its sorter otherwise, once per batch). Then the rows
+// themselves, a few at a time by primary key, handed out in key order. No
+// connection is held between queries: the all-in-one's SQLite has one, and a
 // slow client reading a long list must not stall every other query.
-const (
-	batchRows  = 32
-	batchBytes = 1 << 20
-)
+const keysPerQuery = 1000
 
 // Listed is a model that has a list: its rows are sorted by their (created_at,
 // id) key as upstream, and the caller's scope selects them.
 type Listed[T any] interface {
 	*T
 	key() (time.Time, string)
-	size() int
+	// rowsPerQuery is how many rows are loaded at once: one query's worth is
+	// all a list holds of them.
+	rowsPerQuery() int
 	listQuery(q *gorm.DB, s Scope) *gorm.DB
 }
 
 func (b *Base) key() (time.Time, string) { return b.CreatedAt, b.ID }
 
-// size is the memory a row holds beyond its fixed columns; models with large
-// text columns override it.
-func (b *Base) size() int { return 0 }
+func (b *Base) rowsPerQuery() int { return 32 }
 
 // listQuery restricts a list to the scope; models whose lists differ
 // override it.
 func (b *Base) listQuery(q *gorm.DB, s Scope) *gorm.DB { return s.apply(q) }
 
-func (e *Execution) size() int { return lenOf(e.Input) + lenOf(e.Result) + lenOf(e.Description) }
+// rowsPerQuery: an execution may hold a megabyte of input and one of result.
+func (e *Execution) rowsPerQuery() int { return 4 }
 
 // listQuery leaves out the logs: lists never show them.
 func (e *Execution) listQuery(q *gorm.DB, s Scope) *gorm.DB { return s.apply(q.Omit("logs")) }
-
-func (f *Function) size() int { return len(f.Code) }
 
 // listQuery shows public runtimes to every project.
 func (rt *Runtime) listQuery(q *gorm.DB, s Scope) *gorm.DB {
@@ -61,75 +60,40 @@ func (rt *Runtime) listQuery(q *gorm.DB, s Scope) *gorm.DB {
 	return q.Where("project_id = ? OR is_public = ?", s.ProjectID, true)
 }
 
-func lenOf(s *string) int {
-	if s == nil {
-		return 0
-	}
-	return len(*s)
-}
-
 // Each calls fn with each row of one page of T's list in scope, sorted by
-// (created_at, id), reading the rows in batches. It returns the marker of the
-// next page: the page's last ID when the page is full and more rows follow,
-// "" otherwise. An error from fn stops the list and is returned as it is.
+// (created_at, id). It returns the marker of the next page: the page's last
+// ID when the page is full and more rows follow, "" otherwise. An error from
+// fn stops the list and is returned as it is.
 func Each[T any, P Listed[T]](ctx context.Context, d *DB, s Scope, o ListOptions, fn func(P) error) (string, error) {
 	base := func() *gorm.DB { return P(new(T)).listQuery(d.gorm.WithContext(ctx).Model(new(T)), s) }
 	after, err := markerKey(ctx, base, o.Marker)
 	if err != nil {
 		return "", err
 	}
-	query := func(after *listKey) (*gorm.DB, error) {
-		q, err := applyFilters(base(), o.Filters)
-		if err != nil {
-			return nil, err
-		}
-		if after != nil {
-			q = q.Where("(created_at > ?) OR (created_at = ? AND id > ?)", after.createdAt, after.createdAt, after.id)
-		}
-		return q.Order("created_at ASC").Order("id ASC"), nil
-	}
 	left := o.Limit
 	for {
-		n := batchRows
+		n := keysPerQuery
 		if o.Limit > 0 && left < n {
 			n = left
 		}
-		q, err := query(after)
+		// One key more than wanted tells whether more rows follow.
+		keys, err := listKeys(base, o.Filters, after, n+1)
 		if err != nil {
 			return "", err
 		}
-		batch, more, err := readBatch[T, P](q.Limit(n), n)
-		if err != nil {
-			return "", translate(err, "List", "")
+		more := len(keys) > n
+		if more {
+			keys = keys[:n]
 		}
-		for _, v := range batch {
-			if err := fn(P(v)); err != nil {
-				return "", err
-			}
+		if err := eachRow(base, keys, fn); err != nil {
+			return "", err
 		}
-		if len(batch) == 0 {
+		if len(keys) == 0 || !more {
 			return "", nil
 		}
-		t, id := P(batch[len(batch)-1]).key()
-		after = &listKey{createdAt: t, id: id}
-		left -= len(batch)
-		switch {
-		case o.Limit > 0 && left <= 0:
-			// The page is full: a next page exists if one more row does.
-			q, err := query(after)
-			if err != nil {
-				return "", err
-			}
-			var ids []string
-			if err := q.Limit(1).Pluck("id", &ids).Error; err != nil {
-				return "", translate(err, "List", "")
-			}
-			if len(ids) == 0 {
-				return "", nil
-			}
-			return id, nil
-		case !more:
-			return "", nil
+		after = &keys[len(keys)-1]
+		if left -= len(keys); o.Limit > 0 && left <= 0 {
+			return after.ID, nil
 		}
 	}
 }
@@ -144,31 +108,57 @@ func List[T any, P Listed[T]](ctx context.Context, d *DB, s Scope, o ListOptions
 	return out, err
 }
 
-// readBatch reads at most n rows of q, stopping early after batchBytes.
-// more reports whether q may have rows beyond those returned.
-func readBatch[T any, P Listed[T]](q *gorm.DB, n int) (batch []*T, more bool, err error) {
-	rows, err := q.Rows()
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	size := 0
-	for rows.Next() {
-		v := new(T)
-		if err := q.ScanRows(rows, v); err != nil {
-			return nil, false, err
-		}
-		batch = append(batch, v)
-		if size += P(v).size(); size >= batchBytes {
-			return batch, true, nil
-		}
-	}
-	return batch, len(batch) == n, rows.Err()
+// listKey is a row's place in a list.
+type listKey struct {
+	ID        string
+	CreatedAt time.Time
 }
 
-type listKey struct {
-	createdAt time.Time
-	id        string
+// listKeys returns the keys of the first n rows after the key after (nil:
+// from the start) that pass the filters.
+func listKeys(base func() *gorm.DB, fs []Filter, after *listKey, n int) ([]listKey, error) {
+	q, err := applyFilters(base(), fs)
+	if err != nil {
+		return nil, err
+	}
+	if after != nil {
+		// The first term alone can use the created_at index.
+		q = q.Where("created_at >= ? AND (created_at > ? OR id > ?)", after.CreatedAt, after.CreatedAt, after.ID)
+	}
+	var keys []listKey
+	err = q.Select("id", "created_at").Order("created_at ASC").Order("id ASC").Limit(n).Scan(&keys).Error
+	return keys, translate(err, "List", "")
+}
+
+// eachRow loads the rows of keys a few at a time and calls fn with them in
+// the keys' order. A row deleted since its key was read is left out.
+func eachRow[T any, P Listed[T]](base func() *gorm.DB, keys []listKey, fn func(P) error) error {
+	per := P(new(T)).rowsPerQuery()
+	for len(keys) > 0 {
+		group := keys[:min(per, len(keys))]
+		keys = keys[len(group):]
+		ids := make([]string, len(group))
+		for i, k := range group {
+			ids[i] = k.ID
+		}
+		var rows []T
+		if err := base().Where("id IN ?", ids).Find(&rows).Error; err != nil {
+			return translate(err, "List", "")
+		}
+		byID := make(map[string]P, len(rows))
+		for i := range rows {
+			_, id := P(&rows[i]).key()
+			byID[id] = &rows[i]
+		}
+		for _, id := range ids {
+			if v, ok := byID[id]; ok {
+				if err := fn(v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // markerKey finds the sort key of the marker row among the rows base selects:
@@ -181,7 +171,7 @@ func markerKey(ctx context.Context, base func() *gorm.DB, marker string) (*listK
 	err := base().Select("created_at, id").Where("id = ?", marker).Take(&m).Error
 	switch {
 	case err == nil:
-		return &listKey{createdAt: m.CreatedAt, id: m.ID}, nil
+		return &listKey{ID: m.ID, CreatedAt: m.CreatedAt}, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}

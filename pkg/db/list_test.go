@@ -19,9 +19,8 @@ func TestEachPages(t *testing.T) {
 	each(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		d := open(t)
-		// 70 executions: more than two batches. Every tenth one has a 600 KB
-		// result, so some batches end on their byte budget. Half share one
-		// created_at, so the id breaks ties.
+		// 70 executions, loaded four at a time; every tenth one has a 600 KB
+		// result. Half share one created_at, so the id breaks ties.
 		big := strings.Repeat("x", 600<<10)
 		same := time.Now().UTC().Add(-time.Hour)
 		var want []string
@@ -51,7 +50,7 @@ func TestEachPages(t *testing.T) {
 		}{
 			{"no limit is one page", 0, 1},
 			{"pages of 7", 7, 10},
-			{"pages of 33 (batch size plus one)", 33, 3},
+			{"pages of 33", 33, 3},
 			{"pages of 70 (exactly the list)", 70, 1},
 			{"pages of 100", 100, 1},
 		} {
