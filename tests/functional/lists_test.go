@@ -23,14 +23,10 @@ import (
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
-// listFilters names, per paged list, one filter it accepts.
-var listFilters = map[string]string{
-	"/v1/runtimes":   "",
-	"/v1/functions":  "name",
-	"/v1/executions": "status",
-	"/v1/jobs":       "status",
-	"/v1/webhooks":   "description",
-	"/v1/aliases":    "function_id",
+// listFilters pairs each paged list with one filter it accepts.
+var listFilters = [][2]string{
+	{"/v1/runtimes", ""}, {"/v1/functions", "runtime_id"}, {"/v1/executions", "function_id"},
+	{"/v1/jobs", "function_id"}, {"/v1/webhooks", "function_id"}, {"/v1/aliases", "function_id"},
 }
 
 // TestListFilterErrors: a filter with 40,000 values (upstream, and this
@@ -40,7 +36,8 @@ var listFilters = map[string]string{
 func TestListFilterErrors(t *testing.T) {
 	t.Parallel()
 	many := "in:" + strings.TrimSuffix(strings.Repeat("running,", 40000), ",")
-	for path, filter := range listFilters {
+	for _, pf := range listFilters {
+		path, filter := pf[0], pf[1]
 		cases := []errCase{
 			{name: path + " unknown filter", method: http.MethodGet, path: path + "?foo=bar", status: []int{400}, has: []string{`"foo"`}},
 		}
