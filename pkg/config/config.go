@@ -51,6 +51,10 @@ type API struct {
 	Port             int    `ini:"port" default:"7070" help:"Port the API listens on."`
 	EnableJobHandler bool   `ini:"enable_job_handler" default:"true" help:"Run the cron job handler in this API process."`
 	MaxBodySize      int64  `ini:"max_body_size" default:"1048576" help:"Largest JSON or form request body, in bytes (package uploads are bounded by [storage] max_package_size)."`
+	// Nova's osapi_max_limit is 1000 too; the openstack CLI never pages, so
+	// what it lists is the first page (docs/api.md, "Lists").
+	DefaultPageSize int `ini:"default_page_size" default:"1000" help:"Items a list returns when the request has no limit; a longer list ends with a next link to the following page. The openstack CLI does not follow next links, so it shows (and finds names among) only the first page."`
+	MaxPageSize     int `ini:"max_page_size" default:"1000" help:"Most items one list page returns; a larger limit is lowered to this. Lists are streamed, so their memory does not grow with the page."`
 }
 
 // Pecan is [pecan]; the name is upstream's.

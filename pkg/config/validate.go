@@ -28,6 +28,10 @@ func (c *Config) Validate() error {
 	}
 
 	v.atLeast("api.max_body_size", c.API.MaxBodySize, 1)
+	v.atLeast("api.default_page_size", int64(c.API.DefaultPageSize), 1)
+	if c.API.DefaultPageSize > c.API.MaxPageSize {
+		v.addf("api.default_page_size %d: must not exceed api.max_page_size (%d)", c.API.DefaultPageSize, c.API.MaxPageSize)
+	}
 	v.atLeast("engine.function_concurrency", int64(c.Engine.FunctionConcurrency), 1)
 	v.atLeast("engine.max_workers_per_function", int64(c.Engine.MaxWorkersPerFunction), 1)
 	v.atLeast("local_orchestrator.pool_size", int64(c.Local.PoolSize), 0)

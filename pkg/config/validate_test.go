@@ -27,6 +27,8 @@ func TestValidate_EachRule(t *testing.T) {
 		{name: "host uid range empty", change: func(c *Config) { c.Local.SandboxHostUIDCount = 0 }, want: "local_orchestrator.sandbox_host_uid_count 0: must be at least 1"},
 		{name: "host uid range past 2^31", change: func(c *Config) { c.Local.SandboxHostUIDStart = 1<<31 - 10 }, want: "local_orchestrator.sandbox_host_uid_count 65536: the range from 2147483638 would end past 2147483646"},
 		{name: "host uid range holding nobody", change: func(c *Config) { c.Local.SandboxHostUIDStart = 65000 }, want: "local_orchestrator.sandbox_host_uid_start 65000: the range (65536 ids) must not hold sandbox_uid 65534"},
+		{name: "page size zero", change: func(c *Config) { c.API.DefaultPageSize = 0 }, want: "api.default_page_size 0: must be at least 1"},
+		{name: "page size above max", change: func(c *Config) { c.API.MaxPageSize = 100 }, want: "api.default_page_size 1000: must not exceed api.max_page_size (100)"},
 		{name: "package size", change: func(c *Config) { c.Storage.MaxPackageSize = 0 }, want: "storage.max_package_size 0: must be at least 1"},
 		{name: "orchestrator choice", change: func(c *Config) { c.Engine.Orchestrator = "k8s" }, want: `engine.orchestrator "k8s": unknown (want local or kubernetes)`},
 		{name: "kubernetes defaults", change: func(c *Config) { c.Engine.Orchestrator = "kubernetes" }},

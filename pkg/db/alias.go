@@ -52,12 +52,7 @@ func (d *DB) FunctionAlias(ctx context.Context, project, name string) (*Function
 
 // FunctionAliases lists aliases in scope.
 func (d *DB) FunctionAliases(ctx context.Context, s Scope, o ListOptions) ([]FunctionAlias, error) {
-	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&FunctionAlias{})), "function_aliases", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []FunctionAlias
-	return out, translate(q.Find(&out).Error, "FunctionAlias", "")
+	return List[FunctionAlias](ctx, d, s, o)
 }
 
 // UpdateFunctionAlias sets columns of an alias by ID.

@@ -23,12 +23,7 @@ func (d *DB) Execution(ctx context.Context, s Scope, id string) (*Execution, err
 
 // Executions lists executions in scope. Logs are not loaded: lists never show them.
 func (d *DB) Executions(ctx context.Context, s Scope, o ListOptions) ([]Execution, error) {
-	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Execution{}).Omit("logs")), "executions", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []Execution
-	return out, translate(q.Find(&out).Error, "Execution", "")
+	return List[Execution](ctx, d, s, o)
 }
 
 // FinishExecution stores the outcome of a running execution. It changes

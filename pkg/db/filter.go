@@ -1,7 +1,6 @@
 package db
 
 import (
-	"fmt"
 	"strings"
 
 	"gorm.io/gorm"
@@ -16,6 +15,11 @@ type Filter struct {
 	Op     string
 	Values []string
 }
+
+// MaxFilterValues bounds the values of one in: or nin: filter. Each value is
+// one SQL variable, and SQLite (32,766) and MySQL (65,535) cap the variables
+// of a statement; a list with every filter at this bound stays far below both.
+const MaxFilterValues = 1000
 
 var filterOps = map[string]bool{"eq": true, "neq": true, "in": true, "nin": true, "gt": true, "gte": true, "lt": true, "lte": true, "has": true}
 
@@ -36,6 +40,9 @@ func ParseFilter(column, raw string) (Filter, error) {
 // never from the request, so building the SQL text from them is safe.
 func (f Filter) apply(q *gorm.DB) (*gorm.DB, error) {
 	col := f.Column
+	if len(f.Values) == 0 || len(f.Values) > MaxFilterValues {
+		return nil, errdefs.Invalid("Filter %s has %d values: between 1 and %d are accepted.", col, len(f.Values), MaxFilterValues)
+	}
 	switch f.Op {
 	case "eq":
 		return q.Where(col+" = ?", f.Values[0]), nil
@@ -68,34 +75,6 @@ func applyFilters(q *gorm.DB, fs []Filter) (*gorm.DB, error) {
 		if q, err = f.apply(q); err != nil {
 			return nil, err
 		}
-	}
-	return q, nil
-}
-
-// ListOptions bounds a list: an optional page size and the ID of the last
-// row of the previous page (qinling-go's extension; the CLI sends neither).
-type ListOptions struct {
-	Filters []Filter
-	Limit   int
-	Marker  string
-}
-
-// page orders by (created_at, id) as upstream and applies the marker.
-func page(q *gorm.DB, table string, o ListOptions) (*gorm.DB, error) {
-	q, err := applyFilters(q, o.Filters)
-	if err != nil {
-		return nil, err
-	}
-	if o.Marker != "" {
-		var m Base
-		if err := q.Session(&gorm.Session{NewDB: true}).Table(table).Select("created_at, id").Where("id = ?", o.Marker).Take(&m).Error; err != nil {
-			return nil, errdefs.Invalid("Invalid marker %q: %v", o.Marker, fmt.Sprint("no such object"))
-		}
-		q = q.Where("(created_at > ?) OR (created_at = ? AND id > ?)", m.CreatedAt, m.CreatedAt, m.ID)
-	}
-	q = q.Order("created_at ASC").Order("id ASC")
-	if o.Limit > 0 {
-		q = q.Limit(o.Limit)
 	}
 	return q, nil
 }

@@ -61,12 +61,7 @@ func (d *DB) Function(ctx context.Context, s Scope, id string) (*Function, error
 
 // Functions lists functions in scope.
 func (d *DB) Functions(ctx context.Context, s Scope, o ListOptions) ([]Function, error) {
-	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Function{})), "functions", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []Function
-	return out, translate(q.Find(&out).Error, "Function", "")
+	return List[Function](ctx, d, s, o)
 }
 
 // UpdateFunction sets the given columns and bumps updated_at.

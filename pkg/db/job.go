@@ -24,12 +24,7 @@ func (d *DB) Job(ctx context.Context, s Scope, id string) (*Job, error) {
 
 // Jobs lists jobs in scope.
 func (d *DB) Jobs(ctx context.Context, s Scope, o ListOptions) ([]Job, error) {
-	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Job{})), "jobs", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []Job
-	return out, translate(q.Find(&out).Error, "Job", "")
+	return List[Job](ctx, d, s, o)
 }
 
 // UpdateJob sets columns of a job.

@@ -55,16 +55,7 @@ func FitRuntimeDescription(s string) string {
 
 // Runtimes lists the runtimes visible in scope.
 func (d *DB) Runtimes(ctx context.Context, s Scope, o ListOptions) ([]Runtime, error) {
-	q := d.gorm.WithContext(ctx).Model(&Runtime{})
-	if !s.All {
-		q = q.Where("project_id = ? OR is_public = ?", s.ProjectID, true)
-	}
-	q, err := page(q, "runtimes", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []Runtime
-	return out, translate(q.Find(&out).Error, "Runtime", "")
+	return List[Runtime](ctx, d, s, o)
 }
 
 // UpdateRuntime sets the given columns and bumps updated_at.

@@ -21,12 +21,7 @@ func (d *DB) Webhook(ctx context.Context, s Scope, id string) (*Webhook, error) 
 
 // Webhooks lists webhooks in scope.
 func (d *DB) Webhooks(ctx context.Context, s Scope, o ListOptions) ([]Webhook, error) {
-	q, err := page(s.apply(d.gorm.WithContext(ctx).Model(&Webhook{})), "webhooks", o)
-	if err != nil {
-		return nil, err
-	}
-	var out []Webhook
-	return out, translate(q.Find(&out).Error, "Webhook", "")
+	return List[Webhook](ctx, d, s, o)
 }
 
 // UpdateWebhook sets columns of a webhook.

@@ -133,7 +133,7 @@ func TestBadFunctionCreate(t *testing.T) {
 		{
 			name: "package over max_package_size", path: "/v1/functions",
 			body:   withPackage(form("code", fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(oversize))), oversize),
-			status: []int{413, 400}, has: []string{"size", "large", "exceed", "limit"},
+			status: []int{413}, has: []string{"set by [storage] max_package_size."},
 		},
 		{name: "timeout not an integer", path: "/v1/functions", body: form("timeout", "soon"), status: []int{400}, fault: "Invalid timeout resource specified. An integer is required."},
 		{name: "timeout too small", path: "/v1/functions", body: form("timeout", "0"), status: []int{400}, fault: timeoutRange},
@@ -179,7 +179,8 @@ func TestBadIDs(t *testing.T) {
 	cases = append(cases,
 		// The client crashes on an error without a JSON body, whatever the route.
 		errCase{name: "unknown route", method: http.MethodGet, path: "/v1/nothing-here", status: []int{404}},
-		errCase{name: "unsupported method", method: http.MethodPatch, path: "/v1/runtimes", body: map[string]any{}, status: []int{405, 404}, as: admin},
+		errCase{name: "unsupported method", method: http.MethodPatch, path: "/v1/runtimes", body: map[string]any{}, status: []int{405},
+			fault: "Method PATCH is not allowed on /v1/runtimes; allowed: GET, HEAD, POST.", as: admin},
 	)
 	cases = append(cases, errCase{
 		name: "log of unknown execution", method: http.MethodGet, path: "/v1/executions/" + unknownUUID + "/log",

@@ -90,24 +90,8 @@ func (s *Server) createAlias(_ http.ResponseWriter, r *http.Request) (any, int, 
 	return renderAlias(a), http.StatusCreated, nil
 }
 
-func (s *Server) listAliases(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r, policy.FunctionVersionGetAllAllProjects)
-	if err != nil {
-		return nil, 0, err
-	}
-	opts, err := listOptions(r, map[string]string{"function_id": "function_id"})
-	if err != nil {
-		return nil, 0, err
-	}
-	as, err := s.DB.FunctionAliases(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]aliasView, len(as))
-	for i := range as {
-		out[i] = renderAlias(&as[i])
-	}
-	return map[string]any{"function_aliases": out}, http.StatusOK, nil
+func (s *Server) listAliases(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.FunctionAlias](s, w, r, "function_aliases", aliasParams, policy.FunctionVersionGetAllAllProjects, renderAlias)
 }
 
 // alias is the alias the path names, in aliasProject.

@@ -39,6 +39,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
@@ -122,7 +123,9 @@ func TestAPIDoc(t *testing.T) {
 	// The all-in-one: no authentication, every caller is project "default".
 	srv, _, _ := newAPI(t)
 	docSrv := *srv
-	docSrv.Endpoint = "http://" + apidocHost // the public URL in webhook_url
+	docSrv.Endpoint = "http://" + apidocHost // the public URL in webhook_url and next links
+	defaults := config.Default().API
+	docSrv.Limits.DefaultPageSize, docSrv.Limits.MaxPageSize = defaults.DefaultPageSize, defaults.MaxPageSize
 	ts := httptest.NewServer(docSrv.Handler())
 	t.Cleanup(ts.Close)
 	d := newDocRun(t, ts.URL, regions, "<token>")
@@ -289,9 +292,20 @@ func (d *docRun) scenario() {
 
 	// The introduction's filter, paging and error examples.
 	d.example("intro: filters", d.get("/v1/executions?description=has:<webhook-id>"), 200)
-	d.example("intro: paging", d.get("/v1/executions?limit=1&marker=<execution-id>"), 200)
+	d.fails("intro: filters", "a parameter is not one of the list's filters", d.get("/v1/executions?colour=blue"), 400)
+	d.fails("intro: filters", "a filter is given twice", d.get("/v1/executions?status=success&status=failed"), 400)
+	d.fails("intro: filters", "`in:` or `nin:` has more than 1,000 values",
+		d.get("/v1/executions?status=in:"+strings.TrimSuffix(strings.Repeat("success,", 1001), ",")), 400)
+	d.fails("intro: filters", "an integer field's value is not an integer", d.get("/v1/executions?function_version=latest"), 400)
+	d.fails("intro: filters", "a boolean field's value is not a boolean", d.get("/v1/executions?sync=maybe"), 400)
+	d.fails("intro: filters", "the operator does not apply to the field", d.get("/v1/executions?sync=gt:false"), 400)
+	d.example("intro: paging", d.get("/v1/executions?limit=1"), 200)
+	d.fails("intro: paging", "`limit` is not a positive integer", d.get("/v1/executions?limit=-1"), 400)
+	d.fails("intro: paging", "`marker` is not the id of an object of the list", d.get("/v1/executions?marker=<unknown-id>"), 400)
 	d.example("intro: errors", d.get("/v1/functions/<unknown-id>"), 404)
 	d.fails("intro: errors", "the path is not an API route", d.get("/v2/functions"), 404)
+	d.fails("intro: errors", "the path is a route, but not for this method (the `Allow` header lists those it has)",
+		d.req("PATCH", "/v1/functions/<function-id>"), 405)
 	d.fails("intro: errors", "the body is not JSON", d.json("POST", "/v1/executions", `{"function_id": `), 400)
 	d.fails("intro: errors", "the body is JSON but not an object", d.json("POST", "/v1/executions", `["<function-id>"]`), 400)
 	d.fails("intro: errors", "a JSON body is larger than `[api] max_body_size`",

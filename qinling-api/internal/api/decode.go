@@ -21,7 +21,7 @@ func (s *Server) decodeJSON(r *http.Request, v any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errdefs.New(errdefs.KindTooLarge, "Request body larger than %d bytes.", mbe.Limit)
+			return tooLarge("Request body", mbe.Limit, bodySizeOption)
 		}
 		return errdefs.Invalid("Could not read the request body: %v", err)
 	}

@@ -85,29 +85,8 @@ func (s *Server) createExecution(_ http.ResponseWriter, r *http.Request) (any, i
 	return renderExecution(e), http.StatusCreated, nil
 }
 
-var executionFilters = map[string]string{
-	"function_id": "function_id", "function_version": "function_version", "function_alias": "function_alias",
-	"status": "status", "description": "description", "sync": "sync",
-}
-
-func (s *Server) listExecutions(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r, policy.ExecutionGetAllAllProjects)
-	if err != nil {
-		return nil, 0, err
-	}
-	opts, err := listOptions(r, executionFilters)
-	if err != nil {
-		return nil, 0, err
-	}
-	es, err := s.DB.Executions(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]executionView, len(es))
-	for i := range es {
-		out[i] = renderExecution(&es[i])
-	}
-	return map[string]any{"executions": out}, http.StatusOK, nil
+func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.Execution](s, w, r, "executions", executionParams, policy.ExecutionGetAllAllProjects, renderExecution)
 }
 
 func (s *Server) execution(r *http.Request) (*db.Execution, error) {

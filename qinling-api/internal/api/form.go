@@ -53,14 +53,14 @@ func (s *Server) parseFunctionForm(w http.ResponseWriter, r *http.Request) (*fun
 	case "multipart/form-data":
 		r.Body = http.MaxBytesReader(w, r.Body, s.Limits.MaxPackageSize+s.Limits.MaxBodySize)
 		if err := r.ParseMultipartForm(8 << 20); err != nil {
-			return nil, formError(err, s.Limits.MaxPackageSize)
+			return nil, formErrorFor(err, s.Limits.MaxPackageSize, packageSizeOption)
 		}
 		for k, vs := range r.MultipartForm.Value {
 			form.values[k] = strings.Join(vs, ",")
 		}
 		if fhs := r.MultipartForm.File["package"]; len(fhs) > 0 {
 			if fhs[0].Size > s.Limits.MaxPackageSize {
-				return nil, errdefs.New(errdefs.KindTooLarge, "Package is larger than the limit of %d bytes.", s.Limits.MaxPackageSize)
+				return nil, tooLarge("Package", s.Limits.MaxPackageSize, packageSizeOption)
 			}
 			f, err := fhs[0].Open()
 			if err != nil {
@@ -131,10 +131,25 @@ func jsonFormValue(k string, raw json.RawMessage) (*string, error) {
 	return nil, errdefs.Invalid("Invalid input for field/attribute %s: a string or a number is required.", k)
 }
 
-func formError(err error, limit int64) error {
+// The options that set the size limits, named in every 413 so the operator
+// knows what to raise.
+const (
+	packageSizeOption = "[storage] max_package_size"
+	bodySizeOption    = "[api] max_body_size"
+)
+
+// tooLarge is the 413 for what exceeds limit, which option sets.
+func tooLarge(what string, limit int64, option string) error {
+	return errdefs.New(errdefs.KindTooLarge, "%s is larger than the limit of %d bytes set by %s.", what, limit, option)
+}
+
+// formError is the error of a form body bounded by [api] max_body_size.
+func formError(err error, limit int64) error { return formErrorFor(err, limit, bodySizeOption) }
+
+func formErrorFor(err error, limit int64, option string) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) || strings.Contains(err.Error(), "request body too large") {
-		return errdefs.New(errdefs.KindTooLarge, "Request body larger than the limit of %d bytes.", limit)
+		return tooLarge("Request body", limit, option)
 	}
 	return errdefs.Invalid("Malformed form data: %v", err)
 }

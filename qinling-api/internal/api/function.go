@@ -237,24 +237,8 @@ func storageError(err error) error {
 	return errdefs.Wrap(errdefs.KindInternal, err, "package storage")
 }
 
-func (s *Server) listFunctions(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r, policy.FunctionGetAllAllProjects)
-	if err != nil {
-		return nil, 0, err
-	}
-	opts, err := listOptions(r, map[string]string{"name": "name", "runtime_id": "runtime_id"})
-	if err != nil {
-		return nil, 0, err
-	}
-	fs, err := s.DB.Functions(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]functionView, len(fs))
-	for i := range fs {
-		out[i] = renderFunction(&fs[i], true)
-	}
-	return map[string]any{"functions": out}, http.StatusOK, nil
+func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.Function](s, w, r, "functions", functionParams, policy.FunctionGetAllAllProjects, func(f *db.Function) functionView { return renderFunction(f, true) })
 }
 
 // function returns the function named by the path, as the caller may read it.

@@ -181,24 +181,8 @@ func (s *Server) createJob(_ http.ResponseWriter, r *http.Request) (any, int, er
 	return renderJob(j), http.StatusCreated, nil
 }
 
-func (s *Server) listJobs(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r, policy.JobGetAllAllProjects)
-	if err != nil {
-		return nil, 0, err
-	}
-	opts, err := listOptions(r, map[string]string{"function_id": "function_id", "status": "status"})
-	if err != nil {
-		return nil, 0, err
-	}
-	js, err := s.DB.Jobs(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]jobView, len(js))
-	for i := range js {
-		out[i] = renderJob(&js[i])
-	}
-	return map[string]any{"jobs": out}, http.StatusOK, nil
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.Job](s, w, r, "jobs", jobParams, policy.JobGetAllAllProjects, renderJob)
 }
 
 func (s *Server) job(r *http.Request) (*db.Job, error) {

@@ -103,21 +103,8 @@ func checkLen(field string, v *string, n int) error {
 	return nil
 }
 
-func (s *Server) listRuntimes(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	_, scope := caller(r.Context())
-	opts, err := listOptions(r, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	rts, err := s.DB.Runtimes(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]runtimeView, len(rts))
-	for i := range rts {
-		out[i] = renderRuntime(&rts[i])
-	}
-	return map[string]any{"runtimes": out}, http.StatusOK, nil
+func (s *Server) listRuntimes(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.Runtime](s, w, r, "runtimes", runtimeParams, "", renderRuntime)
 }
 
 func (s *Server) getRuntime(_ http.ResponseWriter, r *http.Request) (any, int, error) {
@@ -242,42 +229,4 @@ func (s *Server) getRuntimePool(_ http.ResponseWriter, r *http.Request) (any, in
 		return nil, 0, err
 	}
 	return map[string]any{"name": id, "capacity": cp}, http.StatusOK, nil
-}
-
-// boolColumns are the filterable columns that hold booleans.
-var boolColumns = map[string]bool{"sync": true, "is_public": true}
-
-// listOptions reads the paging extension (limit, marker) and the filters
-// named in allowed (query name → column).
-func listOptions(r *http.Request, allowed map[string]string) (db.ListOptions, error) {
-	q := r.URL.Query()
-	var o db.ListOptions
-	if v := q.Get("limit"); v != "" {
-		n, _, err := formInt("limit", v)
-		if err != nil || n < 1 {
-			return o, errdefs.Invalid("Invalid limit %q: a positive integer is required.", v)
-		}
-		o.Limit = int(n)
-	}
-	o.Marker = q.Get("marker")
-	for name, col := range allowed {
-		if v := q.Get(name); v != "" {
-			f, err := db.ParseFilter(col, v)
-			if err != nil {
-				return o, err
-			}
-			if boolColumns[col] {
-				// Booleans are stored as 1 and 0; accept oslo's spellings.
-				for i, raw := range f.Values {
-					b, ok := parseBool(raw)
-					if !ok {
-						return o, errdefs.Invalid("Invalid value for %s: %q is not a boolean.", name, raw)
-					}
-					f.Values[i] = map[bool]string{true: "1", false: "0"}[b]
-				}
-			}
-			o.Filters = append(o.Filters, f)
-		}
-	}
-	return o, nil
 }

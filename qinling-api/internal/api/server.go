@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,10 @@ type Limits struct {
 	DefaultTimeout int
 	MinTimeout     int
 	MaxTimeout     int
+	// DefaultPageSize is a list's page size when the request has no limit,
+	// MaxPageSize the largest page; 0 leaves lists unpaged.
+	DefaultPageSize int
+	MaxPageSize     int
 }
 
 // Authenticator turns a request into an identity, or an error: unauthorized
@@ -149,13 +154,37 @@ func (s *Server) Handler() http.Handler {
 	authed("GET /v1/executions/{id}/log", s.getExecutionLog)
 	authed("DELETE /v1/executions/{id}", s.deleteExecution)
 
-	// Anything else is a JSON 404: the CLI crashes on a text/plain error.
+	// Anything else is a JSON error: the CLI crashes on a text/plain one.
 	// It is authenticated like upstream, which checked the token before
 	// routing, so callers without a token cannot probe for routes.
-	authed("/", func(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	authed("/", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return nil, 0, errdefs.New(errdefs.KindMethodNotAllowed, "Method %s is not allowed on %s; allowed: %s.",
+				r.Method, r.URL.Path, strings.Join(allow, ", "))
+		}
 		return nil, 0, errdefs.NotFound("Resource not found: %s %s", r.Method, r.URL.Path)
 	})
 	return s.middleware(mux)
+}
+
+// routeMethods are the methods the API's routes use.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// allowedMethods lists the methods that have a route for r's path: none for
+// a path the API does not know (a 404), some for a wrong method (a 405).
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range routeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if slices.Contains(allow, http.MethodGet) {
+		allow = slices.Insert(allow, 1, http.MethodHead)
+	}
+	return allow
 }
 
 // middleware gives every request an ID, normalises trailing slashes (the CLI
@@ -174,7 +203,14 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		ctx := reqctx.With(r.Context(), reqctx.Identity{RequestID: rid, ProjectID: reqctx.DefaultProject})
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if p == http.ErrAbortHandler {
+				// A streamed answer that cannot be finished (streamList):
+				// net/http drops the connection, so the client sees a cut
+				// answer rather than a complete-looking one.
+				defer panic(p)
+				rec.status = 0
+			} else if p != nil {
 				s.Log.Error("panic serving request", "request_id", rid, "panic", p, "stack", string(debug.Stack()))
 				if !rec.wrote {
 					writeError(rec, errdefs.New(errdefs.KindInternal, "internal error"))

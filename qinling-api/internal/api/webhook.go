@@ -91,24 +91,8 @@ func (s *Server) createWebhook(_ http.ResponseWriter, r *http.Request) (any, int
 	return s.renderWebhook(w), http.StatusCreated, nil
 }
 
-func (s *Server) listWebhooks(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	scope, err := listScope(r, policy.WebhookGetAllAllProjects)
-	if err != nil {
-		return nil, 0, err
-	}
-	opts, err := listOptions(r, map[string]string{"function_id": "function_id", "description": "description"})
-	if err != nil {
-		return nil, 0, err
-	}
-	ws, err := s.DB.Webhooks(r.Context(), scope, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]webhookView, len(ws))
-	for i := range ws {
-		out[i] = s.renderWebhook(&ws[i])
-	}
-	return map[string]any{"webhooks": out}, http.StatusOK, nil
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	return listOf[db.Webhook](s, w, r, "webhooks", webhookParams, policy.WebhookGetAllAllProjects, s.renderWebhook)
 }
 
 func (s *Server) webhook(r *http.Request) (*db.Webhook, error) {

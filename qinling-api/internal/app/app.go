@@ -144,6 +144,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 			DefaultCPU: l.DefaultCPU, MinCPU: l.MinCPU, MaxCPU: l.MaxCPU,
 			DefaultMemory: l.DefaultMemory, MinMemory: l.MinMemory, MaxMemory: l.MaxMemory,
 			DefaultTimeout: l.DefaultTimeout, MinTimeout: l.MinTimeout, MaxTimeout: l.MaxTimeout,
+			DefaultPageSize: cfg.API.DefaultPageSize, MaxPageSize: cfg.API.MaxPageSize,
 		},
 	}
 	if cfg.API.EnableJobHandler {
