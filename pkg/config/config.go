@@ -51,6 +51,11 @@ type API struct {
 	Port             int    `ini:"port" default:"7070" help:"Port the API listens on."`
 	EnableJobHandler bool   `ini:"enable_job_handler" default:"true" help:"Run the cron job handler in this API process."`
 	MaxBodySize      int64  `ini:"max_body_size" default:"1048576" help:"Largest JSON or form request body, in bytes (package uploads are bounded by [storage] max_package_size)."`
+	// Timeouts against slow or stalled clients (qinling-api/internal/app/httpserver.go).
+	ReadHeaderTimeout time.Duration `ini:"read_header_timeout" default:"30s" help:"How long a client may take to send a request's headers (within read_timeout); a connection that trickles them (slowloris) is closed after it."`
+	ReadTimeout       time.Duration `ini:"read_timeout" default:"300s" help:"How long a client may take to send a whole request, headers and body; a stalled or crawling upload is refused and its connection closed. 300s lets a package of upstream's 51 MiB arrive at about 180 KB/s. Once the request has arrived it may run as long as it needs (see write_timeout)."`
+	IdleTimeout       time.Duration `ini:"idle_timeout" default:"120s" help:"How long a keep-alive connection may sit idle between requests before it is closed."`
+	WriteTimeout      time.Duration `ini:"write_timeout" default:"0s" help:"Longest time from the end of a request's headers to the end of its response; the connection is closed after it. It must cover the slowest legitimate request: a synchronous execution holds its request open until the engine answers, which may take the function's whole timeout ([resource_limits] max_timeout, 300s by default) plus starting a worker, and is bounded by [DEFAULT] rpc_response_timeout (330s). 0 means read_timeout + rpc_response_timeout + 30s (660s by default); a value set here must be at least read_timeout + rpc_response_timeout."`
 }
 
 // Pecan is [pecan]; the name is upstream's.

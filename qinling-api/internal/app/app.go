@@ -156,7 +156,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 		// database, so it fires once however many handlers there are.
 		go srv.RunJobHandler(ctx, jobHandlerInterval)
 	}
-	hs := &http.Server{Handler: withCORS(cfg.CORS, srv.Handler()), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	hs := newHTTPServer(cfg, withCORS(cfg.CORS, srv.Handler()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("qinling-api listening", "address", "http://"+ln.Addr().String(), "auth", cfg.Pecan.AuthEnable)
