@@ -55,6 +55,11 @@ type API struct {
 	// what it lists is the first page (docs/api.md, "Lists").
 	DefaultPageSize int `ini:"default_page_size" default:"1000" help:"Items a list returns when the request has no limit; a longer list ends with a next link to the following page. The openstack CLI does not follow next links, so it shows (and finds names among) only the first page."`
 	MaxPageSize     int `ini:"max_page_size" default:"1000" help:"Most items one list page returns; a larger limit is lowered to this. Lists are streamed, so their memory does not grow with the page."`
+	// Timeouts against slow or stalled clients (qinling-api/internal/app/httpserver.go).
+	ReadHeaderTimeout time.Duration `ini:"read_header_timeout" default:"30s" help:"How long a client may take to send a request's headers (within read_timeout); a connection that trickles them (slowloris) is closed after it."`
+	ReadTimeout       time.Duration `ini:"read_timeout" default:"300s" help:"How long a client may take to send a whole request, headers and body; a stalled or crawling upload is refused and its connection closed. 300s lets a package of upstream's 51 MiB arrive at about 180 KB/s. Once the request has arrived it may run as long as it needs (see write_timeout)."`
+	IdleTimeout       time.Duration `ini:"idle_timeout" default:"120s" help:"How long a keep-alive connection may sit idle between requests before it is closed."`
+	WriteTimeout      time.Duration `ini:"write_timeout" default:"0s" help:"Longest time from the end of a request's headers to the end of its response; the connection is closed after it. It must cover the slowest legitimate request: a synchronous execution holds its request open until the engine answers, which may take the function's whole timeout ([resource_limits] max_timeout, 300s by default) plus starting a worker, and is bounded by [DEFAULT] rpc_response_timeout (330s). 0 means read_timeout + rpc_response_timeout + 30s (660s by default); a value set here must be at least read_timeout + rpc_response_timeout."`
 }
 
 // Pecan is [pecan]; the name is upstream's.

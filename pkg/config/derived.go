@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Values computed from options. They are methods rather than fields filled
@@ -76,4 +77,18 @@ func (c *Config) EngineName() string {
 		host = "localhost"
 	}
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// writeTimeoutMargin is what a derived [api] write_timeout allows beyond the
+// request and the longest RPC: encoding and sending the answer.
+const writeTimeoutMargin = 30 * time.Second
+
+// APIWriteTimeout is [api] write_timeout, or, when it is 0, long enough for
+// a request that takes read_timeout to arrive and whose answer waits for the
+// longest RPC (a synchronous execution): see the option's help.
+func (c *Config) APIWriteTimeout() time.Duration {
+	if c.API.WriteTimeout > 0 {
+		return c.API.WriteTimeout
+	}
+	return c.API.ReadTimeout + c.Default.RPCTimeout + writeTimeoutMargin
 }

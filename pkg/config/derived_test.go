@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -37,6 +38,9 @@ func TestDerivedValues(t *testing.T) {
 		{name: "public ipv6 host", change: func(c *Config) { c.API.Host = "fd00::2" }, get: (*Config).PublicEndpoint, want: "http://[fd00::2]:7070"},
 		{name: "public set, slash dropped", change: func(c *Config) { c.Default.QinlingEndpoint = "https://qinling.example/api//" }, get: (*Config).PublicEndpoint, want: "https://qinling.example/api"},
 		{name: "engine set", change: func(c *Config) { c.Engine.Host = "engine-1" }, get: (*Config).EngineName, want: "engine-1"},
+		{name: "write timeout covers body and the longest sync execution", change: func(*Config) {}, get: writeTimeout, want: "11m0s"},
+		{name: "write timeout follows rpc timeout", change: func(c *Config) { c.Default.RPCTimeout = time.Hour }, get: writeTimeout, want: "1h5m30s"},
+		{name: "write timeout set", change: func(c *Config) { c.API.WriteTimeout = time.Hour }, get: writeTimeout, want: "1h0m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -53,3 +57,5 @@ func TestDerivedValues(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("%s-%d", host, os.Getpid()), base().EngineName())
 	})
 }
+
+func writeTimeout(c *Config) string { return c.APIWriteTimeout().String() }

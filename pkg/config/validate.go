@@ -47,6 +47,12 @@ func (c *Config) Validate() error {
 	v.positive("engine.function_service_expiration", c.Engine.FunctionServiceExpiration)
 	v.positive("engine.function_service_expiration_interval", c.Engine.ExpirationCheckInterval)
 	v.positive("etcd.dial_timeout", c.Etcd.DialTimeout)
+	v.positive("api.read_header_timeout", c.API.ReadHeaderTimeout)
+	v.positive("api.read_timeout", c.API.ReadTimeout)
+	v.positive("api.idle_timeout", c.API.IdleTimeout)
+	if w, least := c.API.WriteTimeout, c.API.ReadTimeout+c.Default.RPCTimeout; w < 0 || (w > 0 && w < least) {
+		v.addf("api.write_timeout %s: must be 0 (derived) or at least api.read_timeout + DEFAULT.rpc_response_timeout (%s), or synchronous executions are cut before they answer", w, least)
+	}
 	// etcd leases have whole-second TTLs; less than a second would become
 	// a lease that expires before the lock is used.
 	if c.Etcd.LockTTL < time.Second {

@@ -66,6 +66,13 @@ func TestValidate_EachRule(t *testing.T) {
 		}},
 		{name: "etcd https system CAs", change: func(c *Config) { c.Etcd.Protocol = "https" }},
 		{name: "empty topic", change: func(c *Config) { c.Engine.Topic = " " }, want: "engine.topic: must not be empty"},
+		{name: "header timeout", change: func(c *Config) { c.API.ReadHeaderTimeout = 0 }, want: "api.read_header_timeout 0s: must be positive"},
+		{name: "body timeout", change: func(c *Config) { c.API.ReadTimeout = -time.Second }, want: "api.read_timeout -1s: must be positive"},
+		{name: "idle timeout", change: func(c *Config) { c.API.IdleTimeout = 0 }, want: "api.idle_timeout 0s: must be positive"},
+		{name: "write timeout shorter than a sync execution", change: func(c *Config) { c.API.WriteTimeout = 5 * time.Minute },
+			want: "api.write_timeout 5m0s: must be 0 (derived) or at least api.read_timeout + DEFAULT.rpc_response_timeout (10m30s)"},
+		{name: "write timeout negative", change: func(c *Config) { c.API.WriteTimeout = -time.Second }, want: "api.write_timeout -1s: must be 0"},
+		{name: "write timeout long enough", change: func(c *Config) { c.API.WriteTimeout = 15 * time.Minute }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -33,7 +33,9 @@ func (s *Server) decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Anything after the object but spaces is malformed (dec.More alone
+	// let a stray "}" or "]" through).
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return errdefs.Invalid("Request is not in valid JSON format.")
 	}
 	return nil

@@ -153,7 +153,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 		h := &jobs.Handler{DB: deps.DB, Executions: executions, Log: log.With("component", "jobs")}
 		go h.Run(ctx, jobs.Interval)
 	}
-	hs := &http.Server{Handler: withCORS(cfg.CORS, srv.Handler()), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	hs := newHTTPServer(cfg, withCORS(cfg.CORS, srv.Handler()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	cmdline.LogStarted(log, "qinling-api", cfg, "address", "http://"+ln.Addr().String(),
