@@ -24,6 +24,9 @@ var migrations = []migration{
 	{Version: 1, Name: "initial schema (upstream's tables as of migration 011)", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(allModels()...)
 	}},
+	{Version: 2, Name: "executions record the engine that started them, and when", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&Execution{})
+	}},
 }
 
 // LatestVersion is the schema version this build needs.
