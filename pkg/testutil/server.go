@@ -232,6 +232,23 @@ func (s *Server) Stop() error {
 	return nil
 }
 
+// Kill stops the server as a crash would: SIGKILL to it and every process
+// it started, with no chance to clean up. Restart starts it again on the
+// same state. Killing a stopped server is a no-op.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	children := descendants(cmd.Process.Pid)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+	killAlive(children)
+}
+
 // descendants lists the PIDs of pid's children, their children and so on,
 // read from /proc.
 func descendants(pid int) []int {
