@@ -39,27 +39,28 @@ func recoveryServer(t *testing.T, opts ...testutil.Option) (*testutil.Server, *t
 	return aio, s, rtID, fid
 }
 
-// waitStarted waits until the server's log says each execution was handed
-// to a worker: from then on its engine's stop is its end.
-func waitStarted(t *testing.T, aio *testutil.Server, ids []string) {
+// waitStarted waits until logs (a server's log) say each execution was
+// handed to a worker: from then on its engine's stop is its end. It returns
+// the log line of each.
+func waitStarted(t *testing.T, logs func() string, ids []string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(executionDone)
 	for {
-		started := 0
-		for _, line := range strings.Split(aio.Log(), "\n") {
+		lines := map[string]string{}
+		for _, line := range strings.Split(logs(), "\n") {
 			if !strings.Contains(line, "execution started") {
 				continue
 			}
 			for _, id := range ids {
-				if strings.Contains(line, "execution_id="+id) {
-					started++
+				if strings.Contains(line, id) {
+					lines[id] = line
 				}
 			}
 		}
-		if started >= len(ids) {
-			return
+		if len(lines) >= len(ids) {
+			return lines
 		}
-		require.True(t, time.Now().Before(deadline), "%d of %d executions started after %s", started, len(ids), executionDone)
+		require.True(t, time.Now().Before(deadline), "%d of %d executions started after %s", len(lines), len(ids), executionDone)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
@@ -87,7 +88,7 @@ func TestCrashRecovery(t *testing.T) {
 	for range 3 {
 		running = append(running, execute(t, s, sleeper, `{"seconds": 100}`, false)["id"].(string))
 	}
-	waitStarted(t, aio, running)
+	waitStarted(t, aio.Log, running)
 
 	// A function that never ran needs a worker, and adding one takes its
 	// lock in etcd, which this test holds: its executions cannot start.
@@ -156,7 +157,7 @@ func TestShutdownDrain(t *testing.T) {
 
 	short := execute(t, s, sleeper, `{"seconds": 1}`, false)["id"].(string)
 	long := execute(t, s, sleeper, `{"seconds": 100}`, false)["id"].(string)
-	waitStarted(t, aio, []string{short, long})
+	waitStarted(t, aio.Log, []string{short, long})
 
 	require.NoError(t, aio.Stop(), "SIGTERM: a clean exit within the grace period")
 	log := aio.Log()
