@@ -248,24 +248,28 @@ func (e *Engine) stopped(ctx context.Context) bool {
 func (e *Engine) Drain(grace time.Duration) {
 	e.rec.stopping.Store(true)
 	pending := e.runningNow()
-	if len(pending) == 0 {
+	if len(pending) > 0 {
+		e.log.Info("stopping: letting running executions finish", "running", len(pending), "grace_period", grace)
+		waitAll(pending, grace)
+	}
+	// Read again: a request the transport handed over while it stopped
+	// counts too.
+	left := e.runningNow()
+	if len(left) == 0 {
 		return
 	}
-	e.log.Info("stopping: letting running executions finish", "running", len(pending), "grace_period", grace)
-	if left := waitAll(pending, grace); len(left) > 0 {
-		e.log.Warn("stopping: ending executions still running after the grace period", "running", len(left), "reason", msgEngineStopped)
-		for _, t := range left {
-			t.cancel()
+	e.log.Warn("stopping: ending executions still running after the grace period", "running", len(left), "reason", msgEngineStopped)
+	for _, t := range left {
+		t.cancel()
+	}
+	// A run that ignores its cancellation is ended here.
+	for id := range waitAll(left, 10*time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		result := failure(msgEngineStopped)
+		if _, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil); err != nil {
+			e.log.Error("stopping: end execution", "execution_id", id, "error", err)
 		}
-		// A run that ignores its cancellation is ended here.
-		for id := range waitAll(left, 10*time.Second) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			result := failure(msgEngineStopped)
-			if _, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil); err != nil {
-				e.log.Error("stopping: end execution", "execution_id", id, "error", err)
-			}
-			cancel()
-		}
+		cancel()
 	}
 }
 
