@@ -249,21 +249,14 @@ func jsonString(s string) json.RawMessage {
 // reapIdle releases the workers of function versions that had no execution
 // (and no update) for the expiration time, as upstream's periodic task.
 func (e *Engine) reapIdle(ctx context.Context) {
-	if e.opts.ExpirationInterval <= 0 || e.opts.Expiration <= 0 {
+	if e.opts.Expiration <= 0 {
 		return
 	}
-	t := time.NewTicker(e.opts.ExpirationInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.ReapIdle(ctx); err != nil {
-				e.log.Warn("idle worker check failed", "error", err)
-			}
+	every(ctx, e.opts.ExpirationInterval, func() {
+		if err := e.ReapIdle(ctx); err != nil {
+			e.log.Warn("idle worker check failed", "error", err)
 		}
-	}
+	})
 }
 
 // ReapIdle runs one idle check.

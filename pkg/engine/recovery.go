@@ -130,19 +130,26 @@ func (e *Engine) Recover(ctx context.Context, previousRunGone bool) error {
 }
 
 func (e *Engine) recoverLoop(ctx context.Context) {
-	if e.opts.RecoveryInterval <= 0 {
+	every(ctx, e.opts.RecoveryInterval, func() {
+		if err := e.Recover(ctx, false); err != nil && ctx.Err() == nil {
+			e.log.Warn("recovery check failed", "error", err)
+		}
+	})
+}
+
+// every calls fn each interval until ctx ends; not at all for interval <= 0.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	if interval <= 0 {
 		return
 	}
-	t := time.NewTicker(e.opts.RecoveryInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := e.Recover(ctx, false); err != nil && ctx.Err() == nil {
-				e.log.Warn("recovery check failed", "error", err)
-			}
+			fn()
 		}
 	}
 }

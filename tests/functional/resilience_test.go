@@ -84,11 +84,11 @@ func waitAllSettled(t *testing.T, ids []string, timeout time.Duration) map[strin
 	}
 }
 
-// TestEngineCrash: with two engines on one queue, SIGKILL one while async
-// executions are in flight; every execution still ends success or failed
-// with a reason (none lost, none stuck running), then the engine comes back.
-func TestEngineCrash(t *testing.T) {
-	testutil.SkipUnlessReal(t, srv, "the all-in-one has one in-process engine")
+// engineVictim skips the test unless it runs on a real stack with two
+// engines or more, and returns the stack and the engine to kill, which is
+// brought back when the test ends if it is still down.
+func engineVictim(t *testing.T, why string) (*testutil.Stack, string) {
+	testutil.SkipUnlessReal(t, srv, why)
 	st := srv.Stack
 	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2 in devstack/settings")
 	const victim = "engine-1"
@@ -99,6 +99,14 @@ func TestEngineCrash(t *testing.T) {
 			}
 		}
 	})
+	return st, victim
+}
+
+// TestEngineCrash: with two engines on one queue, SIGKILL one while async
+// executions are in flight; every execution still ends success or failed
+// with a reason (none lost, none stuck running), then the engine comes back.
+func TestEngineCrash(t *testing.T) {
+	st, victim := engineVictim(t, "the all-in-one has one in-process engine")
 
 	fid := newFunction(t, "sleeper", "sleeper.main", map[string]string{"sleeper.py": sleeperPy}, "timeout", "30")
 	// One run first, so that both engines have had the package and the
@@ -142,17 +150,7 @@ func TestEngineCrash(t *testing.T) {
 // dead engine's registration has expired) and does not run them again,
 // while those running on the surviving engine end normally.
 func TestEngineCrashSettled(t *testing.T) {
-	testutil.SkipUnlessReal(t, srv, "the all-in-one has one in-process engine (its case is TestCrashRecovery)")
-	st := srv.Stack
-	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2 in devstack/settings")
-	const victim = "engine-1"
-	t.Cleanup(func() {
-		if _, err := st.DaemonPID(victim); err != nil {
-			if err := st.Restart(victim); err != nil {
-				t.Errorf("bringing %s back: %v", victim, err)
-			}
-		}
-	})
+	st, victim := engineVictim(t, "the all-in-one has one in-process engine (its case is TestCrashRecovery)")
 	fid := newFunction(t, "sleeper", "sleeper.main", map[string]string{"sleeper.py": sleeperPy}, "timeout", "120")
 	for range 4 {
 		succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")
