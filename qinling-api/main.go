@@ -14,5 +14,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A second signal stops at once, without waiting for the drain.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(app.Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

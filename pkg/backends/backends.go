@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -145,7 +146,10 @@ func NewTransport(c *config.Config, allInOne bool, log *slog.Logger) (rpc.Transp
 			CallTimeout:       c.Default.RPCTimeout,
 			ReconnectInterval: c.Default.ReconnectInterval,
 			ReconnectMax:      c.Default.ReconnectMaxInterval,
-			Logger:            log.With("component", "rpc"),
+			// Handlers get the engine's grace period to finish before their
+			// requests go back to the queue (pkg/service drains the engine).
+			DrainTimeout: c.Engine.ShutdownGracePeriod + 15*time.Second,
+			Logger:       log.With("component", "rpc"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("DEFAULT.transport_url: %w", err)

@@ -46,6 +46,10 @@ func (c *Config) Validate() error {
 	v.positive("DEFAULT.rpc_response_timeout", c.Default.RPCTimeout)
 	v.positive("engine.function_service_expiration", c.Engine.FunctionServiceExpiration)
 	v.positive("engine.function_service_expiration_interval", c.Engine.ExpirationCheckInterval)
+	v.positive("engine.recovery_interval", c.Engine.RecoveryInterval)
+	if c.Engine.ShutdownGracePeriod < 0 {
+		v.addf("engine.shutdown_grace_period %s: must not be negative", c.Engine.ShutdownGracePeriod)
+	}
 	v.positive("etcd.dial_timeout", c.Etcd.DialTimeout)
 	v.positive("api.read_header_timeout", c.API.ReadHeaderTimeout)
 	v.positive("api.read_timeout", c.API.ReadTimeout)

@@ -1,5 +1,6 @@
 // Package coord is the engines' shared memory: which workers serve which
-// function version, and locks that serialise scaling decisions across engines.
+// function version, locks that serialise scaling decisions across engines,
+// and which engines are alive.
 // The etcd backend (pkg/coord/etcd) is used by every deployment (the
 // all-in-one runs an embedded etcd); pkg/coord/memory is the unit-test fake.
 package coord
@@ -39,5 +40,12 @@ type Coordinator interface {
 	// Lock takes the named lock, waiting until ctx ends. The lock is tied to
 	// this process's lease, so a crashed engine's locks expire by themselves.
 	Lock(ctx context.Context, name string) (unlock func(), err error)
+	// Register announces an engine instance as alive for as long as this
+	// coordinator lives: the registration hangs off the same lease as the
+	// locks, so a crashed engine's one expires by itself, and a closed
+	// coordinator's goes at once.
+	Register(ctx context.Context, engine string) error
+	// Engines lists the registered (live) engine instances, sorted.
+	Engines(ctx context.Context) ([]string, error)
 	Close() error
 }

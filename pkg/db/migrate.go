@@ -32,6 +32,9 @@ var migrations = []migration{
 		}
 		return tx.Migrator().AlterColumn(&Runtime{}, "Description")
 	}},
+	{Version: 3, Name: "executions record the engine that started them, and when", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&Execution{})
+	}},
 }
 
 // LatestVersion is the schema version this build needs.

@@ -68,6 +68,11 @@ type Execution struct {
 	Input           *string `gorm:"type:longtext"` // JSON object
 	Result          *string `gorm:"type:longtext"` // JSON object
 	Logs            *string `gorm:"type:longtext"`
+	// Engine is the engine instance that started the execution and
+	// StartedAt when: both stay NULL until a worker is about to receive it
+	// (pkg/engine/recovery.go settles executions of vanished engines).
+	Engine    *string    `gorm:"size:255;index"`
+	StartedAt *time.Time ``
 }
 
 // Job is a cron trigger of a function.

@@ -43,6 +43,9 @@ type Options struct {
 	// outlast the lock's lease TTL: a crashed engine's lock is only freed
 	// when its lease expires.
 	LockWait time.Duration
+	// RecoveryInterval is how often executions of vanished engines are
+	// looked for (recovery.go); 0 only at start.
+	RecoveryInterval time.Duration
 }
 
 // Engine implements the engine's RPC methods.
@@ -63,6 +66,8 @@ type Engine struct {
 	mu       sync.Mutex
 	inflight map[string]int
 	pending  map[coord.FunctionVersion]int
+
+	rec recovery
 }
 
 // New wires an engine.
@@ -78,7 +83,7 @@ func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.P
 	}
 	_, local := o.(orchestrator.EngineLocal)
 	return &Engine{db: d, orch: o, coord: c, storage: s, opts: opts, log: log, engineLocal: local,
-		inflight: map[string]int{}, pending: map[coord.FunctionVersion]int{}}
+		inflight: map[string]int{}, pending: map[coord.FunctionVersion]int{}, rec: newRecovery(opts.Name)}
 }
 
 var _ rpc.Handler = (*Engine)(nil)
@@ -137,8 +142,12 @@ func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage)
 // Start brings the pools of existing runtimes up (after a restart the local
 // processes are gone) and starts the idle-worker reaper. With forgetWorkers
 // the worker records are dropped first: an all-in-one owns its etcd, and
-// every worker it recorded died with the previous process.
+// every worker it recorded died with the previous process, and so did every
+// execution it ran (recovery.go).
 func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
+	if err := e.startRecovery(ctx, forgetWorkers); err != nil {
+		return err
+	}
 	if forgetWorkers {
 		fvs, err := e.coord.Functions(ctx)
 		if err != nil {

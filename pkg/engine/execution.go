@@ -38,10 +38,21 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 		log.Info("execution not running any more, skipped", "error", err)
 		return nil
 	}
+	if cur.Engine != nil {
+		return e.settleStarted(ctx, log, a.ExecutionID)
+	}
+	ctx, untrack := e.track(ctx, a.ExecutionID)
+	defer untrack()
 	start := time.Now()
 	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
 	res, status, err := e.execute(ctx, a, &t)
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotOurs):
+		return e.settleStarted(ctx, log, a.ExecutionID)
+	case err != nil && e.stopped(ctx):
+		log.Warn("execution ended by the engine's stop", "error", err)
+		res, status = orchestrator.Result{Output: jsonString(msgEngineStopped)}, db.StatusError
+	case err != nil:
 		log.Warn("execution could not run", "error", err)
 		res = orchestrator.Result{Output: jsonString(msgFailed + " " + errdefs.PublicMessage(err))}
 		status = db.StatusError
@@ -107,6 +118,11 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 		if err != nil {
 			return orchestrator.Result{}, "", err
 		}
+		if try == 1 {
+			if err := e.begin(ctx, reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID), a.ExecutionID); err != nil {
+				return orchestrator.Result{}, "", err
+			}
+		}
 		run := time.Now()
 		res, err := e.runOn(ctx, w, inv)
 		t.RunMS += ms(time.Since(run))
@@ -144,6 +160,9 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 	}
 	args, err := imageArgs(a.Input)
 	if err != nil {
+		return orchestrator.Result{}, "", err
+	}
+	if err := e.begin(ctx, reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID), a.ExecutionID); err != nil {
 		return orchestrator.Result{}, "", err
 	}
 	run := time.Now()
@@ -221,21 +240,14 @@ func jsonString(s string) json.RawMessage {
 // reapIdle releases the workers of function versions that had no execution
 // (and no update) for the expiration time, as upstream's periodic task.
 func (e *Engine) reapIdle(ctx context.Context) {
-	if e.opts.ExpirationInterval <= 0 || e.opts.Expiration <= 0 {
+	if e.opts.Expiration <= 0 {
 		return
 	}
-	t := time.NewTicker(e.opts.ExpirationInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.ReapIdle(ctx); err != nil {
-				e.log.Warn("idle worker check failed", "error", err)
-			}
+	every(ctx, e.opts.ExpirationInterval, func() {
+		if err := e.ReapIdle(ctx); err != nil {
+			e.log.Warn("idle worker check failed", "error", err)
 		}
-	}
+	})
 }
 
 // ReapIdle runs one idle check.

@@ -115,7 +115,9 @@ type Engine struct {
 }
 
 // StartEngine builds the orchestrator and the engine and starts serving RPC
-// until ctx ends; Wait returns when it has stopped.
+// until ctx ends; Wait returns when it has stopped, after draining the
+// running executions ([engine] shutdown_grace_period). In the all-in-one it
+// sends again the asynchronous executions the previous run had not started.
 func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, log *slog.Logger) (*Engine, error) {
 	orch, err := backends.NewOrchestrator(c, log)
 	if err != nil {
@@ -130,7 +132,8 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 		PublicEndpoint:      c.PublicEndpoint(),
 		// Twice the lease TTL and then some: a dead engine's lock is freed by
 		// its lease, and the waiting executions must still be there to run.
-		LockWait: 2*c.Etcd.LockTTL + 10*time.Second,
+		LockWait:         2*c.Etcd.LockTTL + 10*time.Second,
+		RecoveryInterval: c.Engine.RecoveryInterval,
 	}, log.With("component", "engine"))
 	if err := eng.Start(ctx, allInOne); err != nil {
 		orch.Close()
@@ -138,9 +141,24 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 	}
 	e := &Engine{Engine: eng, orch: orch, done: make(chan error, 1)}
 	go func() {
-		err := d.Transport.Serve(ctx, eng)
+		served := make(chan error, 1)
+		go func() { served <- d.Transport.Serve(ctx, eng) }()
+		var err error
+		select {
+		case <-ctx.Done():
+			log.Info("engine stopping: no more requests taken", "grace_period", c.Engine.ShutdownGracePeriod)
+			// The transport takes no more requests; the running executions
+			// get the grace period, then end with the reason. Workers are
+			// stopped only after that.
+			eng.Drain(c.Engine.ShutdownGracePeriod)
+			err = <-served
+		case err = <-served:
+		}
 		e.done <- errors.Join(err, orch.Close())
 	}()
+	if allInOne {
+		go eng.Replay(ctx, engine.Client{RPC: d.Transport})
+	}
 	return e, nil
 }
 

@@ -107,6 +107,20 @@ func (p *process) stop() error {
 	return err
 }
 
+// kill stops the process as a crash would: SIGKILL to its process group,
+// no grace. Killing a stopped process does nothing.
+func (p *process) kill() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+}
+
 // pid is the running process's PID, 0 when it is not running (or was
 // never set up).
 func (p *process) pid() int {

@@ -166,6 +166,19 @@ func (s *Server) Stop() error {
 	return nil
 }
 
+// Kill stops the server as a crash would: SIGKILL to it and every process
+// it started, with no chance to clean up. Restart starts it again on the
+// same state. Killing a stopped server is a no-op.
+func (s *Server) Kill() {
+	pid := s.proc.pid()
+	if pid == 0 {
+		return
+	}
+	children := descendants(pid)
+	s.proc.kill()
+	killAlive(children)
+}
+
 // descendants lists the PIDs of pid's children, their children and so on,
 // read from /proc.
 func descendants(pid int) []int {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,12 +27,16 @@ import (
 // sleeperPy runs long enough to be caught mid-way.
 const sleeperPy = "import time\n\ndef main(seconds=3, **kwargs):\n    time.sleep(seconds)\n    return 'slept %s' % seconds\n"
 
-// settled is the final state of an execution: success, or failed with a
-// reason in its result's output.
+// settled is the final state of an execution: success, failed with a
+// reason in its result's output, or error because the engine that started
+// it stopped (it is never run twice).
 func requireSettled(t *testing.T, ex map[string]any) {
 	t.Helper()
 	switch ex["status"] {
 	case "success":
+	case "error":
+		out, _ := result(t, ex)
+		assert.Equal(t, engineStoppedMsg, out, "execution %s ended in error for another reason", ex["id"])
 	case "failed":
 		s, _ := ex["result"].(string)
 		var res map[string]any
@@ -39,7 +44,7 @@ func requireSettled(t *testing.T, ex map[string]any) {
 		out, _ := res["output"].(string)
 		assert.NotEmpty(t, out, "failed execution %s must say why: result %s", ex["id"], s)
 	default:
-		t.Errorf("execution %s ended %q, want success or failed: %v", ex["id"], ex["status"], ex)
+		t.Errorf("execution %s ended %q, want success, failed or error: %v", ex["id"], ex["status"], ex)
 	}
 }
 
@@ -67,11 +72,11 @@ func waitAllSettled(t *testing.T, ids []string, timeout time.Duration) map[strin
 	return last
 }
 
-// TestEngineCrash: with two engines on one queue, SIGKILL one while async
-// executions are in flight; every execution still ends success or failed
-// with a reason (none lost, none stuck running), then the engine comes back.
-func TestEngineCrash(t *testing.T) {
-	testutil.SkipUnlessReal(t, srv, "the all-in-one has one in-process engine")
+// engineVictim skips the test unless it runs on a real stack with two
+// engines or more, and returns the stack and the engine to kill, which is
+// brought back when the test ends if it is still down.
+func engineVictim(t *testing.T, why string) (*testutil.Stack, string) {
+	testutil.SkipUnlessReal(t, srv, why)
 	st := srv.Stack
 	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2 in devstack/settings")
 	const victim = "engine-1"
@@ -82,6 +87,14 @@ func TestEngineCrash(t *testing.T) {
 			}
 		}
 	})
+	return st, victim
+}
+
+// TestEngineCrash: with two engines on one queue, SIGKILL one while async
+// executions are in flight; every execution still ends success or failed
+// with a reason (none lost, none stuck running), then the engine comes back.
+func TestEngineCrash(t *testing.T) {
+	st, victim := engineVictim(t, "the all-in-one has one in-process engine")
 
 	fid := newFunction(t, "sleeper", "sleeper.main", map[string]string{"sleeper.py": sleeperPy}, "timeout", "30")
 	// One run first, so that both engines have had the package and the
@@ -109,7 +122,7 @@ func TestEngineCrash(t *testing.T) {
 		requireSettled(t, final[id])
 		counts[final[id]["status"]]++
 	}
-	t.Logf("after the crash: %d success, %d failed", counts["success"], counts["failed"])
+	t.Logf("after the crash: %d success, %d failed, %d error", counts["success"], counts["failed"], counts["error"])
 
 	require.NoError(t, st.Restart(victim), "devstack/restart.sh %s", victim)
 	_, err = st.DaemonPID(victim)
@@ -118,6 +131,44 @@ func TestEngineCrash(t *testing.T) {
 	for range 4 {
 		succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")
 	}
+}
+
+// TestEngineCrashSettled: SIGKILL an engine while executions run on it;
+// the other engine ends them in error saying the engine stopped (once the
+// dead engine's registration has expired) and does not run them again,
+// while those running on the surviving engine end normally.
+func TestEngineCrashSettled(t *testing.T) {
+	st, victim := engineVictim(t, "the all-in-one has one in-process engine (its case is TestCrashRecovery)")
+	fid := newFunction(t, "sleeper", "sleeper.main", map[string]string{"sleeper.py": sleeperPy}, "timeout", "120")
+	for range 4 {
+		succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")
+	}
+	const n = 8
+	ids := make([]string, 0, n)
+	for range n {
+		ids = append(ids, execute(t, srv, fid, `{"seconds": 40}`, false)["id"].(string))
+	}
+	started := waitStarted(t, st.Logs, ids)
+	var onVictim []string
+	for id, line := range started {
+		if strings.Contains(line, victim+"#") {
+			onVictim = append(onVictim, id)
+		}
+	}
+	require.NotEmpty(t, onVictim, "no execution started on %s; both engines consume the queue", victim)
+	t.Logf("SIGKILL %s with %d of %d executions running on it", victim, len(onVictim), n)
+	require.NoError(t, st.KillDaemon(victim))
+
+	final := waitAllSettled(t, ids, 3*time.Minute)
+	for _, id := range ids {
+		ex := final[id]
+		if slices.Contains(onVictim, id) {
+			requireOutput(t, ex, "error", engineStoppedMsg)
+		} else {
+			requireOutput(t, ex, "success", "slept 40")
+		}
+	}
+	require.NoError(t, st.Restart(victim), "devstack/restart.sh %s", victim)
 }
 
 // brokerProbe is one answer (or failure) of the API during TestBrokerRestart.

@@ -57,6 +57,19 @@ func Run(t *testing.T, newCoord func(t *testing.T) coord.Coordinator) {
 		require.Equal(t, []coord.FunctionVersion{fv1, fv10}, fvs)
 	})
 
+	t.Run("registered engines are listed", func(t *testing.T) {
+		c := newCoord(t)
+		es, err := c.Engines(ctx)
+		require.NoError(t, err)
+		require.Empty(t, es)
+		for _, e := range []string{"engine-b#2", "engine-a#1", "engine-b#2"} {
+			require.NoError(t, c.Register(ctx, e))
+		}
+		es, err = c.Engines(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"engine-a#1", "engine-b#2"}, es, "sorted, each once")
+	})
+
 	t.Run("lock excludes and waits", func(t *testing.T) {
 		c := newCoord(t)
 		unlock, err := c.Lock(ctx, "fn")

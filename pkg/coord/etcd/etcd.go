@@ -1,6 +1,7 @@
 // Package etcd is the coordination backend on etcd v3: worker records under
-// /qinling/workers/<function>/<version>/<worker>, and locks held through a
-// lease, so a crashed engine's locks expire after the lease TTL.
+// /qinling/workers/<function>/<version>/<worker>, and locks and engine
+// registrations (/qinling/engines/<engine>) held through a lease, so a
+// crashed engine's locks and registration expire after the lease TTL.
 package etcd
 
 import (
@@ -24,6 +25,7 @@ import (
 const (
 	workersPrefix = "/qinling/workers/"
 	locksPrefix   = "/qinling/locks/"
+	enginesPrefix = "/qinling/engines/"
 )
 
 // Config says how to reach etcd.
@@ -42,6 +44,13 @@ type Coordinator struct {
 	mu      sync.Mutex
 	session *concurrency.Session
 	local   coord.KeyedMutex // etcd's mutex is re-entrant within one lease
+
+	// registered are the engines Register announced; they are put again
+	// under every new lease.
+	registered []string
+	watching   bool
+	closed     chan struct{}
+	closeOnce  sync.Once
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -71,7 +80,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if ttl < 1 {
 		ttl = 30
 	}
-	return &Coordinator{cli: cli, ttl: ttl}, nil
+	return &Coordinator{cli: cli, ttl: ttl, closed: make(chan struct{})}, nil
 }
 
 func workerDir(fv coord.FunctionVersion) string {
@@ -210,8 +219,92 @@ func (c *Coordinator) Lock(ctx context.Context, name string) (func(), error) {
 	}, nil
 }
 
-// Close releases the lease (and so every lock) and the connection.
+// Register puts the engine's key under this process's lease. Should the
+// lease be lost while the process lives (etcd unreachable for longer than
+// the TTL), the key is put again under the next one.
+func (c *Coordinator) Register(ctx context.Context, engine string) error {
+	s, err := c.currentSession()
+	if err != nil {
+		return err
+	}
+	if _, err := c.cli.Put(ctx, enginesPrefix+engine, engine, clientv3.WithLease(s.Lease())); err != nil {
+		return unavailable(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.registered = append(c.registered, engine)
+	if !c.watching {
+		c.watching = true
+		go c.keepRegistered(s)
+	}
+	return nil
+}
+
+// keepRegistered waits for the lease of s to end and registers again under a
+// new one, until the coordinator closes.
+func (c *Coordinator) keepRegistered(s *concurrency.Session) {
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-s.Done():
+		}
+		for {
+			select {
+			case <-c.closed:
+				return
+			default:
+			}
+			next, err := c.reregister()
+			if err == nil {
+				s = next
+				break
+			}
+			select {
+			case <-c.closed:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (c *Coordinator) reregister() (*concurrency.Session, error) {
+	s, err := c.currentSession()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	engines := append([]string(nil), c.registered...)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, e := range engines {
+		if _, err := c.cli.Put(ctx, enginesPrefix+e, e, clientv3.WithLease(s.Lease())); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Engines lists the engines whose lease is alive.
+func (c *Coordinator) Engines(ctx context.Context) ([]string, error) {
+	resp, err := c.cli.Get(ctx, enginesPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, strings.TrimPrefix(string(kv.Key), enginesPrefix))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Close releases the lease (and so every lock and registration) and the
+// connection.
 func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.mu.Lock()
 	if c.session != nil {
 		c.session.Close()
@@ -224,6 +317,7 @@ func (c *Coordinator) Close() error {
 // Abandon drops the connection without revoking the lease, as a crash would;
 // tests use it to show locks expire.
 func (c *Coordinator) Abandon() {
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.mu.Lock()
 	c.session = nil
 	c.mu.Unlock()

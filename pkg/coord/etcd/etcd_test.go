@@ -83,3 +83,42 @@ func TestEmbedded_SmallOnDisk(t *testing.T) {
 	t.Logf("embedded etcd uses %d bytes on disk", used)
 	require.Less(t, used, int64(16<<20), "on-disk size of %s", dir)
 }
+
+// TestEtcd_EngineRegistration: a closed coordinator's engine is gone at
+// once, a crashed one's when its lease expires, and a live one stays.
+func TestEtcd_EngineRegistration(t *testing.T) {
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	cfg := etcd.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second, LockTTL: 2 * time.Second}
+	connect := func(engine string) *etcd.Coordinator {
+		c, err := etcd.New(ctx, cfg)
+		require.NoError(t, err)
+		require.NoError(t, c.Register(ctx, engine))
+		return c
+	}
+	live, closed, crashed := connect("live"), connect("closed"), connect("crashed")
+	defer live.Close()
+	es, err := live.Engines(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"closed", "crashed", "live"}, es)
+
+	require.NoError(t, closed.Close())
+	es, err = live.Engines(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"crashed", "live"}, es, "a clean stop revokes the lease")
+
+	crashed.Abandon()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		es, err = live.Engines(ctx)
+		require.NoError(t, err)
+		if len(es) == 1 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the crashed engine's registration must expire with its lease: %v", es)
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, []string{"live"}, es)
+}

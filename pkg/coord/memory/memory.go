@@ -16,6 +16,7 @@ type Coordinator struct {
 	seq     int
 	workers map[coord.FunctionVersion]map[string]entry
 	locks   coord.KeyedMutex
+	engines map[string]bool
 }
 
 type entry struct {
@@ -27,7 +28,7 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 
 // New returns an empty coordinator.
 func New() *Coordinator {
-	return &Coordinator{workers: map[coord.FunctionVersion]map[string]entry{}}
+	return &Coordinator{workers: map[coord.FunctionVersion]map[string]entry{}, engines: map[string]bool{}}
 }
 
 // Workers lists fv's workers in insertion order.
@@ -106,6 +107,34 @@ func (c *Coordinator) Lock(ctx context.Context, name string) (func(), error) {
 		return nil, errdefs.Wrap(errdefs.KindConflict, err, "Etcd lock failed")
 	}
 	return unlock, nil
+}
+
+// Register records a live engine instance.
+func (c *Coordinator) Register(_ context.Context, engine string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.engines[engine] = true
+	return nil
+}
+
+// Engines lists the registered engine instances, sorted.
+func (c *Coordinator) Engines(_ context.Context) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.engines))
+	for e := range c.engines {
+		out = append(out, e)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Expire forgets an engine's registration, as a lease that ran out does
+// when an engine crashed.
+func (c *Coordinator) Expire(engine string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.engines, engine)
 }
 
 // Close does nothing.

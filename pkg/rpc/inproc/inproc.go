@@ -90,6 +90,15 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 	for {
 		select {
 		case env := <-t.queue:
+			// select picks at random among ready cases: a stopped Serve
+			// must not take one more request. A cast left here is still
+			// running in the database, and replayed at the next start
+			// (pkg/engine/recovery.go); a call's caller is told the
+			// engine is shutting down.
+			if ctx.Err() != nil {
+				t.putBack(env)
+				return nil
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -102,6 +111,18 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 			return nil
 		case <-t.done:
 			return nil
+		}
+	}
+}
+
+// putBack returns a request a stopping Serve took, for another Serve loop
+// or for Close to refuse.
+func (t *Transport) putBack(env envelope) {
+	select {
+	case t.queue <- env:
+	default:
+		if env.reply != nil {
+			env.reply <- rpc.Response{Error: errdefs.ToWire(errdefs.Unavailable("The engine is shutting down."))}
 		}
 	}
 }

@@ -1,0 +1,54 @@
+package db
+
+import (
+	"context"
+)
+
+// StartExecution records that engine is about to hand a running execution to
+// a worker. It succeeds (true) only for the first engine to do so: an
+// execution started once is never started again, whoever else receives its
+// request later (a redelivered message, a replay after a restart).
+func (d *DB) StartExecution(ctx context.Context, id, engine string) (bool, error) {
+	res := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("id = ? AND status = ? AND engine IS NULL", id, StatusRunning).
+		Updates(map[string]any{"engine": engine, "started_at": now()})
+	return res.RowsAffected > 0, translate(res.Error, "Execution", id)
+}
+
+// StartedExecutionEngines lists the engine instances that hold running
+// executions they started.
+func (d *DB) StartedExecutionEngines(ctx context.Context) ([]string, error) {
+	var out []string
+	err := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("status = ? AND engine IS NOT NULL", StatusRunning).Distinct("engine").Pluck("engine", &out).Error
+	return out, translate(err, "Execution", "")
+}
+
+// EndEngineExecutions ends every running execution that engine started as
+// error with result, and returns how many it ended.
+func (d *DB) EndEngineExecutions(ctx context.Context, engine, result string) (int64, error) {
+	res := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("status = ? AND engine = ?", StatusRunning, engine).
+		Updates(map[string]any{"status": StatusError, "result": result, "updated_at": now()})
+	return res.RowsAffected, translate(res.Error, "Execution", "")
+}
+
+// EndUnstartedSync ends every running synchronous execution that no engine
+// started as error with result. Only for a process that knows no caller
+// waits for them any more (the all-in-one at start).
+func (d *DB) EndUnstartedSync(ctx context.Context, result string) (int64, error) {
+	res := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("status = ? AND engine IS NULL AND sync = ?", StatusRunning, true).
+		Updates(map[string]any{"status": StatusError, "result": result, "updated_at": now()})
+	return res.RowsAffected, translate(res.Error, "Execution", "")
+}
+
+// UnstartedAsync lists the running asynchronous executions no engine has
+// started, oldest first: the all-in-one's queue of create_execution requests.
+func (d *DB) UnstartedAsync(ctx context.Context) ([]Execution, error) {
+	var out []Execution
+	err := d.gorm.WithContext(ctx).Model(&Execution{}).Omit("logs", "result").
+		Where("status = ? AND engine IS NULL AND sync = ?", StatusRunning, false).
+		Order("created_at, id").Find(&out).Error
+	return out, translate(err, "Execution", "")
+}
