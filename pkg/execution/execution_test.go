@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/db/dbtest"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/execution"
-	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // recordingEngine takes every execution it is handed: a sync one is ended
@@ -54,7 +54,7 @@ type world struct {
 func newWorld(t *testing.T) world {
 	t.Helper()
 	ctx := context.Background()
-	d := testutil.SQLite(t)
+	d := dbtest.SQLite(t)
 
 	ready := &db.Runtime{Base: db.Base{ProjectID: "admin"}, Image: "python3", Status: db.StatusAvailable, IsPublic: true}
 	require.NoError(t, d.CreateRuntime(ctx, ready))

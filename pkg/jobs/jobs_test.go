@@ -11,11 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/db/dbtest"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/execution"
 	"github.com/qinling-go/qinling/pkg/jobs"
-	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 func TestParse(t *testing.T) {
@@ -115,7 +115,7 @@ func (c *engineCalls) CreateExecution(_ context.Context, a engine.ExecutionArgs,
 func TestHandler_FireDue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d := testutil.SQLite(t)
+	d := dbtest.SQLite(t)
 	rt := &db.Runtime{Base: db.Base{ProjectID: "admin"}, Image: "python3", Status: db.StatusAvailable, IsPublic: true}
 	require.NoError(t, d.CreateRuntime(ctx, rt))
 	fns := map[string]string{}

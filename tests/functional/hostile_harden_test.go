@@ -102,17 +102,20 @@ exports.identity = () => ({
 // hardenServer is a private all-in-one with a Python and a Node.js runtime.
 type hardenServer struct {
 	*hostileServer
-	node   string
-	strict bool
+	node string
 }
 
 func startHarden(t *testing.T, isolation string) *hardenServer {
 	t.Helper()
-	h := startHostileRuntime(t, isolation, "python3", hostileNodeMaxPids, 1)
-	rt := createRuntime(t, h.tgt.As(testutil.Admin), "nodejs", "harden-node-"+isolation)
-	rt = waitRuntime(t, h.tgt, rt["id"].(string))
-	require.Equal(t, "available", rt["status"], "runtime: %v", rt)
-	return &hardenServer{hostileServer: h, node: rt["id"].(string), strict: isolation == "strict"}
+	// Python's hostile server, with room for Node.js's threads and one
+	// spare worker per runtime.
+	rt := pythonHostile
+	rt.maxPids, rt.poolSize = nodeHostile.maxPids, 1
+	h := startHostile(t, rt, isolation)
+	node := createRuntime(t, h.tgt.As(testutil.Admin), "nodejs", "harden-node-"+isolation)
+	node = waitRuntime(t, h.tgt, node["id"].(string))
+	require.Equal(t, "available", node["status"], "runtime: %v", node)
+	return &hardenServer{hostileServer: h, node: node["id"].(string)}
 }
 
 // fn creates a function of entry in hardenPy ("py") or hardenJS ("js"),
@@ -175,6 +178,12 @@ func (h *hardenServer) hostUIDOf(t *testing.T, fid string) int {
 	return 0
 }
 
+// hardenCase is one attack of TestHostileHarden.
+type hardenCase struct {
+	name string
+	run  func(t *testing.T)
+}
+
 func TestHostileHarden(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "needs servers with their own isolation and limits")
 	t.Parallel()
@@ -184,15 +193,15 @@ func TestHostileHarden(t *testing.T) {
 		t.Run(isolation, func(t *testing.T) {
 			t.Parallel()
 			h := startHarden(t, isolation)
-			var cases []hostileCase
+			var cases []hardenCase
 			for _, lang := range []string{"py", "js"} {
 				cases = append(cases,
-					hostileCase{name: lang + " raises the runtime's result limit", run: func(t *testing.T) {
+					hardenCase{name: lang + " raises the runtime's result limit", run: func(t *testing.T) {
 						fid := h.fn(t, lang, "raise_limit")
 						h.fails(t, fid, nil, "Function result too large: ")
 						h.recovers(t, fid)
 					}},
-					hostileCase{name: lang + " finds no system call of the deny list", run: func(t *testing.T) {
+					hardenCase{name: lang + " finds no system call of the deny list", run: func(t *testing.T) {
 						got := h.object(t, h.fn(t, lang, "syscalls"))
 						assert.Equal(t, "2", got["seccomp"], "a seccomp filter: %v", got)
 						if lang == "py" {
@@ -204,7 +213,7 @@ func TestHostileHarden(t *testing.T) {
 				)
 			}
 			cases = append(cases,
-				hostileCase{name: "keyrings are neither writable nor shared", run: func(t *testing.T) {
+				hardenCase{name: "keyrings are neither writable nor shared", run: func(t *testing.T) {
 					stored := h.object(t, h.fn(t, "py", "store_key"))
 					assert.Equal(t, map[string]any{"session": "Operation not permitted", "user": "Operation not permitted"}, stored)
 					found := h.object(t, h.fn(t, "py", "find_key"))
@@ -213,7 +222,7 @@ func TestHostileHarden(t *testing.T) {
 					assert.Empty(t, found["proc_keys"])
 					assert.Empty(t, h.object(t, h.fn(t, "js", "find_key"))["proc_keys"])
 				}},
-				hostileCase{name: "workers have host identities of their own", run: func(t *testing.T) {
+				hardenCase{name: "workers have host identities of their own", run: func(t *testing.T) {
 					// Three workers (two functions, two runtimes), alive at once.
 					ids := map[int]string{}
 					for _, f := range []struct{ lang, name string }{{"py", "a"}, {"py", "b"}, {"js", "c"}} {
@@ -234,7 +243,18 @@ func TestHostileHarden(t *testing.T) {
 					}
 				}},
 			)
-			h.runCases(t, cases, func(t *testing.T) string { return h.fn(t, "py", "identity") })
+			// Registered first, so it runs after the parallel cases: the
+			// server survived every attack.
+			t.Cleanup(func() {
+				ex, _, _ := h.run(t, h.fn(t, "py", "identity", "after"), nil)
+				assert.Equal(t, "success", ex["status"], "the server after every attack: %v", ex)
+			})
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.run(t)
+				})
+			}
 		})
 	}
 }

@@ -1,4 +1,7 @@
-package testutil
+// Package dbtest gives tests a migrated database. It lives apart from
+// pkg/testutil so that backends' test helpers, which use pkg/testutil, stay
+// free of pkg/db (scripts/verify-layering.sh).
+package dbtest
 
 import (
 	"context"
