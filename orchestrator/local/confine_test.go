@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -240,11 +241,19 @@ func TestLocal_SandboxIsolation(t *testing.T) {
 	require.Equal(t, "OSError after 0s", got.Outside, "no route: fails at once, sends nothing")
 	require.Zero(t, accepted(), "the host's listener saw no connection")
 
-	// From the host: the process runs as nobody, in its own namespaces.
+	// From the host: the process runs as a host uid of its own, from the
+	// configured range (nobody inside its user namespace), in its own
+	// namespaces.
 	pid := workerOf(o, w.Name).pid
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^Uid:\s+65534\s+65534\s+65534\s+65534$`, string(status))
+	m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$`).FindStringSubmatch(string(status))
+	require.NotNil(t, m, "Uid line of %s", status)
+	uid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.Equal(t, []string{m[1], m[1], m[1]}, m[2:], "real, effective, saved and fs uid")
+	require.GreaterOrEqual(t, uid, DefaultHostUIDStart)
+	require.Less(t, uid, DefaultHostUIDStart+DefaultHostUIDCount)
 	for _, ns := range []string{"mnt", "pid", "net", "ipc", "uts"} {
 		mine, err := os.Readlink("/proc/self/ns/" + ns)
 		require.NoError(t, err)

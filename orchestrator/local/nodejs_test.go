@@ -217,6 +217,10 @@ func TestLocal_NodeConformance(t *testing.T) {
 				Image:    "openstackqinling/nodejs-runtime",
 				PoolSize: 2,
 				Function: orchestratortest.NodeFunction,
+				// A reused worker starts a thread per execution, tens of
+				// ms of CPU each: at upstream's 100 millicores eight at
+				// once take longer than the suite's 5 s timeout here.
+				CPU: 1000,
 			}
 			// Upstream's default memory_size (32 MiB) even for eight
 			// concurrent executions, which under strict isolation are eight

@@ -47,6 +47,11 @@ type Harness struct {
 	// upstream's default). A backend whose workers hold a process per
 	// running execution needs more for the concurrency case.
 	MemorySize int64
+	// CPU is the test functions' cpu in millicores (default 100,
+	// upstream's default). A backend that spends much CPU per execution
+	// (a Node.js worker starts a thread for each) needs more for eight
+	// concurrent executions to end within the suite's timeouts.
+	CPU int
 }
 
 // UnrunnableImage is an image no backend runs.
@@ -180,13 +185,17 @@ func (s *suite) function(t *testing.T, runtimeID, name, id string, version int) 
 	if name == Sleep {
 		timeout = time.Second
 	}
+	cpu := s.h.CPU
+	if cpu == 0 {
+		cpu = 100
+	}
 	memory := s.h.MemorySize
 	if memory <= 0 {
 		memory = 32 << 20
 	}
 	return orchestrator.Function{
 		ID: id, Version: version, RuntimeID: runtimeID, Entry: entry,
-		CPU: 100, MemorySize: memory, Timeout: timeout, Package: pkg,
+		CPU: cpu, MemorySize: memory, Timeout: timeout, Package: pkg,
 	}
 }
 

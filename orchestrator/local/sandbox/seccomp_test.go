@@ -48,8 +48,12 @@ func TestSeccompPolicy(t *testing.T) {
 // source and the module defining it.
 func pythonSeccomp(t *testing.T) string {
 	t.Helper()
+	// The server and its private package (runtimes/python3/README.md).
 	files, err := filepath.Glob("../../../runtimes/python3/*.py")
 	require.NoError(t, err)
+	modules, err := filepath.Glob("../../../runtimes/python3/_qinling_runtime/*.py")
+	require.NoError(t, err)
+	files = append(files, modules...)
 	var all strings.Builder
 	found := false
 	for _, f := range files {

@@ -60,12 +60,18 @@ func TestSandbox_HostIdentity(t *testing.T) {
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
+	// The probe's stderr, read only once it has exited (exec copies into
+	// the buffer from a goroutine of its own).
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, stderr.String())
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the probe's first line: %v; stderr:\n%s", err, stderr.String())
+	}
 	var got map[string]any
 	require.NoError(t, json.Unmarshal([]byte(line), &got), line)
 
