@@ -2,7 +2,7 @@
 # Test envs: the unit, integration, functional and cli tiers. Sourced by ./tox
 # after lib.sh.
 #
-# Tiers are build tags (style §8): untagged tests are unit tests and need
+# Tiers are build tags: untagged tests are unit tests and need
 # nothing but Go (and /usr/bin/python3 for the runtime's own tests);
 # `integration` tests start private MariaDB and RabbitMQ servers from Debian's
 # packages; `functional` starts the all-in-one server and talks HTTP to it;

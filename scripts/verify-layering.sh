@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# verify-layering.sh — import rules that internal/ cannot express (style §7):
+# verify-layering.sh — import rules that internal/ cannot express (docs/architecture.md says which package does what):
 #   * orchestrator/... and storage/... must not import pkg/db or pkg/rpc:
 #     backends stay usable without the database and the RPC bus;
 #   * pkg/... must not import qinling-api/... or qinling-engine/...:

@@ -151,7 +151,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 }
 
 // executeImage runs an image function through an orchestrator that can
-// (upstream §4.4): one container of the function's image per execution,
+// (docs/kubernetes.md, "Image functions"): one container of the function's image per execution,
 // the raw string input split on whitespace as its arguments.
 func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Function, image string, t *Timing) (orchestrator.Result, string, error) {
 	runner, ok := e.orch.(orchestrator.ImageRunner)

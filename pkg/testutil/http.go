@@ -86,8 +86,8 @@ func (r *Response) Decode(t testing.TB, v any) {
 	require.NoError(t, json.Unmarshal(r.Body, v), "%s: body is not JSON", r)
 }
 
-// Fault checks the error shape python-qinlingclient needs (client contract
-// §5.1): Content-Type application/json and a JSON object with a non-empty
+// Fault checks the error shape python-qinlingclient needs (docs/api.md,
+// "Errors"): Content-Type application/json and a JSON object with a non-empty
 // string faultstring, which it returns.
 func (r *Response) Fault(t testing.TB) string {
 	t.Helper()

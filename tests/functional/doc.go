@@ -4,6 +4,6 @@
 // test binary starts real all-in-one servers through pkg/testutil (SQLite,
 // embedded etcd, the local orchestrator running real Python workers) and
 // speaks HTTP to them exactly as python-qinlingclient does. What they assert
-// is the wire contract in shared/reference/client-contract.md §4–5 and
-// qinling-v1-spec.md §1; they never import server packages.
+// is the wire contract docs/api.md describes: upstream's v1 API as
+// python-qinlingclient uses it. They never import server packages.
 package functional

@@ -63,7 +63,7 @@ func runCases(t *testing.T, cases []errCase) {
 
 const unknownUUID = "3f5a0a42-8c4b-4a63-9a57-0d7c2a1e9f10"
 
-// TestBadRuntimeAndExecutionBodies: WSME-style body validation (spec §1.1).
+// TestBadRuntimeAndExecutionBodies: WSME-style body validation (docs/api.md, "Requests").
 // Runtimes are created by admins: their cases are sent as admin.
 func TestBadRuntimeAndExecutionBodies(t *testing.T) {
 	t.Parallel()
@@ -88,7 +88,7 @@ func TestBadRuntimeAndExecutionBodies(t *testing.T) {
 	})
 }
 
-// TestBadFunctionCreate: POST /v1/functions validation (spec §1.4), with the
+// TestBadFunctionCreate: POST /v1/functions validation (docs/api.md), with the
 // messages upstream gives.
 func TestBadFunctionCreate(t *testing.T) {
 	t.Parallel()

@@ -100,7 +100,7 @@ func TestExecutionLifecycle(t *testing.T) {
 		assert.True(t, strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain"), "%s", r)
 		assert.Contains(t, string(r.Body), "Hello, x")
 		// The client json.loads any log first; a log that is valid JSON
-		// would crash `execution log show` (client contract §4).
+		// would crash `execution log show` (docs/api.md, GET /v1/executions/{id}/log).
 		assert.False(t, json.Valid(r.Body), "log must not be a JSON document: %q", r.Body)
 	})
 
@@ -114,7 +114,7 @@ func TestExecutionLifecycle(t *testing.T) {
 	})
 }
 
-// TestExecutionInputs: how `--input` reaches the function (spec §1.7 step 5):
+// TestExecutionInputs: how `--input` reaches the function (docs/api.md, POST /v1/executions):
 // a JSON object becomes keyword arguments; anything else is one positional
 // argument, echoed back exactly as sent.
 func TestExecutionInputs(t *testing.T) {

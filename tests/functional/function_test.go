@@ -22,7 +22,7 @@ func TestFunctionLifecycle(t *testing.T) {
 
 	fn := createFunction(t, srv, packageForm(rtID, "lifecycle", "hello.main", pkg))
 	id := fn["id"].(string)
-	// Pecan-rendered responses carry code as an object (spec §1.1 [QUIRK] 1).
+	// Pecan-rendered responses carry code as an object (docs/api.md, "Responses").
 	assert.Equal(t, map[string]any{"source": "package", "md5sum": testutil.MD5(pkg)}, fn["code"])
 	for field, want := range map[string]any{
 		"name": "lifecycle", "description": nil, "runtime_id": rtID, "entry": "hello.main",
@@ -72,7 +72,7 @@ func TestFunctionLifecycle(t *testing.T) {
 	pkg2 := testutil.Zip(t, map[string]string{"hello.py": helloPy + "# v2\n"})
 	t.Run("update package", func(t *testing.T) {
 		// What `openstack function update --package` sends: the code dict
-		// flattened to source=package, no md5sum (client contract §4).
+		// flattened to source=package, no md5sum (docs/api.md, PUT /v1/functions/{id}).
 		r := call(t, srv, http.MethodPut, "/v1/functions/"+id, &testutil.Form{
 			Fields: map[string]string{"source": "package"},
 			Files:  map[string]testutil.File{"package": {Name: "lifecycle.zip", Data: pkg2}},

@@ -126,7 +126,7 @@ const helloPy = "def main(name='World', **kwargs):\n" +
 	"    print('Hello, %s' % name)\n" +
 	"    return 'Hello, %s' % name\n"
 
-// The fields every response object must carry (client contract §5.2); the
+// The fields every response object must carry (docs/api.md, "Responses"); the
 // client re-fetches, or crashes, when one is missing.
 var (
 	runtimeFields   = []string{"id", "name", "image", "status", "description", "is_public", "trusted", "project_id", "created_at", "updated_at"}
@@ -134,7 +134,7 @@ var (
 	executionFields = []string{"id", "function_alias", "function_id", "function_version", "description", "input", "result", "status", "sync", "project_id", "created_at", "updated_at"}
 
 	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	// Timestamps are UTC without fractions (spec §1.1).
+	// Timestamps are UTC without fractions (docs/api.md, "Responses").
 	timeRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
 )
 
@@ -310,7 +310,7 @@ func execute(t *testing.T, s *testutil.Target, functionID string, input any, syn
 }
 
 // result decodes an execution's result, which must be a JSON string holding
-// an object with output and duration (client contract §5.4).
+// an object with output and duration (docs/api.md, "Responses").
 func result(t *testing.T, ex map[string]any) (output any, duration float64) {
 	t.Helper()
 	s, ok := ex["result"].(string)

@@ -16,7 +16,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
-// TestVersionDiscovery covers GET / and GET /v1/ (spec §1.2), the two paths
+// TestVersionDiscovery covers GET / and GET /v1/ (docs/api.md, "Version discovery"), the two paths
 // that answer without a token.
 func TestVersionDiscovery(t *testing.T) {
 	t.Parallel()

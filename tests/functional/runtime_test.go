@@ -101,8 +101,8 @@ func TestRuntimeWithUnrunnableImage(t *testing.T) {
 	r := call(t, srv, http.MethodGet, "/v1/runtimes/"+id, nil)
 	expect(t, r, http.StatusOK)
 	assert.Equal(t, "error", r.Object(t)["status"])
-	// The runtime resource has no reason field (client contract §4: 10
-	// columns), so the reason goes to the log, naming the image.
+	// The runtime resource has no reason field of its own (docs/api.md,
+	// "Runtimes"), so the reason also goes to the log, naming the image.
 	assert.True(t, strings.Contains(srv.Logs(), "docker.io/library/busybox"),
 		"the server log should say why runtime %s failed, naming its image", id)
 }

@@ -165,7 +165,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	return renderFunction(f, false), http.StatusCreated, nil
 }
 
-// createImageFunction stores an image function (upstream §1.4): no
+// createImageFunction stores an image function (docs/kubernetes.md, "Image functions"): no
 // runtime, no package, no entry; each execution runs the image.
 func (s *Server) createImageFunction(ctx context.Context, code db.Code, res resources, name, desc *string) (any, int, error) {
 	image := strings.TrimSpace(code.Image)
