@@ -10,7 +10,8 @@ import (
 )
 
 // The runtimes enforce the result and log limits themselves
-// (runtimes/python3/server.py response_body, runtimes/nodejs/server.js),
+// (response_body in runtimes/python3/_qinling_runtime/execution.py,
+// responseBody in runtimes/nodejs/_qinling_runtime/protocol.js),
 // but in a reuse worker the function runs inside the runtime's own process
 // and can change them: the engine checks again what it receives, with the
 // same messages.
