@@ -135,7 +135,9 @@ exports.main = () => {
 exports.spin = () => { console.log('spinning'); while (true) {} };
 exports.bomb = () => { const a = []; while (true) a.push(new Array(100000).fill(1)); };
 `)
-	fn.Timeout = time.Second
+	// Room for a loaded machine: each call is a fresh Node.js process at
+	// 100 millicores; only the endless loop below gets a short timeout.
+	fn.Timeout = 10 * time.Second
 	w := scaleUp(t, o, fn)
 	pid := workerOf(o, w.Name).pid
 	var times []time.Duration
@@ -158,7 +160,7 @@ exports.bomb = () => { const a = []; while (true) a.push(new Array(100000).fill(
 	}
 	t.Logf("strict Node.js calls with a prepared process: %v", times)
 
-	fn.Entry = "main.spin"
+	fn.Entry, fn.Timeout = "main.spin", time.Second
 	res, err := run(t, o, w, fn, nil)
 	require.NoError(t, err)
 	require.False(t, res.Success)
@@ -186,13 +188,12 @@ exports.main = () => 'ok';
 exports.spin = () => { while (true) {} };
 exports.buffers = () => { const a = []; while (true) a.push(Buffer.alloc(8 << 20, 1)); };
 `)
-	fn.Timeout = time.Second
 	w := scaleUp(t, o, fn)
-	fn.Entry = "main.spin"
+	fn.Entry, fn.Timeout = "main.spin", time.Second
 	res, err := run(t, o, w, fn, nil)
 	require.NoError(t, err)
 	require.JSONEq(t, `"Function execution timeout."`, string(res.Output))
-	fn.Entry = "main.main"
+	fn.Entry, fn.Timeout = "main.main", 10*time.Second // room for a loaded machine
 	res, err = run(t, o, w, fn, nil)
 	require.NoError(t, err)
 	require.JSONEq(t, `"ok"`, string(res.Output), "the Node.js server is not tainted by a timeout")
