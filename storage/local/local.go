@@ -239,18 +239,12 @@ func (s *Storage) Retrieve(ctx context.Context, projectID, functionID, md5 strin
 // Delete implements storage.PackageStorage. For version n it removes every
 // "<fid>_<n>_*.zip", though normally there is one.
 func (s *Storage) Delete(ctx context.Context, projectID, functionID, md5 string, version int) error {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return err
-	}
-	if err := rules.CheckVersion(projectID, functionID, version); err != nil {
+	if err := rules.CheckRef(projectID, functionID, version); err != nil {
 		return err
 	}
 	names, err := s.matching(ctx, projectID, functionID, md5, version)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return rules.IgnoreNotFound(err)
 	}
 	for _, name := range names {
 		if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -262,17 +256,8 @@ func (s *Storage) Delete(ctx context.Context, projectID, functionID, md5 string,
 
 // ChangedSince implements storage.PackageStorage.
 func (s *Storage) ChangedSince(ctx context.Context, projectID, functionID, md5 string, version int) (bool, error) {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return false, err
-	}
-	if version == 0 {
-		return true, nil
-	}
-	if err := checkAll(projectID, functionID, md5, version); err != nil {
-		return false, err
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
+	if current, err := rules.CheckChangedSince(ctx, projectID, functionID, md5, version); current || err != nil {
+		return current, err
 	}
 	_, err := s.root.Stat(versionName(projectID, functionID, version, md5))
 	switch {
@@ -288,10 +273,7 @@ func (s *Storage) ChangedSince(ctx context.Context, projectID, functionID, md5 s
 // the version is a hard link to the current package (no bytes copied);
 // without hard links it falls back to a copy.
 func (s *Storage) Copy(ctx context.Context, projectID, functionID, md5 string, oldVersion int) error {
-	if err := checkAll(projectID, functionID, md5, oldVersion); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := rules.CheckName(ctx, projectID, functionID, md5, oldVersion); err != nil {
 		return err
 	}
 	src := currentName(projectID, functionID, md5)
@@ -302,17 +284,6 @@ func (s *Storage) Copy(ctx context.Context, projectID, functionID, md5 string, o
 		return fmt.Errorf("copy package of function %s to version %d: %w", functionID, oldVersion+1, err)
 	}
 	return nil
-}
-
-// checkAll validates every argument that will become part of a name.
-func checkAll(projectID, functionID, md5 string, version int) error {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return err
-	}
-	if err := rules.CheckMD5(projectID, functionID, md5); err != nil {
-		return err
-	}
-	return rules.CheckVersion(projectID, functionID, version)
 }
 
 // resolve finds the one stored name Retrieve reads.
@@ -330,19 +301,10 @@ func (s *Storage) resolve(ctx context.Context, projectID, functionID, md5 string
 // A name matches only as "<fid>_<n>_<md5>.zip" with n exactly equal, unlike
 // upstream's prefix match that let version 1 find version 10's package.
 func (s *Storage) matching(ctx context.Context, projectID, functionID, md5 string, version int) ([]string, error) {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return nil, err
-	}
-	if err := rules.CheckVersion(projectID, functionID, version); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := rules.CheckLookup(ctx, projectID, functionID, md5, version); err != nil {
 		return nil, err
 	}
 	if version == 0 {
-		if err := rules.CheckMD5(projectID, functionID, md5); err != nil {
-			return nil, err
-		}
 		return []string{currentName(projectID, functionID, md5)}, nil
 	}
 

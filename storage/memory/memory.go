@@ -137,20 +137,14 @@ func (s *Storage) Retrieve(ctx context.Context, projectID, functionID, md5 strin
 
 // Delete implements storage.PackageStorage.
 func (s *Storage) Delete(ctx context.Context, projectID, functionID, md5 string, version int) error {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return err
-	}
-	if err := rules.CheckVersion(projectID, functionID, version); err != nil {
+	if err := rules.CheckRef(projectID, functionID, version); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	names, err := s.matching(ctx, projectID, functionID, md5, version)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return rules.IgnoreNotFound(err)
 	}
 	for _, n := range names {
 		delete(s.files, n)
@@ -160,17 +154,8 @@ func (s *Storage) Delete(ctx context.Context, projectID, functionID, md5 string,
 
 // ChangedSince implements storage.PackageStorage.
 func (s *Storage) ChangedSince(ctx context.Context, projectID, functionID, md5 string, version int) (bool, error) {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return false, err
-	}
-	if version == 0 {
-		return true, nil
-	}
-	if err := checkAll(projectID, functionID, md5, version); err != nil {
-		return false, err
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
+	if current, err := rules.CheckChangedSince(ctx, projectID, functionID, md5, version); current || err != nil {
+		return current, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,10 +165,7 @@ func (s *Storage) ChangedSince(ctx context.Context, projectID, functionID, md5 s
 
 // Copy implements storage.PackageStorage.
 func (s *Storage) Copy(ctx context.Context, projectID, functionID, md5 string, oldVersion int) error {
-	if err := checkAll(projectID, functionID, md5, oldVersion); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := rules.CheckName(ctx, projectID, functionID, md5, oldVersion); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -196,33 +178,14 @@ func (s *Storage) Copy(ctx context.Context, projectID, functionID, md5 string, o
 	return nil
 }
 
-func checkAll(projectID, functionID, md5 string, version int) error {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return err
-	}
-	if err := rules.CheckMD5(projectID, functionID, md5); err != nil {
-		return err
-	}
-	return rules.CheckVersion(projectID, functionID, version)
-}
-
 // matching finds the stored names of a package, as local storage does:
 // version 0 by md5, version n as exactly "<fid>_<n>_<md5>.zip". The caller
 // holds s.mu.
 func (s *Storage) matching(ctx context.Context, projectID, functionID, md5 string, version int) ([]string, error) {
-	if err := rules.CheckIDs(projectID, functionID); err != nil {
-		return nil, err
-	}
-	if err := rules.CheckVersion(projectID, functionID, version); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := rules.CheckLookup(ctx, projectID, functionID, md5, version); err != nil {
 		return nil, err
 	}
 	if version == 0 {
-		if err := rules.CheckMD5(projectID, functionID, md5); err != nil {
-			return nil, err
-		}
 		name := currentName(projectID, functionID, md5)
 		if _, ok := s.files[name]; !ok {
 			return nil, rules.NotFound(projectID, functionID, version)

@@ -6,6 +6,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -58,6 +59,71 @@ func CheckVersion(projectID, functionID string, version int) error {
 		return notFound(projectID, functionID, fmt.Errorf("invalid version %d: %w", version, storage.ErrNotFound))
 	}
 	return nil
+}
+
+// CheckRef refuses IDs or a version that cannot refer to any package.
+// Delete calls it before its lookup, which turns not-found into success:
+// bad arguments must still be an error there.
+func CheckRef(projectID, functionID string, version int) error {
+	if err := CheckIDs(projectID, functionID); err != nil {
+		return err
+	}
+	return CheckVersion(projectID, functionID, version)
+}
+
+// IgnoreNotFound returns err unless it is a not-found error: deleting a
+// package that is not there is not an error.
+func IgnoreNotFound(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// CheckLookup checks what a lookup of stored packages (Retrieve, Delete)
+// needs: the IDs, the version and, for version 0, which is found by it
+// alone, the md5. It also stops a cancelled request before any look.
+func CheckLookup(ctx context.Context, projectID, functionID, md5 string, version int) error {
+	if err := CheckRef(projectID, functionID, version); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if version == 0 {
+		return CheckMD5(projectID, functionID, md5)
+	}
+	return nil
+}
+
+// CheckName checks every argument that becomes part of a stored name
+// ("<fid>_<version>_<md5>.zip"), as Copy and ChangedSince build one
+// instead of looking it up, and stops a cancelled request.
+func CheckName(ctx context.Context, projectID, functionID, md5 string, version int) error {
+	if err := CheckIDs(projectID, functionID); err != nil {
+		return err
+	}
+	if err := CheckMD5(projectID, functionID, md5); err != nil {
+		return err
+	}
+	if err := CheckVersion(projectID, functionID, version); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// CheckChangedSince checks ChangedSince's arguments. Version 0 is the
+// current package itself, which by upstream's rule has always changed:
+// with good IDs, current is true, the md5 is not checked and the backend
+// answers true without looking. Otherwise it is CheckName.
+func CheckChangedSince(ctx context.Context, projectID, functionID, md5 string, version int) (current bool, err error) {
+	if err := CheckIDs(projectID, functionID); err != nil {
+		return false, err
+	}
+	if version == 0 {
+		return true, nil
+	}
+	return false, CheckName(ctx, projectID, functionID, md5, version)
 }
 
 // SameMD5 compares a caller's md5sum with the computed digest. Hex case is
