@@ -34,11 +34,11 @@ type Isolation struct {
 	// Spares is how many execution processes a strict worker keeps ready
 	// for the next calls; 0 forks one when a call arrives.
 	Spares int
-	// Preload decides what strict workers import before calls arrive.
+	// Preload decides what strict Python workers import before calls arrive.
 	Preload Preload
 }
 
-// Preload configures the preloading plan of strict workers (package preload).
+// Preload configures the preloading plan of strict Python workers (package preload).
 type Preload struct {
 	// Policy plans from recent traffic (default preload.Traffic).
 	Policy preload.Policy
@@ -124,9 +124,9 @@ func (o *Orchestrator) splitCPU(p *pool, cg *cgroup.Group, uid, gid int) string 
 }
 
 // preloader keeps the preloading plan: it counts the calls of strict
-// workers, refreshes the plan every Interval (or at once when a function
-// that could take a free slot gets busy) and tells workers whose level
-// changed.
+// Python workers (worker.preloads), refreshes the plan every Interval (or
+// at once when a function that could take a free slot gets busy) and tells
+// workers whose level changed.
 type preloader struct {
 	o       *Orchestrator
 	policy  preload.Policy
@@ -166,7 +166,7 @@ func (p *preloader) run() {
 	}
 }
 
-// record counts one call on a strict worker and asks for a refresh if the
+// record counts one call on a preloading worker and asks for a refresh if the
 // function is not preloaded while slots are free.
 func (p *preloader) record(rt string, k preload.Key) {
 	n := p.counter.Add(time.Now(), rt, k)
@@ -190,7 +190,7 @@ func (p *preloader) level(k preload.Key, rt string) preload.Level {
 	return p.plan.Level(k, rt)
 }
 
-// update makes a new plan and applies it to every strict worker.
+// update makes a new plan and applies it to every preloading worker.
 func (p *preloader) update(now time.Time) {
 	plan := preload.NewPlan(p.policy.Plan(p.counter.Stats(now), p.slots), p.slots)
 	p.mu.Lock()
@@ -202,7 +202,7 @@ func (p *preloader) update(now time.Time) {
 	o.mu.Lock()
 	var todo []*worker
 	for _, w := range o.workers {
-		if w.strict && w.state == stateSpecialised && !w.killed && !w.exited &&
+		if w.preloads() && w.state == stateSpecialised && !w.killed && !w.exited &&
 			plan.Level(preload.Key{Function: w.fnID, Version: w.version}, w.runtimeID) != w.level {
 			todo = append(todo, w)
 		}

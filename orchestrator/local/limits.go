@@ -30,10 +30,10 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 	}
 	// The function's limits may have changed since it was specialised.
 	change := wk.limitChangesLocked(inv.CPU, inv.MemorySize)
-	strict, key, rt := wk.strict, preload.Key{Function: wk.fnID, Version: wk.version}, wk.runtimeID
+	preloads, key, rt := wk.preloads(), preload.Key{Function: wk.fnID, Version: wk.version}, wk.runtimeID
 	o.mu.Unlock()
 	change.apply(wk)
-	if strict {
+	if preloads {
 		o.pre.record(rt, key)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/orchestrator/orchestratortest"
 	"github.com/qinling-go/qinling/pkg/archive"
 )
@@ -548,4 +549,42 @@ func TestLocal_PythonTimings(t *testing.T) {
 		require.NoError(t, err)
 	}
 	t.Logf("warm Run round trip: %s", time.Since(start)/n)
+}
+
+// TestLocal_PreloadOnlyPythonWorkers: preloading levels are those of a
+// Python worker's zygote; a strict Node.js worker has none (each execution
+// is a fresh process) and its server no /preload, so it is never asked,
+// neither when specialised nor when the plan is refreshed. The fake
+// runtime has no /preload either: each request shows as a logged failure,
+// a Python worker's two (specialised, then the plan refreshed: its level
+// is still the runtime one).
+func TestLocal_PreloadOnlyPythonWorkers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		image    string
+		requests int
+	}{
+		{image: "python3", requests: 2},
+		{image: "nodejs", requests: 0},
+	} {
+		t.Run(tc.image, func(t *testing.T) {
+			t.Parallel()
+			logger, logged := recordingLogger(t)
+			e := newFake(t, modeServe, func(c *Config) {
+				c.Logger = logger
+				c.Isolation = Isolation{Strict: true, Preload: Preload{Policy: preload.Static{Level: preload.Function}, Interval: time.Hour}}
+			})
+			require.NoError(t, e.o.CreatePool(context.Background(), orchestrator.Runtime{ID: e.rt, Image: tc.image}))
+			e.o.pre.update(time.Now()) // the plan: every function at the function level
+			fn := e.function(t, "fn-"+tc.image, entryEcho)
+			ws, err := e.o.ScaleUp(context.Background(), fn, 1)
+			require.NoError(t, err)
+			res, err := e.run(e.o, ws[0], fn)
+			require.NoError(t, err)
+			require.True(t, res.Success)
+			e.o.pre.update(time.Now())
+			require.NoError(t, e.o.Close()) // waits for the requests update sent
+			require.Equal(t, tc.requests, strings.Count(logged(), "could not change a worker's preloading"), logged())
+		})
+	}
 }

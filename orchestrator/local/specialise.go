@@ -62,11 +62,14 @@ func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, co
 		}
 		return nil, fmt.Errorf("scale up function %s version %d: %w", fn.ID, fn.Version, err)
 	}
-	// A strict worker starts at the runtime level. A function the plan
-	// has at another level (busy on other workers already, or a static
+	// A strict Python worker starts at the runtime level. A function the
+	// plan has at another level (busy on other workers already, or a static
 	// policy) gets it before its first call here.
-	if level := o.pre.level(preload.Key{Function: fn.ID, Version: fn.Version}, fn.RuntimeID); p.strict && level != preload.Runtime {
+	if level := o.pre.level(preload.Key{Function: fn.ID, Version: fn.Version}, fn.RuntimeID); level != preload.Runtime {
 		for _, w := range ws {
+			if !w.preloads() {
+				continue
+			}
 			pctx, cancel := context.WithTimeout(ctx, preloadWait)
 			o.applyLevel(pctx, w, level)
 			cancel()

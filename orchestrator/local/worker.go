@@ -70,6 +70,12 @@ type worker struct {
 	timeout time.Duration
 }
 
+// preloads reports whether w has a preload level: that of a strict Python
+// worker's zygote. A strict Node.js worker has no zygote (each execution
+// is a fresh Node.js process started through the confine helper,
+// docs/isolation.md, "Node.js") and its server no /preload.
+func (w *worker) preloads() bool { return w.strict && w.kind == KindPython3 }
+
 func (w *worker) public() orchestrator.Worker {
 	return orchestrator.Worker{Name: w.name, Address: w.addr}
 }
