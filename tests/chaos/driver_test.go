@@ -270,7 +270,7 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 	end := time.Now()
 	starts := r.starts()
 	outcomes := map[string]int{}
-	var missing, running, mixed, twice, badError, silentFail []string
+	var missing, running, mixed, twice, unlogged, badError, silentFail []string
 	for id, token := range r.accepted {
 		e, ok := all[id]
 		if !ok {
@@ -286,6 +286,10 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 			running = append(running, id)
 		case "success":
 			outcomes["success"]++
+			if starts[id] == 0 {
+				// The start check above would prove nothing.
+				unlogged = append(unlogged, id)
+			}
 			if out != token {
 				mixed = append(mixed, fmt.Sprintf("%s returned %q, was given %q", id, out, token))
 			}
@@ -326,6 +330,7 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 	for _, k := range sortedKeys(outcomes) {
 		fmt.Fprintf(&b, "| %s | %d |\n", k, outcomes[k])
 	}
+	fmt.Fprintf(&b, "| starts logged (one per run handed to a worker) | %d |\n", sumValues(starts))
 	fmt.Fprintf(&b, "| started twice / result not its own / missing / running | %d / %d / %d / %d |\n", len(twice), len(mixed), len(missing), len(running))
 	for _, k := range sortedKeys(orphans) {
 		fmt.Fprintf(&b, "| rows not answered 201, %s | %d |\n", k, orphans[k])
@@ -345,12 +350,27 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 	for _, f := range r.faults {
 		require.NoError(t, f.err, "fault %s", f.what)
 	}
-	require.Empty(t, missing, "accepted executions missing from the list")
-	require.Empty(t, running, "accepted executions still running")
-	require.Empty(t, twice, "executions started more than once")
-	require.Empty(t, mixed, "successful executions whose result is not their own token")
-	require.Empty(t, badError, "executions in error without a known reason")
-	require.Empty(t, silentFail, "failed executions without a reason")
+	require.Lenf(t, missing, 0, "accepted executions missing from the list: %d, the first: %v", len(missing), few(missing))
+	require.Lenf(t, running, 0, "accepted executions still running: %d, the first: %v", len(running), few(running))
+	require.Lenf(t, twice, 0, "executions started more than once: %d, the first: %v", len(twice), few(twice))
+	require.Lenf(t, unlogged, 0, "successful executions whose start the log does not show: %d, the first: %v", len(unlogged), few(unlogged))
+	require.Lenf(t, mixed, 0, "successful executions whose result is not their own token: %d, the first: %v", len(mixed), few(mixed))
+	require.Lenf(t, badError, 0, "executions in error without a known reason: %d, the first: %v", len(badError), few(badError))
+	require.Lenf(t, silentFail, 0, "failed executions without a reason: %d, the first: %v", len(silentFail), few(silentFail))
+}
+
+// few is the first ten of a list, for failure messages that stay readable.
+func few(s []string) []string {
+	sort.Strings(s)
+	return s[:min(len(s), 10)]
+}
+
+func sumValues(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func sortedKeys(m map[string]int) []string {
