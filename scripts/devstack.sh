@@ -28,3 +28,15 @@ env_unstack() {
 	# shellcheck disable=SC2086
 	devstack/unstack.sh ${UNSTACK_ARGS:-}
 }
+
+register_env chaos "go test -tags chaos ./tests/chaos/: thousands of async executions under kill -9 of the all-in-one, then on the devstack stack (run devstack first) under engine SIGKILLs and restarts of RabbitMQ, MariaDB, etcd and the API (not part of plain ./tox)" bin
+env_chaos() {
+	require_go || return
+	need_binaries || return
+	local rc=0
+	# Knobs: QINLING_CHAOS_EXECUTIONS, _CLIENTS, _KILLS, _INTERVAL, _SETTLE
+	# (tests/chaos/chaos_test.go); GO_TEST_ARGS may pick one with -run.
+	go test -tags chaos -count=1 -timeout 40m -v -run TestChaosAllInOne "${GO_TEST_ARGS[@]}" ./tests/chaos/ || rc=1
+	QINLING_REAL_STACK=1 go test -tags chaos -count=1 -timeout 90m -v -run TestChaosDevstack "${GO_TEST_ARGS[@]}" ./tests/chaos/ || rc=1
+	return $rc
+}
