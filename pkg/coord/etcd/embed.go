@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 )
@@ -73,7 +75,35 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: not ready after 60s")
 	}
+	if err := dropLeases(client.String()); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
 	return &Embedded{etcd: e, Endpoint: client.String()}, nil
+}
+
+// dropLeases revokes every lease the data directory holds. The embedded
+// server belongs to one process, so a lease found at start is a dead run's
+// (a kill -9): its locks and engine registration would otherwise stay until
+// their TTL ran out, and the new run's executions would wait on them.
+func dropLeases(endpoint string) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		return fmt.Errorf("list the previous run's leases: %w", err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			return fmt.Errorf("revoke the previous run's lease %x: %w", l.ID, err)
+		}
+	}
+	return nil
 }
 
 // Close stops the server.

@@ -122,3 +122,37 @@ func TestEtcd_EngineRegistration(t *testing.T) {
 	}
 	require.Equal(t, []string{"live"}, es)
 }
+
+// TestEmbedded_RestartDropsDeadRunsLeases: a lock held by a run that was
+// killed does not outlive the restart of the embedded server.
+func TestEmbedded_RestartDropsDeadRunsLeases(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *etcd.Embedded {
+		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+		require.NoError(t, err)
+		return e
+	}
+	ctx := context.Background()
+	cfg := etcd.Config{DialTimeout: 5 * time.Second, LockTTL: time.Hour}
+
+	e := start()
+	cfg.Endpoints = []string{e.Endpoint}
+	dead, err := etcd.New(ctx, cfg)
+	require.NoError(t, err)
+	_, err = dead.Lock(ctx, "fn-held")
+	require.NoError(t, err)
+	dead.Abandon() // the process dies holding the lock: its lease is never revoked
+	e.Close()
+
+	e = start()
+	t.Cleanup(e.Close)
+	cfg.Endpoints = []string{e.Endpoint}
+	live, err := etcd.New(ctx, cfg)
+	require.NoError(t, err)
+	defer live.Close()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	unlock, err := live.Lock(lctx, "fn-held")
+	require.NoError(t, err, "the dead run's lock (TTL 1h) is gone after the restart")
+	unlock()
+}
