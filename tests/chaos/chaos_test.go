@@ -31,10 +31,10 @@ func TestChaosAllInOne(t *testing.T) {
 	if testutil.RealStack() {
 		t.Skipf("%s=1: the all-in-one part runs without it", testutil.EnvRealStack)
 	}
-	n := envInt(t, envExecutions, 2000)
-	clients := envInt(t, envClients, 8)
-	kills := envInt(t, envKills, 4)
-	interval := envDuration(t, envInterval, 10*time.Second)
+	n := testutil.EnvInt(t, envExecutions, 2000)
+	clients := testutil.EnvInt(t, envClients, 8)
+	kills := testutil.EnvInt(t, envKills, 4)
+	interval := testutil.EnvDuration(t, envInterval, 10*time.Second)
 	aio := testutil.StartAllInOne(t)
 	tgt := testutil.ServerTarget(aio)
 	fid := setupFunction(t, tgt, "python3")
@@ -61,7 +61,7 @@ func TestChaosAllInOne(t *testing.T) {
 	}
 	<-submitted
 	require.NoError(t, ctx.Err(), "submitting %d executions did not end in time", n)
-	run.check(t, run.settle(t, envDuration(t, envSettle, 10*time.Minute)))
+	run.check(t, run.settle(t, testutil.EnvDuration(t, envSettle, 10*time.Minute)))
 }
 
 // The daemons of the stack the devstack test restarts, in the order it does.
@@ -93,9 +93,9 @@ func TestChaosDevstack(t *testing.T) {
 			}
 		}
 	})
-	n := envInt(t, envExecutions, 10000)
-	clients := envInt(t, envClients, 8)
-	interval := envDuration(t, envInterval, 10*time.Second)
+	n := testutil.EnvInt(t, envExecutions, 10000)
+	clients := testutil.EnvInt(t, envClients, 8)
+	interval := testutil.EnvDuration(t, envInterval, 10*time.Second)
 	tgt := testutil.StackTarget(st)
 	fid := setupFunction(t, tgt, st.PythonImage())
 	run := newRun("devstack", tgt, fid, st.Logs)
@@ -139,7 +139,7 @@ func TestChaosDevstack(t *testing.T) {
 	wg.Wait()
 	<-submitted
 	require.NoError(t, ctx.Err(), "submitting %d executions did not end in time", n)
-	run.check(t, run.settle(t, envDuration(t, envSettle, 30*time.Minute)))
+	run.check(t, run.settle(t, testutil.EnvDuration(t, envSettle, 30*time.Minute)))
 }
 
 func isClosed(c chan struct{}) bool {

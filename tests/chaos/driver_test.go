@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,31 +29,6 @@ var knownErrors = map[string]bool{
 // echoPy returns the token it was given: an execution whose result is not
 // its own token ran someone else's input.
 const echoPy = "def main(token='', **kwargs):\n    return token\n"
-
-// envInt reads a positive integer knob, or def when unset.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, "%s=%q", name, v)
-	require.Positive(t, n, "%s", name)
-	return n
-}
-
-// envDuration reads a duration knob, or def when unset.
-func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	require.NoError(t, err, "%s=%q", name, v)
-	return d
-}
 
 // fault is one fault injected, for the figures.
 type fault struct {

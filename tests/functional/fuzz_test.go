@@ -54,7 +54,7 @@ func TestHTTPFuzz(t *testing.T) {
 		seed, err = strconv.ParseUint(v, 10, 64)
 		require.NoError(t, err, envFuzzSeed)
 	}
-	rounds := envInt(t, envFuzzRounds, 10)
+	rounds := testutil.EnvInt(t, envFuzzRounds, 10)
 	budget := 2 * time.Minute
 	if v := os.Getenv(envFuzzTime); v != "" {
 		var err error
@@ -96,17 +96,6 @@ rounds:
 	expect(t, call(t, s, http.MethodGet, "/v1/functions/"+fnID, nil), http.StatusOK)
 	log := aio.Log()
 	require.NotContains(t, log, "panic", "the server log has a panic (seed %d)", seed)
-}
-
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, name)
-	return n
 }
 
 // apiRoutes reads the "METHOD /path" patterns the API package registers.
