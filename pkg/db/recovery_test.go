@@ -13,7 +13,7 @@ func TestExecutionRecoveryQueries(t *testing.T) {
 	each(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		d := open(t)
-		fid := "f-" + db.NewID()
+		fid := db.NewID() // a UUID, as the column's size expects
 		mk := func(sync bool) string {
 			e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &fid, Status: db.StatusRunning, Sync: sync}
 			require.NoError(t, d.CreateExecution(ctx, e))
