@@ -24,16 +24,16 @@ var migrations = []migration{
 	{Version: 1, Name: "initial schema (upstream's tables as of migration 011)", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(allModels()...)
 	}},
-	{Version: 2, Name: "runtimes.description holds a runtime's whole error reason", Up: func(tx *gorm.DB) error {
+	{Version: 2, Name: "executions record the engine that started them, and when", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&Execution{})
+	}},
+	{Version: 3, Name: "runtimes.description holds a runtime's whole error reason", Up: func(tx *gorm.DB) error {
 		// SQLite does not enforce VARCHAR sizes; altering would only copy
 		// the table.
 		if tx.Dialector.Name() == "sqlite" {
 			return nil
 		}
 		return tx.Migrator().AlterColumn(&Runtime{}, "Description")
-	}},
-	{Version: 3, Name: "executions record the engine that started them, and when", Up: func(tx *gorm.DB) error {
-		return tx.AutoMigrate(&Execution{})
 	}},
 }
 
