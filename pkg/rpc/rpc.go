@@ -89,6 +89,17 @@ func Dispatch(ctx context.Context, h Handler, req Request) (resp Response) {
 	return Response{Result: b}
 }
 
+// ReportCast logs the error of a cast: no caller waits for its answer, so
+// without this a failed cast (a runtime's pool that could not be recorded,
+// say) would leave no trace. Every transport calls it for its casts.
+func ReportCast(req Request, resp Response) {
+	if resp.Error == nil {
+		return
+	}
+	slog.Default().Error("RPC cast failed", "method", req.Method, "request_id", req.Identity.RequestID,
+		"kind", resp.Error.Kind, "error", resp.Error.Message)
+}
+
 // Decode turns a Response into the caller's reply value or error.
 func (r Response) Decode(reply any) error {
 	if r.Error != nil {

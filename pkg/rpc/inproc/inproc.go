@@ -105,6 +105,8 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 				resp := rpc.Dispatch(ctx, h, env.req)
 				if env.reply != nil {
 					env.reply <- resp
+				} else {
+					rpc.ReportCast(env.req, resp)
 				}
 			}()
 		case <-ctx.Done():

@@ -177,6 +177,9 @@ func (sv *server) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery)
 		log = log.With("request_id", req.Identity.RequestID)
 	}
 	resp := rpc.Dispatch(ctx, sv.h, req)
+	if d.ReplyTo == "" {
+		rpc.ReportCast(req, resp)
+	}
 	sv.reply(ch, d, resp, log)
 	if err := d.Ack(false); err != nil {
 		log.Warn("could not acknowledge an RPC request; the broker will deliver it again", "error", err)
