@@ -248,13 +248,16 @@ func TestLocal_StartFailures(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, mode, want string
+		// The worker that exits is not waited for: a timeout it never
+		// needs leaves room for a loaded machine's slow start.
+		timeout time.Duration
 	}{
-		{name: "exit before ready carries the output", mode: modeExitEarly, want: "fake runtime: bad config"},
-		{name: "never ready times out", mode: modeNeverReady, want: "not ready after"},
+		{name: "exit before ready carries the output", mode: modeExitEarly, want: "fake runtime: bad config", timeout: time.Minute},
+		{name: "never ready times out", mode: modeNeverReady, want: "not ready after", timeout: 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newFake(t, tc.mode, func(c *Config) { c.StartTimeout = 300 * time.Millisecond })
+			e := newFake(t, tc.mode, func(c *Config) { c.StartTimeout = tc.timeout })
 			err := e.o.CreatePool(context.Background(), orchestrator.Runtime{ID: e.rt, Image: "python3"})
 			require.ErrorContains(t, err, tc.want)
 			_, err = e.o.Pool(context.Background(), e.rt)
