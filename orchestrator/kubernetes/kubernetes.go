@@ -87,6 +87,11 @@ type Config struct {
 	RunAsUser int64
 	// Resize resizes specialised pods in place to their function's limits.
 	Resize bool
+	// MaxResultSize and MaxLogSize, when positive, are the engine's own
+	// bounds on a pod's answer, as the local orchestrator's: a pod runs
+	// function code in its runtime's process, so what the runtime claims
+	// to have checked is not trusted (workerclient/limits.go).
+	MaxResultSize, MaxLogSize int
 	// RunGrace is how long past an invocation's timeout a worker may take to
 	// answer before it is declared stuck and deleted (default 3 s).
 	RunGrace time.Duration
@@ -214,7 +219,9 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	return &Orchestrator{
 		cfg: cfg, client: cfg.Client, log: cfg.Logger,
-		wc:      workerclient.New(workerclient.Options{Dial: cfg.Dial}),
+		wc: workerclient.New(workerclient.Options{
+			Dial: cfg.Dial, MaxResultBytes: cfg.MaxResultSize, MaxLogBytes: cfg.MaxLogSize,
+		}),
 		deleted: map[string]time.Time{},
 		sized:   map[string]podSize{},
 	}, nil

@@ -551,3 +551,24 @@ func TestAPIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRunEnforcesEngineLimits: a pod's answer is held to the engine's own
+// result limit, whatever the runtime in the pod (which runs function code in
+// its process) let through.
+func TestRunEnforcesEngineLimits(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{})
+	o := newBackend(t, c, func(cfg *kubernetes.Config) { cfg.MaxResultSize, cfg.MaxLogSize = 8, 1<<20 })
+	defer o.Close()
+	ctx := context.Background()
+	require.NoError(t, o.CreatePool(ctx, orchestrator.Runtime{ID: "rt-lim", Image: image}))
+	fn := helloFunction(t, "rt-lim", "fn-lim")
+	w, err := o.ScaleUp(ctx, fn, 1)
+	require.NoError(t, err)
+	res, err := o.Run(ctx, w[0], orchestrator.Invocation{
+		ExecutionID: "e-lim", FunctionID: fn.ID, Entry: fn.Entry, Timeout: fn.Timeout,
+		CPU: fn.CPU, MemorySize: fn.MemorySize, Input: json.RawMessage(`{"name": "a longer name"}`),
+	})
+	require.NoError(t, err)
+	require.False(t, res.Success)
+	require.Contains(t, string(res.Output), "Function result too large")
+}

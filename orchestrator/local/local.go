@@ -102,11 +102,8 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg: cfg,
 		log: log,
 		client: workerclient.New(workerclient.Options{
-			// Logs may be JSON-escaped up to 6 bytes per byte; results are
-			// measured as JSON already.
-			MaxResponseBytes: 6*int64(cfg.MaxLogSize) + int64(cfg.MaxResultSize) + 64<<10,
-			MaxResultBytes:   cfg.MaxResultSize,
-			MaxLogBytes:      cfg.MaxLogSize,
+			MaxResultBytes: cfg.MaxResultSize,
+			MaxLogBytes:    cfg.MaxLogSize,
 		}),
 		spawn:   newSpawner(life),
 		conf:    conf,

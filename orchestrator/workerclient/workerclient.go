@@ -53,7 +53,9 @@ const noDeadlineTimeout = 180 * time.Second
 type Options struct {
 	// DialTimeout bounds connecting to a worker (default 3 s, as upstream).
 	DialTimeout time.Duration
-	// MaxResponseBytes bounds an /execute answer (default DefaultMaxResponseBytes).
+	// MaxResponseBytes bounds an /execute answer (default: room for
+	// MaxResultBytes and MaxLogBytes, JSON-escaped, when they are set;
+	// DefaultMaxResponseBytes otherwise).
 	MaxResponseBytes int64
 	// MaxResultBytes and MaxLogBytes, when positive, are the limits the
 	// engine enforces on what a worker answers, whatever the runtime
@@ -83,6 +85,11 @@ type Client struct {
 func New(opts Options) *Client {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 3 * time.Second
+	}
+	if opts.MaxResponseBytes <= 0 && opts.MaxResultBytes > 0 && opts.MaxLogBytes > 0 {
+		// Logs may be JSON-escaped up to 6 bytes per byte; results are
+		// measured as JSON already.
+		opts.MaxResponseBytes = 6*int64(opts.MaxLogBytes) + int64(opts.MaxResultBytes) + 64<<10
 	}
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes

@@ -110,8 +110,11 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			NodeMemoryOverhead: k.NodeMemoryOverhead,
 			RunAsUser:          k.RunAsUser,
 			Resize:             k.Resize,
-			Owner:              c.EngineName(),
-			Logger:             log.With("component", "orchestrator"),
+			// The same bounds as local workers' ([local_orchestrator]).
+			MaxResultSize: c.Local.MaxResultSize,
+			MaxLogSize:    c.Local.MaxLogSize,
+			Owner:         c.EngineName(),
+			Logger:        log.With("component", "orchestrator"),
 		})
 		if err != nil {
 			return nil, err
