@@ -67,6 +67,22 @@ def syscalls(**kw):
         'keyctl': _call('keyctl', 0, ctypes.c_long(USER), 0),                  # KEYCTL_GET_KEYRING_ID
     }
 
+# Function A leaves System V IPC objects under a known key; function B
+# looks for them (each worker has an IPC namespace of its own).
+IPC_KEY = 0x51494e47
+
+def ipc_store(**kw):
+    shm, msg = libc.shmget(IPC_KEY, 4096, 0o1666), libc.msgget(IPC_KEY, 0o1666)   # IPC_CREAT | 0666
+    return {'shm': shm >= 0, 'msg': msg >= 0}
+
+def ipc_find(**kw):
+    out = {}
+    for name, r in (('shm', libc.shmget(IPC_KEY, 0, 0)), ('msg', libc.msgget(IPC_KEY, 0))):
+        out[name] = 'found' if r >= 0 else os.strerror(ctypes.get_errno())
+    out['proc'] = [l for f in ('shm', 'msg') for l in open('/proc/sysvipc/' + f).read().splitlines()[1:]
+                   if l.split()[0] == str(IPC_KEY)]
+    return out
+
 def identity(**kw):
     st = dict(l.split(':\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\t' in l)
     return {'uid': st['Uid'].split(), 'uid_map': open('/proc/self/uid_map').read().split()}
@@ -89,6 +105,11 @@ exports.raise_limit = (context, input) => {
 
 exports.find_key = () => ({
   proc_keys: fs.readFileSync('/proc/keys', 'utf8').split('\n').filter((l) => l.includes('qinling-harden')),
+});
+
+exports.ipc_find = () => ({
+  proc: ['shm', 'msg'].flatMap((f) => fs.readFileSync('/proc/sysvipc/' + f, 'utf8').split('\n').slice(1)
+    .filter((l) => l.trim().split(/\s+/)[0] === String(0x51494e47))),
 });
 
 exports.syscalls = () => ({ seccomp: status().Seccomp.trim() });
@@ -221,6 +242,15 @@ func TestHostileHarden(t *testing.T) {
 					assert.Equal(t, "Operation not permitted", found["user"])
 					assert.Empty(t, found["proc_keys"])
 					assert.Empty(t, h.object(t, h.fn(t, "js", "find_key"))["proc_keys"])
+				}},
+				hardenCase{name: "System V IPC objects are not shared", run: func(t *testing.T) {
+					stored := h.object(t, h.fn(t, "py", "ipc_store"))
+					assert.Equal(t, map[string]any{"shm": true, "msg": true}, stored, "the attack's objects were made")
+					found := h.object(t, h.fn(t, "py", "ipc_find"))
+					assert.Equal(t, "No such file or directory", found["shm"], "%v", found)
+					assert.Equal(t, "No such file or directory", found["msg"], "%v", found)
+					assert.Empty(t, found["proc"])
+					assert.Empty(t, h.object(t, h.fn(t, "js", "ipc_find"))["proc"])
 				}},
 				hardenCase{name: "workers have host identities of their own", run: func(t *testing.T) {
 					// Three workers (two functions, two runtimes), alive at once.
