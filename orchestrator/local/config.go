@@ -43,8 +43,9 @@ type Config struct {
 	// (default slog.Default()).
 	Logger *slog.Logger
 	// Command, if set, replaces the real runtime: it returns the command that
-	// serves the worker protocol on the unix socket sock, reading packages
-	// from pkgDir. Its arguments must include sock verbatim, since that is how
+	// serves the worker protocol on the listening unix socket it inherits as
+	// descriptor 3 (bound at sock by the engine), reading packages from
+	// pkgDir. Its arguments must include sock verbatim, since that is how
 	// other instances recognise the worker's process. Tests use it to run the
 	// test binary as a fake runtime.
 	Command func(kind string, sock, pkgDir string) *exec.Cmd
@@ -157,7 +158,7 @@ func (c *Config) setDefaults() {
 // absolute already.
 func (c *Config) validate() error {
 	dir := c.WorkersDir
-	if n := len(dir) + len("/python3-0123456789abcdef/"+runName+"/") + len(socketName); n > maxUnixSocketPathLen {
+	if n := len(dir) + len("/python3-0123456789abcdef/") + len(socketName); n > maxUnixSocketPathLen {
 		return fmt.Errorf("workers dir %s is too long for unix socket paths (%d bytes, limit %d); choose a shorter one", dir, n, maxUnixSocketPathLen)
 	}
 	if c.PoolSize < 0 {

@@ -26,16 +26,13 @@ import (
 const (
 	sandboxPackages = "/var/qinling/packages"
 	sandboxRuntime  = "/var/qinling/runtime"
-	sandboxRun      = "/var/qinling/run" // + /<worker name>, holding the socket
 	sandboxExecCPU  = "/var/qinling/cgroup/exec"
 	sandboxHostname = "qinling"
 )
 
-// Names inside a worker directory used by sandboxed workers.
-const (
-	runName  = "run"  // socket directory, shared with the sandbox
-	rootName = "root" // where the sandbox's root is mounted, in its namespace only
-)
+// rootName, inside a worker directory of a sandboxed worker, is where the
+// sandbox's root is mounted, in its namespace only.
+const rootName = "root"
 
 // hostIDsDir, in WorkersDir, holds the host uids taken by workers; engines
 // sharing the directory share it.

@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,32 @@ type launch struct {
 	cmd  *exec.Cmd
 	arg  string // command-line argument identifying the worker's process
 	addr string // socket path on the host
+	// lis is the listening socket at addr, the worker's descriptor listenFD
+	// (cmd.ExtraFiles); the engine closes its copy once the worker started.
+	lis *os.File
+}
+
+// listenFD is the descriptor on which a worker finds its listening socket.
+const listenFD = 3
+
+// listenSocket creates the worker's listening socket at sock, in its directory,
+// which only the engine can write (0700, the engine's), and returns it for
+// the worker to inherit. The engine owns the socket: nothing the sandbox
+// sees names it, and the engine connects to it without following links
+// (workerclient), so a function can neither replace it nor redirect the
+// engine elsewhere (docs/isolation.md, "What stops what").
+func listenSocket(sock string) (*os.File, error) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("worker socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false) // the worker's socket now; removed with its directory
+	f, err := ln.File()
+	_ = ln.Close()
+	if err != nil {
+		return nil, fmt.Errorf("worker socket: %w", err)
+	}
+	return f, nil
 }
 
 // prepare creates the worker's directories and cgroup and returns the
@@ -54,40 +81,34 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	if p.strict && cg != nil {
 		cg.OOMKillsOne() // an execution process (which asks to be first) rather than the worker
 	}
+	sock := filepath.Join(dir, socketName)
+	arg := o.workerArg(name, sock)
 	if !sandboxed {
-		sock := filepath.Join(dir, socketName)
 		cpuProcs := ""
 		if execCPU != "" {
 			cpuProcs = filepath.Join(execCPU, "cgroup.procs")
 		}
-		argv, env := o.runtimeCommand(p, sock, pkgDir, filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), dir, cpuProcs)
+		argv, env := o.runtimeCommand(p, arg, pkgDir, filepath.Join(o.cfg.RuntimesDir, p.kind, serverFile(p.kind)), dir, cpuProcs)
 		spec.Env = env
 		cmd, err := sandbox.Command(spec, argv)
 		if err != nil {
 			return launch{}, cg, err
 		}
 		cmd.Dir = dir
-		return launch{cmd: cmd, arg: sock, addr: sock}, cg, nil
+		return withSocket(launch{cmd: cmd, arg: arg, addr: sock}, cg)
 	}
 
 	s := o.conf.cfg
-	runDir, root := filepath.Join(dir, runName), filepath.Join(dir, rootName)
-	for _, d := range []string{runDir, root} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return launch{}, cg, err
-		}
-	}
-	if err := os.Chown(runDir, owner, group); err != nil { // the runtime creates its socket there
+	root := filepath.Join(dir, rootName)
+	if err := os.Mkdir(root, 0o700); err != nil {
 		return launch{}, cg, err
 	}
-	inRun := sandboxRun + "/" + name
-	sock := inRun + "/" + socketName
 	server := sandboxRuntime + "/" + serverFile(p.kind)
 	cpuProcs := ""
 	if execCPU != "" {
 		cpuProcs = sandboxExecCPU + "/cgroup.procs"
 	}
-	argv, env := o.runtimeCommand(p, sock, sandboxPackages, server, "/tmp", cpuProcs)
+	argv, env := o.runtimeCommand(p, arg, sandboxPackages, server, "/tmp", cpuProcs)
 	network := o.networkAllowed(p.rt)
 	base, err := o.runtimeMounts(argv[0], network)
 	if err != nil {
@@ -96,7 +117,6 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	mounts := append([]sandbox.Mount(nil), base...)
 	mounts = append(mounts,
 		sandbox.Mount{Kind: sandbox.KindBind, Source: pkgDir, Target: sandboxPackages},
-		sandbox.Mount{Kind: sandbox.KindBind, Source: runDir, Target: inRun, Writable: true},
 	)
 	if o.cfg.Command == nil {
 		// The runtime's whole directory: its server imports modules beside it.
@@ -121,16 +141,38 @@ func (o *Orchestrator) prepare(name, dir string, p *pool) (launch, *cgroup.Group
 	if err != nil {
 		return launch{}, cg, err
 	}
-	return launch{cmd: cmd, arg: sock, addr: filepath.Join(runDir, socketName)}, cg, nil
+	return withSocket(launch{cmd: cmd, arg: arg, addr: sock}, cg)
+}
+
+// withSocket creates l's listening socket and passes it to l's command as
+// descriptor listenFD.
+func withSocket(l launch, cg *cgroup.Group) (launch, *cgroup.Group, error) {
+	lis, err := listenSocket(l.addr)
+	if err != nil {
+		return launch{}, cg, err
+	}
+	l.lis = lis
+	l.cmd.ExtraFiles = []*os.File{lis}
+	return l, cg, nil
+}
+
+// workerArg is the command-line argument that names the worker's process
+// (record.Arg): its socket path for a Config.Command, otherwise its name.
+func (o *Orchestrator) workerArg(name, sock string) string {
+	if o.cfg.Command != nil {
+		return sock
+	}
+	return name
 }
 
 // runtimeCommand returns the runtime's argv (argv[0] absolute) and
-// environment, with the paths the runtime sees: its socket, package
-// directory, server script and home, and for strict isolation the
-// cgroup.procs file its execution processes join ("" if none).
-func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuProcs string) (argv, env []string) {
+// environment, with arg naming the worker (workerArg) and the paths the
+// runtime sees: its package directory, server script and home, and for
+// strict isolation the cgroup.procs file its execution processes join (""
+// if none). Its listening socket is descriptor listenFD.
+func (o *Orchestrator) runtimeCommand(p *pool, arg, pkgDir, server, home, cpuProcs string) (argv, env []string) {
 	if o.cfg.Command != nil {
-		cmd := o.cfg.Command(p.kind, sock, pkgDir)
+		cmd := o.cfg.Command(p.kind, arg, pkgDir)
 		env = cmd.Env
 		if env == nil {
 			env = os.Environ()
@@ -138,12 +180,12 @@ func (o *Orchestrator) runtimeCommand(p *pool, sock, pkgDir, server, home, cpuPr
 		return append([]string{cmd.Path}, cmd.Args[1:]...), env
 	}
 	if p.kind == KindNodeJS {
-		return o.nodeCommand(p, sock, pkgDir, server, home, cpuProcs)
+		return o.nodeCommand(p, arg, pkgDir, server, home, cpuProcs)
 	}
 	// -I: ignore PYTHON* variables and user site-packages, so the engine's
 	// environment cannot change how functions run.
 	argv = []string{o.cfg.Python3, "-I", server,
-		"--socket", sock, "--packages-dir", pkgDir,
+		"--listen-fd", strconv.Itoa(listenFD), "--worker", arg, "--packages-dir", pkgDir,
 		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
 		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize)}
 	if p.strict {

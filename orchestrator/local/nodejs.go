@@ -50,9 +50,9 @@ func (o *Orchestrator) checkRuntime(kind string) error {
 }
 
 // nodeCommand is runtimeCommand for the nodejs kind (runtimes/nodejs/README.md).
-func (o *Orchestrator) nodeCommand(p *pool, sock, pkgDir, server, home, cpuProcs string) (argv, env []string) {
+func (o *Orchestrator) nodeCommand(p *pool, arg, pkgDir, server, home, cpuProcs string) (argv, env []string) {
 	argv = []string{o.cfg.NodeJS, server,
-		"--socket", sock, "--packages-dir", pkgDir,
+		"--listen-fd", strconv.Itoa(listenFD), "--worker", arg, "--packages-dir", pkgDir,
 		"--max-log-bytes", strconv.Itoa(o.cfg.MaxLogSize),
 		"--max-result-bytes", strconv.Itoa(o.cfg.MaxResultSize)}
 	if p.strict {

@@ -71,7 +71,8 @@ func fakeRuntime(mode string, args []string) int {
 		time.Sleep(time.Hour)
 		return 0
 	}
-	ln, err := net.Listen("unix", sock)
+	// The engine's listening socket, bound at sock (Config.Command).
+	ln, err := net.FileListener(os.NewFile(3, sock))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -115,6 +115,7 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	r, wr, err := os.Pipe()
 	if err != nil {
+		_ = l.lis.Close()
 		o.destroyCgroup(name, cg)
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start worker %s: %w", name, err)
@@ -122,6 +123,7 @@ func (o *Orchestrator) startWorker(ctx context.Context, p *pool) (*worker, error
 	cmd.Stdout, cmd.Stderr = wr, wr
 	err = o.spawn.start(ctx, o.life, cmd)
 	_ = wr.Close()
+	_ = l.lis.Close() // the worker's now
 	if err != nil {
 		_ = r.Close()
 		o.destroyCgroup(name, cg)

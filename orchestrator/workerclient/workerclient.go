@@ -130,7 +130,7 @@ func New(opts Options) *Client {
 			if err != nil {
 				return nil, fmt.Errorf("bad unix socket host %q: %w", host, err)
 			}
-			return dialer.DialContext(ctx, "unix", string(path))
+			return dialUnix(ctx, dialer, string(path))
 		})},
 		tcp:     &http.Client{Transport: transport(tcpDial)},
 		maxResp: opts.MaxResponseBytes,

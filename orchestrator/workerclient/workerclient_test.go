@@ -568,3 +568,32 @@ func TestDeliverRefusedByRealRuntimes(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileSocketSymlink: a symbolic link planted where a worker's socket
+// is, or in a directory on the way, does not make the client talk to the
+// socket it points to; it reports the worker as not found.
+func TestHostileSocketSymlink(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int64
+	victim, _ := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		reached.Add(1)
+		_, _ = io.WriteString(w, `{"output":"the victim's answer","success":true}`)
+	}))
+	victimSock := strings.TrimPrefix(victim, "unix://")
+	dir := t.TempDir()
+	link := filepath.Join(dir, "sock")
+	require.NoError(t, os.Symlink(victimSock, link))
+	linkDir := filepath.Join(dir, "run")
+	require.NoError(t, os.Symlink(filepath.Dir(victimSock), linkDir))
+	c := workerclient.New(workerclient.Options{})
+	for _, addr := range []string{link, filepath.Join(linkDir, "sock")} {
+		t.Run(addr, func(t *testing.T) {
+			_, err := c.Execute(context.Background(), workerclient.UnixAddress(addr), invocation(), time.Second)
+			require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+			require.ErrorIs(t, c.Ping(context.Background(), workerclient.UnixAddress(addr)), orchestrator.ErrWorkerNotFound)
+		})
+	}
+	require.Zero(t, reached.Load(), "the socket behind the link was never reached")
+	_, err := c.Execute(context.Background(), victim, invocation(), time.Second)
+	require.NoError(t, err, "the socket itself is reached")
+}

@@ -19,7 +19,7 @@ function main(argv, serverFile) {
   const { Worker } = require('node:worker_threads');
   const { spawn } = require('node:child_process');
 
-  const USAGE = 'usage: server.js (--socket PATH | [--host 127.0.0.1] --port N) ' +
+  const USAGE = 'usage: server.js (--listen-fd N | --socket PATH | [--host 127.0.0.1] --port N) [--worker NAME] ' +
     '[--packages-dir DIR] [--max-log-bytes N] [--max-result-bytes N] ' +
     '[--memory-size BYTES] [--spare-threads N] [--max-idle-threads N] ' +
     '[--isolation reuse|strict] [--spares N] [--tmp-dir DIR] [--cpu-cgroup PROCS_FILE] ' +
@@ -56,14 +56,14 @@ function main(argv, serverFile) {
 
   function parseArgs(args) {
     const o = {
-      socket: null, host: '127.0.0.1', port: null,
+      socket: null, 'listen-fd': null, worker: '', host: '127.0.0.1', port: null,
       'packages-dir': process.env.QINLING_PACKAGES_DIR || '/var/qinling/packages',
       'max-log-bytes': '1048576', 'max-result-bytes': '1048576',
       'memory-size': String(32 * MIB), 'spare-threads': '1', 'max-idle-threads': '4',
       isolation: 'reuse', spares: '2', 'tmp-dir': '', 'cpu-cgroup': '',
       confine: '', 'tmp-size': String(64 * MIB),
     };
-    const numeric = ['port', 'max-log-bytes', 'max-result-bytes', 'memory-size',
+    const numeric = ['port', 'listen-fd', 'max-log-bytes', 'max-result-bytes', 'memory-size',
       'spare-threads', 'max-idle-threads', 'spares', 'tmp-size'];
     try {
       for (let i = 0; i < args.length; i++) {
@@ -92,7 +92,9 @@ function main(argv, serverFile) {
         o[key] = Number(o[key]);
       }
       if (o.port !== null && o.port > 65535) throw new Error('--port must be at most 65535');
-      if (o.socket === null && o.port === null) throw new Error('--socket or --port is required');
+      if (o.socket === null && o.port === null && o['listen-fd'] === null) {
+        throw new Error('--listen-fd, --socket or --port is required');
+      }
       if (o.isolation !== 'reuse' && o.isolation !== 'strict') throw new Error('--isolation must be reuse or strict');
       if (o.confine && !path.isAbsolute(o.confine)) throw new Error('--confine must be an absolute path');
       if (o['tmp-size'] <= 0) throw new Error('--tmp-size must be positive');
@@ -900,7 +902,12 @@ function main(argv, serverFile) {
   });
 
   let where;
-  if (opts.socket) {
+  if (opts['listen-fd'] !== null) {
+    // The engine's socket (orchestrator/local/launch.go); libuv keeps it
+    // from the processes this one starts.
+    where = `descriptor ${opts['listen-fd']} (${opts.worker || 'inherited'})`;
+    server.listen({ fd: opts['listen-fd'], backlog: 511 }, listening);
+  } else if (opts.socket) {
     socketPath = path.resolve(opts.socket);
     try {   // a stale socket from a dead worker would make listen fail
       if (fs.lstatSync(socketPath).isSocket()) fs.unlinkSync(socketPath);

@@ -3,6 +3,7 @@ fresh interpreter started for one strict execution (level none)."""
 
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -10,13 +11,13 @@ from . import config, package
 from .compat import lift_limits
 from .output import Router, start_in_context
 
-USAGE = ("usage: server.py (--socket PATH | [--host 127.0.0.1] --port N) "
+USAGE = ("usage: server.py (--listen-fd N | --socket PATH | [--host 127.0.0.1] --port N) [--worker NAME] "
          "[--packages-dir DIR] [--max-log-bytes N] [--max-result-bytes N] "
          "[--isolation reuse|strict] [--spares N] [--tmp-size BYTES] [--cpu-cgroup PROCS_FILE]")
 
 
 def parse_args(argv):
-    opts = {"socket": None, "host": "127.0.0.1", "port": None,
+    opts = {"socket": None, "listen-fd": None, "worker": "", "host": "127.0.0.1", "port": None,
             "packages-dir": os.environ.get("QINLING_PACKAGES_DIR") or "/var/qinling/packages",
             "max-log-bytes": "1048576", "max-result-bytes": "1048576",
             "isolation": "reuse", "spares": "2", "tmp-size": str(64 << 20), "cpu-cgroup": "",
@@ -33,13 +34,14 @@ def parse_args(argv):
             if not name.startswith("--") or name[2:] not in opts:
                 raise ValueError("unknown option %s" % name)
             opts[name[2:]] = "1" if name[2:] in flags else (value if eq else next(it))
-        for key in ("port", "max-log-bytes", "max-result-bytes", "spares", "tmp-size"):
+        for key in ("port", "listen-fd", "max-log-bytes", "max-result-bytes", "spares", "tmp-size"):
             if opts[key] is not None and int(opts[key]) < 0:
                 raise ValueError("%s must not be negative" % key)
         if opts["isolation"] not in ("reuse", "strict"):
             raise ValueError("--isolation must be reuse or strict")
-        if opts["socket"] is None and opts["port"] is None and not opts["execution-process"]:
-            raise ValueError("--socket or --port is required")
+        if opts["socket"] is None and opts["port"] is None and opts["listen-fd"] is None \
+                and not opts["execution-process"]:
+            raise ValueError("--listen-fd, --socket or --port is required")
     except (StopIteration, ValueError) as e:
         sys.stderr.write("%s\nserver.py: error: %s\n" % (USAGE, str(e) or "option needs a value"))
         sys.exit(2)
@@ -74,6 +76,11 @@ def main(argv, server):
 
     if opts["socket"]:
         config.SOCKET_PATH = os.path.abspath(opts["socket"])
+    if opts["listen-fd"] is not None:
+        # The engine's socket (orchestrator/local/launch.go): no child of
+        # this process inherits it, and the zygote closes its copy.
+        config.LISTEN_FD = int(opts["listen-fd"])
+        os.set_inheritable(config.LISTEN_FD, False)
     strict = None
     if opts["isolation"] == "strict":
         # Before the listening socket exists and before any thread starts (the
@@ -89,7 +96,15 @@ def main(argv, server):
             os._exit(2)
     from .httpserver import http_classes
     Handler, Server, UnixServer = http_classes(strict)
-    if config.SOCKET_PATH:
+    if config.LISTEN_FD is not None:
+        server = UnixServer(None, Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=config.LISTEN_FD)
+        server.socket.setblocking(True)
+        server.server_name, server.server_port = "localhost", 0
+        server.server_activate()
+        where = "descriptor %d (%s)" % (config.LISTEN_FD, opts["worker"] or "inherited")
+    elif config.SOCKET_PATH:
         try:   # a stale socket from a dead worker would make bind fail
             import stat
             if stat.S_ISSOCK(os.lstat(config.SOCKET_PATH).st_mode):

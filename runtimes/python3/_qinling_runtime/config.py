@@ -14,6 +14,7 @@ MAX_LOG_BYTES = 1 << 20
 MAX_RESULT_BYTES = 1 << 20
 SOCKET_PATH = None
 SOCKET_INODE = None
+LISTEN_FD = None            # the listening socket inherited from the engine, if so
 
 
 def remove_socket():

@@ -162,6 +162,8 @@ class Strict:
         if pid == 0:
             try:
                 a.close()
+                if config.LISTEN_FD is not None:   # the engine's callers are the server's, never a zygote's
+                    os.close(config.LISTEN_FD)
                 conf.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 conf.prctl(PR_SET_DUMPABLE, 0)
                 zygote_loop(b, conf, ancestors, functions=True)

@@ -1,0 +1,191 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/orchestrator"
+)
+
+// The hostile cases of the sandbox's own layers (docs/isolation.md, "What
+// stops what"): each attack is a function a determined author would write,
+// run in both runtimes and both isolation modes on sandboxed workers.
+
+// hostileRuntime is one runtime of the hostile cases: its image and how a
+// function of it is made from one source per runtime.
+type hostileRuntime struct {
+	name, image string
+	function    func(t *testing.T, rt, id, src string) orchestrator.Function
+}
+
+var hostileRuntimes = []hostileRuntime{
+	{name: "python", image: "python3", function: pyFunction},
+	{name: "nodejs", image: "nodejs", function: nodeFunction},
+}
+
+// hostileEach runs body for each runtime and isolation mode, on an
+// orchestrator of its own with a pool for the runtime, in parallel.
+func hostileEach(t *testing.T, body func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool)) {
+	for _, rt := range hostileRuntimes {
+		for _, strict := range []bool{false, true} {
+			mode := map[bool]string{false: "reuse", true: "strict"}[strict]
+			t.Run(rt.name+"/"+mode, func(t *testing.T) {
+				if rt.name == "nodejs" {
+					requireNode(t)
+				}
+				o := newSandboxed(t, func(c *Config) {
+					c.NodeJS, c.MaxPids = nodeJS, 64
+					c.Isolation = Isolation{Strict: strict, Spares: 1, Preload: Preload{Slots: 4}}
+				})
+				require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: rt.image}))
+				body(t, o, rt, strict)
+			})
+		}
+	}
+}
+
+// hostileSocketSrc plants links to another socket wherever it can write and
+// looks for the worker's socket; with an input "n" it only echoes it.
+var hostileSocketSrc = map[string]string{
+	"python": `import os
+def main(n=None, **kw):
+    if n is not None:
+        return {'n': n}
+    planted = []
+    for d in ('/var/qinling/run', '/var/qinling', '/var/qinling/packages', '/', '/tmp', '/dev'):
+        try:
+            os.symlink('/run/decoy.sock', os.path.join(d, 'sock'))
+            planted.append(d)
+        except OSError:
+            pass
+    return {'planted': planted, 'run_dir': os.path.exists('/var/qinling/run'),
+            'cmdline': open('/proc/1/cmdline').read().split('\0')}
+`,
+	"nodejs": `const fs = require('fs');
+exports.main = (context, input) => {
+  if (input && input.n !== undefined) return { n: input.n };
+  const planted = [];
+  for (const d of ['/var/qinling/run', '/var/qinling', '/var/qinling/packages', '/', '/tmp', '/dev']) {
+    try { fs.symlinkSync('/run/decoy.sock', d + '/sock'); planted.push(d); } catch (e) { /* read-only */ }
+  }
+  let cmdline = [];
+  try { cmdline = fs.readFileSync('/proc/1/cmdline', 'utf8').split('\0'); } catch (e) { /* strict: its own PID 1 */ }
+  return { planted, run_dir: fs.existsSync('/var/qinling/run'), cmdline };
+};
+`,
+}
+
+// TestHostile_Socket: the engine owns each worker's socket. A function finds
+// no path to it and can plant a link only in its own /tmp; the socket
+// stays the engine's (a socket, in a directory only the engine writes)
+// and only the worker's server holds it (no zygote, no execution process);
+// later callers get their own results; and a link put where the socket is
+// (as a function that could write there would) does not make the engine
+// talk to the socket it points to.
+func TestHostile_Socket(t *testing.T) {
+	hostileEach(t, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
+		fn := rt.function(t, "rt", "fn-socket", hostileSocketSrc[rt.name])
+		w := scaleUp(t, o, fn)
+		res, err := run(t, o, w, fn, nil)
+		require.NoError(t, err)
+		var seen struct {
+			Planted []string `json:"planted"`
+			RunDir  bool     `json:"run_dir"`
+			Cmdline []string `json:"cmdline"`
+		}
+		output(t, res, &seen)
+		assert.Equal(t, []string{"/tmp"}, seen.Planted, "only its own /tmp is writable")
+		assert.False(t, seen.RunDir, "no socket directory in the sandbox")
+		for _, a := range seen.Cmdline {
+			assert.NotContains(t, a, "/sock", "the worker's command line names no socket path: %q", seen.Cmdline)
+		}
+		for i := range 3 {
+			res, err := run(t, o, w, fn, map[string]any{"n": i})
+			require.NoError(t, err)
+			var echo struct {
+				N int `json:"n"`
+			}
+			output(t, res, &echo)
+			require.Equal(t, i, echo.N, "a later caller gets its own result")
+		}
+
+		wk := workerOf(o, w.Name)
+		sock := filepath.Join(wk.dir, socketName)
+		requireEngineOwned(t, sock)
+		holders := socketHolders(t, sock, append([]int{wk.pid}, descendantsOf(wk.pid)...))
+		assert.Equal(t, []int{wk.pid}, holders, "only the worker's server holds its listening socket")
+
+		// A link where the socket is, to a decoy that answers every call.
+		var reached atomic.Int64
+		decoy := filepath.Join(shortTempDir(t), "decoy")
+		ln, err := net.Listen("unix", decoy)
+		require.NoError(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			reached.Add(1)
+			fmt.Fprint(w, `{"output": "the decoy's answer", "success": true}`)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		require.NoError(t, os.Rename(sock, sock+".real"))
+		require.NoError(t, os.Symlink(decoy, sock))
+		o.client.Close() // no kept-alive connection: the next call dials
+		_, err = run(t, o, w, fn, map[string]any{"n": 9})
+		require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+		require.Zero(t, reached.Load(), "the engine never connected to the link's target")
+	})
+}
+
+// requireEngineOwned checks that sock is a socket (not a link) in a
+// directory only the engine's user can write or enter.
+func requireEngineOwned(t *testing.T, sock string) {
+	t.Helper()
+	fi, err := os.Lstat(sock)
+	require.NoError(t, err)
+	require.Equal(t, os.ModeSocket, fi.Mode().Type(), "%s is a socket", sock)
+	di, err := os.Stat(filepath.Dir(sock))
+	require.NoError(t, err)
+	st := di.Sys().(*syscall.Stat_t)
+	assert.Equal(t, uint32(os.Geteuid()), st.Uid, "the engine's directory")
+	assert.Equal(t, os.FileMode(0o700), di.Mode().Perm(), "nobody else may write or enter it")
+}
+
+// socketHolders returns which of pids hold the listening socket bound at
+// path (found in the engine's /proc/net/unix).
+func socketHolders(t *testing.T, path string, pids []int) []int {
+	t.Helper()
+	f, err := os.Open("/proc/net/unix")
+	require.NoError(t, err)
+	defer f.Close()
+	inode := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 8 && fields[7] == path {
+			inode = fields[6]
+		}
+	}
+	require.NotEmpty(t, inode, "%s is listed in /proc/net/unix", path)
+	var out []int
+	for _, pid := range pids {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); l == "socket:["+inode+"]" {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
