@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -188,4 +190,147 @@ func socketHolders(t *testing.T, path string, pids []int) []int {
 		}
 	}
 	return out
+}
+
+// hostileDiskSrc writes 3 files of 100 MiB in every directory it might
+// write to, and reports the MiB each took.
+var hostileDiskSrc = map[string]string{
+	"python": `import os
+DIRS = ['/', '/tmp', '/dev/shm', '/dev', '/var/qinling', '/var/qinling/packages', '/var/qinling/runtime',
+        '/var/qinling/cgroup/exec', '/proc/self', os.getcwd(), os.environ.get('HOME', '/')]
+def main(**kw):
+    chunk = b'x' * (1 << 20)
+    out = {}
+    for k, d in enumerate(DIRS):   # names of their own: /dev/shm is /tmp
+        mib, err = 0, None
+        for i in range(3):
+            try:
+                with open(os.path.join(d, 'fill-%d-%d' % (k, i)), 'wb', buffering=0) as f:
+                    for _ in range(100):
+                        f.write(chunk)
+                        mib += 1
+            except OSError as e:
+                err = e.strerror
+                break
+        out[d] = {'mib': mib, 'error': err}
+    return out
+`,
+	"nodejs": `const fs = require('fs');
+const os = require('os');
+exports.main = () => {
+  const dirs = ['/', '/tmp', '/dev/shm', '/dev', '/var/qinling', '/var/qinling/packages', '/var/qinling/runtime',
+    '/var/qinling/cgroup/exec', '/proc/self', process.cwd(), os.homedir()];
+  const chunk = Buffer.alloc(1 << 20, 120);
+  const out = {};
+  for (const [k, d] of dirs.entries()) {   // names of their own: /dev/shm is /tmp
+    let mib = 0, error = null;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const fd = fs.openSync(d + '/fill-' + k + '-' + i, 'w');
+        try { for (let j = 0; j < 100; j++) { fs.writeSync(fd, chunk); mib++; } } finally { fs.closeSync(fd); }
+      }
+    } catch (e) { error = e.code; }
+    out[d] = { mib, error };
+  }
+  return out;
+};
+`,
+}
+
+// TestHostile_Disk: a function of 32 MiB that writes 300 MiB wherever it
+// can. Every writable mount of the worker's processes (server, zygotes,
+// prepared execution processes) is a size-bounded tmpfs, a device node, or
+// the executions' cpu group: nothing it writes lands on a host file system.
+// What it writes stops at the tmpfs's size or at its memory limit (tmpfs
+// pages are charged to the worker's memory cgroup, which has no swap), and
+// the host directory of the worker does not grow.
+func TestHostile_Disk(t *testing.T) {
+	hostileEach(t, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
+		fn := rt.function(t, "rt", "fn-disk", hostileDiskSrc[rt.name])
+		fn.MemorySize, fn.Timeout = 32<<20, 60*time.Second
+		w := scaleUp(t, o, fn)
+		wk := workerOf(o, w.Name)
+		for _, pid := range append([]int{wk.pid}, descendantsOf(wk.pid)...) {
+			requireBoundedWritableMounts(t, pid)
+		}
+		before := diskUsage(t, wk.dir)
+		res, err := run(t, o, w, fn, nil)
+		if err == nil && res.Success {
+			var wrote map[string]struct {
+				MiB   int     `json:"mib"`
+				Error *string `json:"error"`
+			}
+			output(t, res, &wrote)
+			total := 0
+			for d, got := range wrote {
+				total += got.MiB
+				assert.NotNil(t, got.Error, "%s: 300 MiB written: %v", d, wrote)
+			}
+			assert.LessOrEqual(t, total, int(DefaultTmpSize>>20), "at most one /tmp's worth: %v", wrote)
+		} else {
+			// Stopped by its memory limit first: the execution failed.
+			t.Logf("the execution failed: %v %s %s", err, res.Output, res.Logs)
+		}
+		if after := diskUsage(t, wk.dir); after >= 0 {
+			assert.Less(t, after-before, int64(1<<20), "the worker's host directory did not grow")
+		}
+	})
+}
+
+// requireBoundedWritableMounts checks pid's mounts (its /proc/<pid>/mountinfo):
+// each one that is writable is a tmpfs with a size, a device node of /dev,
+// proc, or a cgroup directory: none is on a file system backed by a disk.
+func requireBoundedWritableMounts(t *testing.T, pid int) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return // ended meanwhile
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		require.True(t, ok, line)
+		f, g := strings.Fields(pre), strings.Fields(post)
+		require.True(t, len(f) >= 6 && len(g) >= 3, line)
+		target, opts, fstype, super := f[4], strings.Split(f[5], ","), g[0], g[2]
+		if slices.Contains(opts, "ro") {
+			continue
+		}
+		switch {
+		case fstype == "tmpfs":
+			assert.Contains(t, super, "size=", "pid %d: the tmpfs at %s is bounded: %s", pid, target, line)
+		case fstype == "proc", fstype == "cgroup", fstype == "cgroup2":
+		case fstype == "devtmpfs" && strings.HasPrefix(target, "/dev/"):
+		default:
+			t.Errorf("pid %d: %s is writable and on %s: %s", pid, target, fstype, line)
+		}
+	}
+}
+
+// diskUsage is the disk space, in bytes, the files below dir take on the
+// host, the worker's mounts excluded (-1 if dir is gone).
+func diskUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	var dev uint64
+	if st, err := os.Stat(dir); err != nil {
+		return -1
+	} else {
+		dev = st.Sys().(*syscall.Stat_t).Dev
+	}
+	var total int64
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if st.Dev != dev {
+			return filepath.SkipDir
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	return total
 }
