@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/local/preload"
 )
 
 // The hostile cases of the sandbox's own layers (docs/isolation.md, "What
@@ -35,6 +36,14 @@ type hostileRuntime struct {
 var hostileRuntimes = []hostileRuntime{
 	{name: "python", image: "python3", function: pyFunction},
 	{name: "nodejs", image: "nodejs", function: nodeFunction},
+}
+
+// fn is a function of rt whose main is src, with time and CPU enough for a
+// loaded test machine (a strict Node.js execution is a fresh process).
+func (rt hostileRuntime) fn(t *testing.T, id, src string) orchestrator.Function {
+	fn := rt.function(t, "rt", id, src)
+	fn.CPU, fn.Timeout = 300, 60*time.Second
+	return fn
 }
 
 // hostileEach runs body for each runtime and isolation mode, on an
@@ -98,7 +107,7 @@ exports.main = (context, input) => {
 // talk to the socket it points to.
 func TestHostile_Socket(t *testing.T) {
 	hostileEach(t, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
-		fn := rt.function(t, "rt", "fn-socket", hostileSocketSrc[rt.name])
+		fn := rt.fn(t, "fn-socket", hostileSocketSrc[rt.name])
 		w := scaleUp(t, o, fn)
 		res, err := run(t, o, w, fn, nil)
 		require.NoError(t, err)
@@ -246,8 +255,8 @@ exports.main = () => {
 // the host directory of the worker does not grow.
 func TestHostile_Disk(t *testing.T) {
 	hostileEach(t, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
-		fn := rt.function(t, "rt", "fn-disk", hostileDiskSrc[rt.name])
-		fn.MemorySize, fn.Timeout = 32<<20, 60*time.Second
+		fn := rt.fn(t, "fn-disk", hostileDiskSrc[rt.name])
+		fn.MemorySize = 32 << 20
 		w := scaleUp(t, o, fn)
 		wk := workerOf(o, w.Name)
 		for _, pid := range append([]int{wk.pid}, descendantsOf(wk.pid)...) {
@@ -333,4 +342,140 @@ func diskUsage(t *testing.T, dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// hostileImportSrc leaves processes running from its module's import-time
+// code, named (Python: their comm) or marked (Node.js: an argument)
+// qinling-spy. Python's are one child and one daemonised process, each
+// taking every listening socket it holds to answer callers in the
+// function's place; Node.js's is a detached Node.js process. An execution
+// reports its input, the spies its import started and those it can see.
+var hostileImportSrc = map[string]string{
+	"python": `import ctypes, os, socket, time
+
+def _spy():
+    ctypes.CDLL(None).prctl(15, b'qinling-spy', 0, 0, 0)   # PR_SET_NAME
+    for fd in range(3, 256):
+        try:
+            s = socket.socket(fileno=os.dup(fd))
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                if os.fork() == 0:
+                    while True:
+                        c, _ = s.accept()
+                        c.recv(65536)
+                        body = b'{"output": "stolen by the spy", "success": true, "duration": 0, "logs": ""}'
+                        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+        except OSError:
+            pass
+    while True:
+        time.sleep(1)
+
+SPAWNED = []
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        _spy()
+    finally:
+        os._exit(0)
+SPAWNED.append(pid)
+if os.fork() == 0:
+    os.setsid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _spy()
+        finally:
+            os._exit(0)
+    os.write(w, b'%d' % pid)
+    os._exit(0)
+SPAWNED.append(int(os.read(r, 32)))
+time.sleep(0.2)
+
+def main(n=None, **kw):
+    spies = []
+    for p in os.listdir('/proc'):
+        try:
+            if p.isdigit() and open('/proc/%s/comm' % p).read().strip() == 'qinling-spy':
+                spies.append(int(p))
+        except OSError:
+            pass
+    return {'n': n, 'spawned': SPAWNED, 'spies': spies}
+`,
+	"nodejs": `const fs = require('fs');
+const { spawn } = require('child_process');
+const spy = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'qinling-spy'], { detached: true, stdio: 'ignore' });
+spy.unref();
+exports.main = (context, input) => {
+  const spies = fs.readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p)).filter((p) => {
+    try { return fs.readFileSync('/proc/' + p + '/cmdline', 'utf8').split('\0').includes('qinling-spy'); } catch (e) { return false; }
+  }).map(Number);
+  return { n: input.n, spawned: [spy.pid], spies };
+};
+`,
+}
+
+// TestHostile_ImportTimeProcesses, strict isolation: processes a function's
+// import-time code leaves running (in Python's function zygote, preloaded;
+// in Node.js's execution process) are killed before any call can meet
+// them, hold no listening socket, and later callers get their own results.
+// (Under reuse the import runs in the worker's server, which serves only
+// that function: it is the function's, by design.)
+func TestHostile_ImportTimeProcesses(t *testing.T) {
+	for _, rt := range hostileRuntimes {
+		t.Run(rt.name, func(t *testing.T) {
+			if rt.name == "nodejs" {
+				requireNode(t)
+			}
+			o := newStrict(t, func(c *Config) {
+				c.NodeJS, c.MaxPids = nodeJS, 64
+				c.Isolation.Preload.Policy = preload.Static{Level: preload.Function}
+			})
+			require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: rt.image}))
+			fn := rt.fn(t, "fn-import", hostileImportSrc[rt.name])
+			fn.MemorySize = 128 << 20
+			w := scaleUp(t, o, fn)
+			wk := workerOf(o, w.Name)
+			if rt.name == "python" {
+				o.mu.Lock()
+				level := wk.level
+				o.mu.Unlock()
+				require.Equal(t, preload.Function, level, "imported in the function zygote")
+				require.Empty(t, spiesOf(wk.pid), "the import's processes were killed before the zygote was ready")
+			}
+			for i := range 4 {
+				res, err := run(t, o, w, fn, map[string]any{"n": i})
+				require.NoError(t, err)
+				var got struct {
+					N       int   `json:"n"`
+					Spawned []int `json:"spawned"`
+					Spies   []int `json:"spies"`
+				}
+				output(t, res, &got)
+				require.Equal(t, i, got.N, "a later caller gets its own result")
+				require.Len(t, got.Spawned, map[string]int{"python": 2, "nodejs": 1}[rt.name], "the import started its spies")
+				if rt.name == "python" {
+					require.Empty(t, got.Spies, "no process of the import is left")
+				} else {
+					require.Equal(t, got.Spawned, got.Spies, "only this execution's own, in its own PID namespace")
+				}
+			}
+			eventually(t, "no spy left in the worker", func() bool { return len(spiesOf(wk.pid)) == 0 })
+			holders := socketHolders(t, filepath.Join(wk.dir, socketName), append([]int{wk.pid}, descendantsOf(wk.pid)...))
+			require.Equal(t, []int{wk.pid}, holders, "only the server holds the listening socket")
+		})
+	}
+}
+
+// spiesOf lists pid's descendants named or marked qinling-spy.
+func spiesOf(pid int) []int {
+	var out []int
+	for _, p := range descendantsOf(pid) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if strings.TrimSpace(string(comm)) == "qinling-spy" || slices.Contains(strings.Split(string(cmdline), "\x00"), "qinling-spy") {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -171,16 +171,19 @@ const (
 	deleteWait        = 5 * time.Second
 )
 
-// waitReady polls /ping until the worker answers, exits, or StartTimeout passes.
+// waitReady pings the worker until it answers, exits, or StartTimeout
+// passes. Its socket exists (the engine's) and accepts from the start, so
+// a ping waits in its backlog until the runtime serves: one ping, bounded
+// by the start's deadline, rather than one a second left behind unread.
 func (o *Orchestrator) waitReady(ctx context.Context, w *worker) error {
 	deadline := time.NewTimer(o.cfg.StartTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
+	pctx, cancel := context.WithTimeout(ctx, o.cfg.StartTimeout)
+	defer cancel()
 	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := o.client.Ping(pctx, w.addr)
-		cancel()
 		if err == nil {
 			return nil
 		}

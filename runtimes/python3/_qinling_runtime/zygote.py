@@ -13,7 +13,8 @@ import threading
 
 from . import execution, process
 from .compat import text_of
-from .confinement import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, child_signals, close_fds, write_file
+from .confinement import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, child_signals, close_fds,
+                          write_file)
 from .execution import EntryError, Job, resolve
 from .process import process_main
 
@@ -110,20 +111,30 @@ def _exec_fresh(chan_fd, log_fd, argv):
 
 
 def _function_zygote(ctl_fd, spec, conf, protect, parent_ctl):
-    """Body of a function zygote, forked from the runtime zygote: imports the
-    function's module (under the seccomp filter, as the function's code runs
-    now), reports b"O" or b"E" + why, then forks execution processes that
-    have it imported."""
+    """Body of a function zygote, forked from the runtime zygote: confined as
+    an execution process is (its own session, a fresh /tmp in its own user
+    and mount namespaces, the seccomp filter protecting the worker's
+    processes, no descriptor but its channel: the function's code runs now),
+    it imports the function's module, kills whatever that left running,
+    reports b"O" or b"E" + why, then forks execution processes that have it
+    imported."""
     child_signals()
     os.close(parent_ctl.detach())
     ctl = socket.socket(fileno=ctl_fd)
     ctl.send(b"P" + struct.pack("<i", os.getpid()))
+    os.setsid()
     conf.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    conf.prctl(PR_SET_CHILD_SUBREAPER, 1)   # what the import starts stays below it, to be killed
     conf.prctl(PR_SET_DUMPABLE, 1)
     try:   # it runs the module's code: the OOM killer may take it before the server
         write_file(b"/proc/self/oom_score_adj", b"500")
     except OSError:
         pass
+    try:
+        conf.private_tmp()
+    except OSError as e:
+        ctl.send(b"E" + ("cannot confine the function zygote: %s" % e).encode("utf-8", "replace"))
+        os._exit(0)
     conf.prctl(PR_SET_DUMPABLE, 0)
     conf.protect(protect)
     conf.apply_seccomp()
@@ -141,9 +152,36 @@ def _function_zygote(ctl_fd, spec, conf, protect, parent_ctl):
         err = str(e)
     except BaseException as e:
         err = "%s: %s" % (type(e).__name__, text_of(e))
+    if not _kill_children() and not err:
+        err = "importing it started processes that could not all be killed"
+    # Orphans of executions go to the server again, which kills them.
+    conf.prctl(PR_SET_CHILD_SUBREAPER, 0)
     if err:
         ctl.send(b"E" + err.encode("utf-8", "replace")[:4000])
         os._exit(0)
     process.preloaded = (fid, version, entry)
     ctl.send(b"O")
     zygote_loop(ctl, conf, protect, functions=False)
+
+
+def _kill_children(rounds=1000):
+    """Kills and reaps every process below this one (a subreaper: orphans
+    of what it started come back to it), until none is left: nothing the
+    import started may meet an execution. False if some remain."""
+    from .strict import _children_of   # loaded already: it imports this module
+    me = os.getpid()
+    for _ in range(rounds):
+        pids = _children_of(me)
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except (ChildProcessError, InterruptedError):
+                pass
+    return False
