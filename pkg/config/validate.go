@@ -34,6 +34,17 @@ func (c *Config) Validate() error {
 	}
 	v.atLeast("engine.function_concurrency", int64(c.Engine.FunctionConcurrency), 1)
 	v.atLeast("engine.max_workers_per_function", int64(c.Engine.MaxWorkersPerFunction), 1)
+	v.atLeast("engine.min_workers_per_function", int64(c.Engine.MinWorkersPerFunction), 1)
+	if c.Engine.MinWorkersPerFunction > c.Engine.MaxWorkersPerFunction {
+		v.addf("engine.min_workers_per_function %d: must not exceed engine.max_workers_per_function (%d)", c.Engine.MinWorkersPerFunction, c.Engine.MaxWorkersPerFunction)
+	}
+	v.atLeast("engine.scale_target_per_worker", int64(c.Engine.ScaleTargetPerWorker), 0)
+	v.atLeast("engine.scale_down_step", int64(c.Engine.ScaleDownStep), 1)
+	v.atLeast("engine.max_pending_executions_per_function", int64(c.Engine.MaxPendingPerFunction), 1)
+	v.atLeast("engine.max_pending_executions_per_project", int64(c.Engine.MaxPendingPerProject), 1)
+	v.positive("engine.scale_burst_after", c.Engine.ScaleBurstAfter)
+	v.positive("engine.scale_interval", c.Engine.ScaleInterval)
+	v.positive("engine.scale_down_window", c.Engine.ScaleDownWindow)
 	v.atLeast("local_orchestrator.pool_size", int64(c.Local.PoolSize), 0)
 	v.atLeast("local_orchestrator.max_log_size", int64(c.Local.MaxLogSize), 1)
 	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)

@@ -40,11 +40,20 @@ func (d *DB) DeleteExecution(ctx context.Context, id string) error {
 	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Execution{}).Error, "Execution", id)
 }
 
-// RunningExecutions counts the running executions of a function version, the
-// load figure of upstream's scale-up rule.
+// RunningExecutions counts the running (in flight or queued) executions of
+// a function version, for the API's bound on them.
 func (d *DB) RunningExecutions(ctx context.Context, functionID string, version int) (int, error) {
 	var n int64
 	err := d.gorm.WithContext(ctx).Model(&Execution{}).
 		Where("function_id = ? AND function_version = ? AND status = ?", functionID, version, StatusRunning).Count(&n).Error
+	return int(n), translate(err, "Execution", "")
+}
+
+// RunningInProject counts a project's running (in flight or queued)
+// executions, for the API's bound on them.
+func (d *DB) RunningInProject(ctx context.Context, project string) (int, error) {
+	var n int64
+	err := d.gorm.WithContext(ctx).Model(&Execution{}).
+		Where("project_id = ? AND status = ?", project, StatusRunning).Count(&n).Error
 	return int(n), translate(err, "Execution", "")
 }

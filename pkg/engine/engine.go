@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"time"
 
@@ -28,8 +27,8 @@ import (
 type Options struct {
 	// Name identifies this engine in worker records.
 	Name string
-	// FunctionConcurrency is upstream's scale-up threshold: running
-	// executions per worker above which another worker is added.
+	// FunctionConcurrency is the most executions one worker runs at once
+	// (dispatch.go); more wait in the function's queue.
 	FunctionConcurrency int
 	// MaxWorkers bounds the workers of one function version.
 	MaxWorkers int
@@ -46,6 +45,8 @@ type Options struct {
 	// RecoveryInterval is how often executions of vanished engines are
 	// looked for (recovery.go); 0 only at start.
 	RecoveryInterval time.Duration
+	// Scaling is the autoscaler's (scaling.go).
+	Scaling ScalingOptions
 }
 
 // Engine implements the engine's RPC methods.
@@ -60,12 +61,10 @@ type Engine struct {
 	// engineLocal is set when only this engine can use its workers.
 	engineLocal bool
 
-	// inflight counts this engine's running executions per worker, to send
-	// each new one to the least busy worker; pending counts them per
-	// function version from the moment a worker is looked for.
-	mu       sync.Mutex
-	inflight map[string]int
-	pending  map[coord.FunctionVersion]int
+	// fns is this engine's dispatch state per function version: workers,
+	// their running executions and the queue (dispatch.go).
+	mu  sync.Mutex
+	fns map[coord.FunctionVersion]*fnState
 
 	rec recovery
 }
@@ -81,9 +80,10 @@ func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.P
 	if opts.LockWait <= 0 {
 		opts.LockWait = time.Minute
 	}
+	opts.Scaling.setDefaults(opts.FunctionConcurrency)
 	_, local := o.(orchestrator.EngineLocal)
 	return &Engine{db: d, orch: o, coord: c, storage: s, opts: opts, log: log, engineLocal: local,
-		inflight: map[string]int{}, pending: map[coord.FunctionVersion]int{}, rec: newRecovery(opts.Name)}
+		fns: map[coord.FunctionVersion]*fnState{}, rec: newRecovery(opts.Name)}
 }
 
 var _ rpc.Handler = (*Engine)(nil)
@@ -187,6 +187,7 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 		}
 	}
 	go e.reapIdle(ctx)
+	go e.scaleLoop(ctx)
 	return nil
 }
 
@@ -284,77 +285,6 @@ func lockName(fv coord.FunctionVersion) string {
 	return fmt.Sprintf("function_worker_%s_%d", fv.FunctionID, fv.Version)
 }
 
-// pickWorker applies upstream's load check — add a worker when there is
-// none or when running executions per worker exceed function_concurrency —
-// and returns the least busy worker. The check runs first without the lock;
-// only a decision to scale takes the function's lock (and is made again
-// under it), so the common case costs no lock round trips.
-func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (coord.WorkerRecord, error) {
-	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
-	workers, grow, err := e.loadCheck(ctx, fv)
-	if err != nil {
-		return coord.WorkerRecord{}, err
-	}
-	if grow {
-		lctx, cancel := context.WithTimeout(ctx, e.opts.LockWait)
-		defer cancel()
-		unlock, err := e.coord.Lock(lctx, lockName(fv))
-		if err != nil {
-			return coord.WorkerRecord{}, err
-		}
-		defer unlock()
-		if workers, grow, err = e.loadCheck(ctx, fv); err != nil {
-			return coord.WorkerRecord{}, err
-		}
-		if grow {
-			added, err := e.scaleUp(ctx, f, version, 1)
-			if err != nil && len(workers) == 0 {
-				return coord.WorkerRecord{}, err
-			}
-			workers = append(workers, added...)
-		}
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	best, bestLoad := workers[0], math.MaxInt
-	for _, w := range workers {
-		if n := e.inflight[w.Name]; n < bestLoad {
-			best, bestLoad = w, n
-		}
-	}
-	return best, nil
-}
-
-// loadCheck reads a function version's workers and running executions and
-// says whether it needs another worker. With an engine-local orchestrator
-// only this engine's workers count, and the load is this engine's own
-// executions in flight on them (the database's running count includes other
-// engines' executions, on workers this engine cannot use).
-func (e *Engine) loadCheck(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, bool, error) {
-	workers, err := e.coord.Workers(ctx, fv)
-	if err != nil {
-		return nil, false, err
-	}
-	var running int
-	if e.engineLocal {
-		own := workers[:0:0]
-		for _, w := range workers {
-			if w.Owner == e.opts.Name {
-				own = append(own, w)
-			}
-		}
-		workers = own
-		e.mu.Lock()
-		running = e.pending[fv]
-		e.mu.Unlock()
-	} else if running, err = e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version); err != nil {
-		return nil, false, err
-	}
-	load := float64(max(running, 1)) / float64(max(len(workers), 1))
-	grow := len(workers) == 0 || (load > float64(e.opts.FunctionConcurrency) && len(workers) < e.opts.MaxWorkers)
-	return workers, grow, nil
-}
-
 // scaleUp specialises count workers and records them.
 func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int) ([]coord.WorkerRecord, error) {
 	spec := e.spec(f, version)
@@ -389,7 +319,12 @@ func (e *Engine) ScaleUp(ctx context.Context, a FunctionArgs) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.scaleUp(ctx, f, a.FunctionVersion, max(a.Count, 1))
+	added, err := e.scaleUp(ctx, f, a.FunctionVersion, max(a.Count, 1))
+	e.mu.Lock()
+	st := e.state(coord.FunctionVersion{FunctionID: a.FunctionID, Version: a.FunctionVersion})
+	st.fn = f
+	e.addWorkers(st, added)
+	e.mu.Unlock()
 	return err
 }
 
@@ -414,6 +349,7 @@ func (e *Engine) ScaleDown(ctx context.Context, a FunctionArgs) error {
 
 // forgetWorker drops a worker from the records and stops it.
 func (e *Engine) forgetWorker(ctx context.Context, fv coord.FunctionVersion, w coord.WorkerRecord) {
+	e.dropWorker(fv, w.Name)
 	if err := e.coord.RemoveWorker(ctx, fv, w.Name); err != nil {
 		reqctx.Logger(ctx, e.log).Warn("remove worker record", "worker", w.Name, "error", err)
 	}
@@ -428,5 +364,6 @@ func (e *Engine) DeleteFunction(ctx context.Context, functionID string, version 
 	if err := e.coord.DeleteFunction(ctx, fv); err != nil {
 		return err
 	}
+	e.forgetFunction(fv)
 	return e.orch.DeleteFunction(ctx, functionID, version)
 }

@@ -45,7 +45,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	defer untrack()
 	start := time.Now()
 	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
-	res, status, err := e.execute(ctx, a, &t)
+	res, status, err := e.execute(ctx, a, cur.Sync, &t)
 	switch {
 	case errors.Is(err, errNotOurs):
 		return e.settleStarted(ctx, log, a.ExecutionID)
@@ -76,8 +76,8 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 }
 
 // Timing says where an execution's time went, in milliseconds: waiting for
-// an engine (from the API's insert), getting a worker (including
-// specialising one), and the call to the worker (the function's own duration
+// an engine (from the API's insert), getting a worker (including waiting in
+// the function's queue and specialising one), and the call to the worker (the function's own duration
 // is in the result's "duration"). Worker holds the phases the worker
 // measured inside that call, when it reports them (under strict isolation:
 // getting an execution process, running it, importing the function).
@@ -91,7 +91,10 @@ type Timing struct {
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
 
-func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orchestrator.Result, string, error) {
+// execute runs the execution on a worker of its function. A synchronous one
+// waits for a free worker at most its function's timeout; an asynchronous one
+// as long as it takes.
+func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Timing) (orchestrator.Result, string, error) {
 	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
 	if err != nil {
 		return orchestrator.Result{}, "", err
@@ -101,31 +104,34 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 	}
 	inv := invocation(f, a, reqctx.From(ctx).RequestID)
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
-	e.mu.Lock()
-	e.pending[fv]++
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		if e.pending[fv]--; e.pending[fv] <= 0 {
-			delete(e.pending, fv)
-		}
-		e.mu.Unlock()
-	}()
+	var maxWait time.Duration
+	if sync {
+		maxWait = time.Duration(max(f.Timeout, 1)) * time.Second
+	}
 	for try := 1; ; try++ {
 		acquire := time.Now()
-		w, err := e.pickWorker(ctx, f, a.FunctionVersion)
+		w, err := e.acquire(ctx, f, a.FunctionVersion, maxWait)
 		t.AcquireMS += ms(time.Since(acquire))
 		if err != nil {
 			return orchestrator.Result{}, "", err
 		}
 		if try == 1 {
 			if err := e.begin(ctx, reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID), a.ExecutionID); err != nil {
+				e.release(fv, w, 0)
 				return orchestrator.Result{}, "", err
 			}
 		}
 		run := time.Now()
-		res, err := e.runOn(ctx, w, inv)
-		t.RunMS += ms(time.Since(run))
+		res, err := e.orch.Run(ctx, orchestrator.Worker{Name: w.Name, Address: w.Address}, inv)
+		took := time.Since(run)
+		if errors.Is(err, orchestrator.ErrWorkerNotFound) || errors.Is(err, orchestrator.ErrWorkerLost) {
+			// Out of dispatch before its slot is handed on.
+			e.dropWorker(fv, w.Name)
+			e.release(fv, w, 0)
+		} else {
+			e.release(fv, w, took)
+		}
+		t.RunMS += ms(took)
 		switch {
 		case err == nil:
 			t.Worker = res.Timing
@@ -197,20 +203,6 @@ func imageArgs(input json.RawMessage) ([]string, error) {
 		}
 	}
 	return nil, errdefs.Invalid("Image functions take a plain string input, passed to the container as its arguments split on whitespace.")
-}
-
-func (e *Engine) runOn(ctx context.Context, w coord.WorkerRecord, inv orchestrator.Invocation) (orchestrator.Result, error) {
-	e.mu.Lock()
-	e.inflight[w.Name]++
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		if e.inflight[w.Name]--; e.inflight[w.Name] <= 0 {
-			delete(e.inflight, w.Name)
-		}
-		e.mu.Unlock()
-	}()
-	return e.orch.Run(ctx, orchestrator.Worker{Name: w.Name, Address: w.Address}, inv)
 }
 
 // encodeResult renders upstream's result column, {"duration": s, "output":

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Kind classifies an error by what the caller should do about it.
@@ -22,6 +23,7 @@ const (
 	KindMethodNotAllowed Kind = "method_not_allowed" // 405
 	KindConflict         Kind = "conflict"           // 409: state does not allow it now
 	KindTooLarge         Kind = "too_large"          // 413
+	KindTooMany          Kind = "too_many_requests"  // 429: a bound on waiting work is reached; retry later
 	KindUnavailable      Kind = "unavailable"        // 503: a dependency is down; retry later
 	KindTimeout          Kind = "timeout"            // 504
 	KindInternal         Kind = "internal"           // 500: a bug or an unexpected failure
@@ -35,6 +37,7 @@ var statusByKind = map[Kind]int{
 	KindMethodNotAllowed: http.StatusMethodNotAllowed,
 	KindConflict:         http.StatusConflict,
 	KindTooLarge:         http.StatusRequestEntityTooLarge,
+	KindTooMany:          http.StatusTooManyRequests,
 	KindUnavailable:      http.StatusServiceUnavailable,
 	KindTimeout:          http.StatusGatewayTimeout,
 	KindInternal:         http.StatusInternalServerError,
@@ -54,6 +57,9 @@ type Error struct {
 	Kind Kind
 	Msg  string
 	Err  error // optional cause, never shown to users
+	// RetryAfter, when set, tells the caller when to try again (the API's
+	// Retry-After header).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -79,6 +85,7 @@ var (
 	ErrNotFound     = &Error{Kind: KindNotFound}
 	ErrConflict     = &Error{Kind: KindConflict}
 	ErrTooLarge     = &Error{Kind: KindTooLarge}
+	ErrTooMany      = &Error{Kind: KindTooMany}
 	ErrUnavailable  = &Error{Kind: KindUnavailable}
 	ErrTimeout      = &Error{Kind: KindTimeout}
 	ErrInternal     = &Error{Kind: KindInternal}
@@ -108,6 +115,21 @@ func Conflict(format string, args ...any) error { return New(KindConflict, forma
 
 // Unavailable is shorthand for New(KindUnavailable, ...).
 func Unavailable(format string, args ...any) error { return New(KindUnavailable, format, args...) }
+
+// TooMany is a KindTooMany error asking the caller to retry after retry.
+func TooMany(retry time.Duration, format string, args ...any) error {
+	return &Error{Kind: KindTooMany, Msg: fmt.Sprintf(format, args...), RetryAfter: retry}
+}
+
+// RetryAfter is when the caller may try again after err; 0 when err does not
+// say.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
 
 // KindOf returns the kind of err: the outermost *Error's kind, timeout for a
 // context deadline, and internal for everything else.
@@ -152,8 +174,9 @@ func PublicMessage(err error) string {
 
 // Wire is an error as it crosses the RPC transport.
 type Wire struct {
-	Kind    Kind   `json:"kind"`
-	Message string `json:"message"`
+	Kind       Kind    `json:"kind"`
+	Message    string  `json:"message"`
+	RetryAfter float64 `json:"retry_after,omitempty"` // seconds
 }
 
 // ToWire converts err for the transport; nil stays nil.
@@ -161,7 +184,7 @@ func ToWire(err error) *Wire {
 	if err == nil {
 		return nil
 	}
-	return &Wire{Kind: KindOf(err), Message: PublicMessage(err)}
+	return &Wire{Kind: KindOf(err), Message: PublicMessage(err), RetryAfter: RetryAfter(err).Seconds()}
 }
 
 // FromWire rebuilds an error with the same kind and message on the caller's side.
@@ -173,5 +196,5 @@ func FromWire(w *Wire) error {
 	if _, ok := statusByKind[kind]; !ok {
 		kind = KindInternal
 	}
-	return &Error{Kind: kind, Msg: w.Message}
+	return &Error{Kind: kind, Msg: w.Message, RetryAfter: time.Duration(w.RetryAfter * float64(time.Second))}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -16,7 +17,7 @@ func TestKinds_HTTPAndWire(t *testing.T) {
 	want := map[errdefs.Kind]int{
 		errdefs.KindInvalid: 400, errdefs.KindUnauthorized: 401, errdefs.KindForbidden: 403,
 		errdefs.KindNotFound: 404, errdefs.KindMethodNotAllowed: 405, errdefs.KindConflict: 409,
-		errdefs.KindTooLarge: 413, errdefs.KindUnavailable: 503, errdefs.KindTimeout: 504,
+		errdefs.KindTooLarge: 413, errdefs.KindTooMany: 429, errdefs.KindUnavailable: 503, errdefs.KindTimeout: 504,
 		errdefs.KindInternal: 500,
 	}
 	require.Len(t, errdefs.Kinds(), len(want), "every kind has a status here")
@@ -50,6 +51,24 @@ func TestPublicMessage(t *testing.T) {
 			require.Equal(t, tc.code, errdefs.HTTPStatus(tc.err))
 		})
 	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"too many says when", fmt.Errorf("start: %w", errdefs.TooMany(5*time.Second, "Too many.")), 5 * time.Second},
+		{"across the wire", errdefs.FromWire(errdefs.ToWire(errdefs.TooMany(1500*time.Millisecond, "Too many."))), 1500 * time.Millisecond},
+		{"other errors do not", errdefs.Conflict("busy"), 0},
+		{"plain errors do not", errors.New("x"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, errdefs.RetryAfter(tc.err))
+		})
+	}
+	require.Equal(t, http.StatusTooManyRequests, errdefs.HTTPStatus(errdefs.TooMany(time.Second, "x")))
 }
 
 func TestIs(t *testing.T) {

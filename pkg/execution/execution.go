@@ -28,7 +28,18 @@ type Starter struct {
 	DB     *db.DB
 	Engine Engine
 	Log    *slog.Logger
+	// MaxPerFunction and MaxPerProject bound the running (in flight or
+	// queued) executions of one function version and of one project; 0
+	// means no bound. Beyond them Start refuses with KindTooMany. Checked
+	// before the insert, so concurrent starts may pass a bound by as many
+	// as there are of them.
+	MaxPerFunction int
+	MaxPerProject  int
 }
+
+// retryAfter is what a refused caller is told to wait: about the time a
+// short function's queue needs to move.
+const retryAfter = 5 * time.Second
 
 // Target is what an execution runs: the function version an alias points at
 // when Alias is set, else FunctionID at Version (0 is the function itself).
@@ -76,6 +87,9 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.admit(ctx, f.ID, e.FunctionVersion, req.Project); err != nil {
+		return nil, err
+	}
 	if err := s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err != nil {
 		return nil, err
 	}
@@ -102,6 +116,33 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 	}
 	// The engine has written the outcome; read it even if the caller left.
 	return s.DB.Execution(context.WithoutCancel(ctx), db.Internal, e.ID)
+}
+
+// admit refuses an execution beyond the bounds on waiting work: the
+// engines queue what their workers cannot take yet, and the queue must not
+// grow without end (an unauthenticated webhook caller could make it).
+func (s *Starter) admit(ctx context.Context, functionID string, version int, project string) error {
+	if s.MaxPerFunction > 0 {
+		n, err := s.DB.RunningExecutions(ctx, functionID, version)
+		if err != nil {
+			return err
+		}
+		if n >= s.MaxPerFunction {
+			reqctx.Logger(ctx, s.Log).Warn("execution refused: function's queue full", "function_id", functionID, "version", version, "running", n)
+			return errdefs.TooMany(retryAfter, "Function %s (version %d) already has %d executions running or waiting for a worker, its limit; try again later.", functionID, version, n)
+		}
+	}
+	if s.MaxPerProject > 0 {
+		n, err := s.DB.RunningInProject(ctx, project)
+		if err != nil {
+			return err
+		}
+		if n >= s.MaxPerProject {
+			reqctx.Logger(ctx, s.Log).Warn("execution refused: project's queue full", "project_id", project, "running", n)
+			return errdefs.TooMany(retryAfter, "Project %s already has %d executions running or waiting for a worker, its limit; try again later.", project, n)
+		}
+	}
+	return nil
 }
 
 // resolve fills e's function, version and alias from the request's target

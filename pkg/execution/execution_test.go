@@ -192,6 +192,57 @@ func TestStart_Engine(t *testing.T) {
 	})
 }
 
+// TestStart_Bounds: beyond the bound on running (in flight or queued)
+// executions of a function version or of a project, Start refuses with
+// too-many and a Retry-After, records nothing and reaches no engine; other
+// functions and projects still start.
+func TestStart_Bounds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name          string
+		perFunction   int
+		perProject    int
+		second        execution.Request // after one async execution of fa in project a
+		wantRefused   bool
+		wantRetryHint bool
+	}{
+		{name: "function full", perFunction: 1,
+			second: execution.Request{Project: "a", Functions: db.Internal, Target: execution.Target{FunctionID: "fa"}}, wantRefused: true},
+		{name: "another version of a full function starts", perFunction: 1,
+			second: execution.Request{Project: "a", Functions: db.Internal, Target: execution.Target{FunctionID: "fa", Version: 1}}},
+		{name: "project full", perProject: 1,
+			second: execution.Request{Project: "a", Functions: db.Internal, Target: execution.Target{FunctionID: "fb"}}, wantRefused: true},
+		{name: "another project starts", perProject: 1,
+			second: execution.Request{Project: "b", Functions: db.Internal, Target: execution.Target{FunctionID: "fb"}}},
+		{name: "no bounds", second: execution.Request{Project: "a", Functions: db.Internal, Target: execution.Target{FunctionID: "fa"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			ids := map[string]string{"fa": w.fa, "fb": w.fb}
+			eng := &recordingEngine{db: w.db}
+			s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.DiscardHandler),
+				MaxPerFunction: tc.perFunction, MaxPerProject: tc.perProject}
+			_, err := s.Start(ctx, execution.Request{Project: "a", Functions: db.Internal, Target: execution.Target{FunctionID: w.fa}})
+			require.NoError(t, err)
+			tc.second.Target.FunctionID = ids[tc.second.Target.FunctionID]
+			_, err = s.Start(ctx, tc.second)
+			if !tc.wantRefused {
+				require.NoError(t, err)
+				require.Len(t, eng.args, 2)
+				return
+			}
+			require.Equal(t, errdefs.KindTooMany, errdefs.KindOf(err), "%v", err)
+			require.Positive(t, errdefs.RetryAfter(err))
+			require.Contains(t, errdefs.PublicMessage(err), "try again later")
+			require.Len(t, eng.args, 1, "the refused one reaches no engine")
+			es, err := w.db.Executions(ctx, db.Internal, db.ListOptions{})
+			require.NoError(t, err)
+			require.Len(t, es, 1, "nor is it recorded")
+		})
+	}
+}
+
 func TestNormaliseInput(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, in, want string }{

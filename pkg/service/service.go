@@ -134,6 +134,15 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 		// its lease, and the waiting executions must still be there to run.
 		LockWait:         2*c.Etcd.LockTTL + 10*time.Second,
 		RecoveryInterval: c.Engine.RecoveryInterval,
+		Scaling: engine.ScalingOptions{
+			Policy:          c.Engine.ScalingPolicy,
+			MinWorkers:      c.Engine.MinWorkersPerFunction,
+			TargetPerWorker: c.Engine.ScaleTargetPerWorker,
+			BurstAfter:      c.Engine.ScaleBurstAfter,
+			Interval:        c.Engine.ScaleInterval,
+			DownWindow:      c.Engine.ScaleDownWindow,
+			DownStep:        c.Engine.ScaleDownStep,
+		},
 	}, log.With("component", "engine"))
 	if err := eng.Start(ctx, allInOne); err != nil {
 		orch.Close()

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -313,6 +315,9 @@ func writeError(w http.ResponseWriter, err error) {
 		code = "Server"
 	}
 	b, _ := json.Marshal(map[string]any{"faultcode": code, "faultstring": errdefs.PublicMessage(err), "debuginfo": nil})
+	if d := errdefs.RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)

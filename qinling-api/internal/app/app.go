@@ -134,7 +134,8 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	}
 	l := cfg.ResourceLimits
 	client := engine.Client{RPC: deps.Transport}
-	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api")}
+	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api"),
+		MaxPerFunction: cfg.Engine.MaxPendingPerFunction, MaxPerProject: cfg.Engine.MaxPendingPerProject}
 	srv := &api.Server{
 		DB: deps.DB, Engine: client, Executions: executions, Coord: deps.Coord, Storage: deps.Storage,
 		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),

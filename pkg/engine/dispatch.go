@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+)
+
+// Dispatch: a worker runs at most function_concurrency executions at once
+// (a hard cap). An execution that finds every slot of its function's
+// workers taken waits in the function's queue, oldest first; whichever
+// worker frees a slot first hands it to the oldest waiter (pull), so no
+// execution waits behind a long one while a worker of its function is free.
+// The queue is this engine's: its waiters are the requests this engine's
+// transport handed it (asynchronous ones stay unacknowledged on RabbitMQ, or
+// running in the all-in-one's executions table, until they end).
+
+// fnState is this engine's view of one function version. Guarded by
+// Engine.mu.
+type fnState struct {
+	fn      *db.Function         // the row as last seen, for scaling from the ticker
+	workers []coord.WorkerRecord // usable by this engine, oldest first
+	busy    map[string]int       // executions running per worker, this engine's
+	waiting []*waiter            // oldest first
+	scaling int                  // workers being added now
+	calm    time.Time            // since when fewer workers would do (zero: not calm)
+	avgRun  time.Duration        // moving average of the call to the worker
+	removed map[string]bool      // workers scale-down took out, not to be re-added by a stale read
+}
+
+// waiter is one queued execution. Exactly one of worker and err is sent on
+// ch (buffered), by whoever removes the waiter from the queue.
+type waiter struct {
+	ch    chan grant
+	since time.Time
+}
+
+type grant struct {
+	worker coord.WorkerRecord
+	err    error
+}
+
+// state returns (making it) the state of fv; e.mu is held.
+func (e *Engine) state(fv coord.FunctionVersion) *fnState {
+	st := e.fns[fv]
+	if st == nil {
+		st = &fnState{busy: map[string]int{}, removed: map[string]bool{}}
+		e.fns[fv] = st
+	}
+	return st
+}
+
+// usableWorkers reads fv's worker records: all of them with a shared
+// orchestrator, only this engine's with an engine-local one.
+func (e *Engine) usableWorkers(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, error) {
+	workers, err := e.coord.Workers(ctx, fv)
+	if err != nil || !e.engineLocal {
+		return workers, err
+	}
+	own := workers[:0:0]
+	for _, w := range workers {
+		if w.Owner == e.opts.Name {
+			own = append(own, w)
+		}
+	}
+	return own, nil
+}
+
+// setWorkers replaces st's workers with the recorded ones (keeping the
+// counts of those still there) and hands new free slots to waiters; e.mu is
+// held. A worker scale-down took out is not put back by a stale read.
+func (e *Engine) setWorkers(st *fnState, recorded []coord.WorkerRecord) {
+	out := make([]coord.WorkerRecord, 0, len(recorded))
+	still := map[string]bool{}
+	for _, w := range recorded {
+		if st.removed[w.Name] {
+			still[w.Name] = true
+			continue
+		}
+		out = append(out, w)
+	}
+	st.removed = still
+	st.workers = out
+	e.dispatch(st)
+}
+
+// addWorkers appends workers a scale-up made; e.mu is held.
+func (e *Engine) addWorkers(st *fnState, ws []coord.WorkerRecord) {
+	for _, w := range ws {
+		if !slices.ContainsFunc(st.workers, func(x coord.WorkerRecord) bool { return x.Name == w.Name }) {
+			st.workers = append(st.workers, w)
+		}
+	}
+	e.dispatch(st)
+}
+
+// free returns the least busy worker with a free slot; e.mu is held.
+func (e *Engine) free(st *fnState) (coord.WorkerRecord, bool) {
+	best, bestLoad := coord.WorkerRecord{}, e.opts.FunctionConcurrency
+	for _, w := range st.workers {
+		if n := st.busy[w.Name]; n < bestLoad {
+			best, bestLoad = w, n
+		}
+	}
+	return best, bestLoad < e.opts.FunctionConcurrency
+}
+
+// dispatch hands free slots to the waiters, oldest first; e.mu is held.
+func (e *Engine) dispatch(st *fnState) {
+	for len(st.waiting) > 0 {
+		w, ok := e.free(st)
+		if !ok {
+			return
+		}
+		st.busy[w.Name]++
+		next := st.waiting[0]
+		st.waiting = st.waiting[1:]
+		next.ch <- grant{worker: w}
+	}
+}
+
+// failWaiters ends every waiter with err, when the function has no worker
+// and none is coming; e.mu is held.
+func (e *Engine) failWaiters(st *fnState, err error) {
+	for _, w := range st.waiting {
+		w.ch <- grant{err: err}
+	}
+	st.waiting = nil
+}
+
+// acquire returns a worker of f's version with a slot taken for the caller,
+// waiting in the function's queue when every slot is taken. A synchronous
+// execution waits at most maxWait (its function's timeout); an asynchronous
+// one (maxWait 0) as long as its context lives. The caller gives the slot
+// back with release.
+func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (coord.WorkerRecord, error) {
+	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
+	recorded, err := e.usableWorkers(ctx, fv)
+	if err != nil {
+		return coord.WorkerRecord{}, err
+	}
+	e.mu.Lock()
+	st := e.state(fv)
+	st.fn = f
+	e.setWorkers(st, recorded)
+	if len(st.waiting) == 0 {
+		if w, ok := e.free(st); ok {
+			st.busy[w.Name]++
+			e.mu.Unlock()
+			return w, nil
+		}
+	}
+	me := &waiter{ch: make(chan grant, 1), since: time.Now()}
+	st.waiting = append(st.waiting, me)
+	e.mu.Unlock()
+	e.autoscale(ctx, fv, "queued")
+
+	var timeout <-chan time.Time
+	if maxWait > 0 {
+		t := time.NewTimer(maxWait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case g := <-me.ch:
+		return g.worker, g.err
+	case <-timeout:
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	i := slices.Index(st.waiting, me)
+	if i >= 0 {
+		st.waiting = slices.Delete(st.waiting, i, i+1)
+	}
+	e.mu.Unlock()
+	if i < 0 {
+		// A worker (or an error) was handed over as the wait ended: take it.
+		g := <-me.ch
+		return g.worker, g.err
+	}
+	if ctx.Err() != nil {
+		return coord.WorkerRecord{}, ctx.Err()
+	}
+	return coord.WorkerRecord{}, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
+}
+
+// release gives back the slot acquire took on w, which ran a call for
+// took, and hands it to the oldest waiter.
+func (e *Engine) release(fv coord.FunctionVersion, w coord.WorkerRecord, took time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.fns[fv]
+	if st == nil {
+		return
+	}
+	if st.busy[w.Name]--; st.busy[w.Name] <= 0 {
+		delete(st.busy, w.Name)
+	}
+	if took > 0 {
+		// An exponential moving average: recent calls weigh most.
+		if st.avgRun == 0 {
+			st.avgRun = took
+		} else {
+			st.avgRun = (st.avgRun*7 + took) / 8
+		}
+	}
+	e.dispatch(st)
+}
+
+// dropWorker takes a worker out of dispatch (it died or was released).
+func (e *Engine) dropWorker(fv coord.FunctionVersion, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.fns[fv]; st != nil {
+		e.dropWorkerLocked(st, name)
+	}
+}
+
+func (e *Engine) dropWorkerLocked(st *fnState, name string) {
+	st.workers = slices.DeleteFunc(st.workers, func(w coord.WorkerRecord) bool { return w.Name == name })
+}
+
+// forgetFunction drops the state of a function version whose workers all
+// went (idle expiry, deletion), failing nothing: its waiters, if any, get
+// new workers from the ticker's scale-up for a stale queue (scaling.go).
+func (e *Engine) forgetFunction(fv coord.FunctionVersion) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.fns[fv]
+	if st == nil {
+		return
+	}
+	st.workers = nil
+	if len(st.waiting) == 0 && len(st.busy) == 0 && st.scaling == 0 {
+		delete(e.fns, fv)
+	}
+}
