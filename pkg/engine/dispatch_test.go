@@ -197,3 +197,44 @@ func TestEngine_ScaleDown(t *testing.T) {
 		})
 	}
 }
+
+// TestEngine_SharedWorkersScaleOnce: two engines sharing an orchestrator
+// (Kubernetes) and the worker records, each handed some of three concurrent
+// executions, start one worker between them: the second to take the
+// function's lock counts the worker the first added.
+func TestEngine_SharedWorkersScaleOnce(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{Name: "e1"})
+	release := make(chan struct{})
+	h.orch.Handle("block.main", func(orchestrator.Invocation) orchestrator.Result {
+		<-release
+		return orchestrator.Result{Success: true, Output: json.RawMessage(`null`)}
+	})
+	e2 := engine.New(h.db, h.orch, h.coord, nil, engine.Options{Name: "e2"}, discard())
+	f := h.function(t, "block.main")
+	var all []engine.ExecutionArgs
+	var wg sync.WaitGroup
+	for i := range 3 {
+		a := h.asyncExecution(t, f, "x")
+		all = append(all, a)
+		e := h.eng
+		if i == 2 {
+			e = e2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.CreateExecution(ctx, a)
+		}()
+	}
+	require.Eventually(t, func() bool { return len(h.orch.Calls().Run) == 3 }, 10*time.Second, 5*time.Millisecond)
+	ws, err := h.coord.Workers(ctx, coord.FunctionVersion{FunctionID: f.ID})
+	require.NoError(t, err)
+	require.Len(t, ws, 1)
+	close(release)
+	wg.Wait()
+	for _, a := range all {
+		e, _ := h.stored(t, a.ExecutionID)
+		require.Equal(t, db.StatusSuccess, e.Status)
+	}
+}

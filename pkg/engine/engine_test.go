@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -240,20 +239,13 @@ func TestEngine_ConcurrencyRule(t *testing.T) {
 			for i := 0; i < tc.concurrent; i++ {
 				all = append(all, h.execution(t, f))
 			}
-			var wg sync.WaitGroup
-			for _, a := range all {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_ = h.eng.CreateExecution(context.Background(), a)
-				}()
-			}
+			wait := h.runAll(all)
 			require.Eventually(t, func() bool { return len(h.orch.Calls().Run) == tc.concurrent }, 10*time.Second, 10*time.Millisecond)
 			ws, err := h.coord.Workers(context.Background(), coord.FunctionVersion{FunctionID: f.ID})
 			require.NoError(t, err)
 			require.Len(t, ws, tc.wantWorkers)
 			close(release)
-			wg.Wait()
+			wait()
 		})
 	}
 }
