@@ -152,7 +152,10 @@ func (o *Orchestrator) workerPodSpec(image string) corev1.PodSpec {
 		Image:           image,
 		ImagePullPolicy: o.cfg.ImagePullPolicy,
 		Ports:           []corev1.ContainerPort{{Name: "worker", ContainerPort: int32(o.cfg.WorkerPort), Protocol: corev1.ProtocolTCP}},
-		Env:             []corev1.EnvVar{{Name: "QINLING_PACKAGES_DIR", Value: packagesDir}},
+		Env: []corev1.EnvVar{
+			{Name: "QINLING_PACKAGES_DIR", Value: packagesDir},
+			{Name: envWorkerToken, Value: "required"},
+		},
 		// Requests equal limits (Guaranteed): an in-place resize to the
 		// function's values keeps the QoS class, which resize requires.
 		Resources: corev1.ResourceRequirements{Requests: res, Limits: res.DeepCopy()},
