@@ -78,22 +78,48 @@ func (c *cluster) podIP(t *testing.T, selector string) string {
 	return ip
 }
 
-func TestHostilePodReachesNothing(t *testing.T) {
-	c := loadCluster(t)
-	for _, rt := range []struct{ name, image, file, probe, victim string }{
+// hostileRuntime is a runtime of the suite: its image, a function's file
+// name, the probe function and a victim function returning "victim".
+type hostileRuntime struct{ name, image, file, probe, victim string }
+
+func (c *cluster) hostileRuntimes() []hostileRuntime {
+	return []hostileRuntime{
 		{"python3", c.stack.PythonImage(), "main.py", probePython, "def main(**kwargs):\n    return 'victim'\n"},
 		{"nodejs", c.stack.Env["K8S_NODEJS_IMAGE"], "main.js", probeNode, "exports.main = () => 'victim';\n"},
-	} {
+	}
+}
+
+// runVictim creates a runtime of rt's image and a victim function on it,
+// and runs the victim once so that a pod is specialised for it.
+func (c *cluster) runVictim(t *testing.T, rt hostileRuntime) (runtimeID, victim string) {
+	t.Helper()
+	require.NotEmpty(t, rt.image)
+	runtimeID = c.runtime(t, rt.image)
+	victim = c.functionFile(t, runtimeID, rt.file, rt.victim)
+	c.victimServes(t, victim)
+	return runtimeID, victim
+}
+
+// victimServes: the victim function still answers its own callers.
+func (c *cluster) victimServes(t *testing.T, victim string) {
+	t.Helper()
+	ex := c.execute(t, map[string]any{"function_id": victim, "sync": true})
+	require.Equal(t, "success", ex["status"], "%v", ex)
+	assert.Equal(t, "victim", output(t, ex)["output"])
+}
+
+// TestHostilePods: from inside its pod, a function reaches nothing of the
+// cluster, the node, the host or other pods (probes), and the runtime
+// servers refuse whoever lacks a pod's token (strangerRefused).
+func TestHostilePods(t *testing.T) {
+	c := loadCluster(t)
+	for _, rt := range c.hostileRuntimes() {
 		t.Run(rt.name, func(t *testing.T) {
-			require.NotEmpty(t, rt.image)
-			rtID := c.runtime(t, rt.image)
-			victim := c.functionFile(t, rtID, rt.file, rt.victim)
-			ex := c.execute(t, map[string]any{"function_id": victim, "sync": true})
-			require.Equal(t, "success", ex["status"], "%v", ex)
+			rtID, victim := c.runVictim(t, rt)
 			attacker := c.functionFile(t, rtID, rt.file, rt.probe, "timeout", "120")
 			// The attacker's own pod first, so that the free pod probed is
 			// another one.
-			ex = c.execute(t, map[string]any{"function_id": attacker, "sync": true})
+			ex := c.execute(t, map[string]any{"function_id": attacker, "sync": true})
 			require.Equal(t, "success", ex["status"], "%v", ex)
 			probes := c.probes(c.podIP(t, "function_id="+victim), c.podIP(t, "runtime_id="+rtID+",!function_id"))
 			input, err := json.Marshal(map[string]any{"probes": probes})
@@ -111,68 +137,49 @@ func TestHostilePodReachesNothing(t *testing.T) {
 				t.Logf("%-48s %s", n, got)
 				assert.True(t, strings.HasPrefix(got, "closed:"), "%s (%v) got through: %s", n, probes[n], got)
 			}
-			// The victim still serves its own caller.
-			ex = c.execute(t, map[string]any{"function_id": victim, "sync": true})
-			require.Equal(t, "success", ex["status"], "%v", ex)
-			assert.Equal(t, "victim", output(t, ex)["output"])
+			c.strangerRefused(t, rtID, victim)
+			c.victimServes(t, victim)
 		})
 	}
 }
 
-// TestHostileRuntimeServerNeedsTheToken stands where a pod of a cluster
-// whose CNI enforces no NetworkPolicy stands: on the pod network, outside
-// the engine. The devstack node lets only the host through, so the calls
-// come from the host, without the engine's token: a specialised pod of
-// each runtime runs nothing and names nothing, and a free pod takes no
-// package.
-func TestHostileRuntimeServerNeedsTheToken(t *testing.T) {
-	c := loadCluster(t)
-	for _, rt := range []struct{ name, image, file, victim string }{
-		{"python3", c.stack.PythonImage(), "main.py", "def main(**kwargs):\n    return 'victim'\n"},
-		{"nodejs", c.stack.Env["K8S_NODEJS_IMAGE"], "main.js", "exports.main = () => 'victim';\n"},
-	} {
-		t.Run(rt.name, func(t *testing.T) {
-			require.NotEmpty(t, rt.image)
-			rtID := c.runtime(t, rt.image)
-			victim := c.functionFile(t, rtID, rt.file, rt.victim)
-			ex := c.execute(t, map[string]any{"function_id": victim, "sync": true})
-			require.Equal(t, "success", ex["status"], "%v", ex)
-			port := c.stack.Env["K8S_RUNTIME_PORT"]
-			hc := &http.Client{Timeout: 10 * time.Second}
-			post := func(url, ctype, body string, header ...string) (int, string) {
-				req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-				require.NoError(t, err)
-				req.Header.Set("Content-Type", ctype)
-				for i := 0; i+1 < len(header); i += 2 {
-					req.Header.Set(header[i], header[i+1])
-				}
-				resp, err := hc.Do(req)
-				require.NoError(t, err)
-				defer resp.Body.Close()
-				buf := make([]byte, 512)
-				n, _ := resp.Body.Read(buf)
-				return resp.StatusCode, string(buf[:n])
-			}
-			job := fmt.Sprintf(`{"execution_id": "stolen", "function_id": %q, "function_version": 0, "entry": "main.main", "input": null, "timeout": 5}`, victim)
-			victimURL := "http://" + c.podIP(t, "function_id="+victim) + ":" + port
-			for name, header := range map[string][]string{
-				"no token": nil, "a guessed token": {"X-Qinling-Worker-Token", strings.Repeat("0", 64)},
-			} {
-				status, body := post(victimURL+"/execute", "application/json", job, header...)
-				assert.Equal(t, http.StatusForbidden, status, "%s: %s", name, body)
-				assert.NotContains(t, body, "victim", name)
-				status, body = post(victimURL+"/package?function_id=evil&function_version=0", "application/zip", "PK", header...)
-				assert.Equal(t, http.StatusForbidden, status, "%s: %s", name, body)
-			}
-			freeURL := "http://" + c.podIP(t, "runtime_id="+rtID+",!function_id") + ":" + port
-			status, body := post(freeURL+"/package?function_id=evil&function_version=0", "application/zip", "PK")
-			assert.Equal(t, http.StatusForbidden, status, "a free pod takes no package without a token: %s", body)
-			status, body = post(freeURL+"/execute", "application/json", job)
-			assert.Equal(t, http.StatusForbidden, status, "%s", body)
-			// The engine still runs the victim there.
-			ex = c.execute(t, map[string]any{"function_id": victim, "sync": true})
-			require.Equal(t, "success", ex["status"], "%v", ex)
-			assert.Equal(t, "victim", output(t, ex)["output"])
-		})
+// strangerRefused stands where a pod of a cluster whose CNI enforces no
+// NetworkPolicy stands: on the pod network, outside the engine. The
+// devstack node lets only the host through, so the calls come from the
+// host, without the engine's token: the victim's pod runs nothing and
+// names nothing, and a free pod of the runtime takes no package.
+func (c *cluster) strangerRefused(t *testing.T, rtID, victim string) {
+	t.Helper()
+	port := c.stack.Env["K8S_RUNTIME_PORT"]
+	hc := &http.Client{Timeout: 10 * time.Second}
+	post := func(url, ctype, body string, header ...string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", ctype)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		buf := make([]byte, 512)
+		n, _ := resp.Body.Read(buf)
+		return resp.StatusCode, string(buf[:n])
 	}
+	job := fmt.Sprintf(`{"execution_id": "stolen", "function_id": %q, "function_version": 0, "entry": "main.main", "input": null, "timeout": 5}`, victim)
+	victimURL := "http://" + c.podIP(t, "function_id="+victim) + ":" + port
+	for name, header := range map[string][]string{
+		"no token": nil, "a guessed token": {"X-Qinling-Worker-Token", strings.Repeat("0", 64)},
+	} {
+		status, body := post(victimURL+"/execute", "application/json", job, header...)
+		assert.Equal(t, http.StatusForbidden, status, "%s: %s", name, body)
+		assert.NotContains(t, body, victim, "%s: the refusal does not name the function", name)
+		status, body = post(victimURL+"/package?function_id=evil&function_version=0", "application/zip", "PK", header...)
+		assert.Equal(t, http.StatusForbidden, status, "%s: %s", name, body)
+	}
+	freeURL := "http://" + c.podIP(t, "runtime_id="+rtID+",!function_id") + ":" + port
+	status, body := post(freeURL+"/package?function_id=evil&function_version=0", "application/zip", "PK")
+	assert.Equal(t, http.StatusForbidden, status, "a free pod takes no package without a token: %s", body)
+	status, body = post(freeURL+"/execute", "application/json", job)
+	assert.Equal(t, http.StatusForbidden, status, "%s", body)
 }
