@@ -6,8 +6,9 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,7 @@ var probeNode string
 // probes are the attacks, by name: [kind, target] as testdata/probe.py and
 // probe.js understand them. victim and free are pod IPs of the same
 // runtime: a pod specialised for another function and a free pool pod.
-func (c *cluster) probes(victim, free string) map[string][2]string {
-	env := c.stack.Env
+func probes(env map[string]string, victim, free string) map[string][2]string {
 	host, node := env["KUBE_HOST_IP"], env["KUBE_NODE_IP"]
 	gateway := strings.TrimSuffix(strings.Split(env["KUBE_POD_CIDR"], "/")[0], ".0") + ".1"
 	service := strings.TrimSuffix(strings.Split(env["KUBE_SERVICE_CIDR"], "/")[0], ".0") + ".1"
@@ -121,18 +121,13 @@ func TestHostilePods(t *testing.T) {
 			// another one.
 			ex := c.execute(t, map[string]any{"function_id": attacker, "sync": true})
 			require.Equal(t, "success", ex["status"], "%v", ex)
-			probes := c.probes(c.podIP(t, "function_id="+victim), c.podIP(t, "runtime_id="+rtID+",!function_id"))
+			probes := probes(c.stack.Env, c.podIP(t, "function_id="+victim), c.podIP(t, "runtime_id="+rtID+",!function_id"))
 			input, err := json.Marshal(map[string]any{"probes": probes})
 			require.NoError(t, err)
 			ex = c.execute(t, map[string]any{"function_id": attacker, "sync": true, "input": string(input)})
 			require.Equal(t, "success", ex["status"], "%v", ex)
 			res := output(t, ex)["output"].(map[string]any)
-			names := make([]string, 0, len(probes))
-			for n := range probes {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
+			for _, n := range slices.Sorted(maps.Keys(probes)) {
 				got := fmt.Sprint(res[n])
 				t.Logf("%-48s %s", n, got)
 				assert.True(t, strings.HasPrefix(got, "closed:"), "%s (%v) got through: %s", n, probes[n], got)
@@ -182,4 +177,37 @@ func (c *cluster) strangerRefused(t *testing.T, rtID, victim string) {
 	assert.Equal(t, http.StatusForbidden, status, "a free pod takes no package without a token: %s", body)
 	status, body = post(freeURL+"/execute", "application/json", job)
 	assert.Equal(t, http.StatusForbidden, status, "%s", body)
+}
+
+// TestCluster_PodReachesNothing runs the probes in a pod of the Python
+// runtime image started by hand (kubectl exec), so they run on the cluster
+// alone too (K8S_ENABLED_SERVICES=kubernetes): the node's firewall, not
+// qinling, stops them. The other pod probed is a second such pod, whose
+// server requires no token.
+func TestCluster_PodReachesNothing(t *testing.T) {
+	c := loadDevCluster(t)
+	ns := c.env["K8S_NAMESPACE"]
+	attacker, other := podName("hostile"), podName("other")
+	for _, n := range []string{attacker, other} {
+		c.runPod(t, n, c.env["K8S_PYTHON_IMAGE"], nil, true)
+	}
+	ips := map[string]string{}
+	for _, n := range []string{attacker, other} {
+		c.waitPod(t, n, `{.status.conditions[?(@.type=="Ready")].status}`, "True", 90*time.Second)
+		ips[n] = c.admin(t, "-n", ns, "get", "pod", n, "-o", "jsonpath={.status.podIP}")
+	}
+	p := probes(c.env, ips[other], ips[other])
+	// This pod is not the orchestrator's (runPod: a service account
+	// token, no seccomp profile): only the network is in question here.
+	maps.DeleteFunc(p, func(_ string, v [2]string) bool { return v[0] != "connect" && v[0] != "post" && v[0] != "resolve" })
+	in, err := json.Marshal(p)
+	require.NoError(t, err)
+	script := probePython + "\nimport sys\nprint(json.dumps(main(probes=json.loads(sys.argv[1]))))\n"
+	out := c.admin(t, "-n", ns, "exec", attacker, "--", "/usr/bin/python3", "-c", script, string(in))
+	var res map[string]string
+	require.NoError(t, json.Unmarshal([]byte(out), &res), "%s", out)
+	for _, n := range slices.Sorted(maps.Keys(p)) {
+		t.Logf("%-48s %s", n, res[n])
+		assert.True(t, strings.HasPrefix(res[n], "closed:"), "%s (%v) got through: %s", n, p[n], res[n])
+	}
 }
