@@ -705,6 +705,38 @@ start_kube_proxy() {
 	log "kube-proxy: healthy"
 }
 
+# kube_isolate_pods: the node's firewall (docs/isolation.md, "Kubernetes"),
+# the devstack cluster's enforcement of the qinling-workers NetworkPolicy
+# (kube_objects), which the bridge CNI does not enforce. In the node's own
+# tables, ahead of kube-proxy's, so the machine's stay untouched: a pod may
+# answer, and start nothing. Nothing new from the pod network goes to
+# another pod (bridged traffic passes these tables: bridge-nf-call-iptables,
+# per network namespace), to the node (the kubelet, NodePorts), to the host
+# (the API server on KUBE_HOST_IP, anything else bound there) or to a
+# Service; only the host (the engines) opens connections to pods, and only
+# to the runtime port. REJECT, so a function's attempt fails at once. Run
+# on every stack.sh: the rules go with the namespace.
+kube_isolate_pods() {
+	in_node sh -ec "
+		[ \"\$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)\" = 1 ] || echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+		[ \"\$(cat /proc/sys/net/bridge/bridge-nf-call-ip6tables)\" = 1 ] || echo 1 >/proc/sys/net/bridge/bridge-nf-call-ip6tables
+		for t in iptables ip6tables; do
+			\$t -w -N QINLING-PODS 2>/dev/null || \$t -w -F QINLING-PODS
+			for c in INPUT FORWARD; do
+				\$t -w -C \$c -j QINLING-PODS 2>/dev/null || \$t -w -I \$c 1 -j QINLING-PODS
+			done
+			\$t -w -A QINLING-PODS -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+		done
+		iptables -w -A QINLING-PODS -s $KUBE_HOST_IP -d $KUBE_POD_CIDR -p tcp --dport $K8S_RUNTIME_PORT -j RETURN
+		iptables -w -A QINLING-PODS -s $KUBE_POD_CIDR -p tcp -j REJECT --reject-with tcp-reset
+		iptables -w -A QINLING-PODS -s $KUBE_POD_CIDR -j REJECT --reject-with icmp-admin-prohibited
+		iptables -w -A QINLING-PODS -d $KUBE_POD_CIDR -j REJECT --reject-with icmp-admin-prohibited
+		ip6tables -w -A QINLING-PODS -i k8sbr0 -j DROP
+		ip6tables -w -A QINLING-PODS -o k8sbr0 -j DROP" >>"$LOG_DIR/kube-netns.log" 2>&1 ||
+		die "kubernetes: the node's firewall could not be set; see $LOG_DIR/kube-netns.log"
+	log "kubernetes: node firewall: pods start no connection; only $KUBE_HOST_IP reaches them, on port $K8S_RUNTIME_PORT"
+}
+
 # ---------------------------------------------------------------- objects
 
 # kube_objects: the namespace the engines work in, and the qinling
@@ -733,6 +765,17 @@ kube_objects() {
 		"metadata":{"name":"qinling-engine","namespace":"'"$ns"'"},
 		"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"qinling-engine"},
 		"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"qinling"}]}'
+	# What the engines' pods may do on the network (docs/isolation.md):
+	# enforced here by kube_isolate_pods, on other clusters by the CNI.
+	kube_apply "/apis/networking.k8s.io/v1/namespaces/$ns/networkpolicies" qinling-workers '{
+		"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",
+		"metadata":{"name":"qinling-workers","namespace":"'"$ns"'"},
+		"spec":{
+			"podSelector":{"matchLabels":{"app.kubernetes.io/managed-by":"qinling"}},
+			"policyTypes":["Ingress","Egress"],
+			"ingress":[{"from":[{"ipBlock":{"cidr":"'"$KUBE_HOST_IP"'/32"}}],"ports":[{"protocol":"TCP","port":'"$K8S_RUNTIME_PORT"'}]}],
+			"egress":[]
+		}}'
 	# Earlier devstack versions also let qinling read nodes.
 	kube_api_status DELETE /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/qinling-engine-nodes >/dev/null
 	kube_api_status DELETE /apis/rbac.authorization.k8s.io/v1/clusterroles/qinling-engine-nodes >/dev/null
@@ -781,6 +824,7 @@ stack_kubernetes() {
 	mapfile -t args < <(kube_proxy_args)
 	ensure_daemon kube-proxy "$(digest "$h" "$(kube_all_id)" "${args[@]}")" start_kube_proxy
 
+	kube_isolate_pods
 	wait_until kubelet "$SERVICE_TIMEOUT" kube_node_ready
 	log "kubernetes: node $KUBE_NODE_NAME Ready"
 	kube_objects

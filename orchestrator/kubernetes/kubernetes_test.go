@@ -150,7 +150,9 @@ func TestPoolSpec(t *testing.T) {
 	require.Equal(t, int32(9090), ctr.Ports[0].ContainerPort)
 	require.Equal(t, "/var/qinling/packages", ctr.VolumeMounts[0].MountPath)
 	require.NotNil(t, spec.Volumes[0].EmptyDir)
+	require.Equal(t, corev1.StorageMediumMemory, spec.Volumes[1].EmptyDir.Medium, "/tmp is tmpfs, off the node's disk")
 	require.Equal(t, ctr.Resources.Requests, ctr.Resources.Limits, "Guaranteed, so a resize keeps the QoS class")
+	require.Contains(t, ctr.Env, corev1.EnvVar{Name: "QINLING_WORKER_TOKEN", Value: "required"}, "other pods cannot call the runtime server")
 }
 
 func TestUpdatePoolRollsToTheNewImage(t *testing.T) {

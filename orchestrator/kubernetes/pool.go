@@ -145,14 +145,23 @@ func (o *Orchestrator) workerPodSpec(image string) corev1.PodSpec {
 	spec := o.basePodSpec()
 	spec.Volumes = []corev1.Volume{
 		{Name: "packages", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Gi"))}}},
-		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("256Mi"))}}},
+		// tmpfs, counted against the pod's memory limit: what a function
+		// writes there never reaches the node's disk (a disk-backed
+		// emptyDir's sizeLimit is only checked now and then by the
+		// kubelet, after the bytes are written).
+		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(resource.MustParse("256Mi")),
+		}}},
 	}
 	spec.Containers = []corev1.Container{{
 		Name:            workerContainer,
 		Image:           image,
 		ImagePullPolicy: o.cfg.ImagePullPolicy,
 		Ports:           []corev1.ContainerPort{{Name: "worker", ContainerPort: int32(o.cfg.WorkerPort), Protocol: corev1.ProtocolTCP}},
-		Env:             []corev1.EnvVar{{Name: "QINLING_PACKAGES_DIR", Value: packagesDir}},
+		Env: []corev1.EnvVar{
+			{Name: "QINLING_PACKAGES_DIR", Value: packagesDir},
+			{Name: envWorkerToken, Value: "required"},
+		},
 		// Requests equal limits (Guaranteed): an in-place resize to the
 		// function's values keeps the QoS class, which resize requires.
 		Resources: corev1.ResourceRequirements{Requests: res, Limits: res.DeepCopy()},

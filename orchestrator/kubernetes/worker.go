@@ -54,8 +54,9 @@ func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, co
 	}
 
 	pods, err := o.claim(ctx, fn, count)
+	var tokens []string
 	if err == nil {
-		if err = o.specialise(ctx, fn, pkg, pods); err != nil {
+		if tokens, err = o.specialise(ctx, fn, pkg, pods); err != nil {
 			// A refused package is the zip's fault: the user sees why.
 			var refused *workerclient.RefusedError
 			if errors.As(err, &refused) {
@@ -75,7 +76,7 @@ func (o *Orchestrator) ScaleUp(ctx context.Context, fn orchestrator.Function, co
 	}
 	out := make([]orchestrator.Worker, len(pods))
 	for i, p := range pods {
-		out[i] = orchestrator.Worker{Name: p.Name, Address: o.workerAddress(p)}
+		out[i] = orchestrator.Worker{Name: p.Name, Address: withToken(o.workerAddress(p), tokens[i])}
 	}
 	o.log.Debug("scaled up", "function_id", fn.ID, "version", fn.Version, "workers", count, "elapsed", time.Since(start))
 	return out, nil
@@ -208,15 +209,18 @@ func (o *Orchestrator) take(ctx context.Context, p *corev1.Pod, fn orchestrator.
 	return o.client.CoreV1().Pods(o.cfg.Namespace).Update(cctx, p, metav1.UpdateOptions{})
 }
 
-// specialise pushes the package to every pod and resizes them, in parallel.
-func (o *Orchestrator) specialise(ctx context.Context, fn orchestrator.Function, pkg workerclient.Package, pods []*corev1.Pod) error {
+// specialise pushes the package to every pod, each with a new token
+// (token.go), and resizes them, in parallel; it returns the tokens.
+func (o *Orchestrator) specialise(ctx context.Context, fn orchestrator.Function, pkg workerclient.Package, pods []*corev1.Pod) ([]string, error) {
 	errs := make([]error, len(pods))
+	tokens := make([]string, len(pods))
 	var wg sync.WaitGroup
 	for i, p := range pods {
+		tokens[i] = newToken()
 		wg.Go(func() {
 			dctx, cancel := context.WithTimeout(ctx, o.cfg.ScaleUpTimeout)
 			defer cancel()
-			if err := o.wc.Deliver(dctx, o.workerAddress(p), pkg); err != nil {
+			if err := o.wc.WithToken(tokens[i]).Deliver(dctx, o.workerAddress(p), pkg); err != nil {
 				errs[i] = fmt.Errorf("pod %s: %w", p.Name, err)
 				return
 			}
@@ -225,7 +229,7 @@ func (o *Orchestrator) specialise(ctx context.Context, fn orchestrator.Function,
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return tokens, errors.Join(errs...)
 }
 
 // podSize is what this instance last asked a pod's resources to be: its
@@ -358,7 +362,8 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 		return orchestrator.Result{}, fmt.Errorf("run %s on pod %s: %w: deleted", inv.ExecutionID, w.Name, orchestrator.ErrWorkerNotFound)
 	}
 	o.applyLimits(ctx, w, inv)
-	res, err := o.wc.Execute(ctx, w.Address, inv, o.cfg.RunGrace)
+	addr, token := splitToken(w.Address)
+	res, err := o.wc.WithToken(token).Execute(ctx, addr, inv, o.cfg.RunGrace)
 	switch {
 	case err == nil:
 		return res, nil

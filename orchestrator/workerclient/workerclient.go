@@ -72,6 +72,9 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// TokenHeader carries a worker's token (WithToken).
+const TokenHeader = "X-Qinling-Worker-Token"
+
 // Client reaches workers. It is safe for concurrent use; create one per
 // process (or per backend) and reuse it.
 type Client struct {
@@ -79,6 +82,24 @@ type Client struct {
 	tcp     *http.Client
 	maxResp int64
 	limits  limits
+	token   string
+}
+
+// WithToken returns a Client, sharing c's connections, whose requests carry
+// token in TokenHeader: a runtime server on a network other workers reach
+// (a pod's) serves only the engine that gave it its package with that
+// token (runtimes/python3/_qinling_runtime/workertoken.py).
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
+}
+
+// authorize adds the token, if any, to req.
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set(TokenHeader, c.token)
+	}
 }
 
 // New returns a Client.
@@ -264,6 +285,7 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	c.authorize(req)
 
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -273,9 +295,11 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 	switch resp.StatusCode {
 	case http.StatusServiceUnavailable:
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: worker draining", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound)
-	case http.StatusGone:
+	case http.StatusGone, http.StatusForbidden:
 		// The address now belongs to a worker of another function (a pod
-		// IP reused by a new pod): nothing ran, and this worker is gone.
+		// IP reused by a new pod), or to one that another engine's token
+		// (or a stranger's) specialised: nothing ran, and this worker is
+		// not ours.
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %s", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound, snippet(data))
 	}
@@ -371,6 +395,7 @@ func (c *Client) post(ctx context.Context, addr, path, contentType string, body 
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", contentType)
+	c.authorize(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		if isDialError(err) {
@@ -416,7 +441,7 @@ func (c *Client) Deliver(ctx context.Context, addr string, p Package) error {
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	if status == http.StatusServiceUnavailable || status == http.StatusGone {
+	if status == http.StatusServiceUnavailable || status == http.StatusGone || status == http.StatusForbidden {
 		return fmt.Errorf("deliver package to %s: %w: %s", addr, orchestrator.ErrWorkerNotFound, msg)
 	}
 	return fmt.Errorf("deliver package to %s: %w", addr, &RefusedError{Status: status, Reason: msg})

@@ -110,6 +110,7 @@ func (c *Cluster) hooked(action k8stesting.Action) (bool, k8sruntime.Object, err
 type pod struct {
 	name, ip string
 	image    string
+	env      []string // the container's environment, as the kubelet gives it
 	port     int
 	cmd      *exec.Cmd
 	killed   bool
@@ -460,6 +461,9 @@ func (c *Cluster) kubelet(ctx context.Context, p *corev1.Pod) {
 		return
 	}
 	sim = &pod{name: p.Name, image: image, started: time.Now()}
+	for _, e := range p.Spec.Containers[0].Env {
+		sim.env = append(sim.env, e.Name+"="+e.Value)
+	}
 	c.mu.Lock()
 	sim.ip = fmt.Sprintf("10.244.%d.%d", c.nextIP/250, c.nextIP%250+2)
 	c.nextIP++
@@ -557,6 +561,7 @@ func (c *Cluster) startServer(sim *pod, dir string) error {
 	if NodeJSImage(sim.image) {
 		cmd = exec.Command("/usr/bin/node", append([]string{c.nodeJS}, args...)...)
 	}
+	cmd.Env = append(os.Environ(), sim.env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Die with the test binary, even when it crashes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

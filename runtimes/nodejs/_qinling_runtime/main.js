@@ -6,6 +6,7 @@ const { RESOURCE_OUTPUT } = require('./compat.js');
 const { allChildPids, childPids, isZombie, killTree } = require('./procfs.js');
 const { BadRequest, heapMb, parseJob, responseBody } = require('./protocol.js');
 const { PackageError, extractZip } = require('./zip.js');
+const { workerToken } = require('./workertoken.js');
 
 const MIB = 1024 * 1024;
 const SERVING_FILE = '.qinling-serving';  // in the packages dir: survives a container restart
@@ -48,6 +49,7 @@ function main(argv, serverFile) {
   const TMP_SIZE = opts['tmp-size'];
 
   let serving = loadServing();   // {fid, version} given by POST /package, or null
+  const token = workerToken(PACKAGES_DIR, process.env);
   let draining = false;   // a thread could not be stopped; never cleared
   let phase = 'serving';  // then 'closing' (drained, flushing) and 'exiting'
   let active = 0;         // /execute requests whose response is not yet written
@@ -648,6 +650,11 @@ function main(argv, serverFile) {
     if (req.method === 'GET' && url === '/ping') {
       if (draining) return sendError(res, 503, 'worker draining', true);
       return send(res, 200, 'pong', 'text/plain; charset=utf-8');
+    }
+    const refused = req.method === 'POST' ? token.refusal(url, req.headers) : null;
+    if (refused) {
+      req.resume();
+      return sendError(res, 403, refused, true);
     }
     if (req.method === 'POST' && url === '/package') return handlePackage(req, res);
     if (req.method !== 'POST' || url !== '/execute') {

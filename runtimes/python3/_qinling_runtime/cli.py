@@ -7,7 +7,7 @@ import socket
 import sys
 import threading
 
-from . import config, package
+from . import config, package, workertoken
 from .compat import lift_limits
 from .output import Router, start_in_context
 
@@ -64,6 +64,7 @@ def main(argv, server):
     config.PACKAGES_DIR = os.path.abspath(opts["packages-dir"])
     config.MAX_LOG_BYTES, config.MAX_RESULT_BYTES = int(opts["max-log-bytes"]), int(opts["max-result-bytes"])
     package.load_serving()
+    workertoken.setup()
     lift_limits()   # before the zygote forks: it and all it forks inherit this
 
     # Functions must not import this server's directory as a package of theirs.

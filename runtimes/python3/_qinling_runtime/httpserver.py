@@ -4,7 +4,7 @@ import json
 import socket
 import time
 
-from . import config, package, reuse
+from . import config, package, reuse, workertoken
 from .execution import BadRequest, parse_job
 
 
@@ -62,6 +62,9 @@ def http_classes(strict):
 
         def do_POST(self):
             path = self.path.split("?", 1)[0]
+            refused = workertoken.refusal(path, self.headers.get(workertoken.HEADER))
+            if refused:
+                return self.send_json(403, {"error": refused}, close=True)
             if path == "/preload":
                 return self.preload()
             if path == "/package":
