@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -289,27 +290,28 @@ func lockName(fv coord.FunctionVersion) string {
 // and returns the least busy worker. The check runs first without the lock;
 // only a decision to scale takes the function's lock (and is made again
 // under it), so the common case costs no lock round trips.
-func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (coord.WorkerRecord, error) {
+// cold says the worker was specialised for this call (a cold start).
+func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (w coord.WorkerRecord, cold bool, err error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
 	workers, grow, err := e.loadCheck(ctx, fv)
 	if err != nil {
-		return coord.WorkerRecord{}, err
+		return coord.WorkerRecord{}, false, err
 	}
+	var added []coord.WorkerRecord
 	if grow {
 		lctx, cancel := context.WithTimeout(ctx, e.opts.LockWait)
 		defer cancel()
 		unlock, err := e.coord.Lock(lctx, lockName(fv))
 		if err != nil {
-			return coord.WorkerRecord{}, err
+			return coord.WorkerRecord{}, false, err
 		}
 		defer unlock()
 		if workers, grow, err = e.loadCheck(ctx, fv); err != nil {
-			return coord.WorkerRecord{}, err
+			return coord.WorkerRecord{}, false, err
 		}
 		if grow {
-			added, err := e.scaleUp(ctx, f, version, 1)
-			if err != nil && len(workers) == 0 {
-				return coord.WorkerRecord{}, err
+			if added, err = e.scaleUp(ctx, f, version, 1); err != nil && len(workers) == 0 {
+				return coord.WorkerRecord{}, false, err
 			}
 			workers = append(workers, added...)
 		}
@@ -322,7 +324,7 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 			best, bestLoad = w, n
 		}
 	}
-	return best, nil
+	return best, slices.ContainsFunc(added, func(a coord.WorkerRecord) bool { return a.Name == best.Name }), nil
 }
 
 // loadCheck reads a function version's workers and running executions and
