@@ -175,6 +175,10 @@ type Result struct {
 	// (for instance how long it waited for a process to run the call in);
 	// nil if it reports none. Informative only.
 	Timing map[string]float64
+	// CPUTime and PeakMemory (bytes) are what the worker's processes used
+	// during the execution, where the backend can tell; zero is unknown.
+	CPUTime    time.Duration
+	PeakMemory int64
 }
 
 // Errors returned by backends; compare with errors.Is.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/local/cgroup"
 	"github.com/qinling-go/qinling/orchestrator/local/preload"
 	"github.com/qinling-go/qinling/orchestrator/workerclient"
 )
@@ -37,8 +38,10 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 		o.pre.record(rt, key)
 	}
 
+	meter := startMeter(wk.cg)
 	start := time.Now()
 	res, err := o.client.Execute(ctx, wk.addr, inv, o.cfg.RunGrace)
+	meter.stop(&res)
 	switch {
 	case err == nil:
 		if !res.Success {
@@ -71,6 +74,35 @@ func (o *Orchestrator) Run(ctx context.Context, w orchestrator.Worker, inv orche
 		}
 	}
 	return res, fmt.Errorf("run on worker %s: %w", wk.name, err)
+}
+
+// usageMeter reads what an execution used from its worker's cgroup: the CPU
+// time between its start and its end, the peak memory since its start.
+// Executions running at once on one worker (function_concurrency) share
+// the worker's figures: each is charged all of them.
+type usageMeter struct {
+	cg    *cgroup.Group
+	cpu   time.Duration
+	known bool
+}
+
+func startMeter(cg *cgroup.Group) usageMeter {
+	if cg == nil {
+		return usageMeter{}
+	}
+	cg.ResetPeakMemory()
+	cpu, known := cg.CPUTime()
+	return usageMeter{cg: cg, cpu: cpu, known: known}
+}
+
+func (m usageMeter) stop(res *orchestrator.Result) {
+	if m.cg == nil {
+		return
+	}
+	if cpu, ok := m.cg.CPUTime(); ok && m.known && cpu > m.cpu {
+		res.CPUTime = cpu - m.cpu
+	}
+	res.PeakMemory = m.cg.PeakMemory()
 }
 
 // timeoutOutput is a timed-out execution's output, as JSON.

@@ -21,6 +21,8 @@ import (
 	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/coord/etcd"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/notify"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/pkg/rpc/inproc"
 	"github.com/qinling-go/qinling/pkg/rpc/rabbit"
@@ -184,4 +186,18 @@ func NewCoordinator(ctx context.Context, c *config.Config) (coord.Coordinator, f
 		return nil, nil, err
 	}
 	return co, func() { co.Close(); stopEmbedded() }, nil
+}
+
+// NewNotifier returns the sender of the notification outbox named by
+// [oslo_messaging_notifications] driver, nil for noop (no notifications).
+func NewNotifier(c *config.Config, d *db.DB, log *slog.Logger) (*notify.Sender, error) {
+	switch c.Notifications.Driver {
+	case "noop":
+		return nil, nil
+	case "messagingv2":
+		return notify.New(d, notify.Config{
+			URL: c.NotificationsURL(), Exchange: c.Default.ControlExchange, Topics: c.Notifications.Topics, Logger: log,
+		})
+	}
+	return nil, fmt.Errorf("oslo_messaging_notifications.driver %q: unknown (want messagingv2 or noop)", c.Notifications.Driver)
 }

@@ -24,6 +24,7 @@ type Config struct {
 	ResourceLimits ResourceLimits `ini:"resource_limits"`
 	Keystone       KeystoneAuth   `ini:"keystone_authtoken"`
 	CORS           CORS           `ini:"cors"`
+	Notifications  Notifications  `ini:"oslo_messaging_notifications"`
 
 	// Facts about how this value was built, for Warnings and IsSet; not
 	// options, so they carry no tags.
@@ -43,6 +44,15 @@ type DefaultSection struct {
 	ExecutorThreadPoolSize int           `ini:"executor_thread_pool_size" default:"64" help:"RPC requests one engine handles at once; also its RabbitMQ prefetch, so a busy engine is not handed more than it can start."`
 	ReconnectInterval      time.Duration `ini:"rabbit_retry_interval" default:"1s" help:"First wait before reconnecting to the message broker; doubles up to rabbit_retry_backoff."`
 	ReconnectMaxInterval   time.Duration `ini:"rabbit_retry_backoff" default:"30s" help:"Longest wait between reconnection attempts to the message broker."`
+	ControlExchange        string        `ini:"control_exchange" default:"qinling" help:"The topic exchange notifications ([oslo_messaging_notifications]) are published to; list it in Ceilometer's [notification] notification_control_exchanges."`
+}
+
+// Notifications is [oslo_messaging_notifications], read as OpenStack
+// services read it (docs/operations.md, "Notifications").
+type Notifications struct {
+	Driver       string   `ini:"driver" default:"noop" help:"messagingv2 sends oslo.messaging v2 notifications (function.execution.end and the .end events of changes) to RabbitMQ for Ceilometer and billing, from an outbox in the database, so a broker outage delays them and loses none; noop sends none." choices:"noop,messagingv2"`
+	Topics       []string `ini:"topics" default:"notifications" help:"Topics notifications are sent to: each is published with routing key <topic>.<priority>, e.g. notifications.info, and that queue is declared."`
+	TransportURL string   `ini:"transport_url" default:"" help:"The broker notifications go to, rabbit://user:pass@host:5672/vhost. Empty means [DEFAULT] transport_url."`
 }
 
 // API is [api].

@@ -65,6 +65,15 @@ func (c *Config) PublicEndpoint() string {
 	return "http://" + net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(c.API.Port))
 }
 
+// NotificationsURL is the broker notifications go to: their own
+// transport_url, else the RPC one (oslo's rule).
+func (c *Config) NotificationsURL() string {
+	if c.Notifications.TransportURL != "" {
+		return c.Notifications.TransportURL
+	}
+	return c.Default.TransportURL
+}
+
 // EngineName is this engine's name on the RPC bus and in worker records:
 // [engine] host, or the hostname and process ID so that two engines on one
 // machine never share a name.

@@ -100,6 +100,15 @@ func (c *Config) Validate() error {
 	if t := c.Default.TransportURL; t != "" && !strings.HasPrefix(t, "rabbit://") {
 		v.addf("DEFAULT.transport_url %q: unknown transport (want rabbit://user:pass@host:5672/, or empty for in-process)", redactURL(t))
 	}
+	if n := c.Notifications; n.Driver == "messagingv2" {
+		if t := c.NotificationsURL(); !strings.HasPrefix(t, "rabbit://") {
+			v.addf("oslo_messaging_notifications.transport_url %q: driver messagingv2 needs a broker, rabbit://user:pass@host:5672/ (here or in DEFAULT.transport_url)", redactURL(t))
+		}
+		v.nonEmpty("DEFAULT.control_exchange", c.Default.ControlExchange)
+		if len(n.Topics) == 0 {
+			v.addf("oslo_messaging_notifications.topics: driver messagingv2 needs at least one topic")
+		}
+	}
 
 	v.etcdTLS(c.Etcd)
 	if c.Engine.Orchestrator == "kubernetes" {

@@ -15,7 +15,7 @@ func (d *DB) CreateFunctionAlias(ctx context.Context, a *FunctionAlias) error {
 	if a.ID == "" {
 		a.ID = NewID()
 	}
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return d.changing(ctx, "function_aliases", actionCreate, func() string { return a.ID }, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&FunctionAlias{}).Where("project_id = ? AND name = ?", a.ProjectID, a.Name).Count(&n).Error; err != nil {
 			return translate(err, "FunctionAlias", a.Name)
@@ -57,10 +57,10 @@ func (d *DB) FunctionAliases(ctx context.Context, s Scope, o ListOptions) ([]Fun
 
 // UpdateFunctionAlias sets columns of an alias by ID.
 func (d *DB) UpdateFunctionAlias(ctx context.Context, id string, values map[string]any) error {
-	return d.update(ctx, &FunctionAlias{}, "FunctionAlias", id, values)
+	return d.update(ctx, &FunctionAlias{}, "function_aliases", "FunctionAlias", id, values)
 }
 
 // DeleteFunctionAlias removes an alias by ID.
 func (d *DB) DeleteFunctionAlias(ctx context.Context, id string) error {
-	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&FunctionAlias{}).Error, "FunctionAlias", id)
+	return d.deleteByID(ctx, &FunctionAlias{}, "function_aliases", "FunctionAlias", id)
 }

@@ -23,6 +23,9 @@ import (
 type DB struct {
 	gorm   *gorm.DB
 	driver string
+	// publisher is the notifications' publisher_id; empty: notifications
+	// off (EnableNotifications).
+	publisher string
 }
 
 // Options tune the connection pool.

@@ -26,15 +26,6 @@ func (d *DB) Executions(ctx context.Context, s Scope, o ListOptions) ([]Executio
 	return List[Execution](ctx, d, s, o)
 }
 
-// FinishExecution stores the outcome of a running execution. It changes
-// nothing when the execution is no longer running (deleted, or already
-// finished by someone else), and reports whether it did.
-func (d *DB) FinishExecution(ctx context.Context, id, status string, result, logs *string) (bool, error) {
-	res := d.gorm.WithContext(ctx).Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).
-		Updates(map[string]any{"status": status, "result": result, "logs": logs, "updated_at": now()})
-	return res.RowsAffected > 0, translate(res.Error, "Execution", id)
-}
-
 // DeleteExecution removes an execution.
 func (d *DB) DeleteExecution(ctx context.Context, id string) error {
 	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Execution{}).Error, "Execution", id)

@@ -47,7 +47,9 @@ func (d *DB) CreateFunction(ctx context.Context, f *Function) error {
 	if f.ID == "" {
 		f.ID = NewID()
 	}
-	return translate(d.gorm.WithContext(ctx).Create(f).Error, "Function", f.ID)
+	return d.changing(ctx, "functions", actionCreate, func() string { return f.ID }, func(tx *gorm.DB) error {
+		return translate(tx.Create(f).Error, "Function", f.ID)
+	})
 }
 
 // Function returns a function in scope.
@@ -66,12 +68,12 @@ func (d *DB) Functions(ctx context.Context, s Scope, o ListOptions) ([]Function,
 
 // UpdateFunction sets the given columns and bumps updated_at.
 func (d *DB) UpdateFunction(ctx context.Context, id string, values map[string]any) error {
-	return d.update(ctx, &Function{}, "Function", id, values)
+	return d.update(ctx, &Function{}, "functions", "Function", id, values)
 }
 
 // DeleteFunction removes a function row (its versions cascade).
 func (d *DB) DeleteFunction(ctx context.Context, id string) error {
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return d.changing(ctx, "functions", actionDelete, func() string { return id }, func(tx *gorm.DB) error {
 		if err := tx.Where("function_id = ?", id).Delete(&FunctionVersion{}).Error; err != nil {
 			return translate(err, "Function", id)
 		}

@@ -3,6 +3,8 @@ package db
 import (
 	"context"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // CreateJob inserts a job.
@@ -10,7 +12,9 @@ func (d *DB) CreateJob(ctx context.Context, j *Job) error {
 	if j.ID == "" {
 		j.ID = NewID()
 	}
-	return translate(d.gorm.WithContext(ctx).Create(j).Error, "Job", j.ID)
+	return d.changing(ctx, "jobs", actionCreate, func() string { return j.ID }, func(tx *gorm.DB) error {
+		return translate(tx.Create(j).Error, "Job", j.ID)
+	})
 }
 
 // Job returns a job in scope.
@@ -29,12 +33,12 @@ func (d *DB) Jobs(ctx context.Context, s Scope, o ListOptions) ([]Job, error) {
 
 // UpdateJob sets columns of a job.
 func (d *DB) UpdateJob(ctx context.Context, id string, values map[string]any) error {
-	return d.update(ctx, &Job{}, "Job", id, values)
+	return d.update(ctx, &Job{}, "jobs", "Job", id, values)
 }
 
 // DeleteJob removes a job.
 func (d *DB) DeleteJob(ctx context.Context, id string) error {
-	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Job{}).Error, "Job", id)
+	return d.deleteByID(ctx, &Job{}, "jobs", "Job", id)
 }
 
 // DueJobs lists running jobs whose next run is before until, oldest first.

@@ -35,6 +35,9 @@ var migrations = []migration{
 		}
 		return tx.Migrator().AlterColumn(&Runtime{}, "Description")
 	}},
+	{Version: 4, Name: "usage per project, function and hour; the notification outbox; executions' trigger and user", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&Execution{}, &UsageHour{}, &OutboxMessage{})
+	}},
 }
 
 // LatestVersion is the schema version this build needs.

@@ -73,7 +73,19 @@ type Execution struct {
 	// (pkg/engine/recovery.go settles executions of vanished engines).
 	Engine    *string    `gorm:"size:255;index"`
 	StartedAt *time.Time ``
+	// Trigger says what started the execution (TriggerAPI, TriggerJob,
+	// TriggerWebhook) and UserID who, for its usage notification
+	// (pkg/db/usage.go); both NULL on rows older than migration 4.
+	Trigger *string `gorm:"size:16"`
+	UserID  *string `gorm:"size:80"`
 }
+
+// What started an execution.
+const (
+	TriggerAPI     = "api"
+	TriggerJob     = "job"
+	TriggerWebhook = "webhook"
+)
 
 // Job is a cron trigger of a function.
 type Job struct {

@@ -27,20 +27,35 @@ func (d *DB) StartedExecutionEngines(ctx context.Context) ([]string, error) {
 // EndEngineExecutions ends every running execution that engine started as
 // error with result, and returns how many it ended.
 func (d *DB) EndEngineExecutions(ctx context.Context, engine, result string) (int64, error) {
-	res := d.gorm.WithContext(ctx).Model(&Execution{}).
-		Where("status = ? AND engine = ?", StatusRunning, engine).
-		Updates(map[string]any{"status": StatusError, "result": result, "updated_at": now()})
-	return res.RowsAffected, translate(res.Error, "Execution", "")
+	return d.endAll(ctx, result, "status = ? AND engine = ?", StatusRunning, engine)
+}
+
+// endAll ends the running executions that match where as error with
+// result, each through Finish, so each is counted in the usage rollup and
+// notified exactly once, whoever else ends it at the same time.
+func (d *DB) endAll(ctx context.Context, result string, where string, args ...any) (int64, error) {
+	var ids []string
+	if err := d.gorm.WithContext(ctx).Model(&Execution{}).Where(where, args...).Pluck("id", &ids).Error; err != nil {
+		return 0, translate(err, "Execution", "")
+	}
+	var n int64
+	for _, id := range ids {
+		done, err := d.Finish(ctx, id, Outcome{Status: StatusError, Result: &result})
+		if err != nil {
+			return n, err
+		}
+		if done {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // EndUnstartedSync ends every running synchronous execution that no engine
 // started as error with result. Only for a process that knows no caller
 // waits for them any more (the all-in-one at start).
 func (d *DB) EndUnstartedSync(ctx context.Context, result string) (int64, error) {
-	res := d.gorm.WithContext(ctx).Model(&Execution{}).
-		Where("status = ? AND engine IS NULL AND sync = ?", StatusRunning, true).
-		Updates(map[string]any{"status": StatusError, "result": result, "updated_at": now()})
-	return res.RowsAffected, translate(res.Error, "Execution", "")
+	return d.endAll(ctx, result, "status = ? AND engine IS NULL AND sync = ?", StatusRunning, true)
 }
 
 // UnstartedAsync lists the running asynchronous executions no engine has

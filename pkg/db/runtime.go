@@ -4,6 +4,8 @@ import (
 	"context"
 	"unicode/utf8"
 
+	"gorm.io/gorm"
+
 	"github.com/qinling-go/qinling/pkg/errdefs"
 )
 
@@ -12,7 +14,9 @@ func (d *DB) CreateRuntime(ctx context.Context, rt *Runtime) error {
 	if rt.ID == "" {
 		rt.ID = NewID()
 	}
-	return translate(d.gorm.WithContext(ctx).Create(rt).Error, "Runtime", rt.ID)
+	return d.changing(ctx, "runtimes", actionCreate, func() string { return rt.ID }, func(tx *gorm.DB) error {
+		return translate(tx.Create(rt).Error, "Runtime", rt.ID)
+	})
 }
 
 // Runtime returns a runtime visible in scope: the project's own or a public one.
@@ -60,12 +64,12 @@ func (d *DB) Runtimes(ctx context.Context, s Scope, o ListOptions) ([]Runtime, e
 
 // UpdateRuntime sets the given columns and bumps updated_at.
 func (d *DB) UpdateRuntime(ctx context.Context, id string, values map[string]any) error {
-	return d.update(ctx, &Runtime{}, "Runtime", id, values)
+	return d.update(ctx, &Runtime{}, "runtimes", "Runtime", id, values)
 }
 
 // DeleteRuntime removes a runtime row.
 func (d *DB) DeleteRuntime(ctx context.Context, id string) error {
-	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Runtime{}).Error, "Runtime", id)
+	return d.deleteByID(ctx, &Runtime{}, "runtimes", "Runtime", id)
 }
 
 // RuntimeInUse reports whether any function (of any project) uses the runtime.
@@ -76,14 +80,24 @@ func (d *DB) RuntimeInUse(ctx context.Context, id string) (bool, error) {
 }
 
 // update is the shared column update with updated_at; a missing row is a 404.
-func (d *DB) update(ctx context.Context, model any, what, id string, values map[string]any) error {
+// The change is notified as "<resource>.update.end" (outbox.go).
+func (d *DB) update(ctx context.Context, model any, table, what, id string, values map[string]any) error {
 	values["updated_at"] = now()
-	res := d.gorm.WithContext(ctx).Model(model).Where("id = ?", id).Updates(values)
-	if res.Error != nil {
-		return translate(res.Error, what, id)
-	}
-	if res.RowsAffected == 0 {
-		return errdefs.NotFound("%s not found [id=%s]", what, id)
-	}
-	return nil
+	return d.changing(ctx, table, actionUpdate, func() string { return id }, func(tx *gorm.DB) error {
+		res := tx.Model(model).Where("id = ?", id).Updates(values)
+		if res.Error != nil {
+			return translate(res.Error, what, id)
+		}
+		if res.RowsAffected == 0 {
+			return errdefs.NotFound("%s not found [id=%s]", what, id)
+		}
+		return nil
+	})
+}
+
+// deleteByID removes a row by ID, notified as "<resource>.delete.end".
+func (d *DB) deleteByID(ctx context.Context, model any, table, what, id string) error {
+	return d.changing(ctx, table, actionDelete, func() string { return id }, func(tx *gorm.DB) error {
+		return translate(tx.Where("id = ?", id).Delete(model).Error, what, id)
+	})
 }

@@ -68,7 +68,7 @@ const MaxVersions = 10
 // reused the latest one). The caller holds the function's version lock.
 func (d *DB) CreateFunctionVersion(ctx context.Context, f *Function, description *string) (*FunctionVersion, error) {
 	var v *FunctionVersion
-	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := d.changing(ctx, "function_versions", actionCreate, func() string { return v.ID }, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&FunctionVersion{}).Where("function_id = ?", f.ID).Count(&n).Error; err != nil {
 			return translate(err, "FunctionVersion", f.ID)
@@ -96,14 +96,22 @@ func (d *DB) CreateFunctionVersion(ctx context.Context, f *Function, description
 // DeleteFunctionVersion removes version n; latest_version stays, so the
 // number is not reused.
 func (d *DB) DeleteFunctionVersion(ctx context.Context, functionID string, n int) error {
-	res := d.gorm.WithContext(ctx).Where("function_id = ? AND version_number = ?", functionID, n).Delete(&FunctionVersion{})
-	if res.Error != nil {
-		return translate(res.Error, "FunctionVersion", functionID)
+	// The row's ID names it in the notification (outbox.go).
+	var id string
+	if d.NotificationsEnabled() {
+		d.gorm.WithContext(ctx).Model(&FunctionVersion{}).
+			Where("function_id = ? AND version_number = ?", functionID, n).Limit(1).Pluck("id", &id)
 	}
-	if res.RowsAffected == 0 {
-		return errdefs.NotFound("FunctionVersion not found [function_id=%s, version_number=%d]", functionID, n)
-	}
-	return nil
+	return d.changing(ctx, "function_versions", actionDelete, func() string { return id }, func(tx *gorm.DB) error {
+		res := tx.Where("function_id = ? AND version_number = ?", functionID, n).Delete(&FunctionVersion{})
+		if res.Error != nil {
+			return translate(res.Error, "FunctionVersion", functionID)
+		}
+		if res.RowsAffected == 0 {
+			return errdefs.NotFound("FunctionVersion not found [function_id=%s, version_number=%d]", functionID, n)
+		}
+		return nil
+	})
 }
 
 // VersionReferences counts what points at one function version.

@@ -1,13 +1,19 @@
 package db
 
-import "context"
+import (
+	"context"
+
+	"gorm.io/gorm"
+)
 
 // CreateWebhook inserts a webhook.
 func (d *DB) CreateWebhook(ctx context.Context, w *Webhook) error {
 	if w.ID == "" {
 		w.ID = NewID()
 	}
-	return translate(d.gorm.WithContext(ctx).Create(w).Error, "Webhook", w.ID)
+	return d.changing(ctx, "webhooks", actionCreate, func() string { return w.ID }, func(tx *gorm.DB) error {
+		return translate(tx.Create(w).Error, "Webhook", w.ID)
+	})
 }
 
 // Webhook returns a webhook in scope.
@@ -26,10 +32,10 @@ func (d *DB) Webhooks(ctx context.Context, s Scope, o ListOptions) ([]Webhook, e
 
 // UpdateWebhook sets columns of a webhook.
 func (d *DB) UpdateWebhook(ctx context.Context, id string, values map[string]any) error {
-	return d.update(ctx, &Webhook{}, "Webhook", id, values)
+	return d.update(ctx, &Webhook{}, "webhooks", "Webhook", id, values)
 }
 
 // DeleteWebhook removes a webhook.
 func (d *DB) DeleteWebhook(ctx context.Context, id string) error {
-	return translate(d.gorm.WithContext(ctx).Where("id = ?", id).Delete(&Webhook{}).Error, "Webhook", id)
+	return d.deleteByID(ctx, &Webhook{}, "webhooks", "Webhook", id)
 }

@@ -30,6 +30,7 @@ type fnState struct {
 	calm    time.Time            // since when fewer workers would do (zero: not calm)
 	avgRun  time.Duration        // moving average of the call to the worker
 	removed map[string]bool      // workers scale-down took out, not to be re-added by a stale read
+	fresh   map[string]bool      // workers a scale-up made that have run nothing yet: their first call is a cold start
 }
 
 // waiter is one queued execution. Exactly one of worker and err is sent on
@@ -41,6 +42,7 @@ type waiter struct {
 
 type grant struct {
 	worker coord.WorkerRecord
+	cold   bool // the worker was specialised for the queue this call waited in
 	err    error
 }
 
@@ -48,7 +50,7 @@ type grant struct {
 func (e *Engine) state(fv coord.FunctionVersion) *fnState {
 	st := e.fns[fv]
 	if st == nil {
-		st = &fnState{busy: map[string]int{}, removed: map[string]bool{}}
+		st = &fnState{busy: map[string]int{}, removed: map[string]bool{}, fresh: map[string]bool{}}
 		e.fns[fv] = st
 	}
 	return st
@@ -93,6 +95,7 @@ func (e *Engine) addWorkers(st *fnState, ws []coord.WorkerRecord) {
 	for _, w := range ws {
 		if !slices.ContainsFunc(st.workers, func(x coord.WorkerRecord) bool { return x.Name == w.Name }) {
 			st.workers = append(st.workers, w)
+			st.fresh[w.Name] = true
 		}
 	}
 	e.dispatch(st)
@@ -116,11 +119,19 @@ func (e *Engine) dispatch(st *fnState) {
 		if !ok {
 			return
 		}
-		st.busy[w.Name]++
 		next := st.waiting[0]
 		st.waiting = st.waiting[1:]
-		next.ch <- grant{worker: w}
+		next.ch <- grant{worker: w, cold: take(st, w)}
 	}
+}
+
+// take takes a slot of w for a call and says whether it is w's first (a
+// cold start); e.mu is held.
+func take(st *fnState, w coord.WorkerRecord) bool {
+	st.busy[w.Name]++
+	cold := st.fresh[w.Name]
+	delete(st.fresh, w.Name)
+	return cold
 }
 
 // failWaiters ends every waiter with err, when the function has no worker
@@ -137,11 +148,11 @@ func (e *Engine) failWaiters(st *fnState, err error) {
 // execution waits at most maxWait (its function's timeout); an asynchronous
 // one (maxWait 0) as long as its context lives. The caller gives the slot
 // back with release.
-func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (coord.WorkerRecord, error) {
+func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (w coord.WorkerRecord, cold bool, err error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
 	recorded, err := e.usableWorkers(ctx, fv)
 	if err != nil {
-		return coord.WorkerRecord{}, err
+		return coord.WorkerRecord{}, false, err
 	}
 	e.mu.Lock()
 	st := e.state(fv)
@@ -149,9 +160,9 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 	e.setWorkers(st, recorded)
 	if len(st.waiting) == 0 {
 		if w, ok := e.free(st); ok {
-			st.busy[w.Name]++
+			cold := take(st, w)
 			e.mu.Unlock()
-			return w, nil
+			return w, cold, nil
 		}
 	}
 	me := &waiter{ch: make(chan grant, 1), since: time.Now()}
@@ -167,7 +178,7 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 	}
 	select {
 	case g := <-me.ch:
-		return g.worker, g.err
+		return g.worker, g.cold, g.err
 	case <-timeout:
 	case <-ctx.Done():
 	}
@@ -180,12 +191,12 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 	if i < 0 {
 		// A worker (or an error) was handed over as the wait ended: take it.
 		g := <-me.ch
-		return g.worker, g.err
+		return g.worker, g.cold, g.err
 	}
 	if ctx.Err() != nil {
-		return coord.WorkerRecord{}, ctx.Err()
+		return coord.WorkerRecord{}, false, ctx.Err()
 	}
-	return coord.WorkerRecord{}, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
+	return coord.WorkerRecord{}, false, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
 }
 
 // release gives back the slot acquire took on w, which ran a call for
@@ -221,6 +232,7 @@ func (e *Engine) dropWorker(fv coord.FunctionVersion, name string) {
 }
 
 func (e *Engine) dropWorkerLocked(st *fnState, name string) {
+	delete(st.fresh, name)
 	st.workers = slices.DeleteFunc(st.workers, func(w coord.WorkerRecord) bool { return w.Name == name })
 }
 

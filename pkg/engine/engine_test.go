@@ -419,3 +419,38 @@ func TestEngine_InvocationFromRow(t *testing.T) {
 		})
 	}
 }
+
+// TestEngine_ExecutionUsage: what an execution used is in its result's
+// timing and counted once in its project's usage.
+func TestEngine_ExecutionUsage(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{})
+	h.orch.Handle("hello.main", func(inv orchestrator.Invocation) orchestrator.Result {
+		res := hello(inv)
+		res.Duration, res.CPUTime, res.PeakMemory = 2, 30*time.Millisecond, 5<<20
+		return res
+	})
+	f := h.function(t, "hello.main")
+	var timings []map[string]any
+	for range 2 {
+		args := h.execution(t, f)
+		require.NoError(t, h.eng.CreateExecution(ctx, args))
+		require.NoError(t, h.eng.CreateExecution(ctx, args), "a redelivered request")
+		_, res := h.stored(t, args.ExecutionID)
+		timings = append(timings, res["timing"].(map[string]any))
+	}
+	require.Equal(t, true, timings[0]["cold_start"], "the first execution waited for a worker to be specialised")
+	require.Equal(t, false, timings[1]["cold_start"], "the second found it")
+	for _, tm := range timings {
+		require.Equal(t, 30.0, tm["cpu_ms"])
+		require.EqualValues(t, 5<<20, tm["peak_memory_bytes"])
+		require.EqualValues(t, 33554432, tm["memory_size"])
+		require.Equal(t, 0.0625, tm["gb_seconds"], "32 MiB for 2 s")
+	}
+	hour := time.Now().UTC().Truncate(time.Hour)
+	rows, err := h.db.UsageBetween(ctx, db.Scope{ProjectID: "p"}, hour, hour.Add(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	require.Equal(t, db.UsageTotal{ProjectID: "p", FunctionID: f.ID, Executions: 2, Succeeded: 2,
+		DurationMS: 4000, CPUMS: 60, MemoryKiBMS: 2 * 32 * 1024 * 2000}, rows[0])
+}

@@ -58,6 +58,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 		status = db.StatusError
 	}
 	t.TotalMS = ms(time.Since(cur.CreatedAt))
+	used := t.used(res)
 	result := encodeResult(res, t)
 	var logs *string
 	if res.Logs != "" {
@@ -67,7 +68,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	// (a sync API request) gave up waiting.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := e.db.FinishExecution(sctx, a.ExecutionID, status, &result, logs); err != nil {
+	if _, err := e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used}); err != nil {
 		log.Error("store execution result", "error", err)
 		return err
 	}
@@ -81,12 +82,42 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 // is in the result's "duration"). Worker holds the phases the worker
 // measured inside that call, when it reports them (under strict isolation:
 // getting an execution process, running it, importing the function).
+//
+// The rest is what the execution used, as counted in the usage rollup
+// (pkg/db/usage.go): whether getting a worker meant specialising one (a cold
+// start), CPU time and peak memory where the orchestrator measures them
+// (the local one, from the worker's cgroup; absent: unknown), memory_size and
+// GB-seconds (memory_size in GiB × the function's duration in s, as Lambda).
 type Timing struct {
-	QueueMS   float64            `json:"queue_ms"`
-	AcquireMS float64            `json:"acquire_ms"`
-	RunMS     float64            `json:"run_ms"`
-	TotalMS   float64            `json:"total_ms"`
-	Worker    map[string]float64 `json:"worker,omitempty"`
+	QueueMS         float64            `json:"queue_ms"`
+	AcquireMS       float64            `json:"acquire_ms"`
+	RunMS           float64            `json:"run_ms"`
+	TotalMS         float64            `json:"total_ms"`
+	Worker          map[string]float64 `json:"worker,omitempty"`
+	ColdStart       bool               `json:"cold_start"`
+	CPUMS           *float64           `json:"cpu_ms,omitempty"`
+	PeakMemoryBytes int64              `json:"peak_memory_bytes,omitempty"`
+	MemorySize      int64              `json:"memory_size"`
+	GBSeconds       float64            `json:"gb_seconds"`
+}
+
+// used fills t's usage figures from res and returns them for the rollup.
+func (t *Timing) used(res orchestrator.Result) db.Usage {
+	u := db.Usage{
+		DurationMS: int64(math.Round(res.Duration * 1000)), CPUMS: res.CPUTime.Milliseconds(),
+		PeakMemoryBytes: res.PeakMemory, MemorySize: t.MemorySize,
+		WaitMS: int64(math.Round(t.QueueMS + t.AcquireMS)), ColdStart: t.ColdStart,
+	}
+	if t.ColdStart {
+		u.ColdStartMS = int64(math.Round(t.AcquireMS))
+	}
+	if res.CPUTime > 0 {
+		cpu := ms(res.CPUTime)
+		t.CPUMS = &cpu
+	}
+	t.PeakMemoryBytes = res.PeakMemory
+	t.GBSeconds = db.GBSeconds(u.MemoryKiBMS())
+	return u
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
@@ -99,6 +130,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
+	t.MemorySize = f.MemorySize
 	if code := f.ParsedCode(); code.Source == db.SourceImage {
 		return e.executeImage(ctx, a, f, code.Image, t)
 	}
@@ -110,8 +142,9 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 	}
 	for try := 1; ; try++ {
 		acquire := time.Now()
-		w, err := e.acquire(ctx, f, a.FunctionVersion, maxWait)
+		w, cold, err := e.acquire(ctx, f, a.FunctionVersion, maxWait)
 		t.AcquireMS += ms(time.Since(acquire))
+		t.ColdStart = t.ColdStart || cold
 		if err != nil {
 			return orchestrator.Result{}, "", err
 		}

@@ -64,6 +64,9 @@ type Request struct {
 	Sync        bool
 	Input       *string // as given; see NormaliseInput
 	Description *string
+	// Trigger is what started it (db.TriggerJob, db.TriggerWebhook); empty
+	// is the API (db.TriggerAPI). Usage notifications report it.
+	Trigger string
 }
 
 // engineWait bounds recording an engine's failure once the caller is gone.
@@ -82,6 +85,13 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		Status:      db.StatusRunning,
 		Sync:        req.Sync,
 		Input:       NormaliseInput(req.Input),
+	}
+	if e.Trigger = &req.Trigger; req.Trigger == "" {
+		api := db.TriggerAPI
+		e.Trigger = &api
+	}
+	if user := reqctx.From(ctx).UserID; user != "" {
+		e.UserID = &user
 	}
 	f, err := s.resolve(ctx, req, e)
 	if err != nil {
@@ -232,6 +242,8 @@ type Trigger struct {
 	Version     int
 	Input       *string
 	Description string
+	// Kind is db.TriggerJob or db.TriggerWebhook.
+	Kind string
 }
 
 // StartTriggered starts a trigger's run: asynchronous, as its owner — their
@@ -243,6 +255,7 @@ func (s *Starter) StartTriggered(ctx context.Context, tr Trigger) (*db.Execution
 		Functions:   db.Scope{ProjectID: tr.Project},
 		Input:       tr.Input,
 		Description: &tr.Description,
+		Trigger:     tr.Kind,
 	}
 	switch {
 	case tr.Alias != nil:

@@ -72,7 +72,7 @@ func (h *Handler) fire(ctx context.Context, j *db.Job) error {
 	_, err = h.Executions.StartTriggered(ctx, execution.Trigger{
 		Project: j.ProjectID, RequestID: "req-job-" + j.ID,
 		Alias: j.FunctionAlias, FunctionID: j.FunctionID, Version: j.FunctionVersion,
-		Input: j.FunctionInput, Description: "Created by Job " + j.ID,
+		Input: j.FunctionInput, Description: "Created by Job " + j.ID, Kind: db.TriggerJob,
 	})
 	return err
 }

@@ -44,6 +44,9 @@ const (
 	// FunctionVersionGetAllAllProjects is, despite its name, the rule
 	// upstream checks for all_projects on the alias list (GET /v1/aliases).
 	FunctionVersionGetAllAllProjects Action = "function_version:get_all:all_projects"
+	// UsageGetAllProjects is qinling-go's: another project's usage
+	// (GET /v1/usage with project_id or all_projects).
+	UsageGetAllProjects Action = "usage:get_all:all_projects"
 )
 
 // Actions upstream checked with its "default" rule, which every
@@ -91,6 +94,7 @@ var rules = map[Action]rule{
 	WebhookGetAllAllProjects:         admin,
 	JobGetAllAllProjects:             admin,
 	FunctionVersionGetAllAllProjects: admin, // upstream: effectively anyone (its quirk 3); fixed here
+	UsageGetAllProjects:              admin,
 
 	FunctionGet:           anyone,
 	FunctionVersionCreate: anyone,

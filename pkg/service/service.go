@@ -91,6 +91,9 @@ func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger
 	} else if err := d.DB.CheckSchema(ctx); err != nil {
 		return nil, err
 	}
+	if err := startNotifier(c, d, log); err != nil {
+		return nil, err
+	}
 	co, stop, err := backends.NewCoordinator(ctx, c)
 	if err != nil {
 		return nil, err
@@ -105,6 +108,32 @@ func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger
 	}
 	d.closers = append(d.closers, func() { d.Transport.Close() })
 	return d, nil
+}
+
+// startNotifier makes changes queue notifications and sends them, when
+// [oslo_messaging_notifications] driver says so, until d is closed. Every
+// process sends: the outbox's claims keep them from sending a message twice.
+func startNotifier(c *config.Config, d *Deps, log *slog.Logger) error {
+	sender, err := backends.NewNotifier(c, d.DB, log)
+	if err != nil || sender == nil {
+		return err
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	d.DB.EnableNotifications("qinling." + host)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sender.Run(ctx)
+	}()
+	d.closers = append(d.closers, func() {
+		cancel()
+		<-done
+	})
+	return nil
 }
 
 // Engine is a running engine.

@@ -48,8 +48,16 @@ const (
 	Pids   Controller = "pids"
 )
 
-// Controllers lists every controller a Manager tries to use.
+// Controllers lists every controller a Manager tries to use for limits.
 var Controllers = []Controller{CPU, Memory, Pids}
+
+// CPUAcct counts a group's CPU time on v1 (CPUTime). It limits nothing, so
+// a machine without it gets no warning: CPUTime is then unknown, and on v2
+// every group's cpu.stat counts instead.
+const CPUAcct Controller = "cpuacct"
+
+// grouped is every controller a worker's group may have a directory in.
+var grouped = []Controller{CPU, Memory, Pids, CPUAcct}
 
 // CPUPeriod is the CFS period limits are expressed in (upstream's 100 ms).
 const CPUPeriod = 100 * time.Millisecond
@@ -125,6 +133,15 @@ func New(opts Options) *Manager {
 			continue
 		}
 		m.ctrls[c] = hierarchy{v2: true, dir: dir}
+	}
+	if mnt, ok := mounts.v1[CPUAcct]; ok {
+		dir := mnt.path
+		if !filepath.IsAbs(opts.Parent) {
+			dir = filepath.Join(dir, relTo(mnt.root, own.v1[CPUAcct]))
+		}
+		if dir = filepath.Join(dir, parent); os.MkdirAll(dir, 0o755) == nil {
+			m.ctrls[CPUAcct] = hierarchy{dir: dir}
+		}
 	}
 	return m
 }
@@ -236,7 +253,7 @@ type Group struct {
 // warned about and left out; a Group with no controller at all still works.
 func (m *Manager) Create(name string) *Group {
 	g := &Group{m: m, name: name, dirs: map[Controller]string{}}
-	for _, c := range Controllers {
+	for _, c := range grouped {
 		h, ok := m.ctrls[c]
 		if !ok {
 			continue
@@ -304,7 +321,7 @@ func (g *Group) Join(pid int) {
 // uniqueDirs returns the group's directories, each once (v2 controllers share one).
 func (g *Group) uniqueDirs() []string {
 	var out []string
-	for _, c := range Controllers {
+	for _, c := range grouped {
 		if d, ok := g.dirs[c]; ok && !contains(out, d) {
 			out = append(out, d)
 		}
@@ -459,6 +476,56 @@ func counter(path, key string) int64 {
 	return 0
 }
 
+// CPUTime is the CPU time the group's processes used since it was created,
+// and whether it is known (v1 needs the cpuacct controller).
+func (g *Group) CPUTime() (time.Duration, bool) {
+	if dir, ok := g.dirs[CPUAcct]; ok {
+		ns, err := readInt(filepath.Join(dir, "cpuacct.usage"))
+		return time.Duration(ns), err == nil
+	}
+	for _, c := range Controllers {
+		if dir, ok := g.dirs[c]; ok && g.m.ctrls[c].v2 {
+			// cpu.stat is a core file of every v2 group, cpu controller or not.
+			if _, err := os.Stat(filepath.Join(dir, "cpu.stat")); err == nil {
+				return time.Duration(counter(filepath.Join(dir, "cpu.stat"), "usage_usec")) * time.Microsecond, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// PeakMemory is the most memory the group held since ResetPeakMemory (v1)
+// or since it was created (v2 before Linux 6.12 cannot reset it, and later
+// kernels only per open file), in bytes; 0 when unknown.
+func (g *Group) PeakMemory() int64 {
+	dir, ok := g.dirs[Memory]
+	if !ok {
+		return 0
+	}
+	file := "memory.max_usage_in_bytes"
+	if g.m.ctrls[Memory].v2 {
+		file = "memory.peak"
+	}
+	n, _ := readInt(filepath.Join(dir, file))
+	return n
+}
+
+// ResetPeakMemory starts PeakMemory anew from the current usage (v1 only).
+func (g *Group) ResetPeakMemory() {
+	if dir, ok := g.dirs[Memory]; ok && !g.m.ctrls[Memory].v2 {
+		_ = writeFile(filepath.Join(dir, "memory.max_usage_in_bytes"), "0")
+	}
+}
+
+// readInt reads a file holding one integer.
+func readInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+}
+
 // Destroy kills whatever still runs in the group and removes it.
 func (g *Group) Destroy() error {
 	g.mu.Lock()
@@ -572,7 +639,7 @@ func (m *Manager) Close() {
 
 func (m *Manager) parents() []string {
 	var out []string
-	for _, c := range Controllers {
+	for _, c := range grouped {
 		if h, ok := m.ctrls[c]; ok && !contains(out, h.dir) {
 			out = append(out, h.dir)
 		}
@@ -627,7 +694,7 @@ func discover() (mounts, ownCgroups, error) {
 		case "cgroup":
 			for _, opt := range strings.Split(fields[sep+3], ",") {
 				c := Controller(opt)
-				if _, seen := ms.v1[c]; !seen && contains([]string{string(CPU), string(Memory), string(Pids)}, opt) {
+				if _, seen := ms.v1[c]; !seen && contains([]string{string(CPU), string(Memory), string(Pids), string(CPUAcct)}, opt) {
 					ms.v1[c] = mnt
 				}
 			}

@@ -269,3 +269,34 @@ func TestReal(t *testing.T) {
 	}
 	require.NoError(t, g.Destroy(), "destroying twice is fine")
 }
+
+// TestReal_Usage reads what a process in a real group used: its CPU time
+// and its peak memory, which a reset starts anew (v1).
+func TestReal_Usage(t *testing.T) {
+	testutil.RequireRoot(t, "creating cgroups needs root")
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	m := New(Options{Parent: "qinling-test/" + hex.EncodeToString(b)})
+	t.Cleanup(m.Close)
+	if !m.Available(Memory) {
+		t.Skip("no memory controller here")
+	}
+	g := m.Create("python3-00000000000000aa")
+	t.Cleanup(func() { _ = g.Destroy() })
+	before, known := g.CPUTime()
+	require.True(t, known, "cpuacct (v1) or cpu.stat (v2) counts CPU time")
+	require.Zero(t, before)
+	// The shell waits for a line, so that it burns CPU only once it is inside.
+	cmd := exec.Command("sh", "-c", "read x; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	g.Join(cmd.Process.Pid)
+	g.ResetPeakMemory()
+	_, err = stdin.Write([]byte("go\n"))
+	require.NoError(t, err)
+	require.NoError(t, cmd.Wait())
+	used, _ := g.CPUTime()
+	require.Greater(t, used, time.Duration(0), "the loop's CPU time is counted")
+	require.Greater(t, g.PeakMemory(), int64(0), "the shell's memory is counted")
+}

@@ -367,27 +367,8 @@ func (t *Transport) dial() (*session, error) {
 // channel other than the one it came from, and picks hosts and backoff
 // itself.
 func (t *Transport) open(b broker) (*session, error) {
-	nc, err := net.DialTimeout("tcp", b.addr(), dialTimeout)
+	conn, nc, err := connect(b, t.connName)
 	if err != nil {
-		return nil, err
-	}
-	// amqp.Open clears the deadline once the handshake is done.
-	if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	props := amqp.NewConnectionProperties()
-	props["connection_name"] = t.connName
-	conn, err := amqp.Open(nc, amqp.Config{
-		SASL:       []amqp.Authentication{&amqp.PlainAuth{Username: b.User, Password: b.Password}},
-		Vhost:      b.Vhost,
-		Heartbeat:  heartbeat,
-		FrameSize:  frameSize,
-		Locale:     "en_US",
-		Properties: props,
-	})
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}}
@@ -423,6 +404,54 @@ func (t *Transport) open(b broker) (*session, error) {
 	}
 	go s.readReplies(replies, t.log)
 	return s, nil
+}
+
+// connect opens an AMQP connection to b, named connName in the broker's
+// management views.
+func connect(b broker, connName string) (*amqp.Connection, net.Conn, error) {
+	nc, err := net.DialTimeout("tcp", b.addr(), dialTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	// amqp.Open clears the deadline once the handshake is done.
+	if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	props := amqp.NewConnectionProperties()
+	props["connection_name"] = connName
+	conn, err := amqp.Open(nc, amqp.Config{
+		SASL:       []amqp.Authentication{&amqp.PlainAuth{Username: b.User, Password: b.Password}},
+		Vhost:      b.Vhost,
+		Heartbeat:  heartbeat,
+		FrameSize:  frameSize,
+		Locale:     "en_US",
+		Properties: props,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return conn, nc, nil
+}
+
+// Connect opens an AMQP connection to the first broker of oslo's transport
+// URL rawURL that answers, for other users of the broker than the RPC
+// transport (pkg/notify). Errors never show a password.
+func Connect(rawURL, connName string) (*amqp.Connection, error) {
+	brokers, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, b := range brokers {
+		conn, _, err := connect(b, connName)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", b, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 // shutdown marks s dead, failing the calls waiting on it, and closes its

@@ -115,6 +115,8 @@ var docAccessOf = map[string]docAccess{
 	"GET /v1/webhooks/{id}":    {},
 	"PUT /v1/webhooks/{id}":    {},
 	"DELETE /v1/webhooks/{id}": {},
+
+	"GET /v1/usage": {allProjects: policy.UsageGetAllProjects},
 }
 
 func TestAPIDoc(t *testing.T) {
@@ -230,6 +232,12 @@ func (d *docRun) scenario() {
 	d.fails("GET /v1/executions/{id}", "there is no such execution", d.get("/v1/executions/<unknown-id>"), 404)
 	d.example("GET /v1/executions/{id}/log", d.get("/v1/executions/<execution-id>/log"), 200)
 	d.fails("GET /v1/executions/{id}/log", "there is no such execution", d.get("/v1/executions/<unknown-id>/log"), 404)
+
+	// Usage, counted as the executions above finished.
+	d.example("GET /v1/usage", d.get("/v1/usage"), 200)
+	d.fails("GET /v1/usage", "`start` or `end` is not a date and time", d.get("/v1/usage?start=yesterday"), 400)
+	d.fails("GET /v1/usage", "`start` is not before `end`", d.get("/v1/usage?start=2026-02-01&end=2026-01-01"), 400)
+	d.fails("GET /v1/usage", "a query parameter is unknown", d.get("/v1/usage?function_id=<function-id>"), 400)
 
 	// The function has a worker now: its runtime's image is held.
 	d.fails("PUT /v1/runtimes/{id}", "`image` changes while a function of the runtime has workers",
@@ -551,7 +559,9 @@ func (d *docRun) expand(s string) string {
 var (
 	docUUID      = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
 	docTimestamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z`)
-	docTiming    = regexp.MustCompile(`(\\"(duration|queue_ms|acquire_ms|run_ms|total_ms)\\":)-?[0-9.eE+-]+`)
+	docTiming    = regexp.MustCompile(`(\\"(duration|queue_ms|acquire_ms|run_ms|total_ms|gb_seconds)\\":)-?[0-9.eE+-]+`)
+	// docUsage is the measured amounts of GET /v1/usage.
+	docUsage = regexp.MustCompile(`("(total_duration|duration|total_cpu_time|cpu_time|total_gb_seconds|gb_seconds)": )-?[0-9.eE+-]+`)
 	docRequestID = regexp.MustCompile(`^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
@@ -576,10 +586,20 @@ func (d *docRun) normalise(s string) string {
 	})
 	s = docTiming.ReplaceAllStringFunc(s, func(m string) string {
 		sub := docTiming.FindStringSubmatch(m)
-		if sub[2] == "duration" {
+		switch sub[2] {
+		case "duration":
 			return sub[1] + "<seconds>"
+		case "gb_seconds":
+			return sub[1] + "<gb-seconds>"
 		}
 		return sub[1] + "<ms>"
+	})
+	s = docUsage.ReplaceAllStringFunc(s, func(m string) string {
+		sub := docUsage.FindStringSubmatch(m)
+		if strings.HasSuffix(sub[2], "gb_seconds") {
+			return sub[1] + "<gb-seconds>"
+		}
+		return sub[1] + "<seconds>"
 	})
 	if ids := docUUID.FindAllString(s, -1); len(ids) > 0 {
 		d.t.Errorf("unlabelled IDs %v in:\n%s\nlabel them with d.label", ids, s)

@@ -270,3 +270,44 @@ func TestAuth_ProjectScoping(t *testing.T) {
 		require.Equal(t, "proj-admin", callJSON(t, adminToken, "GET", base+"/v1/runtimes/"+rt, "").json(t)["project_id"])
 	})
 }
+
+// TestAuth_Usage: a member sees their project's usage only; naming another
+// project, or all of them, is for admins.
+func TestAuth_Usage(t *testing.T) {
+	t.Parallel()
+	base, _ := newAuthServer(t)
+	rt := createRuntimeAs(t, base, adminToken)
+	fa := createFunctionAs(t, base, aliceToken, rt)
+	fb := createFunctionAs(t, base, bobToken, rt)
+	createExecutionAs(t, base, aliceToken, fa)
+	createExecutionAs(t, base, aliceToken, fa)
+	createExecutionAs(t, base, bobToken, fb)
+
+	// usage returns, per project, its executions and its functions.
+	usage := func(token, query string) map[string][2]any {
+		r := callJSON(t, token, "GET", base+"/v1/usage"+query, "")
+		require.Equal(t, http.StatusOK, r.status, string(r.body))
+		out := map[string][2]any{}
+		for _, u := range r.json(t)["usages"].([]any) {
+			u := u.(map[string]any)
+			var fns []any
+			for _, f := range u["function_usages"].([]any) {
+				fns = append(fns, f.(map[string]any)["function_id"])
+			}
+			out[u["project_id"].(string)] = [2]any{u["total_executions"], fns}
+		}
+		return out
+	}
+	require.Equal(t, map[string][2]any{"proj-a": {2.0, []any{fa}}}, usage(aliceToken, ""))
+	require.Equal(t, map[string][2]any{"proj-b": {1.0, []any{fb}}}, usage(adminToken, "?project_id=proj-b"))
+	require.Equal(t, map[string][2]any{"proj-a": {2.0, []any{fa}}, "proj-b": {1.0, []any{fb}}}, usage(adminToken, "?all_projects=true"))
+	require.Equal(t, map[string][2]any{"proj-admin": {0.0, []any(nil)}}, usage(adminToken, ""), "an admin's own project by default")
+	for _, q := range []string{"?project_id=proj-b", "?project_id=proj-a", "?all_projects=true"} {
+		r := callJSON(t, aliceToken, "GET", base+"/v1/usage"+q, "")
+		require.Equal(t, http.StatusForbidden, r.status, q)
+		require.Equal(t, "Operation not allowed", r.json(t)["faultstring"], q)
+	}
+	r := callJSON(t, aliceToken, "GET", base+"/v1/usage?end=soon", "")
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.json(t)["faultstring"], "Invalid end time")
+}

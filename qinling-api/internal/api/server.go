@@ -156,6 +156,8 @@ func (s *Server) Handler() http.Handler {
 	authed("GET /v1/executions/{id}/log", s.getExecutionLog)
 	authed("DELETE /v1/executions/{id}", s.deleteExecution)
 
+	authed("GET /v1/usage", s.getUsage)
+
 	// Anything else is a JSON error: the CLI crashes on a text/plain one.
 	// It is authenticated like upstream, which checked the token before
 	// routing, so callers without a token cannot probe for routes.

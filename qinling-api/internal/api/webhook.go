@@ -212,7 +212,7 @@ func (s *Server) invokeWebhook(w http.ResponseWriter, r *http.Request) (any, int
 	tr := execution.Trigger{
 		Project: hook.ProjectID, RequestID: reqctx.From(r.Context()).RequestID,
 		Alias: hook.FunctionAlias, FunctionID: hook.FunctionID,
-		Input: &input, Description: "Created by Webhook " + hook.ID,
+		Input: &input, Description: "Created by Webhook " + hook.ID, Kind: db.TriggerWebhook,
 	}
 	if hook.FunctionVersion != nil {
 		tr.Version = *hook.FunctionVersion

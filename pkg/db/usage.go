@@ -1,0 +1,163 @@
+package db
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// UsageHour is the usage rollup: what one function of one project used in
+// one hour (UTC), counted in the transaction that finishes each execution
+// (finish), so an execution is counted once whoever finishes it and
+// however often its request was delivered. Rows have no foreign keys:
+// usage outlives its executions and functions. Amounts are integers so that
+// sums are exact whatever the database.
+type UsageHour struct {
+	ProjectID  string    `gorm:"primaryKey;size:80"`
+	FunctionID string    `gorm:"primaryKey;size:36"`
+	Hour       time.Time `gorm:"primaryKey"`
+	Executions int64     `gorm:"not null"`
+	Succeeded  int64     `gorm:"not null"`
+	// Failed counts failed and error executions.
+	Failed     int64 `gorm:"not null"`
+	DurationMS int64 `gorm:"column:duration_ms;not null"`
+	CPUMS      int64 `gorm:"column:cpu_ms;not null"`
+	// MemoryKiBMS is memory_size in KiB × duration in ms: GB-seconds
+	// without rounding (GBSeconds).
+	MemoryKiBMS int64 `gorm:"column:memory_kib_ms;not null"`
+}
+
+func (UsageHour) TableName() string { return "usage_hourly" }
+
+// Usage is what one execution used, as its engine measured it. An execution
+// that an engine did not see to its end (its engine died, no engine took it)
+// used nothing that was measured: all zero.
+type Usage struct {
+	// DurationMS is the function's own run, the result's "duration".
+	DurationMS int64
+	CPUMS      int64
+	// PeakMemoryBytes is the most memory the worker held during the run
+	// (0: unknown).
+	PeakMemoryBytes int64
+	// MemorySize is the function's memory_size when it ran, in bytes.
+	MemorySize int64
+	// WaitMS is the time before a worker took it, ColdStartMS the part of
+	// it spent specialising a worker (ColdStart: one was specialised).
+	WaitMS      int64
+	ColdStartMS int64
+	ColdStart   bool
+}
+
+// MemoryKiBMS is the execution's memory_size × duration (see UsageHour).
+func (u Usage) MemoryKiBMS() int64 { return u.MemorySize / 1024 * u.DurationMS }
+
+// GBSeconds converts KiB-milliseconds into GB-seconds (GiB, as Lambda bills).
+func GBSeconds(kibMS int64) float64 { return float64(kibMS) / (1 << 20) / 1000 }
+
+// Outcome is how an execution ended.
+type Outcome struct {
+	Status       string
+	Result, Logs *string
+	Usage        Usage
+}
+
+// FinishExecution stores the outcome of a running execution with no
+// measured usage (see Finish).
+func (d *DB) FinishExecution(ctx context.Context, id, status string, result, logs *string) (bool, error) {
+	return d.Finish(ctx, id, Outcome{Status: status, Result: result, Logs: logs})
+}
+
+// Finish stores the outcome of a running execution, counts it in the usage
+// rollup and, with notifications on, queues its function.execution.end, all
+// in one transaction. It changes nothing when the execution is no longer
+// running (deleted, or already finished by someone else), and reports
+// whether it did.
+func (d *DB) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
+	var done bool
+	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		done, err = d.finish(ctx, tx, id, o)
+		return err
+	})
+	return done, translate(err, "Execution", id)
+}
+
+func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (bool, error) {
+	end := now()
+	// The conditional update is the guard: on MySQL it locks the row, so a
+	// second finisher waits and then finds it no longer running.
+	res := tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).
+		Updates(map[string]any{"status": o.Status, "result": o.Result, "logs": o.Logs, "updated_at": end})
+	if res.Error != nil || res.RowsAffected == 0 {
+		return false, res.Error
+	}
+	var e Execution
+	if err := tx.Omit("input", "result", "logs").Where("id = ?", id).Take(&e).Error; err != nil {
+		return false, err
+	}
+	if err := addUsage(tx, &e, o, end); err != nil {
+		return false, err
+	}
+	return true, d.notifyExecutionEnd(ctx, tx, &e, o.Usage, end)
+}
+
+// addUsage adds one finished execution to its hour's row.
+func addUsage(tx *gorm.DB, e *Execution, o Outcome, end time.Time) error {
+	var ok, failed int64
+	if o.Status == StatusSuccess {
+		ok = 1
+	} else {
+		failed = 1
+	}
+	u := o.Usage
+	row := UsageHour{
+		ProjectID: e.ProjectID, FunctionID: deref(e.FunctionID), Hour: end.Truncate(time.Hour),
+		Executions: 1, Succeeded: ok, Failed: failed,
+		DurationMS: u.DurationMS, CPUMS: u.CPUMS, MemoryKiBMS: u.MemoryKiBMS(),
+	}
+	// An unqualified column in the update is the stored row's value on
+	// both SQLite (ON CONFLICT DO UPDATE) and MySQL (ON DUPLICATE KEY).
+	add := func(col string, n int64) clause.Assignment {
+		return clause.Assignment{Column: clause.Column{Name: col}, Value: gorm.Expr(col+" + ?", n)}
+	}
+	return tx.Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "project_id"}, {Name: "function_id"}, {Name: "hour"}},
+		DoUpdates: []clause.Assignment{
+			add("executions", 1), add("succeeded", ok), add("failed", failed),
+			add("duration_ms", row.DurationMS), add("cpu_ms", row.CPUMS), add("memory_kib_ms", row.MemoryKiBMS),
+		},
+	}).Create(&row).Error
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// UsageTotal is the usage of one function of one project over a period.
+type UsageTotal struct {
+	ProjectID   string
+	FunctionID  string
+	Executions  int64
+	Succeeded   int64
+	Failed      int64
+	DurationMS  int64 `gorm:"column:duration_ms"`
+	CPUMS       int64 `gorm:"column:cpu_ms"`
+	MemoryKiBMS int64 `gorm:"column:memory_kib_ms"`
+}
+
+// UsageBetween sums the rollup per project and function over the hours that
+// overlap [start, end), in scope, ordered by project and function.
+func (d *DB) UsageBetween(ctx context.Context, s Scope, start, end time.Time) ([]UsageTotal, error) {
+	var out []UsageTotal
+	err := s.apply(d.gorm.WithContext(ctx).Model(&UsageHour{})).
+		Select("project_id, function_id, SUM(executions) AS executions, SUM(succeeded) AS succeeded, "+
+			"SUM(failed) AS failed, SUM(duration_ms) AS duration_ms, SUM(cpu_ms) AS cpu_ms, SUM(memory_kib_ms) AS memory_kib_ms").
+		Where("hour > ? AND hour < ?", start.UTC().Add(-time.Hour), end.UTC()).
+		Group("project_id, function_id").Order("project_id, function_id").Scan(&out).Error
+	return out, translate(err, "Usage", "")
+}

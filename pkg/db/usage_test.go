@@ -1,0 +1,177 @@
+package db_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/reqctx"
+)
+
+// running inserts a running execution of function fid in project.
+func running(t *testing.T, d *db.DB, project, fid string) string {
+	t.Helper()
+	e := &db.Execution{Base: db.Base{ProjectID: project}, FunctionID: &fid, Status: db.StatusRunning}
+	require.NoError(t, d.CreateExecution(context.Background(), e))
+	return e.ID
+}
+
+func TestUsageCountedOnceWithTheFinish(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		f := &db.Function{Base: db.Base{ProjectID: "p1"}, MemorySize: 64 << 20, Code: "{}"}
+		require.NoError(t, d.CreateFunction(ctx, f))
+		other := db.NewID()
+		used := db.Usage{DurationMS: 1500, CPUMS: 700, MemorySize: 64 << 20}
+
+		ok1 := running(t, d, "p1", f.ID)
+		ok2 := running(t, d, "p1", f.ID)
+		bad := running(t, d, "p1", f.ID)
+		foreign := running(t, d, "p2", other)
+		for _, id := range []string{ok1, ok2} {
+			done, err := d.Finish(ctx, id, db.Outcome{Status: db.StatusSuccess, Usage: used})
+			require.NoError(t, err)
+			require.True(t, done)
+		}
+		done, err := d.Finish(ctx, ok1, db.Outcome{Status: db.StatusFailed, Usage: used})
+		require.NoError(t, err)
+		require.False(t, done, "a finished execution is not finished (nor counted) again")
+
+		// An engine's result and the recovery of its engine race: one wins.
+		_, err = d.StartExecution(ctx, bad, "gone")
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := d.Finish(ctx, bad, db.Outcome{Status: db.StatusFailed, Usage: used})
+			require.NoError(t, err)
+		}()
+		go func() {
+			defer wg.Done()
+			_, err := d.EndEngineExecutions(ctx, "gone", `{"output": "gone"}`)
+			require.NoError(t, err)
+		}()
+		wg.Wait()
+		_, err = d.FinishExecution(ctx, foreign, db.StatusFailed, nil, nil)
+		require.NoError(t, err)
+
+		// Usage outlives the rows it was counted from.
+		require.NoError(t, d.DeleteExecution(ctx, ok1))
+		require.NoError(t, d.DeleteFunction(ctx, f.ID))
+
+		hour := time.Now().UTC().Truncate(time.Hour)
+		rows, err := d.UsageBetween(ctx, db.Scope{ProjectID: "p1"}, hour, hour.Add(time.Hour))
+		require.NoError(t, err)
+		require.Len(t, rows, 1, "a project sees only its own usage")
+		got := rows[0]
+		require.Equal(t, f.ID, got.FunctionID)
+		require.EqualValues(t, 3, got.Executions)
+		require.EqualValues(t, 2, got.Succeeded)
+		require.EqualValues(t, 1, got.Failed)
+		// The racing finisher either measured its run or found it ended.
+		require.Contains(t, []int64{3000, 4500}, got.DurationMS)
+		require.Contains(t, []int64{1400, 2100}, got.CPUMS)
+		require.InDelta(t, 0.0625*float64(got.DurationMS)/1000, db.GBSeconds(got.MemoryKiBMS), 1e-9)
+
+		all, err := d.UsageBetween(ctx, db.Internal, hour.Add(-time.Minute), hour.Add(time.Minute))
+		require.NoError(t, err)
+		require.Len(t, all, 2, "an hour overlapping the period counts")
+		none, err := d.UsageBetween(ctx, db.Internal, hour.Add(time.Hour), hour.Add(2*time.Hour))
+		require.NoError(t, err)
+		require.Empty(t, none)
+	})
+}
+
+// outbox reads the queued messages' event types and payloads.
+func outbox(t *testing.T, d *db.DB) (events []string, payloads []map[string]any) {
+	t.Helper()
+	msgs, err := d.ClaimOutbox(context.Background(), "reader", time.Minute, 100)
+	require.NoError(t, err)
+	for _, m := range msgs {
+		var msg struct {
+			EventType string         `json:"event_type"`
+			MessageID string         `json:"message_id"`
+			Payload   map[string]any `json:"payload"`
+			Project   string         `json:"_context_project_id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(m.Message), &msg))
+		require.Equal(t, m.MessageID, msg.MessageID)
+		require.NotContains(t, m.Message, "secret", "the caller's token never leaves")
+		events = append(events, msg.EventType)
+		payloads = append(payloads, msg.Payload)
+	}
+	return events, payloads
+}
+
+func TestNotificationsQueuedWithTheirChange(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := reqctx.With(context.Background(), reqctx.Identity{ProjectID: "p1", UserID: "u1", RequestID: "req-1", AuthToken: "secret"})
+		d := open(t)
+		rt := &db.Runtime{Base: db.Base{ProjectID: "p1"}, Image: "python3", Status: db.StatusCreating}
+		require.NoError(t, d.CreateRuntime(ctx, rt))
+		n, err := d.OutboxLen(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "notifications off: nothing queued")
+
+		d.EnableNotifications("qinling-api.test")
+		require.NoError(t, d.UpdateRuntime(ctx, rt.ID, map[string]any{"status": db.StatusAvailable}))
+		f := &db.Function{Base: db.Base{ProjectID: "p1"}, RuntimeID: &rt.ID, MemorySize: 32 << 20, Code: "{}"}
+		require.NoError(t, d.CreateFunction(ctx, f))
+		v, err := d.CreateFunctionVersion(ctx, f, nil)
+		require.NoError(t, err)
+		a := &db.FunctionAlias{Base: db.Base{ProjectID: "p1"}, Name: "prod", FunctionID: f.ID, FunctionVersion: v.VersionNumber}
+		require.NoError(t, d.CreateFunctionAlias(ctx, a))
+		require.Error(t, d.CreateFunctionAlias(ctx, &db.FunctionAlias{Base: db.Base{ProjectID: "p1"}, Name: "prod", FunctionID: f.ID}),
+			"a refused change queues nothing")
+		require.NoError(t, d.DeleteFunctionAlias(ctx, a.ID))
+		require.NoError(t, d.DeleteFunctionVersion(ctx, f.ID, v.VersionNumber))
+		w := &db.Webhook{Base: db.Base{ProjectID: "p1"}, FunctionID: &f.ID}
+		require.NoError(t, d.CreateWebhook(ctx, w))
+		require.NoError(t, d.DeleteWebhook(ctx, w.ID))
+		j := &db.Job{Base: db.Base{ProjectID: "p1"}, FunctionID: &f.ID, Status: db.StatusRunning, NextExecutionTime: time.Now()}
+		require.NoError(t, d.CreateJob(ctx, j))
+		require.NoError(t, d.UpdateJob(ctx, j.ID, map[string]any{"status": db.StatusPaused}))
+		require.NoError(t, d.DeleteJob(ctx, j.ID))
+
+		trig, user := db.TriggerWebhook, "u1"
+		e := &db.Execution{Base: db.Base{ProjectID: "p1"}, FunctionID: &f.ID, Status: db.StatusRunning, Trigger: &trig, UserID: &user}
+		require.NoError(t, d.CreateExecution(ctx, e))
+		_, err = d.Finish(context.Background(), e.ID, db.Outcome{Status: db.StatusSuccess,
+			Usage: db.Usage{DurationMS: 2000, CPUMS: 10, MemorySize: 32 << 20, WaitMS: 5, PeakMemoryBytes: 1 << 20}})
+		require.NoError(t, err)
+		require.NoError(t, d.DeleteFunction(ctx, f.ID))
+		require.NoError(t, d.DeleteRuntime(ctx, rt.ID))
+
+		events, payloads := outbox(t, d)
+		require.Equal(t, []string{
+			"runtime.update.end", "function.create.end", "function.version.create.end",
+			"function.alias.create.end", "function.alias.delete.end", "function.version.delete.end",
+			"webhook.create.end", "webhook.delete.end", "job.create.end", "job.update.end", "job.delete.end",
+			"function.execution.end", "function.delete.end", "runtime.delete.end",
+		}, events)
+		require.Equal(t, rt.ID, payloads[0]["id"])
+		require.Equal(t, db.StatusAvailable, payloads[0]["status"])
+		require.Equal(t, "prod", payloads[3]["name"])
+		end := payloads[11]
+		require.Equal(t, e.ID, end["execution_id"])
+		require.Equal(t, "p1", end["project_id"])
+		require.Equal(t, "u1", end["user_id"])
+		require.Equal(t, rt.ID, end["runtime_id"])
+		require.Equal(t, "webhook", end["trigger"])
+		require.Equal(t, db.StatusSuccess, end["status"])
+		require.InDelta(t, 2.0, end["duration"], 1e-9)
+		require.InDelta(t, 0.0625, end["gb_seconds"], 1e-9)
+		require.EqualValues(t, 1<<20, end["peak_memory"])
+
+		msgs, err := d.ClaimOutbox(ctx, "other-sender", time.Minute, 100)
+		require.NoError(t, err)
+		require.Empty(t, msgs, "claimed messages are not handed to a second sender")
+	})
+}
