@@ -148,6 +148,11 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 	if err := e.startRecovery(ctx, forgetWorkers); err != nil {
 		return err
 	}
+	if !forgetWorkers && e.engineLocal {
+		if err := e.forgetOwnWorkers(ctx); err != nil {
+			return err
+		}
+	}
 	if forgetWorkers {
 		fvs, err := e.coord.Functions(ctx)
 		if err != nil {
@@ -296,22 +301,19 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 		return coord.WorkerRecord{}, err
 	}
 	if grow {
-		lctx, cancel := context.WithTimeout(ctx, e.opts.LockWait)
-		defer cancel()
-		unlock, err := e.coord.Lock(lctx, lockName(fv))
-		if err != nil {
+		grown, err := e.grow(ctx, f, version)
+		switch {
+		case err == nil:
+			workers = grown
+		case len(workers) == 0 || ctx.Err() != nil:
 			return coord.WorkerRecord{}, err
-		}
-		defer unlock()
-		if workers, grow, err = e.loadCheck(ctx, fv); err != nil {
-			return coord.WorkerRecord{}, err
-		}
-		if grow {
-			added, err := e.scaleUp(ctx, f, version, 1)
-			if err != nil && len(workers) == 0 {
-				return coord.WorkerRecord{}, err
-			}
-			workers = append(workers, added...)
+		default:
+			// Another worker only spreads the load; one that exists can run
+			// the execution. Failing it because the scaling lock stayed
+			// taken (slow scale-ups queued behind it on a loaded machine,
+			// or etcd restarting) would end in error an execution that
+			// never started (found by the chaos suite, docs/reliability.md).
+			reqctx.Logger(ctx, e.log).Warn("no scale-up, running on an existing worker", "function_id", f.ID, "version", version, "error", err)
 		}
 	}
 	e.mu.Lock()
@@ -323,6 +325,28 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 		}
 	}
 	return best, nil
+}
+
+// grow takes the function version's scaling lock, checks the load again
+// under it and adds a worker if it still needs one; it returns the workers.
+func (e *Engine) grow(ctx context.Context, f *db.Function, version int) ([]coord.WorkerRecord, error) {
+	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
+	lctx, cancel := context.WithTimeout(ctx, e.opts.LockWait)
+	defer cancel()
+	unlock, err := e.coord.Lock(lctx, lockName(fv))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	workers, grow, err := e.loadCheck(ctx, fv)
+	if err != nil || !grow {
+		return workers, err
+	}
+	added, err := e.scaleUp(ctx, f, version, 1)
+	if err != nil && len(workers) == 0 {
+		return nil, err
+	}
+	return append(workers, added...), nil
 }
 
 // loadCheck reads a function version's workers and running executions and
@@ -408,6 +432,33 @@ func (e *Engine) ScaleDown(ctx context.Context, a FunctionArgs) error {
 	n := min(max(a.Count, 1), len(workers)-1)
 	for _, w := range workers[:max(n, 0)] {
 		e.forgetWorker(ctx, fv, w)
+	}
+	return nil
+}
+
+// forgetOwnWorkers drops the records of workers an earlier process of this
+// engine made. With an engine-local orchestrator they died with it
+// (orchestrator/local: Pdeathsig), and a restarted engine of the same name
+// would otherwise pick them and fail executions with "worker not found"
+// (found by the chaos suite, docs/reliability.md).
+func (e *Engine) forgetOwnWorkers(ctx context.Context) error {
+	fvs, err := e.coord.Functions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, fv := range fvs {
+		workers, err := e.coord.Workers(ctx, fv)
+		if err != nil {
+			return err
+		}
+		for _, w := range workers {
+			if w.Owner != e.opts.Name {
+				continue
+			}
+			if err := e.coord.RemoveWorker(ctx, fv, w.Name); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
