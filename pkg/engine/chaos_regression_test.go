@@ -103,3 +103,42 @@ func TestEngine_RestartForgetsOwnDeadWorkers(t *testing.T) {
 	e, res := h.stored(t, a.ExecutionID)
 	require.Equal(t, db.StatusSuccess, e.Status, "result %v", res)
 }
+
+// messages is a slog handler that sends each record's message on a channel.
+type messages chan string
+
+func (m messages) Enabled(context.Context, slog.Level) bool { return true }
+func (m messages) WithAttrs([]slog.Attr) slog.Handler       { return m }
+func (m messages) WithGroup(string) slog.Handler            { return m }
+func (m messages) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case m <- r.Message:
+	default:
+	}
+	return nil
+}
+
+// TestEngine_RestartPoolFailureKeepsRuntimeAvailable: an engine-local
+// engine that restarts and cannot build its own pool of an available
+// runtime (workers too slow to start on a loaded machine) leaves the
+// runtime available for the other engines; marking it error failed every
+// engine's executions of it ("Runtime ... is not available."). Found by the
+// chaos suite on devstack.
+func TestEngine_RestartPoolFailureKeepsRuntimeAvailable(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{Name: "engine-1"})
+	f := h.function(t, "hello.main")
+	failing := localFake{fake.New(fake.Config{PoolSize: 2, Runnable: func(string) bool { return false }})}
+	logged := make(messages, 64)
+	restarted := engine.New(h.db, failing, h.coord, nil, engine.Options{Name: "engine-2"}, slog.New(logged))
+	start(t, restarted, false)
+	for msg := range logged {
+		if msg == "runtime pool not rebuilt at start; built on first use" {
+			break
+		}
+	}
+	rt, err := h.db.Runtime(ctx, db.Internal, *f.RuntimeID)
+	require.NoError(t, err)
+	require.Equal(t, db.StatusAvailable, rt.Status)
+	require.Len(t, failing.Calls().CreatePool, 1)
+}

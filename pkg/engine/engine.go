@@ -184,7 +184,7 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 			if !e.engineLocal {
 				continue
 			}
-			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
+			go e.rebuildPool(ctx, rt)
 		case db.StatusCreating, db.StatusUpgrading:
 			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
 		case db.StatusDeleting:
@@ -260,6 +260,19 @@ func (e *Engine) ensurePool(ctx context.Context, runtimeID string) error {
 	return e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
 }
 
+// rebuildPool builds, at start, this engine's own pool of a runtime that
+// is available. A failure is this engine's alone (its workers were slow to
+// start on a loaded machine): the runtime stays available for the other
+// engines, and this one builds the pool on first use (scaleUp). Marking the
+// runtime error here failed every engine's executions of it (the chaos
+// suite found 707 "Runtime ... is not available." after an engine restart).
+func (e *Engine) rebuildPool(ctx context.Context, rt db.Runtime) {
+	err := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
+	if err != nil {
+		e.log.Warn("runtime pool not rebuilt at start; built on first use", "runtime_id", rt.ID, "error", err)
+	}
+}
+
 // DeleteRuntime removes the pool, then the row.
 func (e *Engine) DeleteRuntime(ctx context.Context, id string) error {
 	if err := e.orch.DeletePool(ctx, id); err != nil && !errors.Is(err, orchestrator.ErrPoolNotFound) {
@@ -302,12 +315,19 @@ func (e *Engine) pickWorker(ctx context.Context, f *db.Function, version int) (c
 	}
 	if grow {
 		grown, err := e.grow(ctx, f, version)
-		switch {
-		case err == nil:
+		if err == nil {
 			workers = grown
-		case len(workers) == 0 || ctx.Err() != nil:
-			return coord.WorkerRecord{}, err
-		default:
+		} else {
+			if ctx.Err() != nil {
+				return coord.WorkerRecord{}, err
+			}
+			if len(workers) == 0 {
+				// Others may have added workers while this one waited.
+				workers, _, _ = e.loadCheck(ctx, fv)
+			}
+			if len(workers) == 0 {
+				return coord.WorkerRecord{}, err
+			}
 			// Another worker only spreads the load; one that exists can run
 			// the execution. Failing it because the scaling lock stayed
 			// taken (slow scale-ups queued behind it on a loaded machine,
