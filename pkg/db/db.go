@@ -5,11 +5,14 @@ package db
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/sqlite"
@@ -142,5 +145,25 @@ func translate(err error, what, id string) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return err
 	}
+	if unreachable(err) {
+		return errdefs.Wrap(errdefs.KindUnavailable, err, "Database unavailable")
+	}
 	return errdefs.Wrap(errdefs.KindInternal, err, "database error")
+}
+
+// unreachable says whether err means the database server could not be
+// reached or went away (restarting, down), which is worth retrying, rather
+// than a failed statement. The API answers it 503, and the engine waits for
+// the database instead of dropping the execution it was given.
+func unreachable(err error) bool {
+	var netErr net.Error
+	var myErr *mysqldriver.MySQLError
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, mysqldriver.ErrInvalidConn):
+		return true
+	case errors.As(err, &myErr):
+		// ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED.
+		return myErr.Number == 1053 || myErr.Number == 1927
+	}
+	return false
 }

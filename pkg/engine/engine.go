@@ -148,6 +148,11 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 	if err := e.startRecovery(ctx, forgetWorkers); err != nil {
 		return err
 	}
+	if !forgetWorkers && e.engineLocal {
+		if err := e.forgetOwnWorkers(ctx); err != nil {
+			return err
+		}
+	}
 	if forgetWorkers {
 		fvs, err := e.coord.Functions(ctx)
 		if err != nil {
@@ -179,7 +184,7 @@ func (e *Engine) Start(ctx context.Context, forgetWorkers bool) error {
 			if !e.engineLocal {
 				continue
 			}
-			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
+			go e.rebuildPool(ctx, rt)
 		case db.StatusCreating, db.StatusUpgrading:
 			go func() { _ = e.CreateRuntime(ctx, rt.ID) }()
 		case db.StatusDeleting:
@@ -254,6 +259,19 @@ func (e *Engine) ensurePool(ctx context.Context, runtimeID string) error {
 		return err
 	}
 	return e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
+}
+
+// rebuildPool builds, at start, this engine's own pool of a runtime that
+// is available. A failure is this engine's alone (its workers were slow to
+// start on a loaded machine): the runtime stays available for the other
+// engines, and this one builds the pool on first use (scaleUp). Marking the
+// runtime error here failed every engine's executions of it (the chaos
+// suite found 707 "Runtime ... is not available." after an engine restart).
+func (e *Engine) rebuildPool(ctx context.Context, rt db.Runtime) {
+	err := e.orch.CreatePool(ctx, orchestrator.Runtime{ID: rt.ID, Image: rt.Image, Trusted: rt.Trusted})
+	if err != nil {
+		e.log.Warn("runtime pool not rebuilt at start; built on first use", "runtime_id", rt.ID, "error", err)
+	}
 }
 
 // DeleteRuntime removes the pool, then the row.
@@ -343,6 +361,33 @@ func (e *Engine) ScaleDown(ctx context.Context, a FunctionArgs) error {
 	n := min(max(a.Count, 1), len(workers)-1)
 	for _, w := range workers[:max(n, 0)] {
 		e.forgetWorker(ctx, fv, w)
+	}
+	return nil
+}
+
+// forgetOwnWorkers drops the records of workers an earlier process of this
+// engine made. With an engine-local orchestrator they died with it
+// (orchestrator/local: Pdeathsig), and a restarted engine of the same name
+// would otherwise pick them and fail executions with "worker not found"
+// (found by the chaos suite, docs/reliability.md).
+func (e *Engine) forgetOwnWorkers(ctx context.Context) error {
+	fvs, err := e.coord.Functions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, fv := range fvs {
+		workers, err := e.coord.Workers(ctx, fv)
+		if err != nil {
+			return err
+		}
+		for _, w := range workers {
+			if w.Owner != e.opts.Name {
+				continue
+			}
+			if err := e.coord.RemoveWorker(ctx, fv, w.Name); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"strings"
 	"time"
@@ -33,7 +34,15 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	// A message broker delivers at least once: a request whose engine died
 	// before acknowledging it comes again. Only a still-running execution
 	// is worth running; a finished or deleted one is done.
-	cur, err := e.db.Execution(ctx, db.Internal, a.ExecutionID)
+	var cur *db.Execution
+	err := e.untilDB(ctx, log, func() (err error) {
+		cur, err = e.db.Execution(ctx, db.Internal, a.ExecutionID)
+		return err
+	})
+	if err != nil && errdefs.KindOf(err) != errdefs.KindNotFound {
+		log.Error("execution could not be read; request dropped", "error", err)
+		return err
+	}
 	if err != nil || cur.Status != db.StatusRunning {
 		log.Info("execution not running any more, skipped", "error", err)
 		return nil
@@ -66,14 +75,43 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	}
 	// A background context: the outcome must be stored even if the caller
 	// (a sync API request) gave up waiting.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbWait+30*time.Second)
 	defer cancel()
-	if _, err := e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used}); err != nil {
+	if err := e.untilDB(sctx, log, func() error {
+		_, err := e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used})
+		return err
+	}); err != nil {
 		log.Error("store execution result", "error", err)
 		return err
 	}
 	log.Info("execution finished", "status", status, "duration", res.Duration, "elapsed", time.Since(start))
 	return nil
+}
+
+// dbWait bounds how long an engine waits for an unreachable database (a
+// MariaDB restart) before it gives up on what it was doing.
+const dbWait = 5 * time.Minute
+
+// untilDB runs op until the database answers it (op's error is not
+// "unavailable"), for at most dbWait and while ctx lasts. An execution the
+// engine was handed must not be dropped, nor its outcome lost, because the
+// database was restarting: the chaos suite found requests acknowledged as
+// "not running any more" and so never run, their executions running
+// forever.
+func (e *Engine) untilDB(ctx context.Context, log *slog.Logger, op func() error) error {
+	deadline := time.Now().Add(dbWait)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := op()
+		if errdefs.KindOf(err) != errdefs.KindUnavailable || time.Now().After(deadline) {
+			return err
+		}
+		log.Warn("database unavailable; waiting for it", "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // Timing says where an execution's time went, in milliseconds: waiting for

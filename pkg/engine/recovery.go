@@ -15,6 +15,7 @@ import (
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -203,7 +204,11 @@ func (e *Engine) track(ctx context.Context, id string) (context.Context, func())
 // begin records that this engine starts the execution now; errNotOurs if
 // another engine did first.
 func (e *Engine) begin(ctx context.Context, log *slog.Logger, id string) error {
-	ok, err := e.db.StartExecution(ctx, id, e.rec.instance)
+	var ok bool
+	err := e.untilDB(ctx, log, func() (err error) {
+		ok, err = e.db.StartExecution(ctx, id, e.rec.instance)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -218,7 +223,14 @@ func (e *Engine) begin(ctx context.Context, log *slog.Logger, id string) error {
 // started (a message delivered again): left alone while that engine lives,
 // ended as error when it is gone. It is never run a second time.
 func (e *Engine) settleStarted(ctx context.Context, log *slog.Logger, id string) error {
-	cur, err := e.db.Execution(ctx, db.Internal, id)
+	var cur *db.Execution
+	err := e.untilDB(ctx, log, func() (err error) {
+		cur, err = e.db.Execution(ctx, db.Internal, id)
+		return err
+	})
+	if err != nil && errdefs.KindOf(err) != errdefs.KindNotFound {
+		return err
+	}
 	if err != nil || cur.Status != db.StatusRunning || cur.Engine == nil {
 		log.Info("execution not running any more, skipped", "error", err)
 		return nil
