@@ -19,6 +19,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/storage"
@@ -46,6 +47,8 @@ type Options struct {
 	// RecoveryInterval is how often executions of vanished engines are
 	// looked for (recovery.go); 0 only at start.
 	RecoveryInterval time.Duration
+	// Metrics counts executions and workers (pkg/metrics); nil counts none.
+	Metrics *metrics.Metrics
 }
 
 // Engine implements the engine's RPC methods.
@@ -358,6 +361,7 @@ func (e *Engine) loadCheck(ctx context.Context, fv coord.FunctionVersion) ([]coo
 // scaleUp specialises count workers and records them.
 func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int) ([]coord.WorkerRecord, error) {
 	spec := e.spec(f, version)
+	start := time.Now()
 	ws, err := e.orch.ScaleUp(ctx, spec, count)
 	if errors.Is(err, orchestrator.ErrPoolNotFound) && spec.RuntimeID != "" {
 		// Another engine handled create_runtime; with a per-engine
@@ -379,6 +383,7 @@ func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int
 		}
 		out = append(out, rec)
 	}
+	e.opts.Metrics.ColdStart(f.ProjectID, f.ID, len(out), time.Since(start))
 	reqctx.Logger(ctx, e.log).Info("function scaled up", "function_id", f.ID, "version", version, "added", len(out))
 	return out, nil
 }

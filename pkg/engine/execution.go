@@ -12,6 +12,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -43,6 +44,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	}
 	ctx, untrack := e.track(ctx, a.ExecutionID)
 	defer untrack()
+	defer e.opts.Metrics.ExecutionRunning()()
 	start := time.Now()
 	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
 	res, status, err := e.execute(ctx, a, &t)
@@ -52,10 +54,12 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	case err != nil && e.stopped(ctx):
 		log.Warn("execution ended by the engine's stop", "error", err)
 		res, status = orchestrator.Result{Output: jsonString(msgEngineStopped)}, db.StatusError
+		t.failReason = metrics.ReasonEngineStopped
 	case err != nil:
 		log.Warn("execution could not run", "error", err)
 		res = orchestrator.Result{Output: jsonString(msgFailed + " " + errdefs.PublicMessage(err))}
 		status = db.StatusError
+		t.failReason = string(errdefs.KindOf(err))
 	}
 	t.TotalMS = ms(time.Since(cur.CreatedAt))
 	result := encodeResult(res, t)
@@ -67,9 +71,13 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	// (a sync API request) gave up waiting.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := e.db.FinishExecution(sctx, a.ExecutionID, status, &result, logs); err != nil {
+	finished, err := e.db.FinishExecution(sctx, a.ExecutionID, status, &result, logs)
+	if err != nil {
 		log.Error("store execution result", "error", err)
 		return err
+	}
+	if finished {
+		e.opts.Metrics.ExecutionFinished(t.metrics(cur, status, res))
 	}
 	log.Info("execution finished", "status", status, "duration", res.Duration, "elapsed", time.Since(start))
 	return nil
@@ -87,6 +95,10 @@ type Timing struct {
 	RunMS     float64            `json:"run_ms"`
 	TotalMS   float64            `json:"total_ms"`
 	Worker    map[string]float64 `json:"worker,omitempty"`
+
+	// What metrics need beyond the rendered timing (metrics.go).
+	memorySize int64
+	failReason string
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
@@ -96,6 +108,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
+	t.memorySize = f.MemorySize
 	if code := f.ParsedCode(); code.Source == db.SourceImage {
 		return e.executeImage(ctx, a, f, code.Image, t)
 	}
@@ -131,7 +144,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 			t.Worker = res.Timing
 			status := db.StatusSuccess
 			if !res.Success {
-				status = db.StatusFailed
+				status, t.failReason = db.StatusFailed, metrics.ReasonFunction
 			}
 			return res, status, nil
 		case errors.Is(err, orchestrator.ErrWorkerNotFound) && try < attempts:
@@ -140,6 +153,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orche
 			continue
 		case errors.Is(err, orchestrator.ErrWorkerLost):
 			e.forgetWorker(ctx, fv, w)
+			t.failReason = metrics.ReasonWorkerLost
 			return orchestrator.Result{Output: jsonString(msgWorkerLost)}, db.StatusFailed, nil
 		default:
 			if errors.Is(err, orchestrator.ErrWorkerNotFound) {
@@ -172,6 +186,7 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 		return orchestrator.Result{}, "", err
 	}
 	if !res.Success {
+		t.failReason = metrics.ReasonFunction
 		return res, db.StatusFailed, nil
 	}
 	return res, db.StatusSuccess, nil

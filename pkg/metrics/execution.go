@@ -24,6 +24,9 @@ type Finished struct {
 // process's write ended the execution, so that each execution is counted
 // once across all processes.
 func (m *Metrics) ExecutionFinished(f Finished) {
+	if m == nil {
+		return
+	}
 	m.executions.WithLabelValues(f.ProjectID, f.FunctionID, f.Status).Inc()
 	m.duration.WithLabelValues(f.Status).Observe(f.Duration.Seconds())
 	if f.Wait > 0 {
@@ -40,6 +43,9 @@ func (m *Metrics) ExecutionFinished(f Finished) {
 // ExecutionRunning counts an execution in flight until the returned
 // function is called.
 func (m *Metrics) ExecutionRunning() (done func()) {
+	if m == nil {
+		return func() {}
+	}
 	m.inFlight.Inc()
 	return m.inFlight.Dec
 }
@@ -47,12 +53,15 @@ func (m *Metrics) ExecutionRunning() (done func()) {
 // ExecutionRejected counts a request for an execution refused before one
 // was recorded; reason is the error's kind.
 func (m *Metrics) ExecutionRejected(reason string) {
+	if m == nil {
+		return
+	}
 	m.rejected.WithLabelValues(reason).Inc()
 }
 
 // ColdStart counts workers specialised for a function and the time it took.
 func (m *Metrics) ColdStart(projectID, functionID string, workers int, took time.Duration) {
-	if workers <= 0 {
+	if m == nil || workers <= 0 {
 		return
 	}
 	m.coldStarts.WithLabelValues(projectID, functionID).Add(float64(workers))

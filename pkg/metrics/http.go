@@ -16,6 +16,9 @@ const RouteUnmatched = "unmatched"
 // method), never by the raw path. next must route on the request it is
 // given (wrappers that copy the request must copy r.Pattern back).
 func (m *Metrics) InstrumentHTTP(next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &codeRecorder{ResponseWriter: w, code: http.StatusOK}

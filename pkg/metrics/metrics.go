@@ -5,7 +5,8 @@
 // labelled per execution, request or user (docs/operations.md lists them).
 //
 // Call sites stay one line where the event happens: the methods below take
-// what the caller already has and are safe for concurrent use.
+// what the caller already has, are safe for concurrent use, and do nothing
+// on a nil *Metrics (unit tests that do not look at metrics pass none).
 package metrics
 
 import (
