@@ -25,6 +25,7 @@ type Config struct {
 	Keystone       KeystoneAuth   `ini:"keystone_authtoken"`
 	CORS           CORS           `ini:"cors"`
 	Notifications  Notifications  `ini:"oslo_messaging_notifications"`
+	Metrics        Metrics        `ini:"metrics"`
 
 	// Facts about how this value was built, for Warnings and IsSet; not
 	// options, so they carry no tags.
@@ -216,4 +217,12 @@ type CORS struct {
 	MaxAge           int      `ini:"max_age" default:"3600" help:"Seconds a preflight answer may be cached."`
 	AllowMethods     []string `ini:"allow_methods" default:"GET,PUT,POST,DELETE,PATCH" help:"Methods allowed in cross-site requests."`
 	AllowHeaders     []string `ini:"allow_headers" default:"X-Auth-Token,X-Identity-Status,X-Roles,X-Service-Catalog,X-User-Id,X-Tenant-Id,X-Project-Id,X-User-Name,X-Project-Name,Content-Type,X-Openstack-Request-Id" help:"Headers allowed in cross-site requests."`
+}
+
+// Metrics is [metrics]: Prometheus's /metrics on the API and the engines
+// (docs/operations.md).
+type Metrics struct {
+	APIEnabled    bool   `ini:"api_enabled" default:"true" help:"Serve Prometheus metrics at /metrics on the API's own listener (with --all-in-one, the engine's metrics too). Like oslo.middleware's /healthcheck it needs no Keystone token (Prometheus cannot get one); set bearer_token to require one of your own, or keep the API's listener off untrusted networks: the metrics name projects and functions."`
+	EngineAddress string `ini:"engine_address" default:"" help:"host:port where a standalone qinling-engine serves Prometheus metrics at /metrics, e.g. 127.0.0.1:7071; every engine on a machine needs its own port. Empty disables them. The all-in-one ignores it."`
+	BearerToken   string `ini:"bearer_token" default:"" help:"When set, /metrics (API and engines) answers only requests with the header Authorization: Bearer <token>, as Prometheus sends with a scrape config's authorization credentials_file; others get 401." secret:"true"`
 }

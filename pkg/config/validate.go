@@ -3,10 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -110,6 +112,7 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	v.hostPort("metrics.engine_address", c.Metrics.EngineAddress)
 	v.etcdTLS(c.Etcd)
 	if c.Engine.Orchestrator == "kubernetes" {
 		v.kubernetes(c.Kubernetes)
@@ -152,6 +155,17 @@ func (v *validator) unexpandedPaths(c *Config) {
 func (v *validator) port(key string, p int) {
 	if p < 1 || p > 65535 {
 		v.addf("%s %d: want a port between 1 and 65535", key, p)
+	}
+}
+
+// hostPort checks an optional host:port listen address.
+func (v *validator) hostPort(key, addr string) {
+	if addr == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		v.addf("%s %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:7071, or empty to disable", key, addr)
 	}
 }
 

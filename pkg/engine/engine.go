@@ -18,6 +18,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/storage"
@@ -47,6 +48,8 @@ type Options struct {
 	RecoveryInterval time.Duration
 	// Scaling is the autoscaler's (scaling.go).
 	Scaling ScalingOptions
+	// Metrics counts executions and workers (pkg/metrics); nil counts none.
+	Metrics *metrics.Metrics
 }
 
 // Engine implements the engine's RPC methods.
@@ -306,6 +309,7 @@ func lockName(fv coord.FunctionVersion) string {
 // scaleUp specialises count workers and records them.
 func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int) ([]coord.WorkerRecord, error) {
 	spec := e.spec(f, version)
+	start := time.Now()
 	ws, err := e.orch.ScaleUp(ctx, spec, count)
 	if errors.Is(err, orchestrator.ErrPoolNotFound) && spec.RuntimeID != "" {
 		// Another engine handled create_runtime; with a per-engine
@@ -327,6 +331,7 @@ func (e *Engine) scaleUp(ctx context.Context, f *db.Function, version, count int
 		}
 		out = append(out, rec)
 	}
+	e.opts.Metrics.ColdStart(f.ProjectID, f.ID, len(out), time.Since(start))
 	reqctx.Logger(ctx, e.log).Info("function scaled up", "function_id", f.ID, "version", version, "added", len(out))
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -52,6 +53,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	}
 	ctx, untrack := e.track(ctx, a.ExecutionID)
 	defer untrack()
+	defer e.opts.Metrics.ExecutionRunning()()
 	start := time.Now()
 	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
 	res, status, err := e.execute(ctx, a, cur.Sync, &t)
@@ -61,10 +63,12 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	case err != nil && e.stopped(ctx):
 		log.Warn("execution ended by the engine's stop", "error", err)
 		res, status = orchestrator.Result{Output: jsonString(msgEngineStopped)}, db.StatusError
+		t.failReason = metrics.ReasonEngineStopped
 	case err != nil:
 		log.Warn("execution could not run", "error", err)
 		res = orchestrator.Result{Output: jsonString(msgFailed + " " + errdefs.PublicMessage(err))}
 		status = db.StatusError
+		t.failReason = string(errdefs.KindOf(err))
 	}
 	t.TotalMS = ms(time.Since(cur.CreatedAt))
 	used := t.used(res)
@@ -77,12 +81,17 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	// (a sync API request) gave up waiting.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbWait+30*time.Second)
 	defer cancel()
+	var finished bool
 	if err := e.untilDB(sctx, log, func() error {
-		_, err := e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used})
+		var err error
+		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used})
 		return err
 	}); err != nil {
 		log.Error("store execution result", "error", err)
 		return err
+	}
+	if finished {
+		e.opts.Metrics.ExecutionFinished(t.metrics(cur, status, res))
 	}
 	log.Info("execution finished", "status", status, "duration", res.Duration, "elapsed", time.Since(start))
 	return nil
@@ -137,6 +146,8 @@ type Timing struct {
 	PeakMemoryBytes int64              `json:"peak_memory_bytes,omitempty"`
 	MemorySize      int64              `json:"memory_size"`
 	GBSeconds       float64            `json:"gb_seconds"`
+
+	failReason string // why it failed, for the metrics (metrics.go)
 }
 
 // used fills t's usage figures from res and returns them for the rollup.
@@ -208,7 +219,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 			t.Worker = res.Timing
 			status := db.StatusSuccess
 			if !res.Success {
-				status = db.StatusFailed
+				status, t.failReason = db.StatusFailed, metrics.ReasonFunction
 			}
 			return res, status, nil
 		case errors.Is(err, orchestrator.ErrWorkerNotFound) && try < attempts:
@@ -217,6 +228,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 			continue
 		case errors.Is(err, orchestrator.ErrWorkerLost):
 			e.forgetWorker(ctx, fv, w)
+			t.failReason = metrics.ReasonWorkerLost
 			return orchestrator.Result{Output: jsonString(msgWorkerLost)}, db.StatusFailed, nil
 		default:
 			if errors.Is(err, orchestrator.ErrWorkerNotFound) {
@@ -249,6 +261,7 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 		return orchestrator.Result{}, "", err
 	}
 	if !res.Success {
+		t.failReason = metrics.ReasonFunction
 		return res, db.StatusFailed, nil
 	}
 	return res, db.StatusSuccess, nil

@@ -249,8 +249,12 @@ func (e *Engine) settleStarted(ctx context.Context, log *slog.Logger, id string)
 		return nil
 	}
 	result := failure(msgEngineStopped)
-	if _, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil); err != nil {
+	finished, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil)
+	if err != nil {
 		return err
+	}
+	if finished {
+		e.opts.Metrics.ExecutionFinished(endedByStop(cur))
 	}
 	log.Warn("execution ended: the engine that started it is gone", "engine", holder)
 	return nil
@@ -285,8 +289,11 @@ func (e *Engine) Drain(grace time.Duration) {
 	for id := range waitAll(left, 10*time.Second) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		result := failure(msgEngineStopped)
-		if _, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil); err != nil {
+		cur, _ := e.db.Execution(ctx, db.Internal, id)
+		if finished, err := e.db.FinishExecution(ctx, id, db.StatusError, &result, nil); err != nil {
 			e.log.Error("stopping: end execution", "execution_id", id, "error", err)
+		} else if finished && cur != nil {
+			e.opts.Metrics.ExecutionFinished(endedByStop(cur))
 		}
 		cancel()
 	}

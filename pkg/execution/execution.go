@@ -15,6 +15,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
 
@@ -35,6 +36,9 @@ type Starter struct {
 	// as there are of them.
 	MaxPerFunction int
 	MaxPerProject  int
+	// Metrics counts refused requests and executions ended here; nil
+	// counts none.
+	Metrics *metrics.Metrics
 }
 
 // retryAfter is what a refused caller is told to wait: about the time a
@@ -94,16 +98,16 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		e.UserID = &user
 	}
 	f, err := s.resolve(ctx, req, e)
+	if err == nil {
+		err = s.admit(ctx, f.ID, e.FunctionVersion, req.Project)
+	}
+	if err == nil {
+		if err = s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err == nil {
+			err = s.DB.CreateExecution(ctx, e)
+		}
+	}
 	if err != nil {
-		return nil, err
-	}
-	if err := s.admit(ctx, f.ID, e.FunctionVersion, req.Project); err != nil {
-		return nil, err
-	}
-	if err := s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err != nil {
-		return nil, err
-	}
-	if err := s.DB.CreateExecution(ctx, e); err != nil {
+		s.Metrics.ExecutionRejected(string(errdefs.KindOf(err)))
 		return nil, err
 	}
 	var input json.RawMessage
@@ -116,7 +120,9 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		result := mustJSON(map[string]any{"output": "Function execution failed: " + errdefs.PublicMessage(err), "duration": 0})
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineWait)
 		defer cancel()
-		_, _ = s.DB.FinishExecution(sctx, e.ID, db.StatusError, &result, nil)
+		if ended, _ := s.DB.FinishExecution(sctx, e.ID, db.StatusError, &result, nil); ended {
+			s.Metrics.ExecutionFinished(metrics.Finished{ProjectID: e.ProjectID, FunctionID: f.ID, Status: db.StatusError, Reason: string(errdefs.KindOf(err))})
+		}
 		if errdefs.KindOf(err) == errdefs.KindUnavailable {
 			return nil, err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/storage"
 )
@@ -43,6 +44,9 @@ func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
 
 // Deps are the connections a process holds; Close releases them in reverse.
 type Deps struct {
+	// Metrics is the process's one registry (pkg/metrics): the all-in-one's
+	// API and engine share it.
+	Metrics   *metrics.Metrics
 	DB        *db.DB
 	Coord     coord.Coordinator
 	Storage   storage.PackageStorage
@@ -60,7 +64,7 @@ func (d *Deps) Close() {
 // Open connects to everything a process needs. The state directory is
 // created first: the all-in-one keeps everything under it.
 func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger) (_ *Deps, err error) {
-	d := &Deps{}
+	d := &Deps{Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -172,7 +176,9 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 			DownWindow:      c.Engine.ScaleDownWindow,
 			DownStep:        c.Engine.ScaleDownStep,
 		},
+		Metrics: d.Metrics,
 	}, log.With("component", "engine"))
+	d.Metrics.WatchWorkers(eng.Workers)
 	if err := eng.Start(ctx, allInOne); err != nil {
 		orch.Close()
 		return nil, err

@@ -25,6 +25,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/execution"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/storage"
@@ -88,6 +89,9 @@ type Server struct {
 	// functions ([engine] orchestrator = kubernetes); otherwise creating
 	// one is refused.
 	ImageFunctions bool
+	// Metrics, when set, counts and times every request by its route
+	// (qinling-api/internal/app serves them at /metrics).
+	Metrics *metrics.Metrics
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) (any, int, error)
@@ -169,7 +173,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		return nil, 0, errdefs.NotFound("Resource not found: %s %s", r.Method, r.URL.Path)
 	})
-	return s.middleware(mux)
+	// Inside the middleware, on the request the mux routes: the route
+	// template it matched labels the request's metrics.
+	return s.middleware(s.Metrics.InstrumentHTTP(mux))
 }
 
 // routeMethods are the methods the API's routes use.

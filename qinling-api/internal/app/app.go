@@ -135,7 +135,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	l := cfg.ResourceLimits
 	client := engine.Client{RPC: deps.Transport}
 	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api"),
-		MaxPerFunction: cfg.Engine.MaxPendingPerFunction, MaxPerProject: cfg.Engine.MaxPendingPerProject}
+		MaxPerFunction: cfg.Engine.MaxPendingPerFunction, MaxPerProject: cfg.Engine.MaxPendingPerProject, Metrics: deps.Metrics}
 	srv := &api.Server{
 		DB: deps.DB, Engine: client, Executions: executions, Coord: deps.Coord, Storage: deps.Storage,
 		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
@@ -148,17 +148,20 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 			DefaultPageSize: cfg.API.DefaultPageSize, MaxPageSize: cfg.API.MaxPageSize,
 		},
 	}
+	if cfg.Metrics.APIEnabled {
+		srv.Metrics = deps.Metrics
+	}
 	if cfg.API.EnableJobHandler {
 		// Every API process may run it: each job run is claimed in the
 		// database, so it fires once however many handlers there are.
 		h := &jobs.Handler{DB: deps.DB, Executions: executions, Log: log.With("component", "jobs")}
 		go h.Run(ctx, jobs.Interval)
 	}
-	hs := newHTTPServer(cfg, withCORS(cfg.CORS, srv.Handler()))
+	hs := newHTTPServer(cfg, withCORS(cfg.CORS, withMetrics(cfg.Metrics, srv.Metrics, srv.Handler())))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	cmdline.LogStarted(log, "qinling-api", cfg, "address", "http://"+ln.Addr().String(),
-		"all_in_one", allInOne, "auth", cmdline.OnOff(cfg.Pecan.AuthEnable))
+		"all_in_one", allInOne, "auth", cmdline.OnOff(cfg.Pecan.AuthEnable), "metrics", cmdline.OnOff(cfg.Metrics.APIEnabled))
 
 	select {
 	case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/qinling-go/qinling/pkg/cmdline"
 	"github.com/qinling-go/qinling/pkg/config"
@@ -34,6 +35,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("configuration: " + w)
 	}
 	log.Debug("configuration", "config", cfg)
+	// Listen first: a port in use should fail before anything else starts.
+	var metricsLn net.Listener
+	if addr := cfg.Metrics.EngineAddress; addr != "" {
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
+			log.Error("qinling-engine stopped", "error", fmt.Errorf("metrics.engine_address: %w", err))
+			return 1
+		}
+		defer metricsLn.Close()
+	}
 	deps, err := service.Open(ctx, cfg, false, log)
 	if err != nil {
 		log.Error("qinling-engine stopped", "error", err)
@@ -45,7 +55,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("qinling-engine stopped", "error", err)
 		return 1
 	}
-	cmdline.LogStarted(log, "qinling-engine", cfg, "name", cfg.EngineName())
+	metricsAddress := "off"
+	if metricsLn != nil {
+		metricsAddress = "http://" + metricsLn.Addr().String() + "/metrics"
+		go func() {
+			if err := deps.Metrics.Serve(ctx, metricsLn, cfg.Metrics.BearerToken); err != nil {
+				log.Error("metrics listener stopped", "error", err)
+			}
+		}()
+	}
+	cmdline.LogStarted(log, "qinling-engine", cfg, "name", cfg.EngineName(), "metrics", metricsAddress)
 	if err := eng.Wait(); err != nil {
 		log.Error("qinling-engine stopped", "error", err)
 		return 1
