@@ -1,0 +1,76 @@
+"""What the panels share: the 404 rule, choice lists and JSON checks."""
+
+import json
+
+from django import http
+from django.utils.translation import gettext_lazy as _
+
+from horizon import exceptions as horizon_exceptions
+
+from qinling_dashboard.api import qinling as api
+from qinling_dashboard import exceptions
+
+POLICY_SCOPE = 'function-engine'
+
+
+def get_or_404(getter, request, object_id):
+    """getter(request, id), with the API's 404 as Django's.
+
+    Another project's id answers 404 from the API too, so a pasted URL gives
+    Horizon's not-found page, never the object.
+    """
+    try:
+        return getter(request, object_id)
+    except exceptions.QinlingNotFound:
+        raise http.Http404()
+
+
+def function_choices(request):
+    try:
+        functions = api.function_list(request)
+    except Exception:
+        horizon_exceptions.handle(request,
+                                  _('Unable to retrieve functions.'))
+        functions = []
+    choices = [(f.id, f.name or f.id) for f in functions]
+    return [('', _('Select a function'))] + sorted(choices,
+                                                   key=lambda c: c[1])
+
+
+def alias_choices(request, function_id=None):
+    try:
+        aliases = api.alias_list(request, function_id)
+    except Exception:
+        horizon_exceptions.handle(request, _('Unable to retrieve aliases.'))
+        aliases = []
+    return [('', _('None: use the function and version'))] + [
+        (a.name, '%s (%s v%s)' % (a.name, a.function_id[:8],
+                                  a.function_version)) for a in aliases]
+
+
+def runtime_names(request):
+    """{runtime id: runtime}; empty when they cannot be read."""
+    try:
+        return {r.id: r for r in api.runtime_list(request)}
+    except Exception:
+        horizon_exceptions.handle(request, _('Unable to retrieve runtimes.'))
+        return {}
+
+
+def check_json(value):
+    """Input travels as a string; the server passes JSON on to functions
+    as parameters. An empty value is no input."""
+    if value in (None, ''):
+        return None
+    json.loads(value)
+    return value
+
+
+def form_error(form, request, error):
+    """A failed API call in a form's handle(): the server's faultstring at
+    the top of the form, which stays open; anything else is Horizon's."""
+    if isinstance(error, exceptions.QinlingError):
+        form.api_error(error.message)
+    else:
+        horizon_exceptions.handle(request)
+    return False
