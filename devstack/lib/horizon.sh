@@ -44,6 +44,8 @@ horizon_config() {
 		OPENSTACK_KEYSTONE_DEFAULT_ROLE = 'member'
 		SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'
 		SESSION_TIMEOUT = $KEYSTONE_TOKEN_EXPIRATION
+		# This cloud has no compute: users land on their functions.
+		HORIZON_CONFIG['user_home'] = WEBROOT + 'project/functions/'
 		# qinling_dashboard/local_settings.d/_1800_qinling_settings.py, as
 		# Horizon would exec it from its local_settings.d.
 		exec(open(os.path.join(os.path.dirname(_qinling_enabled.__file__), '..',

@@ -302,10 +302,8 @@ def alias_delete(request, name):
     _call(request, 'DELETE', '/aliases/%s' % name)
 
 
-def webhook_list(request, function_id=None):
-    params = {'function_id': function_id} if function_id else None
-    return [Webhook(w) for w in _get(request, '/webhooks', 'webhooks',
-                                     params=params)]
+def webhook_list(request):
+    return [Webhook(w) for w in _get(request, '/webhooks', 'webhooks')]
 
 
 def webhook_create(request, function_id=None, function_version=0,

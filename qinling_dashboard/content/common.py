@@ -13,16 +13,19 @@ from qinling_dashboard import exceptions
 POLICY_SCOPE = 'function-engine'
 
 
-def get_or_404(getter, request, object_id):
+def get_or_404(getter, request, object_id, redirect):
     """getter(request, id), with the API's 404 as Django's.
 
     Another project's id answers 404 from the API too, so a pasted URL gives
-    Horizon's not-found page, never the object.
+    Horizon's not-found page, never the object. Any other error goes back to
+    redirect with the server's message.
     """
     try:
         return getter(request, object_id)
     except exceptions.QinlingNotFound:
         raise http.Http404()
+    except Exception:
+        horizon_exceptions.handle(request, redirect=redirect)
 
 
 def function_choices(request):

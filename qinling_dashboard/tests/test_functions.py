@@ -123,6 +123,38 @@ class FunctionDetailTests(helpers.TestCase):
                                           args=[FID]))
             self.assertEqual(res.status_code, 404, name)
 
+    @helpers.create_mocks({api: ('function_get',)})
+    def test_an_api_failure_goes_back_to_the_list_with_its_message(self):
+        self.mock_function_get.side_effect = exceptions.from_status(
+            503, 'Identity service unavailable')
+        res = self.client.get(reverse('horizon:project:functions:detail',
+                                      args=[FID]))
+        self.assertRedirectsNoFollow(res, INDEX_URL)
+
+    @helpers.create_mocks({api: ('function_get', 'alias_list',
+                                 'webhook_list', 'runtime_get')})
+    def test_webhooks_of_the_function_and_its_aliases(self):
+        self.mock_function_get.return_value = function()
+        self.mock_runtime_get.return_value = runtime()
+        self.mock_alias_list.return_value = [api.Alias({
+            'name': 'prod', 'function_id': FID, 'function_version': 1})]
+        self.mock_webhook_list.return_value = [
+            api.Webhook({'id': 'w1', 'function_alias': 'prod',
+                         'function_id': None, 'function_version': None,
+                         'webhook_url': 'http://h/v1/webhooks/w1/invoke'}),
+            api.Webhook({'id': 'w2', 'function_id': FID,
+                         'function_alias': None, 'function_version': 0,
+                         'webhook_url': 'http://h/v1/webhooks/w2/invoke'}),
+            api.Webhook({'id': 'w3', 'function_id': 'other',
+                         'function_alias': None, 'function_version': 0,
+                         'webhook_url': 'http://h/v1/webhooks/w3/invoke'})]
+        res = self.client.get(
+            reverse('horizon:project:functions:detail', args=[FID]) +
+            '?tab=function_details__webhooks')
+        self.assertContains(res, 'value="http://h/v1/webhooks/w1/invoke"')
+        self.assertContains(res, 'value="http://h/v1/webhooks/w2/invoke"')
+        self.assertNotContains(res, 'w3/invoke')
+
     @helpers.create_mocks({api: ('function_get', 'version_list',
                                  'alias_create')})
     def test_alias_create_shows_the_servers_message(self):

@@ -43,7 +43,7 @@ class UpdateView(function_views.FormView):
 
     def get_initial(self):
         runtime = common.get_or_404(api.runtime_get, self.request,
-                                    self.kwargs['runtime_id'])
+                                    self.kwargs['runtime_id'], INDEX_URL)
         return {'runtime_id': runtime.id, 'name': runtime.name,
                 'description': runtime.description, 'image': runtime.image}
 

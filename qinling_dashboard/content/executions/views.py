@@ -63,7 +63,7 @@ class DetailView(views.HorizonTemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         execution = common.get_or_404(api.execution_get, self.request,
-                                      kwargs['execution_id'])
+                                      kwargs['execution_id'], INDEX_URL)
         log = ''
         try:
             log = api.execution_log(self.request, execution.id)

@@ -67,9 +67,14 @@ class WebhooksTab(tabs.TableTab):
     preload = False
 
     def get_webhooks_data(self):
+        # A webhook on an alias names the alias, not the function.
+        function_id = self.tab_group.kwargs['function_id']
         try:
-            return api.webhook_list(self.request,
-                                    self.tab_group.kwargs['function_id'])
+            aliases = {a.name for a in api.alias_list(self.request,
+                                                      function_id)}
+            return [w for w in api.webhook_list(self.request)
+                    if w.function_id == function_id or
+                    w.function_alias in aliases]
         except Exception:
             exceptions.handle(self.request,
                               _('Unable to retrieve webhooks.'))

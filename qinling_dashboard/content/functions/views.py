@@ -66,7 +66,7 @@ class FunctionMixin(object):
 
     def dispatch(self, request, *args, **kwargs):
         self.function = common.get_or_404(api.function_get, request,
-                                          kwargs['function_id'])
+                                          kwargs['function_id'], INDEX_URL)
         return super().dispatch(request, *args, **kwargs)
 
 
@@ -170,8 +170,9 @@ class UpdateAliasView(FunctionFormView):
     tab = 'aliases'
 
     def get_initial(self):
-        alias = common.get_or_404(api.alias_get, self.request,
-                                  self.kwargs['alias_name'])
+        alias = common.get_or_404(
+            api.alias_get, self.request, self.kwargs['alias_name'],
+            function_forms.detail_url(self.function.id, 'aliases'))
         return {'function_id': self.function.id, 'name': alias.name,
                 'function_version': str(alias.function_version),
                 'description': alias.description}
