@@ -6,6 +6,7 @@ from django import http
 from django.utils.translation import gettext_lazy as _
 
 from horizon import exceptions as horizon_exceptions
+from horizon import forms
 
 from qinling_dashboard.api import qinling as api
 from qinling_dashboard import exceptions
@@ -60,13 +61,51 @@ def runtime_names(request):
         return {}
 
 
-def check_json(value):
-    """Input travels as a string; the server passes JSON on to functions
-    as parameters. An empty value is no input."""
+def clean_json_input(value):
+    """Input travels as a string, which the server passes on to functions
+    (a JSON object as keyword arguments). The form asks for JSON; the API
+    would take any string. An empty value is no input."""
     if value in (None, ''):
         return None
-    json.loads(value)
+    try:
+        json.loads(value)
+    except ValueError as e:
+        raise forms.ValidationError(
+            _('The input is not valid JSON: %s') % e)
     return value
+
+
+class RunTargetForm(forms.SelfHandlingForm):
+    """What an execution or a job runs: a function's version, or an alias."""
+
+    function_id = forms.ThemableChoiceField(label=_('Function'),
+                                            required=False)
+    function_version = forms.IntegerField(
+        label=_('Version'), required=False, min_value=0, initial=0,
+        help_text=_('0 runs the latest code.'))
+    function_alias = forms.ThemableChoiceField(
+        label=_('Alias'), required=False,
+        help_text=_('When chosen, runs what the alias points at; function '
+                    'and version are ignored.'))
+
+    def __init__(self, request, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        self.fields['function_id'].choices = function_choices(request)
+        self.fields['function_alias'].choices = alias_choices(request)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get('function_id') and not data.get('function_alias'):
+            raise forms.ValidationError(
+                _('Choose a function or an alias to run.'))
+        return data
+
+    @staticmethod
+    def target(data):
+        """The API's keyword arguments for the chosen target."""
+        return {'function_id': data.get('function_id') or None,
+                'function_version': data.get('function_version') or 0,
+                'function_alias': data.get('function_alias') or None}
 
 
 def form_error(form, request, error):

@@ -9,16 +9,7 @@ from qinling_dashboard.api import qinling as api
 from qinling_dashboard.content import common
 
 
-class RunFunctionForm(forms.SelfHandlingForm):
-    function_id = forms.ThemableChoiceField(label=_('Function'),
-                                            required=False)
-    function_version = forms.IntegerField(
-        label=_('Version'), required=False, min_value=0, initial=0,
-        help_text=_('0 runs the latest code.'))
-    function_alias = forms.ThemableChoiceField(
-        label=_('Alias'), required=False,
-        help_text=_('When chosen, runs what the alias points at; function '
-                    'and version are ignored.'))
+class RunFunctionForm(common.RunTargetForm):
     input = forms.CharField(
         label=_('Input (JSON)'), required=False,
         widget=forms.Textarea(attrs={'rows': 4}),
@@ -29,33 +20,14 @@ class RunFunctionForm(forms.SelfHandlingForm):
         help_text=_('Unchecked: run in the background and watch it in '
                     'the Executions list.'))
 
-    def __init__(self, request, *args, **kwargs):
-        super().__init__(request, *args, **kwargs)
-        self.fields['function_id'].choices = common.function_choices(request)
-        self.fields['function_alias'].choices = common.alias_choices(request)
-
     def clean_input(self):
-        value = self.cleaned_data.get('input')
-        try:
-            return common.check_json(value)
-        except ValueError as e:
-            raise forms.ValidationError(
-                _('The input is not valid JSON: %s') % e)
-
-    def clean(self):
-        data = super().clean()
-        if not data.get('function_id') and not data.get('function_alias'):
-            raise forms.ValidationError(
-                _('Choose a function or an alias to run.'))
-        return data
+        return common.clean_json_input(self.cleaned_data.get('input'))
 
     def handle(self, request, data):
         try:
             execution = api.execution_create(
-                request, function_id=data.get('function_id') or None,
-                function_version=data.get('function_version') or 0,
-                function_alias=data.get('function_alias') or None,
-                sync=data.get('sync'), input=data.get('input'))
+                request, sync=data.get('sync'), input=data.get('input'),
+                **self.target(data))
         except Exception as e:
             return common.form_error(self, request, e)
         if execution.status == 'running':

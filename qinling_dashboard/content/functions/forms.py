@@ -210,18 +210,9 @@ class CreateAliasForm(forms.SelfHandlingForm):
         return alias
 
 
-class UpdateAliasForm(forms.SelfHandlingForm):
-    function_id = forms.CharField(widget=forms.HiddenInput())
+class UpdateAliasForm(CreateAliasForm):
     name = forms.CharField(label=_('Name'), widget=forms.TextInput(
         attrs={'readonly': 'readonly'}))
-    function_version = forms.ThemableChoiceField(label=_('Version'))
-    description = forms.CharField(max_length=255, label=_('Description'),
-                                  required=False)
-
-    def __init__(self, request, *args, **kwargs):
-        super().__init__(request, *args, **kwargs)
-        self.fields['function_version'].choices = _version_choices(
-            request, self.initial.get('function_id'))
 
     def handle(self, request, data):
         try:

@@ -26,6 +26,15 @@ class OverviewTab(tabs.Tab):
                 'code': function.code_dict}
 
 
+def _listed(request, what, call, *args):
+    """call(request, *args), or nothing with Horizon's message."""
+    try:
+        return call(request, *args)
+    except Exception:
+        exceptions.handle(request, _('Unable to retrieve %s.') % what)
+        return []
+
+
 class VersionsTab(tabs.TableTab):
     name = _('Versions')
     slug = 'versions'
@@ -34,13 +43,8 @@ class VersionsTab(tabs.TableTab):
     preload = False
 
     def get_versions_data(self):
-        try:
-            return api.version_list(self.request,
-                                    self.tab_group.kwargs['function_id'])
-        except Exception:
-            exceptions.handle(self.request,
-                              _('Unable to retrieve versions.'))
-            return []
+        return _listed(self.request, _('versions'), api.version_list,
+                       self.tab_group.kwargs['function_id'])
 
 
 class AliasesTab(tabs.TableTab):
@@ -51,12 +55,8 @@ class AliasesTab(tabs.TableTab):
     preload = False
 
     def get_aliases_data(self):
-        try:
-            return api.alias_list(self.request,
-                                  self.tab_group.kwargs['function_id'])
-        except Exception:
-            exceptions.handle(self.request, _('Unable to retrieve aliases.'))
-            return []
+        return _listed(self.request, _('aliases'), api.alias_list,
+                       self.tab_group.kwargs['function_id'])
 
 
 class WebhooksTab(tabs.TableTab):
@@ -69,16 +69,12 @@ class WebhooksTab(tabs.TableTab):
     def get_webhooks_data(self):
         # A webhook on an alias names the alias, not the function.
         function_id = self.tab_group.kwargs['function_id']
-        try:
-            aliases = {a.name for a in api.alias_list(self.request,
-                                                      function_id)}
-            return [w for w in api.webhook_list(self.request)
-                    if w.function_id == function_id or
-                    w.function_alias in aliases]
-        except Exception:
-            exceptions.handle(self.request,
-                              _('Unable to retrieve webhooks.'))
-            return []
+        aliases = {a.name for a in _listed(self.request, _('aliases'),
+                                           api.alias_list, function_id)}
+        return [w for w in _listed(self.request, _('webhooks'),
+                                   api.webhook_list)
+                if w.function_id == function_id or
+                w.function_alias in aliases]
 
 
 class ExecutionsTab(tabs.TableTab):
@@ -89,13 +85,10 @@ class ExecutionsTab(tabs.TableTab):
     preload = False
 
     def get_executions_data(self):
-        try:
-            return api.execution_list(
-                self.request, function_id=self.tab_group.kwargs['function_id'])
-        except Exception:
-            exceptions.handle(self.request,
-                              _('Unable to retrieve executions.'))
-            return []
+        function_id = self.tab_group.kwargs['function_id']
+        return _listed(self.request, _('executions'),
+                       lambda request: api.execution_list(
+                           request, function_id=function_id))
 
 
 class FunctionDetailTabs(tabs.DetailTabsGroup):
