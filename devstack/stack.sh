@@ -25,7 +25,7 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling; do
+for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling horizon; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
@@ -104,6 +104,9 @@ stack_env_lines() {
 		RABBIT_EPMD_PORT=$RABBIT_EPMD_PORT
 		ETCD_PORT=$ETCD_PORT
 		ETCD_PEER_PORT=$ETCD_PEER_PORT
+		HORIZON_PORT=$HORIZON_PORT
+		HORIZON_PROCESSES=$HORIZON_PROCESSES
+		HORIZON_URL=http://$SERVICE_HOST:$HORIZON_PORT/
 		QINLING_ENGINES=$QINLING_ENGINES
 		QINLING_POOL_SIZE=$QINLING_POOL_SIZE
 		QINLING_DEBUG=$QINLING_DEBUG
@@ -153,6 +156,7 @@ main() {
 	keystone_paths
 	qinling_paths
 	kubernetes_paths
+	horizon_paths
 	mkdir -p "$STACK_DIR" "$BIN_DIR" "$ETC_DIR" "$DATA_DIR" "$RUN_DIR" "$LOG_DIR" "$PID_DIR"
 	chmod 700 "$STACK_DIR"
 	# unstack.sh --purge removes only a directory carrying this mark.
@@ -168,13 +172,14 @@ main() {
 	service_enabled etcd && packages+=("${ETCD_PACKAGES[@]}")
 	service_enabled keystone && packages+=("${KEYSTONE_PACKAGES[@]}")
 	service_enabled kubernetes && packages+=("${KUBERNETES_PACKAGES[@]}")
+	service_enabled horizon && packages+=("${HORIZON_PACKAGES[@]}")
 	install_packages "${packages[@]}"
 
 	for svc in $ENABLED_SERVICES; do
 		case $svc in
-		mariadb | rabbitmq | etcd | kubernetes | qinling) "stack_$svc" ;;
+		mariadb | rabbitmq | etcd | kubernetes | qinling | horizon) "stack_$svc" ;;
 		keystone) stack_keystone && stack_openrc ;;
-		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling)" ;;
+		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling horizon)" ;;
 		esac
 	done
 
@@ -185,6 +190,9 @@ main() {
 	fi
 	if service_enabled qinling; then
 		printf '  qinling-api  %s (%s engines, orchestrator %s)\n' "$QINLING_URL" "$QINLING_ENGINES" "$QINLING_ORCHESTRATOR"
+	fi
+	if service_enabled horizon; then
+		printf '  Dashboard    %s (demo / %s; admin / %s)\n' "$HORIZON_URL" "$DEMO_PASSWORD" "$ADMIN_PASSWORD"
 	fi
 	if service_enabled kubernetes; then
 		printf '  Kubernetes   %s (node %s, namespace %s)\n' "$KUBE_SERVER" "$KUBE_NODE_NAME" "$K8S_NAMESPACE"

@@ -48,6 +48,8 @@ flock -w 120 9 || die "another stack.sh, unstack.sh or restart.sh is working on 
 if [[ -d $PID_DIR ]]; then
 	# Engines (any number an earlier run left), then the API, then the
 	# services they use; the broker before its epmd.
+	# The dashboard first: it calls everything else.
+	stop_daemon horizon 30
 	for f in "$PID_DIR"/engine-*.pid; do
 		[[ -e $f ]] && stop_daemon "$(basename "$f" .pid)" 30
 	done

@@ -1,0 +1,9 @@
+from django.utils.translation import gettext_lazy as _
+
+import horizon
+
+
+class Runtimes(horizon.Panel):
+    name = _("Runtimes")
+    slug = 'runtimes'
+    permissions = ('openstack.services.function-engine',)

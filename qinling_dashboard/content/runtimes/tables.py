@@ -1,0 +1,48 @@
+from django.template import defaultfilters
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+from horizon import tables
+
+STATUS_CHOICES = (
+    ('available', True),
+    ('error', False),
+    ('creating', None),
+    ('upgrading', None),
+    ('deleting', None),
+)
+STATUS_DISPLAY = tuple(
+    (s, pgettext_lazy('Runtime status', s.capitalize()))
+    for s, _ok in STATUS_CHOICES)
+
+
+def _pool(runtime):
+    pool = getattr(runtime, 'pool', None)
+    if not pool:
+        return '-'
+    capacity = pool.get('capacity') or {}
+    return _('%(available)s free of %(total)s') % {
+        'available': capacity.get('available', 0),
+        'total': capacity.get('total', 0)}
+
+
+class RuntimesTable(tables.DataTable):
+    name = tables.Column(lambda r: r.name or r.id, verbose_name=_('Name'))
+    image = tables.Column('image', verbose_name=_('Image'))
+    status = tables.Column('status', verbose_name=_('Status'), status=True,
+                           status_choices=STATUS_CHOICES,
+                           display_choices=STATUS_DISPLAY)
+    pool = tables.Column(_pool, verbose_name=_('Pool'),
+                         help_text=_('Prewarmed workers (admins only).'))
+    public = tables.Column('is_public', verbose_name=_('Public'),
+                           filters=(defaultfilters.yesno,
+                                    defaultfilters.capfirst))
+    trusted = tables.Column('trusted', verbose_name=_('Trusted'),
+                            filters=(defaultfilters.yesno,
+                                     defaultfilters.capfirst))
+    description = tables.Column('description', verbose_name=_('Description'))
+
+    class Meta(object):
+        name = 'runtimes'
+        verbose_name = _('Runtimes')
+        status_columns = ('status',)

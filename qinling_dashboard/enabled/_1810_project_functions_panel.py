@@ -1,0 +1,4 @@
+PANEL = 'functions'
+PANEL_DASHBOARD = 'project'
+PANEL_GROUP = 'functions'
+ADD_PANEL = 'qinling_dashboard.content.functions.panel.Functions'

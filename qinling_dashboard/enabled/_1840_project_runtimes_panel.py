@@ -1,0 +1,4 @@
+PANEL = 'runtimes'
+PANEL_DASHBOARD = 'project'
+PANEL_GROUP = 'functions'
+ADD_PANEL = 'qinling_dashboard.content.runtimes.panel.Runtimes'

@@ -1,0 +1,29 @@
+# shellcheck shell=bash
+# The dashboard env: qinling_dashboard's unit tests (Horizon's test helpers,
+# API calls mocked), then the browser suite in headless Chromium against the
+# devstack stack's dashboard. Sourced by ./tox after lib.sh and test.sh.
+#
+# It runs after `devstack` (whose default services include horizon) and
+# before `unstack` in the default order; alone: ./tox -e devstack,dashboard,unstack.
+
+DASHBOARD_PACKAGES=(openstack-dashboard chromium chromium-driver python3-selenium python3-pyflakes curl)
+
+register_env dashboard "qinling_dashboard: unit tests with Horizon's helpers, then tests/dashboard in headless Chromium against the devstack stack (run devstack first); screenshots in DASHBOARD_SCREENSHOTS"
+env_dashboard() {
+	ensure_packages "${DASHBOARD_PACKAGES[@]}" || return
+	local rc=0 files
+	log "qinling_dashboard: pyflakes"
+	# The settings files star-import Horizon's settings by design.
+	mapfile -t files < <(find qinling_dashboard tests/dashboard -name '*.py' \
+		! -path '*/tests/settings.py' ! -path '*/local_settings.d/*')
+	/usr/bin/python3 -m pyflakes "${files[@]}" || rc=1
+	log "qinling_dashboard: unit tests (manage.py test)"
+	PYTHONPATH=$ROOT /usr/bin/python3 /usr/share/openstack-dashboard/manage.py test \
+		qinling_dashboard --settings=qinling_dashboard.tests.settings || rc=1
+	local shots=${DASHBOARD_SCREENSHOTS:-$ROOT/.tox/dashboard-screenshots}
+	rm -rf -- "$shots"
+	mkdir -p "$shots"
+	log "tests/dashboard: the browser suite (screenshots in $shots)"
+	QINLING_DASHBOARD_SCREENSHOTS=$shots /usr/bin/python3 -m unittest -v tests/dashboard/test_browser.py || rc=1
+	return $rc
+}

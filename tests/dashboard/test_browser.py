@@ -1,0 +1,412 @@
+"""The dashboard end to end: a real headless Chromium (Debian's chromium,
+chromium-driver, python3-selenium) clicks through qinling_dashboard on the
+devstack stack, as demo, alt_demo and admin.
+
+Run by `./tox -e dashboard` after `devstack` (scripts/dashboard.sh); reads
+the stack from $STACK_DIR/stack.env. The steps depend on each other and run
+in their names' order; a screenshot of every page visited is written to
+$QINLING_DASHBOARD_SCREENSHOTS.
+
+Waits are for a page's state (an element, a text), bounded by WAIT so a
+broken page fails instead of hanging; nothing is timed.
+"""
+
+import io
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+import uuid
+import zipfile
+
+from selenium import webdriver
+from selenium.common import exceptions as sel_exceptions
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+# Upper bound of any one wait: the machine may be busy, and a sync run may
+# start a worker first.
+WAIT = int(os.environ.get('QINLING_DASHBOARD_WAIT', '180'))
+
+HELLO = b'''def main(name="World", **kwargs):
+    print("log line from hello")
+    return "Hello, %s" % name
+'''
+
+
+def stack_env():
+    path = os.path.join(os.environ.get('STACK_DIR', '/opt/qinling-stack'),
+                        'stack.env')
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#') and '=' in line:
+                key, value = line.split('=', 1)
+                env[key] = value.strip('"')
+    return env
+
+
+class DashboardTest(unittest.TestCase):
+    """One scenario in ordered steps; state passes through the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = stack_env()
+        if not cls.env.get('HORIZON_URL'):
+            raise unittest.SkipTest('the stack has no horizon service')
+        cls.url = cls.env['HORIZON_URL'].rstrip('/')
+        cls.shots = os.environ.get('QINLING_DASHBOARD_SCREENSHOTS') or \
+            tempfile.mkdtemp(prefix='qinling-dashboard-')
+        os.makedirs(cls.shots, exist_ok=True)
+        cls.shot_n = 0
+        cls.tag = uuid.uuid4().hex[:6]
+        cls.work = tempfile.mkdtemp(prefix='qinling-dashboard-code-')
+        opts = webdriver.ChromeOptions()
+        for arg in ('--headless=new', '--no-sandbox',
+                    '--disable-dev-shm-usage', '--window-size=1400,1100'):
+            opts.add_argument(arg)
+        opts.binary_location = '/usr/bin/chromium'
+        cls.driver = webdriver.Chrome(
+            service=Service('/usr/bin/chromedriver'), options=opts)
+        cls.state = {}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+
+    # ------------------------------------------------------------ helpers
+
+    def shot(self, name):
+        type(self).shot_n += 1
+        self.driver.save_screenshot(os.path.join(
+            self.shots, '%02d-%s.png' % (self.shot_n, name)))
+
+    def wait(self, condition, what):
+        try:
+            return WebDriverWait(self.driver, WAIT, poll_frequency=0.5).until(
+                condition)
+        except sel_exceptions.TimeoutException:
+            self.shot('timeout')
+            self.fail('gave up waiting for %s on %s' %
+                      (what, self.driver.current_url))
+
+    def find(self, css):
+        return self.wait(EC.visibility_of_element_located(
+            (By.CSS_SELECTOR, css)), css)
+
+    def get(self, path, name):
+        self.driver.get(self.url + path)
+        self.find('#content_body')
+        self.shot(name)
+
+    def login(self, user):
+        d = self.driver
+        d.delete_all_cookies()
+        d.get(self.url + '/auth/login/')
+        self.find('#id_username').send_keys(self.env[user.upper() + '_USER'])
+        d.find_element(By.ID, 'id_password').send_keys(
+            self.env[user.upper() + '_PASSWORD'])
+        d.find_element(By.ID, 'loginBtn').click()
+        self.wait(lambda d: '/auth/login' not in d.current_url,
+                  'the login of ' + user)
+        self.find('.user-menu')
+
+    def open_modal(self, button_id):
+        self.find('#' + button_id).click()
+        return self.find('.modal form')
+
+    def set_field(self, name, value):
+        """Any field: text, select (themable selects hide the native one),
+        checkbox, file."""
+        el = self.find_in_modal('#id_' + name)
+        kind = el.get_attribute('type')
+        if el.tag_name == 'select':
+            self.driver.execute_script(
+                'arguments[0].value = arguments[1];'
+                '$(arguments[0]).trigger("change");', el, value)
+        elif kind == 'checkbox':
+            if el.is_selected() != bool(value):
+                self.driver.execute_script('arguments[0].click();', el)
+        elif kind == 'file':
+            el.send_keys(value)
+        else:
+            el.clear()
+            el.send_keys(value)
+
+    def find_in_modal(self, css):
+        return self.wait(EC.presence_of_element_located(
+            (By.CSS_SELECTOR, '.modal ' + css)), css)
+
+    def submit(self, name):
+        self.shot(name + '-form')
+        self.find_in_modal('.modal-footer [type=submit]').click()
+
+    def submit_ok(self, name):
+        """Submit; the modal closes and Horizon shows a success."""
+        self.submit(name)
+        self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR,
+                                                '.modal form'),
+                  'the form %s to close' % name)
+        self.find('#content_body')
+        self.shot(name + '-done')
+
+    def submit_fails(self, name, text):
+        """Submit; the modal stays, showing text (the server's message or
+        the field's error)."""
+        self.submit(name)
+        self.wait(lambda d: any(
+            text.lower() in e.text.lower() for e in d.find_elements(
+                By.CSS_SELECTOR, '.modal .alert-danger, .modal .help-block,'
+                ' .modal .error')), 'the error %r in %s' % (text, name))
+        self.shot(name + '-error')
+        self.find_in_modal('.modal-header .close').click()
+        self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR,
+                                                '.modal form'),
+                  'the form %s to close' % name)
+
+    def row_of(self, table, text):
+        """The id of the row of table whose text holds text."""
+        rows = self.wait(lambda d: [r for r in d.find_elements(
+            By.CSS_SELECTOR, '#%s tbody tr[data-object-id]' % table)
+            if text in r.text], 'a row with %r in %s' % (text, table))
+        return rows[0].get_attribute('data-object-id')
+
+    def delete_row(self, table, object_id, name):
+        self.find('#%s__row_%s__action_delete' % (table, object_id))
+        btn = self.driver.find_elements(
+            By.ID, '%s__row_%s__action_delete' % (table, object_id))
+        if btn and btn[0].is_displayed():
+            btn[0].click()
+        else:
+            # In the row's action menu.
+            self.find('#%s__row__%s .dropdown-toggle' %
+                      (table, object_id)).click()
+            self.find('#%s__row_%s__action_delete' %
+                      (table, object_id)).click()
+        self.find('.modal-footer .btn-danger').click()
+        self.wait(lambda d: not d.find_elements(
+            By.ID, '%s__row__%s' % (table, object_id)),
+            'row %s to go from %s' % (object_id, table))
+        self.shot(name)
+
+    def file(self, name, content):
+        path = os.path.join(self.work, name)
+        with open(path, 'wb') as f:
+            f.write(content)
+        return path
+
+    # -------------------------------------------------------------- steps
+
+    def test_01_admin_creates_runtimes(self):
+        self.login('admin')
+        self.get('/admin/runtimes/', 'admin-runtimes')
+        self.open_modal('runtimes__action_create')
+        self.submit_fails('runtime-no-image', 'Required param is missing')
+        for key, image in (('runtime', 'python3'),
+                           ('broken_runtime', 'no-such-image')):
+            name = 'e2e-%s-%s' % (key, self.tag)
+            self.open_modal('runtimes__action_create')
+            self.set_field('image', image)
+            self.set_field('name', name)
+            self.submit_ok('runtime-create-' + key)
+            self.state[key] = self.row_of('runtimes', name)
+        rid = self.state['runtime']
+        self.wait(lambda d: 'Available' in d.find_element(
+            By.ID, 'runtimes__row__' + rid).text, 'the runtime to be up')
+        self.wait(lambda d: 'Error' in d.find_element(
+            By.ID, 'runtimes__row__' + self.state['broken_runtime']).text,
+            'the broken runtime to fail')
+        self.shot('admin-runtimes-ready')
+
+    def test_02_member_sees_no_admin_actions(self):
+        self.login('demo')
+        self.get('/project/runtimes/', 'demo-runtimes')
+        self.assertFalse(self.driver.find_elements(
+            By.ID, 'runtimes__action_create'))
+        self.driver.get(self.url + '/admin/runtimes/')
+        self.shot('demo-admin-runtimes')
+        self.assertFalse(self.driver.find_elements(
+            By.ID, 'runtimes__action_create'))
+
+    def create_function(self, name, source, path, entry=None, **extra):
+        self.open_modal('functions__action_create')
+        self.set_field('name', name)
+        self.set_field('source', source)
+        if path:
+            self.set_field('code_file', path)
+        self.set_field('runtime_id', extra.pop('runtime', None) or
+                       self.state['runtime'])
+        if entry:
+            self.set_field('entry', entry)
+        for key, value in extra.items():
+            self.set_field(key, value)
+
+    def test_03_create_function_from_a_file(self):
+        self.get('/project/functions/', 'functions')
+        hello = self.file('hello.py', HELLO)
+        self.create_function('e2e-nofile', 'file', None)
+        self.submit_fails('function-no-file', 'Choose a file to upload')
+        self.create_function('e2e-memory', 'file', hello,
+                             memory_size='1')
+        self.submit_fails('function-memory', 'memory')
+        self.create_function('e2e-broken', 'file', hello,
+                             runtime=self.state['broken_runtime'])
+        self.submit_fails('function-runtime-unavailable', 'not available')
+        name = 'e2e-file-' + self.tag
+        self.create_function(name, 'file', hello)
+        self.submit_ok('function-from-file')
+        self.state['file_fn'] = self.row_of('functions', name)
+
+    def test_04_create_function_from_a_zip(self):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, 'w') as zf:
+            zf.writestr('pkg/__init__.py', '')
+            zf.writestr('pkg/hello.py', HELLO)
+        path = self.file('hello.zip', buf.getvalue())
+        name = 'e2e-zip-' + self.tag
+        self.create_function(name, 'package', path, entry='pkg.hello.main')
+        self.submit_ok('function-from-zip')
+        self.state['zip_fn'] = self.row_of('functions', name)
+
+    def test_05_run_sync_and_read_output_and_log(self):
+        fid = self.state['file_fn']
+        self.get('/project/executions/', 'executions')
+        self.open_modal('executions__action_create')
+        self.set_field('function_id', fid)
+        self.set_field('input', '{"name": ')
+        self.submit_fails('run-bad-json', 'not valid JSON')
+        for key in ('file_fn', 'zip_fn'):
+            self.get('/project/executions/', 'executions')
+            self.open_modal('executions__action_create')
+            self.set_field('function_id', self.state[key])
+            self.set_field('input', json.dumps({'name': 'Qinling'}))
+            self.submit('run-sync-' + key)
+            out = self.find('.execution-output')
+            self.shot('execution-sync-' + key)
+            self.assertIn('Hello, Qinling', out.text)
+            self.assertIn('log line from hello',
+                          self.find('.execution-log').text)
+            self.assertIn('success', self.find('.execution-status').text)
+
+    def test_06_run_async_and_watch_it_finish(self):
+        self.get('/project/executions/', 'executions')
+        self.open_modal('executions__action_create')
+        self.set_field('function_id', self.state['file_fn'])
+        self.set_field('sync', False)
+        self.submit('run-async')
+        self.find('#executions')
+        self.shot('execution-async-listed')
+        rows = self.driver.find_elements(
+            By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')
+        ids = [r.get_attribute('data-object-id') for r in rows]
+        messages = self.driver.find_element(By.CSS_SELECTOR,
+                                            '.messages').text
+        eid = [i for i in ids if i in messages]
+        self.assertTrue(eid, 'the started execution is listed')
+        row = '#executions__row__' + eid[0]
+        # No reload: Horizon's row polling brings the end.
+        self.wait(lambda d: 'Success' in d.find_element(
+            By.CSS_SELECTOR, row).text, 'the async run to succeed')
+        self.shot('execution-async-finished')
+
+    def test_07_version_alias_and_webhook(self):
+        fid = self.state['file_fn']
+        base = '/project/functions/%s/' % fid
+        self.get(base + '?tab=function_details__versions', 'versions')
+        self.open_modal('versions__action_create_version')
+        self.set_field('description', 'e2e')
+        self.submit_ok('version-create')
+        self.row_of('versions', 'e2e')
+
+        alias = 'e2e-alias-' + self.tag
+        self.get(base + '?tab=function_details__aliases', 'aliases')
+        self.open_modal('aliases__action_create_alias')
+        self.set_field('name', alias)
+        self.set_field('function_version', '1')
+        self.submit_ok('alias-create')
+        self.row_of('aliases', alias)
+        self.state['alias'] = alias
+
+        self.get(base + '?tab=function_details__webhooks', 'webhooks')
+        self.open_modal('webhooks__action_create_webhook')
+        self.set_field('function_alias', alias)
+        self.submit_ok('webhook-create')
+        url = self.find('#webhooks input.webhook-url').get_attribute('value')
+        self.state['webhook'] = self.row_of('webhooks', '')
+
+        self.get(base + '?tab=function_details__executions', 'fn-executions')
+        before = self.execution_ids()
+        subprocess.run(['curl', '-sf', '-X', 'POST', '-H',
+                        'Content-Type: application/json', '-d',
+                        '{"name": "webhook"}', url], check=True,
+                       stdout=subprocess.DEVNULL, timeout=WAIT)
+
+        def appeared(d):
+            d.refresh()
+            return self.execution_ids() - before
+        self.wait(appeared, 'the webhook execution on the function page')
+        self.shot('webhook-execution')
+
+    def execution_ids(self):
+        self.find('#executions')
+        return {r.get_attribute('data-object-id') for r in
+                self.driver.find_elements(
+                    By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')}
+
+    def test_08_job(self):
+        self.get('/project/jobs/', 'jobs')
+        self.open_modal('jobs__action_create')
+        self.set_field('function_id', self.state['file_fn'])
+        self.set_field('pattern', 'not a pattern')
+        self.submit_fails('job-bad-pattern', 'pattern')
+        name = 'e2e-job-' + self.tag
+        self.open_modal('jobs__action_create')
+        self.set_field('name', name)
+        self.set_field('function_id', self.state['file_fn'])
+        self.set_field('pattern', '0 0 1 1 *')
+        self.set_field('count', '2')
+        self.submit_ok('job-create')
+        self.state['job'] = jid = self.row_of('jobs', name)
+        row = self.find('#jobs__row__' + jid).text
+        self.assertIn('0 0 1 1 *', row)
+        self.assertRegex(row, r'20\d\d-01-01')
+
+    def test_09_another_projects_function_is_not_found(self):
+        self.login('alt_demo')
+        self.driver.get(self.url + '/project/functions/%s/' %
+                        self.state['file_fn'])
+        self.shot('alt-demo-not-found')
+        page = self.driver.title + self.driver.find_element(
+            By.TAG_NAME, 'body').text
+        self.assertIn('Not Found', page)
+        self.assertNotIn('e2e-file', self.driver.page_source)
+
+    def test_10_delete_everything(self):
+        self.login('demo')
+        self.get('/project/jobs/', 'jobs')
+        self.delete_row('jobs', self.state['job'], 'job-deleted')
+        fid = self.state['file_fn']
+        base = '/project/functions/%s/' % fid
+        self.get(base + '?tab=function_details__webhooks', 'webhooks')
+        self.delete_row('webhooks', self.state['webhook'], 'webhook-deleted')
+        self.get(base + '?tab=function_details__aliases', 'aliases')
+        self.delete_row('aliases', self.state['alias'], 'alias-deleted')
+        self.get(base + '?tab=function_details__versions', 'versions')
+        self.delete_row('versions', '1', 'version-deleted')
+        self.get('/project/functions/', 'functions')
+        for key in ('file_fn', 'zip_fn'):
+            self.delete_row('functions', self.state[key], key + '-deleted')
+
+    def test_11_admin_deletes_the_runtimes(self):
+        self.login('admin')
+        self.get('/admin/runtimes/', 'admin-runtimes')
+        for key in ('runtime', 'broken_runtime'):
+            self.delete_row('runtimes', self.state[key], key + '-deleted')
+
+
+if __name__ == '__main__':
+    unittest.main()
