@@ -4,7 +4,7 @@
 #
 # Tiers are build tags: untagged tests are unit tests and need
 # nothing but Go (and /usr/bin/python3 for the runtime's own tests);
-# `integration` tests start private MariaDB and RabbitMQ servers from Debian's
+# `integration` tests start private MariaDB, RabbitMQ and Swift servers from Debian's
 # packages; `functional` starts the all-in-one server and talks HTTP to it;
 # `cli` drives it with the real `openstack` client. Both of the last two use
 # the binaries that build_binaries made once for the whole ./tox run
@@ -47,10 +47,12 @@ env_functional() {
 	go test -tags functional -count=1 -timeout 15m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 
-register_env integration "go test -tags integration ./...: tests that start their own MariaDB and RabbitMQ (Debian's)"
+register_env integration "go test -tags integration ./...: tests that start their own MariaDB, RabbitMQ and Swift (Debian's)"
 env_integration() {
 	require_go || return
-	ensure_packages mariadb-server mariadb-client rabbitmq-server || return
+	# Swift (with its S3 API) for the storage backends' tests.
+	ensure_packages mariadb-server mariadb-client rabbitmq-server \
+		swift-proxy swift-account swift-container swift-object memcached || return
 	go test -tags integration -count=1 -timeout 20m "${GO_TEST_ARGS[@]}" ./...
 }
 

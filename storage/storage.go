@@ -1,5 +1,5 @@
 // Package storage defines where function packages (zip files) live. Backends
-// live in subpackages (local, memory; later swift and s3); pkg/backends picks
+// live in subpackages (local, memory, swift, s3); pkg/backends picks
 // one by name. Every backend passes storagetest.Run.
 package storage
 
@@ -37,4 +37,11 @@ var (
 	ErrChecksumMismatch = errors.New("storage: package md5 mismatch")
 	ErrInvalidPackage   = errors.New("storage: package is not a valid ZIP package")
 	ErrTooLarge         = errors.New("storage: package too large")
+)
+
+// Errors of an object store's check at startup; pkg/backends names the
+// option to fix.
+var (
+	ErrBadCredentials = errors.New("credentials refused")
+	ErrNoContainer    = errors.New("no such container or bucket")
 )

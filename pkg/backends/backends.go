@@ -6,6 +6,7 @@ package backends
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -29,15 +30,60 @@ import (
 	"github.com/qinling-go/qinling/runtimes"
 	"github.com/qinling-go/qinling/storage"
 	storagelocal "github.com/qinling-go/qinling/storage/local"
+	storages3 "github.com/qinling-go/qinling/storage/s3"
+	storageswift "github.com/qinling-go/qinling/storage/swift"
 )
 
-// NewStorage returns the package storage named by [storage] provider.
-func NewStorage(c *config.Config) (storage.PackageStorage, error) {
-	switch c.Storage.Provider {
+// NewStorage returns the package storage named by [storage] provider. An
+// object store is asked at once, so wrong credentials or a missing
+// container stop the service here, naming the option to fix.
+func NewStorage(ctx context.Context, c *config.Config) (storage.PackageStorage, error) {
+	s := c.Storage
+	switch s.Provider {
 	case "local":
-		return storagelocal.New(storagelocal.Config{Dir: c.PackagesDir(), MaxSize: c.Storage.MaxPackageSize, Limits: archive.DefaultLimits()})
+		return storagelocal.New(storagelocal.Config{Dir: c.PackagesDir(), MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits()})
+	case "swift":
+		k := c.Keystone
+		st, err := storageswift.New(ctx, storageswift.Config{
+			Container: s.SwiftContainer,
+			AuthURL:   s.SwiftAuthURL, User: s.SwiftUser, Key: s.SwiftKey,
+			Keystone: storageswift.Keystone{
+				AuthURL:  cmp.Or(k.AuthURL, k.WWWAuthenticateURI),
+				Username: k.Username, Password: k.Password, ProjectName: k.ProjectName,
+				UserDomainName: k.UserDomainName, ProjectDomainName: k.ProjectDomainName,
+				RegionName: k.RegionName, Interface: s.SwiftInterface,
+			},
+			Timeout: s.RequestTimeout, Retries: s.Retries, Backoff: s.RetryBackoff,
+			MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits(),
+		})
+		credentials := "keystone_authtoken.username and keystone_authtoken.password"
+		if s.SwiftAuthURL != "" {
+			credentials = "storage.swift_user and storage.swift_key"
+		}
+		return st, storageStartError(err, credentials, "storage.swift_container")
+	case "s3":
+		st, err := storages3.New(ctx, storages3.Config{
+			Endpoint: s.S3Endpoint, Region: s.S3Region, Bucket: s.S3Bucket,
+			AccessKey: s.S3AccessKey, SecretKey: s.S3SecretKey,
+			Timeout: s.RequestTimeout, Retries: s.Retries, Backoff: s.RetryBackoff,
+			MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits(),
+		})
+		return st, storageStartError(err, "storage.s3_access_key and storage.s3_secret_key", "storage.s3_bucket")
 	}
-	return nil, fmt.Errorf("storage.provider %q: unknown (want local)", c.Storage.Provider)
+	return nil, fmt.Errorf("storage.provider %q: unknown (want local, swift or s3)", s.Provider)
+}
+
+// storageStartError names the options behind an object store's refusal.
+func storageStartError(err error, credentials, container string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrBadCredentials):
+		return fmt.Errorf("check %s: %w", credentials, err)
+	case errors.Is(err, storage.ErrNoContainer):
+		return fmt.Errorf("%s: %w (create it first)", container, err)
+	}
+	return fmt.Errorf("storage: %w", err)
 }
 
 // NewOrchestrator returns the orchestrator named by [engine] orchestrator.

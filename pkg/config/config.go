@@ -157,9 +157,27 @@ type Kubernetes struct {
 
 // Storage is [storage].
 type Storage struct {
-	Provider       string `ini:"provider" default:"local" help:"Package storage backend." choices:"local"`
+	Provider       string `ini:"provider" default:"local" help:"Package storage backend: local (a directory API and engines share), swift (a Swift container) or s3 (an S3 bucket). See docs/storage.md." choices:"local,swift,s3"`
 	FileSystemDir  string `ini:"file_system_dir" default:"" help:"Directory of the local package storage. Empty means <state_path>/packages." path:"true"`
 	MaxPackageSize int64  `ini:"max_package_size" default:"53477376" help:"Largest function package accepted, in bytes (upstream's 51 MiB)."`
+	// Object stores (swift, s3): how long one request may wait, and how a
+	// store that fails transiently is retried before it counts as down.
+	RequestTimeout time.Duration `ini:"request_timeout" default:"30s" help:"swift and s3: longest wait to connect to the store or for the headers of one answer; a store slower than that is retried, then reported unavailable (503)."`
+	Retries        int           `ini:"retries" default:"3" help:"swift and s3: how many times a request that failed transiently (5xx, timeout, refused connection) is repeated, with doubling waits, before the store counts as unavailable."`
+	RetryBackoff   time.Duration `ini:"retry_backoff" default:"250ms" help:"swift and s3: first wait before a retry; it doubles with each one."`
+	// Swift: through Keystone as the service user of [keystone_authtoken]
+	// (upstream's way), or with Swift's own auth when swift_auth_url is set.
+	SwiftContainer string `ini:"swift_container" default:"qinling" help:"swift: container that holds every package; it must exist."`
+	SwiftInterface string `ini:"swift_interface" default:"public" help:"swift with Keystone: which catalog endpoint of the object-store service to use." choices:"public,internal,admin"`
+	SwiftAuthURL   string `ini:"swift_auth_url" default:"" help:"swift without Keystone: Swift's own auth endpoint (tempauth, e.g. http://host:8080/auth/v1.0). Empty means Keystone: the service user of [keystone_authtoken] and the catalog's object-store endpoint."`
+	SwiftUser      string `ini:"swift_user" default:"" help:"swift with swift_auth_url: user, as account:user."`
+	SwiftKey       string `ini:"swift_key" default:"" help:"swift with swift_auth_url: the user's key." secret:"true"`
+	// S3: any server with the S3 API, addressed path-style.
+	S3Endpoint  string `ini:"s3_endpoint" default:"" help:"s3: the server's URL, http(s)://host[:port]; buckets are addressed path-style."`
+	S3Region    string `ini:"s3_region" default:"us-east-1" help:"s3: region the requests are signed for."`
+	S3Bucket    string `ini:"s3_bucket" default:"qinling" help:"s3: bucket that holds every package; it must exist."`
+	S3AccessKey string `ini:"s3_access_key" default:"" help:"s3: access key (with Swift's s3api and Keystone, an EC2 credential's access)."`
+	S3SecretKey string `ini:"s3_secret_key" default:"" help:"s3: secret key." secret:"true"`
 }
 
 // Database is [database].

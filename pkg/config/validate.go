@@ -114,6 +114,7 @@ func (c *Config) Validate() error {
 
 	v.hostPort("metrics.engine_address", c.Metrics.EngineAddress)
 	v.etcdTLS(c.Etcd)
+	v.storage(c)
 	if c.Engine.Orchestrator == "kubernetes" {
 		v.kubernetes(c.Kubernetes)
 	}
@@ -286,5 +287,39 @@ func (v *validator) hostUIDs(l Local) {
 		if int64(id.v) >= first && int64(id.v) <= last {
 			v.addf("local_orchestrator.sandbox_host_uid_start %d: the range (%d ids) must not hold %s %d", first, n, id.name, id.v)
 		}
+	}
+}
+
+// storage checks what the chosen object store needs; the store itself is
+// asked at startup (pkg/backends), where wrong credentials or a missing
+// container stop the service.
+func (v *validator) storage(c *Config) {
+	s := c.Storage
+	switch s.Provider {
+	case "swift", "s3":
+		v.positive("storage.request_timeout", s.RequestTimeout)
+		v.atLeast("storage.retries", int64(s.Retries), 0)
+		if s.RetryBackoff < 0 {
+			v.addf("storage.retry_backoff %s: must not be negative", s.RetryBackoff)
+		}
+	}
+	switch s.Provider {
+	case "swift":
+		v.nonEmpty("storage.swift_container", s.SwiftContainer)
+		if s.SwiftAuthURL != "" {
+			v.httpURL("storage.swift_auth_url", s.SwiftAuthURL)
+			if !strings.HasSuffix(strings.TrimRight(s.SwiftAuthURL, "/"), "/auth/v1.0") {
+				v.addf("storage.swift_auth_url %q: want Swift's v1.0 auth, http(s)://host:port/auth/v1.0", s.SwiftAuthURL)
+			}
+			v.nonEmpty("storage.swift_user", s.SwiftUser)
+		} else if c.Keystone.AuthURL == "" && c.Keystone.WWWAuthenticateURI == "" {
+			v.addf("storage.provider swift: set storage.swift_auth_url (Swift's own auth) or keystone_authtoken.auth_url (the service user's Keystone)")
+		}
+	case "s3":
+		v.nonEmpty("storage.s3_endpoint", s.S3Endpoint)
+		v.httpURL("storage.s3_endpoint", s.S3Endpoint)
+		v.nonEmpty("storage.s3_bucket", s.S3Bucket)
+		v.nonEmpty("storage.s3_access_key", s.S3AccessKey)
+		v.nonEmpty("storage.s3_secret_key", s.S3SecretKey)
 	}
 }

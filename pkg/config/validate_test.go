@@ -36,6 +36,30 @@ func TestValidate_EachRule(t *testing.T) {
 		{name: "metrics engine address port zero", change: func(c *Config) { c.Metrics.EngineAddress = "127.0.0.1:0" },
 			want: `metrics.engine_address "127.0.0.1:0": want host:port`},
 		{name: "package size", change: func(c *Config) { c.Storage.MaxPackageSize = 0 }, want: "storage.max_package_size 0: must be at least 1"},
+		{name: "storage provider choice", change: func(c *Config) { c.Storage.Provider = "ceph" }, want: `storage.provider "ceph": unknown (want local, swift or s3)`},
+		{name: "swift through keystone", change: func(c *Config) { c.Storage.Provider = "swift" }},
+		{name: "swift without keystone nor auth url", change: func(c *Config) {
+			c.Storage.Provider = "swift"
+			c.Keystone.WWWAuthenticateURI, c.Pecan.AuthEnable = "", false
+		}, want: "storage.provider swift: set storage.swift_auth_url (Swift's own auth) or keystone_authtoken.auth_url"},
+		{name: "swift own auth", change: func(c *Config) {
+			c.Storage.Provider, c.Storage.SwiftAuthURL, c.Storage.SwiftUser = "swift", "http://swift:8080/auth/v1.0", "a:u"
+		}},
+		{name: "swift auth url not v1.0", change: func(c *Config) {
+			c.Storage.Provider, c.Storage.SwiftAuthURL, c.Storage.SwiftUser = "swift", "http://swift:8080/v3", "a:u"
+		}, want: `storage.swift_auth_url "http://swift:8080/v3": want Swift's v1.0 auth`},
+		{name: "swift empty container", change: func(c *Config) { c.Storage.Provider, c.Storage.SwiftContainer = "swift", "" }, want: "storage.swift_container: must not be empty"},
+		{name: "s3 needs an endpoint", change: func(c *Config) {
+			c.Storage.Provider, c.Storage.S3AccessKey, c.Storage.S3SecretKey = "s3", "a", "s"
+		}, want: "storage.s3_endpoint: must not be empty"},
+		{name: "s3 needs keys", change: func(c *Config) { c.Storage.Provider, c.Storage.S3Endpoint = "s3", "http://s3:8080" }, want: "storage.s3_access_key: must not be empty"},
+		{name: "s3 complete", change: func(c *Config) {
+			c.Storage.Provider, c.Storage.S3Endpoint, c.Storage.S3AccessKey, c.Storage.S3SecretKey = "s3", "http://s3:8080", "a", "s"
+		}},
+		{name: "object store timeout", change: func(c *Config) {
+			c.Storage.Provider, c.Storage.RequestTimeout = "swift", 0
+		}, want: "storage.request_timeout 0s: must be positive"},
+		{name: "object store options unchecked for local", change: func(c *Config) { c.Storage.RequestTimeout, c.Storage.S3Bucket = 0, "" }},
 		{name: "orchestrator choice", change: func(c *Config) { c.Engine.Orchestrator = "k8s" }, want: `engine.orchestrator "k8s": unknown (want local or kubernetes)`},
 		{name: "kubernetes defaults", change: func(c *Config) { c.Engine.Orchestrator = "kubernetes" }},
 		{name: "kubernetes pull policy", change: func(c *Config) { c.Engine.Orchestrator = "kubernetes"; c.Kubernetes.ImagePullPolicy = "Sometimes" },

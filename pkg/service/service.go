@@ -104,7 +104,7 @@ func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger
 	}
 	d.Coord = co
 	d.closers = append(d.closers, stop)
-	if d.Storage, err = backends.NewStorage(c); err != nil {
+	if d.Storage, err = backends.NewStorage(ctx, c); err != nil {
 		return nil, err
 	}
 	if d.Transport, err = backends.NewTransport(c, allInOne, log); err != nil {
