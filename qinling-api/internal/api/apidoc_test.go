@@ -561,7 +561,7 @@ var (
 	docTimestamp = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z`)
 	docTiming    = regexp.MustCompile(`(\\"(duration|queue_ms|acquire_ms|run_ms|total_ms|gb_seconds)\\":)-?[0-9.eE+-]+`)
 	// docUsage is the measured amounts of GET /v1/usage.
-	docUsage = regexp.MustCompile(`("(total_duration|duration|total_cpu_time|cpu_time|total_gb_seconds|gb_seconds)": )-?[0-9.eE+-]+`)
+	docUsage     = regexp.MustCompile(`("(total_duration|duration|total_cpu_time|cpu_time|total_gb_seconds|gb_seconds)": )-?[0-9.eE+-]+`)
 	docRequestID = regexp.MustCompile(`^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
