@@ -89,6 +89,14 @@ func TestValidate_EachRule(t *testing.T) {
 		{name: "mysql database URL", change: func(c *Config) { c.Database.Connection = "mysql+pymysql://u:p@db/q?charset=utf8" }},
 		{name: "transport", change: func(c *Config) { c.Default.TransportURL = "amqp://u:hunter2@mq/" }, want: `DEFAULT.transport_url "amqp://u:***@mq/": unknown transport (want rabbit://`},
 		{name: "rabbit transport", change: func(c *Config) { c.Default.TransportURL = "rabbit://u:p@mq:5672/" }},
+		{name: "notifications need a broker", change: func(c *Config) { c.Notifications.Driver = "messagingv2" }, want: `oslo_messaging_notifications.transport_url "": driver messagingv2 needs a broker`},
+		{name: "notifications to the RPC broker", change: func(c *Config) {
+			c.Notifications.Driver, c.Default.TransportURL = "messagingv2", "rabbit://u:p@mq:5672/"
+		}},
+		{name: "notifications need a topic", change: func(c *Config) {
+			c.Notifications.Driver, c.Notifications.TransportURL, c.Notifications.Topics = "messagingv2", "rabbit://u:p@mq:5672/", nil
+		}, want: "oslo_messaging_notifications.topics"},
+		{name: "unknown notification driver", change: func(c *Config) { c.Notifications.Driver = "log" }, want: "oslo_messaging_notifications.driver"},
 		{name: "etcd certs over http", change: func(c *Config) { c.Etcd.CACert = "/ca.pem" }, want: `etcd.ca_cert "/ca.pem": only used with etcd.protocol = https`},
 		{name: "etcd cert without key", change: func(c *Config) { c.Etcd.Protocol = "https"; c.Etcd.CertFile = "/c.pem" }, want: "etcd.cert_file and etcd.cert_key: set both"},
 		{name: "etcd https full", change: func(c *Config) {

@@ -2,8 +2,10 @@ package db
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -76,12 +78,30 @@ func (d *DB) FinishExecution(ctx context.Context, id, status string, result, log
 // whether it did.
 func (d *DB) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
 	var done bool
-	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var err error
-		done, err = d.finish(ctx, tx, id, o)
-		return err
-	})
+	var err error
+	// Executions of one function ending in the same hour add to one usage
+	// row: InnoDB may pick one of two such transactions as a deadlock
+	// victim, and that one is simply tried again (it changed nothing).
+	for attempt := 1; ; attempt++ {
+		err = d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			done, err = d.finish(ctx, tx, id, o)
+			return err
+		})
+		if err == nil || attempt == finishAttempts || !lockConflict(err) {
+			break
+		}
+	}
 	return done, translate(err, "Execution", id)
+}
+
+// finishAttempts bounds Finish's retries after a lock conflict.
+const finishAttempts = 5
+
+// lockConflict tells a MySQL deadlock or lock wait timeout, after which a
+// transaction may simply run again.
+func lockConflict(err error) bool {
+	var me *mysqldriver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (bool, error) {

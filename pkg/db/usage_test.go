@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/pkg/db"
@@ -173,5 +174,36 @@ func TestNotificationsQueuedWithTheirChange(t *testing.T) {
 		msgs, err := d.ClaimOutbox(ctx, "other-sender", time.Minute, 100)
 		require.NoError(t, err)
 		require.Empty(t, msgs, "claimed messages are not handed to a second sender")
+	})
+}
+
+// TestUsageConcurrentFinishes: executions of one function ending at once
+// all count, though they add to one row.
+func TestUsageConcurrentFinishes(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		fid := db.NewID()
+		var ids []string
+		for range 24 {
+			ids = append(ids, running(t, d, "p", fid))
+		}
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done, err := d.Finish(ctx, id, db.Outcome{Status: db.StatusSuccess, Usage: db.Usage{DurationMS: 3}})
+				assert.NoError(t, err)
+				assert.True(t, done)
+			}()
+		}
+		wg.Wait()
+		hour := time.Now().UTC().Truncate(time.Hour)
+		rows, err := d.UsageBetween(ctx, db.Internal, hour.Add(-time.Hour), hour.Add(time.Hour))
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		require.EqualValues(t, len(ids), rows[0].Executions)
+		require.EqualValues(t, 3*len(ids), rows[0].DurationMS)
 	})
 }

@@ -12,6 +12,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,7 @@ import (
 )
 
 // Config configures a Sender. Zero durations and sizes take the defaults
-// given.
+// given (negative ones are the caller's mistake).
 type Config struct {
 	// URL is oslo's transport URL of the broker.
 	URL string
@@ -67,21 +68,11 @@ func New(d *db.DB, cfg Config) (*Sender, error) {
 		host, _ := os.Hostname()
 		cfg.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), db.NewID()[:8])
 	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.Retry <= 0 {
-		cfg.Retry = 2 * time.Second
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 100
-	}
-	if cfg.ConfirmTimeout <= 0 {
-		cfg.ConfirmTimeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Interval = cmp.Or(cfg.Interval, time.Second)
+	cfg.Retry = cmp.Or(cfg.Retry, 2*time.Second)
+	cfg.Batch = cmp.Or(cfg.Batch, 100)
+	cfg.ConfirmTimeout = cmp.Or(cfg.ConfirmTimeout, 10*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Sender{db: d, cfg: cfg, log: cfg.Logger.With("component", "notifications")}, nil
 }
 

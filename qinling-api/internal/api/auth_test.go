@@ -215,12 +215,18 @@ func TestAuth_Policy(t *testing.T) {
 	})
 }
 
+// twoProjects starts an authenticated server with the admin's runtime rt
+// and a function of it in alice's project (fa) and in bob's (fb).
+func twoProjects(t *testing.T) (base, rt, fa, fb string) {
+	t.Helper()
+	base, _ = newAuthServer(t)
+	rt = createRuntimeAs(t, base, adminToken)
+	return base, rt, createFunctionAs(t, base, aliceToken, rt), createFunctionAs(t, base, bobToken, rt)
+}
+
 func TestAuth_ProjectScoping(t *testing.T) {
 	t.Parallel()
-	base, _ := newAuthServer(t)
-	rt := createRuntimeAs(t, base, adminToken)
-	fa := createFunctionAs(t, base, aliceToken, rt)
-	fb := createFunctionAs(t, base, bobToken, rt)
+	base, rt, fa, fb := twoProjects(t)
 	ea := createExecutionAs(t, base, aliceToken, fa)
 	eb := createExecutionAs(t, base, bobToken, fb)
 
@@ -275,10 +281,7 @@ func TestAuth_ProjectScoping(t *testing.T) {
 // project, or all of them, is for admins.
 func TestAuth_Usage(t *testing.T) {
 	t.Parallel()
-	base, _ := newAuthServer(t)
-	rt := createRuntimeAs(t, base, adminToken)
-	fa := createFunctionAs(t, base, aliceToken, rt)
-	fb := createFunctionAs(t, base, bobToken, rt)
+	base, _, fa, fb := twoProjects(t)
 	createExecutionAs(t, base, aliceToken, fa)
 	createExecutionAs(t, base, aliceToken, fa)
 	createExecutionAs(t, base, bobToken, fb)
