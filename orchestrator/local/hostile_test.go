@@ -370,24 +370,20 @@ def _spy():
     while True:
         time.sleep(1)
 
-SPAWNED = []
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    try:
-        _spy()
-    finally:
-        os._exit(0)
-SPAWNED.append(pid)
-if os.fork() == 0:
-    os.setsid()
+def _fork_spy():
     pid = os.fork()
     if pid == 0:
         try:
             _spy()
         finally:
             os._exit(0)
-    os.write(w, b'%d' % pid)
+    return pid
+
+SPAWNED = [_fork_spy()]
+r, w = os.pipe()
+if os.fork() == 0:   # and one daemonised
+    os.setsid()
+    os.write(w, b'%d' % _fork_spy())
     os._exit(0)
 SPAWNED.append(int(os.read(r, 32)))
 time.sleep(0.2)

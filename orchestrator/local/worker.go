@@ -180,8 +180,18 @@ func (o *Orchestrator) waitReady(ctx context.Context, w *worker) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
+	// The ping ends with the worker (its socket goes with it, which resets
+	// the connection) or with the orchestrator, whose Close waits for this.
 	pctx, cancel := context.WithTimeout(ctx, o.cfg.StartTimeout)
 	defer cancel()
+	defer context.AfterFunc(o.life, cancel)()
+	go func() {
+		select {
+		case <-w.done:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
 	for {
 		err := o.client.Ping(pctx, w.addr)
 		if err == nil {
