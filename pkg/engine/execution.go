@@ -130,7 +130,11 @@ type Timing struct {
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }
 
 func (e *Engine) execute(ctx context.Context, a ExecutionArgs, t *Timing) (orchestrator.Result, string, error) {
-	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
+	var f *db.Function
+	err := e.untilDB(ctx, reqctx.Logger(ctx, e.log), func() (err error) {
+		f, err = e.db.Function(ctx, db.Internal, a.FunctionID)
+		return err
+	})
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
