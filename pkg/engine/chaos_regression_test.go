@@ -16,52 +16,47 @@ import (
 	"github.com/qinling-go/qinling/pkg/engine"
 )
 
-// TestEngine_ScalingLockTakenRunsOnExistingWorker: an execution whose load
-// check asks for another worker while the function's scaling lock stays
-// taken past the lock wait (another engine's slow scale-ups, or etcd
-// restarting) runs on the worker that exists instead of ending in error
-// without having started. Found by the chaos suite on devstack.
-func TestEngine_ScalingLockTakenRunsOnExistingWorker(t *testing.T) {
-	ctx := context.Background()
-	h := newHarness(t, engine.Options{FunctionConcurrency: 1, LockWait: 50 * time.Millisecond})
-	h.orch.Handle("hello.main", hello)
-	f := h.function(t, "hello.main")
-	require.NoError(t, h.eng.ScaleUp(ctx, engine.FunctionArgs{FunctionID: f.ID, Count: 1}))
-	// Two running executions on one worker with function_concurrency 1:
-	// the load check wants a second worker.
-	h.execution(t, f)
-	a := h.execution(t, f)
-	unlock, err := h.coord.Lock(ctx, fmt.Sprintf("function_worker_%s_0", f.ID))
-	require.NoError(t, err)
-	defer unlock()
+// TestEngine_ScalingLockTaken: an execution whose load check asks for
+// another worker while the function's scaling lock stays taken past the
+// lock wait (another engine's slow scale-ups, or etcd restarting) runs on
+// the worker that exists instead of ending in error without having started
+// (found by the chaos suite on devstack); with no worker at all it ends in
+// error with the reason (not running, not hung).
+func TestEngine_ScalingLockTaken(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		workers    int
+		wantStatus string
+		wantOutput string
+	}{
+		{name: "runs on the existing worker", workers: 1, wantStatus: db.StatusSuccess, wantOutput: "Hello, x"},
+		{name: "no worker is an error", workers: 0, wantStatus: db.StatusError, wantOutput: "Function execution failed. Etcd lock failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, engine.Options{FunctionConcurrency: 1, LockWait: 50 * time.Millisecond})
+			h.orch.Handle("hello.main", hello)
+			f := h.function(t, "hello.main")
+			if tc.workers > 0 {
+				require.NoError(t, h.eng.ScaleUp(ctx, engine.FunctionArgs{FunctionID: f.ID, Count: tc.workers}))
+			}
+			// Two running executions per worker with function_concurrency
+			// 1: the load check wants another worker.
+			h.execution(t, f)
+			a := h.execution(t, f)
+			unlock, err := h.coord.Lock(ctx, fmt.Sprintf("function_worker_%s_0", f.ID))
+			require.NoError(t, err)
+			defer unlock()
 
-	require.NoError(t, h.eng.CreateExecution(ctx, a))
-	e, res := h.stored(t, a.ExecutionID)
-	require.Equal(t, db.StatusSuccess, e.Status, "result %v", res)
-	require.Equal(t, "Hello, x", res["output"])
-	ws, err := h.coord.Workers(ctx, coord.FunctionVersion{FunctionID: f.ID})
-	require.NoError(t, err)
-	require.Len(t, ws, 1, "no worker added without the lock")
-}
-
-// TestEngine_ScalingLockTakenWithoutWorkerIsError: with no worker at all the
-// lock is needed, and an execution that cannot get it ends in error with
-// the reason (not running, not hung).
-func TestEngine_ScalingLockTakenWithoutWorkerIsError(t *testing.T) {
-	ctx := context.Background()
-	h := newHarness(t, engine.Options{LockWait: 50 * time.Millisecond})
-	h.orch.Handle("hello.main", hello)
-	f := h.function(t, "hello.main")
-	a := h.execution(t, f)
-	unlock, err := h.coord.Lock(ctx, fmt.Sprintf("function_worker_%s_0", f.ID))
-	require.NoError(t, err)
-	defer unlock()
-
-	require.NoError(t, h.eng.CreateExecution(ctx, a))
-	e, res := h.stored(t, a.ExecutionID)
-	require.Equal(t, db.StatusError, e.Status)
-	require.Contains(t, res["output"], "Etcd lock failed")
-	require.Empty(t, h.orch.Calls().Run)
+			require.NoError(t, h.eng.CreateExecution(ctx, a))
+			e, res := h.stored(t, a.ExecutionID)
+			require.Equal(t, tc.wantStatus, e.Status, "result %v", res)
+			require.Contains(t, res["output"], tc.wantOutput)
+			ws, err := h.coord.Workers(ctx, coord.FunctionVersion{FunctionID: f.ID})
+			require.NoError(t, err)
+			require.Len(t, ws, tc.workers, "no worker added without the lock")
+		})
+	}
 }
 
 // TestEngine_RestartForgetsOwnDeadWorkers: an engine with an engine-local

@@ -148,6 +148,7 @@ type Timing struct {
 	GBSeconds       float64            `json:"gb_seconds"`
 
 	failReason string // why it failed, for the metrics (metrics.go)
+	ran        bool   // a worker was called: the execution waited for one (metrics.go)
 }
 
 // used fills t's usage figures from res and returns them for the rollup.
@@ -175,7 +176,11 @@ func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) 
 // waits for a free worker at most its function's timeout; an asynchronous one
 // as long as it takes.
 func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Timing) (orchestrator.Result, string, error) {
-	f, err := e.db.Function(ctx, db.Internal, a.FunctionID)
+	var f *db.Function
+	err := e.untilDB(ctx, reqctx.Logger(ctx, e.log), func() (err error) {
+		f, err = e.db.Function(ctx, db.Internal, a.FunctionID)
+		return err
+	})
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
@@ -214,6 +219,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 			e.release(fv, w, took)
 		}
 		t.RunMS += ms(took)
+		t.ran = true
 		switch {
 		case err == nil:
 			t.Worker = res.Timing
@@ -257,6 +263,7 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 	run := time.Now()
 	res, err := runner.RunImage(ctx, imageInvocation(f, a, image, args, reqctx.From(ctx).RequestID))
 	t.RunMS = ms(time.Since(run))
+	t.ran = true
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}

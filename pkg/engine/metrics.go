@@ -22,7 +22,7 @@ func (t Timing) metrics(cur *db.Execution, status string, res orchestrator.Resul
 		f.FunctionID = *cur.FunctionID
 	}
 	// Only an execution that reached a worker waited for one.
-	if t.RunMS > 0 {
+	if t.ran {
 		f.Wait = time.Duration((t.QueueMS + t.AcquireMS) * float64(time.Millisecond))
 	}
 	return f
