@@ -145,8 +145,9 @@ func (e *Engine) failWaiters(st *fnState, err error) {
 
 // acquire returns a worker of f's version with a slot taken for the caller,
 // waiting in the function's queue when every slot is taken. A synchronous
-// execution waits at most maxWait (its function's timeout); an asynchronous
-// one (maxWait 0) as long as its context lives. The caller gives the slot
+// execution waits at most maxWait (its function's timeout) for a busy
+// worker to free up, plus the time workers being started take; an
+// asynchronous one (maxWait 0) as long as its context lives. The caller gives the slot
 // back with release.
 func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (w coord.WorkerRecord, cold bool, err error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
@@ -176,27 +177,36 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case g := <-me.ch:
-		return g.worker, g.cold, g.err
-	case <-timeout:
-	case <-ctx.Done():
+	for {
+		select {
+		case g := <-me.ch:
+			return g.worker, g.cold, g.err
+		case <-timeout:
+		case <-ctx.Done():
+		}
+		e.mu.Lock()
+		if ctx.Err() == nil && st.scaling > 0 {
+			// Workers are being started: the bound is on waiting for busy
+			// ones, not on a cold start (which has bounds of its own).
+			timeout = time.After(maxWait)
+			e.mu.Unlock()
+			continue
+		}
+		i := slices.Index(st.waiting, me)
+		if i >= 0 {
+			st.waiting = slices.Delete(st.waiting, i, i+1)
+		}
+		e.mu.Unlock()
+		switch {
+		case i < 0:
+			// A worker (or an error) was handed over as the wait ended.
+			g := <-me.ch
+			return g.worker, g.cold, g.err
+		case ctx.Err() != nil:
+			return coord.WorkerRecord{}, false, ctx.Err()
+		}
+		return coord.WorkerRecord{}, false, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
 	}
-	e.mu.Lock()
-	i := slices.Index(st.waiting, me)
-	if i >= 0 {
-		st.waiting = slices.Delete(st.waiting, i, i+1)
-	}
-	e.mu.Unlock()
-	if i < 0 {
-		// A worker (or an error) was handed over as the wait ended: take it.
-		g := <-me.ch
-		return g.worker, g.cold, g.err
-	}
-	if ctx.Err() != nil {
-		return coord.WorkerRecord{}, false, ctx.Err()
-	}
-	return coord.WorkerRecord{}, false, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
 }
 
 // release gives back the slot acquire took on w, which ran a call for

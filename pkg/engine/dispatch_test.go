@@ -238,3 +238,30 @@ func TestEngine_SharedWorkersScaleOnce(t *testing.T) {
 		require.Equal(t, db.StatusSuccess, e.Status)
 	}
 }
+
+// slowStart is the fake whose workers take a while to start.
+type slowStart struct {
+	*fake.Orchestrator
+	delay time.Duration
+}
+
+func (s slowStart) ScaleUp(ctx context.Context, fn orchestrator.Function, count int) ([]orchestrator.Worker, error) {
+	time.Sleep(s.delay)
+	return s.Orchestrator.ScaleUp(ctx, fn, count)
+}
+
+// TestEngine_SyncWaitsForItsColdStart: the bound on a synchronous
+// execution's wait is for busy workers to free up; a worker being started
+// for it may take longer.
+func TestEngine_SyncWaitsForItsColdStart(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{})
+	h.orch.Handle("hello.main", hello)
+	e := engine.New(h.db, slowStart{h.orch, 1500 * time.Millisecond}, h.coord, nil, engine.Options{}, discard())
+	f := h.function(t, "hello.main")
+	require.NoError(t, h.db.UpdateFunction(ctx, f.ID, map[string]any{"timeout": 1}))
+	a := h.execution(t, f)
+	require.NoError(t, e.CreateExecution(ctx, a))
+	ex, res := h.stored(t, a.ExecutionID)
+	require.Equal(t, db.StatusSuccess, ex.Status, "%v", res)
+}
