@@ -25,7 +25,7 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling horizon; do
+for lib in mariadb rabbitmq etcd keystone swift kubernetes kubernetes-images qinling horizon; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
@@ -41,6 +41,20 @@ with_orchestrator_services() {
 		fi
 		;;
 	*) die "QINLING_ORCHESTRATOR='$QINLING_ORCHESTRATOR': use local or kubernetes" ;;
+	esac
+}
+
+# with_storage_services: swift and s3 package storage need the swift
+# service (lib/swift.sh), started after keystone and before qinling.
+with_storage_services() {
+	case $QINLING_STORAGE in
+	local) ;;
+	swift | s3)
+		if service_enabled qinling && ! service_enabled swift; then
+			ENABLED_SERVICES=$(sed -E 's/(^| )qinling( |$)/\1swift qinling\2/' <<<"$ENABLED_SERVICES")
+		fi
+		;;
+	*) die "QINLING_STORAGE='$QINLING_STORAGE': use local, swift or s3" ;;
 	esac
 }
 
@@ -96,6 +110,14 @@ stack_env_lines() {
 		ENABLED_SERVICES="$ENABLED_SERVICES"
 		SERVICE_HOST=$SERVICE_HOST
 		QINLING_ORCHESTRATOR=$QINLING_ORCHESTRATOR
+		QINLING_STORAGE=$QINLING_STORAGE
+		SWIFT_PORT=$SWIFT_PORT
+		SWIFT_ACCOUNT_PORT=$SWIFT_ACCOUNT_PORT
+		SWIFT_CONTAINER_PORT=$SWIFT_CONTAINER_PORT
+		SWIFT_OBJECT_PORT=$SWIFT_OBJECT_PORT
+		MEMCACHED_PORT=$MEMCACHED_PORT
+		SWIFT_CONTAINER=$SWIFT_CONTAINER
+		SWIFT_URL=http://$SERVICE_HOST:$SWIFT_PORT
 		QINLING_API_PORT=$QINLING_API_PORT
 		KEYSTONE_PORT=$KEYSTONE_PORT
 		MYSQL_PORT=$MYSQL_PORT
@@ -150,6 +172,7 @@ stack_env_lines() {
 
 main() {
 	with_orchestrator_services
+	with_storage_services
 	check_settings
 	stack_paths
 	mariadb_paths
@@ -171,15 +194,16 @@ main() {
 	service_enabled rabbitmq && packages+=("${RABBITMQ_PACKAGES[@]}")
 	service_enabled etcd && packages+=("${ETCD_PACKAGES[@]}")
 	service_enabled keystone && packages+=("${KEYSTONE_PACKAGES[@]}")
+	service_enabled swift && packages+=("${SWIFT_PACKAGES[@]}")
 	service_enabled kubernetes && packages+=("${KUBERNETES_PACKAGES[@]}")
 	service_enabled horizon && packages+=("${HORIZON_PACKAGES[@]}")
 	install_packages "${packages[@]}"
 
 	for svc in $ENABLED_SERVICES; do
 		case $svc in
-		mariadb | rabbitmq | etcd | kubernetes | qinling | horizon) "stack_$svc" ;;
+		mariadb | rabbitmq | etcd | swift | kubernetes | qinling | horizon) "stack_$svc" ;;
 		keystone) stack_keystone && stack_openrc ;;
-		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling horizon)" ;;
+		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone swift kubernetes qinling horizon)" ;;
 		esac
 	done
 
@@ -190,6 +214,9 @@ main() {
 	fi
 	if service_enabled qinling; then
 		printf '  qinling-api  %s (%s engines, orchestrator %s)\n' "$QINLING_URL" "$QINLING_ENGINES" "$QINLING_ORCHESTRATOR"
+	fi
+	if service_enabled swift; then
+		printf '  Swift        %s (packages: %s, container %s)\n' "http://$SERVICE_HOST:$SWIFT_PORT" "$QINLING_STORAGE" "$SWIFT_CONTAINER"
 	fi
 	if service_enabled horizon; then
 		printf '  Dashboard    %s (demo / %s; admin / %s)\n' "$HORIZON_URL" "$DEMO_PASSWORD" "$ADMIN_PASSWORD"

@@ -5,8 +5,9 @@
 #
 # Layout: $STACK_DIR/bin/{qinling-api,qinling-engine}, etc/qinling.conf,
 # etc/engine-N.conf, data/qinling/{api,engine-N} (each process's state_path),
-# data/qinling/packages (package storage shared by the API, which stores
-# uploads, and the engines, which unpack them).
+# data/qinling/packages (with QINLING_STORAGE=local: package storage shared
+# by the API, which stores uploads, and the engines, which unpack them;
+# swift and s3 keep packages in lib/swift.sh's Swift instead).
 
 QINLING_ENGINE_QUEUE=${QINLING_ENGINE_QUEUE:-qinling_engine}
 
@@ -37,7 +38,8 @@ $(tail -n 30 "$LOG_DIR/build.log")"
 }
 
 qinling_config() {
-	mkdir -p "$DATA_DIR/qinling/api" "$DATA_DIR/qinling/packages"
+	mkdir -p "$DATA_DIR/qinling/api"
+	[[ $QINLING_STORAGE == local ]] && mkdir -p "$DATA_DIR/qinling/packages"
 	write_file "$QINLING_CONF" 0600 <<-EOF
 		# Written by devstack/stack.sh; qinling-api and every engine read it
 		# (the engines also read their etc/engine-N.conf, which wins).
@@ -78,8 +80,8 @@ qinling_config() {
 		$(qinling_expiration_config)
 
 		[storage]
-		file_system_dir = $DATA_DIR/qinling/packages
 		max_package_size = $QINLING_MAX_PACKAGE_SIZE
+		$(qinling_storage_config)
 
 		[local_orchestrator]
 		pool_size = $QINLING_POOL_SIZE

@@ -308,7 +308,8 @@ use = egg:swift#%s
 }
 
 func swiftProxyConf(dir string, port, memcachedPort int) string {
-	return fmt.Sprintf(`[DEFAULT]
+	var b strings.Builder
+	fmt.Fprintf(&b, `[DEFAULT]
 bind_ip = 127.0.0.1
 bind_port = %d
 swift_dir = %s
@@ -327,35 +328,13 @@ account_autocreate = true
 use = egg:swift#tempauth
 user_test_tester = testing .admin
 
-[filter:s3api]
-use = egg:swift#s3api
-
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:%d
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:dlo]
-use = egg:swift#dlo
-
-[filter:slo]
-use = egg:swift#slo
 `, port, dir, memcachedPort)
+	// The rest of the pipeline needs no settings: each is Swift's own.
+	for _, f := range []string{"catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "listing_formats", "s3api", "copy", "dlo", "slo"} {
+		fmt.Fprintf(&b, "\n[filter:%s]\nuse = egg:swift#%s\n", f, strings.ReplaceAll(f, "-", "_"))
+	}
+	return b.String()
 }
