@@ -25,7 +25,7 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling; do
+for lib in mariadb rabbitmq etcd keystone kubernetes kubernetes-images qinling prometheus; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
@@ -110,6 +110,10 @@ stack_env_lines() {
 		QINLING_MAX_PACKAGE_SIZE=$QINLING_MAX_PACKAGE_SIZE
 		QINLING_FUNCTION_EXPIRATION=$QINLING_FUNCTION_EXPIRATION
 		QINLING_ENGINE_QUEUE=$QINLING_ENGINE_QUEUE
+		QINLING_ENGINE_METRICS_PORT=$QINLING_ENGINE_METRICS_PORT
+		PROMETHEUS_PORT=$PROMETHEUS_PORT
+		PROMETHEUS_SCRAPE_INTERVAL=$PROMETHEUS_SCRAPE_INTERVAL
+		PROMETHEUS_URL=http://$SERVICE_HOST:$PROMETHEUS_PORT
 		KEYSTONE_PROCESSES=$KEYSTONE_PROCESSES
 		KEYSTONE_THREADS=$KEYSTONE_THREADS
 		KEYSTONE_TOKEN_EXPIRATION=$KEYSTONE_TOKEN_EXPIRATION
@@ -168,13 +172,14 @@ main() {
 	service_enabled etcd && packages+=("${ETCD_PACKAGES[@]}")
 	service_enabled keystone && packages+=("${KEYSTONE_PACKAGES[@]}")
 	service_enabled kubernetes && packages+=("${KUBERNETES_PACKAGES[@]}")
+	service_enabled prometheus && packages+=("${PROMETHEUS_PACKAGES[@]}")
 	install_packages "${packages[@]}"
 
 	for svc in $ENABLED_SERVICES; do
 		case $svc in
-		mariadb | rabbitmq | etcd | kubernetes | qinling) "stack_$svc" ;;
+		mariadb | rabbitmq | etcd | kubernetes | qinling | prometheus) "stack_$svc" ;;
 		keystone) stack_keystone && stack_openrc ;;
-		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling)" ;;
+		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone kubernetes qinling prometheus)" ;;
 		esac
 	done
 
@@ -185,6 +190,9 @@ main() {
 	fi
 	if service_enabled qinling; then
 		printf '  qinling-api  %s (%s engines, orchestrator %s)\n' "$QINLING_URL" "$QINLING_ENGINES" "$QINLING_ORCHESTRATOR"
+	fi
+	if service_enabled prometheus; then
+		printf '  Prometheus   http://%s:%s (scrapes the API and every engine)\n' "$SERVICE_HOST" "$PROMETHEUS_PORT"
 	fi
 	if service_enabled kubernetes; then
 		printf '  Kubernetes   %s (node %s, namespace %s)\n' "$KUBE_SERVER" "$KUBE_NODE_NAME" "$K8S_NAMESPACE"
