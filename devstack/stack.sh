@@ -25,7 +25,7 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone swift kubernetes kubernetes-images qinling horizon; do
+for lib in mariadb rabbitmq etcd keystone swift kubernetes kubernetes-images qinling prometheus horizon; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
@@ -135,6 +135,10 @@ stack_env_lines() {
 		QINLING_MAX_PACKAGE_SIZE=$QINLING_MAX_PACKAGE_SIZE
 		QINLING_FUNCTION_EXPIRATION=$QINLING_FUNCTION_EXPIRATION
 		QINLING_ENGINE_QUEUE=$QINLING_ENGINE_QUEUE
+		QINLING_ENGINE_METRICS_PORT=$QINLING_ENGINE_METRICS_PORT
+		PROMETHEUS_PORT=$PROMETHEUS_PORT
+		PROMETHEUS_SCRAPE_INTERVAL=$PROMETHEUS_SCRAPE_INTERVAL
+		PROMETHEUS_URL=http://$SERVICE_HOST:$PROMETHEUS_PORT
 		KEYSTONE_PROCESSES=$KEYSTONE_PROCESSES
 		KEYSTONE_THREADS=$KEYSTONE_THREADS
 		KEYSTONE_TOKEN_EXPIRATION=$KEYSTONE_TOKEN_EXPIRATION
@@ -197,13 +201,14 @@ main() {
 	service_enabled swift && packages+=("${SWIFT_PACKAGES[@]}")
 	service_enabled kubernetes && packages+=("${KUBERNETES_PACKAGES[@]}")
 	service_enabled horizon && packages+=("${HORIZON_PACKAGES[@]}")
+	service_enabled prometheus && packages+=("${PROMETHEUS_PACKAGES[@]}")
 	install_packages "${packages[@]}"
 
 	for svc in $ENABLED_SERVICES; do
 		case $svc in
-		mariadb | rabbitmq | etcd | swift | kubernetes | qinling | horizon) "stack_$svc" ;;
+		mariadb | rabbitmq | etcd | swift | kubernetes | qinling | prometheus | horizon) "stack_$svc" ;;
 		keystone) stack_keystone && stack_openrc ;;
-		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone swift kubernetes qinling horizon)" ;;
+		*) die "ENABLED_SERVICES: unknown service '$svc' (known: mariadb rabbitmq etcd keystone swift kubernetes qinling prometheus horizon)" ;;
 		esac
 	done
 
@@ -214,6 +219,9 @@ main() {
 	fi
 	if service_enabled qinling; then
 		printf '  qinling-api  %s (%s engines, orchestrator %s)\n' "$QINLING_URL" "$QINLING_ENGINES" "$QINLING_ORCHESTRATOR"
+	fi
+	if service_enabled prometheus; then
+		printf '  Prometheus   http://%s:%s (scrapes the API and every engine)\n' "$SERVICE_HOST" "$PROMETHEUS_PORT"
 	fi
 	if service_enabled swift; then
 		printf '  Swift        %s (packages: %s, container %s)\n' "http://$SERVICE_HOST:$SWIFT_PORT" "$QINLING_STORAGE" "$SWIFT_CONTAINER"

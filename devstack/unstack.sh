@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # devstack/unstack.sh: stop exactly the daemons devstack/stack.sh started,
-# by the PIDs it recorded in STACK_DIR/pids (the engines and qinling-api
-# first, then the Kubernetes cluster if there is one, MariaDB last;
+# by the PIDs it recorded in STACK_DIR/pids (Prometheus, the engines and
+# qinling-api first, then the Kubernetes cluster if there is one, MariaDB last;
 # RabbitMQ's own epmd too), waiting for each to exit.
 # Data, configs and logs stay unless --purge is given, which then deletes
 # STACK_DIR entirely.
@@ -46,10 +46,11 @@ exec 9>"$STACK_DIR/.lock"
 flock -w 120 9 || die "another stack.sh, unstack.sh or restart.sh is working on $STACK_DIR"
 
 if [[ -d $PID_DIR ]]; then
-	# Engines (any number an earlier run left), then the API, then the
+	# The dashboard and Prometheus first (they call or scrape the rest), the
+	# engines (any number an earlier run left), then the API, then the
 	# services they use; the broker before its epmd.
-	# The dashboard first: it calls everything else.
 	stop_daemon horizon 30
+	stop_daemon prometheus 30
 	for f in "$PID_DIR"/engine-*.pid; do
 		[[ -e $f ]] && stop_daemon "$(basename "$f" .pid)" 30
 	done

@@ -13,6 +13,7 @@ env_devstack() {
 register_env functional-real "the functional tier against the devstack stack (QINLING_REAL_STACK=1; run devstack first)"
 env_functional_real() {
 	require_go || return
+	[[ -x /usr/bin/promtool ]] || ensure_packages prometheus || return
 	QINLING_REAL_STACK=1 go test -tags functional -count=1 -timeout 20m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 

@@ -42,8 +42,10 @@ register_env functional "go test -tags functional ./tests/functional/... against
 env_functional() {
 	require_go || return
 	need_binaries || return
-	# The hostile-function suite runs Node.js functions too.
+	# The hostile-function suite runs Node.js functions too; TestMetrics
+	# checks /metrics with Prometheus's promtool.
 	[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
+	[[ -x /usr/bin/promtool ]] || ensure_packages prometheus || return
 	go test -tags functional -count=1 -timeout 15m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 

@@ -102,6 +102,9 @@ qinling_config() {
 
 			[engine]
 			host = engine-$i
+
+			[metrics]
+			engine_address = $(engine_metrics_address "$i")
 		EOF
 	done
 }
@@ -159,6 +162,12 @@ start_engine() {
 	sleep 1
 	wait_until "$name" "$SERVICE_TIMEOUT" engines_consuming
 	log "$name: ready (RabbitMQ queue $QINLING_ENGINE_QUEUE has $(engine_queue_consumers) consumers)"
+}
+
+# engine_metrics_address N: where engine-N serves /metrics (lib/prometheus.sh
+# scrapes it).
+engine_metrics_address() {
+	printf '%s:%d' "$SERVICE_HOST" "$((QINLING_ENGINE_METRICS_PORT + $1 - 1))"
 }
 
 engine_hash() {

@@ -2,11 +2,15 @@ package testutil
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -122,4 +126,75 @@ func Promtool(t testing.TB, text []byte) {
 	cmd.Stdin = bytes.NewReader(text)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics:\n%s", out)
+}
+
+// MetricsURLs are the target's /metrics endpoints: the all-in-one's API
+// (which includes its engine's), or the stack's API and each engine's
+// (devstack: QINLING_ENGINE_METRICS_PORT + N - 1 for engine-N).
+func (tg *Target) MetricsURLs(t testing.TB) []string {
+	t.Helper()
+	urls := []string{tg.URL + "/metrics"}
+	if !tg.Real() {
+		return urls
+	}
+	base, err := strconv.Atoi(tg.Stack.Env["QINLING_ENGINE_METRICS_PORT"])
+	require.NoError(t, err, "stack.env has no QINLING_ENGINE_METRICS_PORT: a stack from before metrics; run devstack/stack.sh again")
+	for i := range tg.Stack.Engines {
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/metrics", base+i))
+	}
+	return urls
+}
+
+// ScrapeAll reads every /metrics of the target and adds the series up (a
+// series that several processes report is their sum), after checking each
+// output with promtool when check is set.
+func (tg *Target) ScrapeAll(t testing.TB, check bool) Series {
+	t.Helper()
+	total := Series{}
+	for _, u := range tg.MetricsURLs(t) {
+		text := ScrapeMetrics(t, u, "")
+		if check {
+			Promtool(t, text)
+		}
+		for k, v := range ParseMetrics(t, text) {
+			total[k] += v
+		}
+	}
+	return total
+}
+
+// PrometheusQuery asks the devstack stack's Prometheus (PROMETHEUS_URL in
+// stack.env) for an instant PromQL query whose answer is one number; ok is
+// false while it has no sample.
+func (st *Stack) PrometheusQuery(query string) (value float64, ok bool, err error) {
+	base := st.Env["PROMETHEUS_URL"]
+	if base == "" {
+		return 0, false, fmt.Errorf("stack.env has no PROMETHEUS_URL: run devstack/stack.sh with prometheus in ENABLED_SERVICES")
+	}
+	resp, err := keystoneClient.Get(base + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, false, fmt.Errorf("prometheus query %q: %w", query, err)
+	}
+	if body.Status != "success" {
+		return 0, false, fmt.Errorf("prometheus query %q: %s", query, body.Error)
+	}
+	if len(body.Data.Result) == 0 {
+		return 0, false, nil
+	}
+	s, _ := body.Data.Result[0].Value[1].(string)
+	value, err = strconv.ParseFloat(s, 64)
+	return value, err == nil, err
 }
