@@ -310,7 +310,10 @@ exports.attack = () => {
 };
 exports.check = () => ({
   pid: process.pid, seen: numeric(), tmp: fs.readdirSync('/tmp'), cwd: process.cwd(),
-  sock: fs.readdirSync('/var/qinling/run').flatMap((d) => fs.readdirSync('/var/qinling/run/' + d)),
+  // Workers have no socket directory since the engine owns the socket
+  // (a descriptor); were one ever mounted again, nothing in it may show.
+  sock: fs.existsSync('/var/qinling/run')
+    ? fs.readdirSync('/var/qinling/run').flatMap((d) => fs.readdirSync('/var/qinling/run/' + d)) : [],
   status: fs.readFileSync('/proc/self/status', 'utf8').split('\n').filter((l) => /^(Seccomp|NoNewPrivs|CapEff):/.test(l)),
 });
 exports.slow = async (context, input) => {
