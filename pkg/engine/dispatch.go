@@ -31,6 +31,7 @@ type fnState struct {
 	avgRun  time.Duration        // moving average of the call to the worker
 	removed map[string]bool      // workers scale-down took out, not to be re-added by a stale read
 	fresh   map[string]bool      // workers a scale-up made that have run nothing yet: their first call is a cold start
+	shared  int                  // the function version's running executions on every engine (shared orchestrators only)
 }
 
 // waiter is one queued execution. Exactly one of worker and err is sent on
@@ -163,6 +164,7 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 		if w, ok := e.free(st); ok {
 			cold := take(st, w)
 			e.mu.Unlock()
+			e.sharedLoad(ctx, fv)
 			return w, cold, nil
 		}
 	}
@@ -206,6 +208,30 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 			return coord.WorkerRecord{}, false, ctx.Err()
 		}
 		return coord.WorkerRecord{}, false, errdefs.New(errdefs.KindTimeout, "No worker became free within %d s.", int(maxWait.Round(time.Second)/time.Second))
+	}
+}
+
+// sharedLoad: engines sharing an orchestrator's workers each see only
+// their own executions, so one engine's slots may all look free while the
+// function's load, all engines' executions as the database counts them,
+// needs more workers. It records that count for the autoscaler (loadOf)
+// and lets it decide.
+func (e *Engine) sharedLoad(ctx context.Context, fv coord.FunctionVersion) {
+	if e.engineLocal {
+		return
+	}
+	n, err := e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version)
+	if err != nil {
+		return // the next execution looks again
+	}
+	e.mu.Lock()
+	st := e.fns[fv]
+	if st != nil {
+		st.shared = n
+	}
+	e.mu.Unlock()
+	if st != nil {
+		e.autoscale(ctx, fv, "shared load")
 	}
 }
 

@@ -79,6 +79,12 @@ func loadOf(st *fnState, now time.Time) load {
 	for _, n := range st.busy {
 		l.inflight += n
 	}
+	// With shared workers the other engines' executions are demand too
+	// (dispatch.go acquire): the database's count holds every running one,
+	// queued or in flight, of all engines.
+	if extra := st.shared - l.inflight - l.queued; extra > 0 {
+		l.inflight += extra
+	}
 	if len(st.waiting) > 0 {
 		l.oldest = now.Sub(st.waiting[0].since)
 	}
@@ -149,7 +155,6 @@ func (e *Engine) autoscale(ctx context.Context, fv coord.FunctionVersion, why st
 func (e *Engine) grow(ctx context.Context, fv coord.FunctionVersion, f *db.Function, add int) {
 	added, err := e.growLocked(ctx, fv, f, add)
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	st := e.state(fv)
 	st.scaling -= add
 	e.addWorkers(st, added)
@@ -158,6 +163,14 @@ func (e *Engine) grow(ctx context.Context, fv coord.FunctionVersion, f *db.Funct
 		if len(st.workers) == 0 && st.scaling == 0 {
 			e.failWaiters(st, err)
 		}
+	}
+	again := err == nil && len(added) > 0 && len(st.waiting) > 0
+	e.mu.Unlock()
+	if again {
+		// Executions that queued while these workers started asked for
+		// them only once (upstream's rule adds one at a time): look again
+		// now, not only when the queue goes stale on the ticker.
+		e.autoscale(ctx, fv, "still queued")
 	}
 }
 
