@@ -107,6 +107,31 @@ func requireAllSucceed(t *testing.T, fid string, ids []string, timeout time.Dura
 	}
 }
 
+// deleteAll deletes the executions: on the real stack the project is the
+// demo user's, shared with the CLI tier after this one, whose `execution
+// list` (the real client reads one page, of at most [api]
+// default_page_size) must still show what it runs.
+func deleteAll(t *testing.T, ids []string) {
+	t.Helper()
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
+				r, err := srv.TryDo(http.MethodDelete, "/v1/executions/"+ids[i], nil)
+				if err != nil || r.Status != http.StatusNoContent {
+					t.Errorf("delete execution %s: %v %v", ids[i], r, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // TestLoadBurst: a burst of asynchronous 5-second executions, far more
 // than max_workers_per_function × function_concurrency, through the API
 // and through a webhook at once, at default limits: every one succeeds.
@@ -138,6 +163,7 @@ func TestLoadBurst(t *testing.T) {
 			}
 			ids := submitAll(t, n, 16, send)
 			requireAllSucceed(t, fid, ids, timeout)
+			deleteAll(t, ids)
 		})
 	}
 }
