@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,7 @@ type chaosRun struct {
 	accepted   map[string]string // execution id -> token it was given
 	attempts   int
 	refused    map[string]int // why a submission was retried
-	unexpected []string       // answers that are neither 201 nor 503
+	unexpected []string       // answers that are neither 201 nor 503 nor 429
 	submitEnd  time.Time
 }
 
@@ -74,8 +75,8 @@ func (r *chaosRun) addFault(what string, do func() error) error {
 }
 
 // submit sends n executions through clients concurrent clients. A
-// submission answered 503 or lost to a transport error was not accepted and
-// is sent again (with a new token) until the API answers 201 or ctx ends.
+// submission answered 503 or 429 or lost to a transport error was not
+// accepted and is sent again (with a new token) until the API answers 201 or ctx ends.
 func (r *chaosRun) submit(ctx context.Context, n, clients int) {
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -121,6 +122,20 @@ func (r *chaosRun) submitOne(ctx context.Context, i int) {
 			return
 		case resp.Status == http.StatusServiceUnavailable:
 			r.refused["503"]++
+		case resp.Status == http.StatusTooManyRequests:
+			// The function's bound on waiting executions (docs/scaling.md):
+			// refused, not accepted; sent again after Retry-After.
+			r.refused["429"]++
+			wait := time.Second
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
 		default:
 			r.unexpected = append(r.unexpected, fmt.Sprintf("%d: %s", resp.Status, resp.Body))
 			r.mu.Unlock()
@@ -297,7 +312,7 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 	for _, k := range sortedKeys(r.refused) {
 		fmt.Fprintf(&b, "| submissions retried after %s | %d |\n", k, r.refused[k])
 	}
-	fmt.Fprintf(&b, "| answers neither 201 nor 503 | %d |\n", len(r.unexpected))
+	fmt.Fprintf(&b, "| answers neither 201 nor 503 nor 429 | %d |\n", len(r.unexpected))
 	fmt.Fprintf(&b, "| submitting took | %s |\n", r.submitEnd.Sub(r.start).Round(time.Second))
 	fmt.Fprintf(&b, "| all ended after | %s |\n", end.Sub(r.start).Round(time.Second))
 	for _, k := range sortedKeys(outcomes) {
@@ -318,7 +333,7 @@ func (r *chaosRun) check(t *testing.T, all map[string]execView) {
 	}
 	t.Log(b.String())
 
-	require.Empty(t, r.unexpected, "answers to POST /v1/executions that were neither 201 nor 503")
+	require.Empty(t, r.unexpected, "answers to POST /v1/executions that were neither 201 nor 503 nor 429")
 	require.NotEmpty(t, r.faults, "no fault was injected")
 	for _, f := range r.faults {
 		require.NoError(t, f.err, "fault %s", f.what)
