@@ -173,11 +173,21 @@ type UsageTotal struct {
 // UsageBetween sums the rollup per project and function over the hours that
 // overlap [start, end), in scope, ordered by project and function.
 func (d *DB) UsageBetween(ctx context.Context, s Scope, start, end time.Time) ([]UsageTotal, error) {
+	return d.usageTotals(s.apply(d.gorm.WithContext(ctx).Model(&UsageHour{})).
+		Where("hour > ? AND hour < ?", start.UTC().Add(-time.Hour), end.UTC()))
+}
+
+// UsageSinceEver sums the whole rollup per project and function: every
+// execution ever finished, deleted ones included, so each figure only grows
+// (the usage counters of pkg/metrics are read from it).
+func (d *DB) UsageSinceEver(ctx context.Context) ([]UsageTotal, error) {
+	return d.usageTotals(d.gorm.WithContext(ctx).Model(&UsageHour{}))
+}
+
+func (d *DB) usageTotals(q *gorm.DB) ([]UsageTotal, error) {
 	var out []UsageTotal
-	err := s.apply(d.gorm.WithContext(ctx).Model(&UsageHour{})).
-		Select("project_id, function_id, SUM(executions) AS executions, SUM(succeeded) AS succeeded, "+
-			"SUM(failed) AS failed, SUM(duration_ms) AS duration_ms, SUM(cpu_ms) AS cpu_ms, SUM(memory_kib_ms) AS memory_kib_ms").
-		Where("hour > ? AND hour < ?", start.UTC().Add(-time.Hour), end.UTC()).
+	err := q.Select("project_id, function_id, SUM(executions) AS executions, SUM(succeeded) AS succeeded, " +
+		"SUM(failed) AS failed, SUM(duration_ms) AS duration_ms, SUM(cpu_ms) AS cpu_ms, SUM(memory_kib_ms) AS memory_kib_ms").
 		Group("project_id, function_id").Order("project_id, function_id").Scan(&out).Error
 	return out, translate(err, "Usage", "")
 }

@@ -87,6 +87,9 @@ func TestUsageCountedOnceWithTheFinish(t *testing.T) {
 		none, err := d.UsageBetween(ctx, db.Internal, hour.Add(time.Hour), hour.Add(2*time.Hour))
 		require.NoError(t, err)
 		require.Empty(t, none)
+		ever, err := d.UsageSinceEver(ctx)
+		require.NoError(t, err)
+		require.Equal(t, all, ever, "every hour there is, every project")
 	})
 }
 

@@ -168,6 +168,73 @@ func TestWatchWorkers(t *testing.T) {
 	}
 }
 
+func TestWatchUsage(t *testing.T) {
+	total := metrics.UsageTotal{ProjectID: "p1", FunctionID: "f1", Succeeded: 3, Failed: 2,
+		Duration: 2500 * time.Millisecond, CPU: 700 * time.Millisecond, MemoryByteSeconds: 1 << 30}
+	for _, tc := range []struct {
+		name     string
+		read     metrics.ReadUsage
+		want     []string
+		wantNone string
+	}{
+		{
+			name: "totals",
+			read: func(context.Context) ([]metrics.UsageTotal, error) { return []metrics.UsageTotal{total}, nil },
+			want: []string{
+				`qinling_usage_executions_total{function_id="f1",outcome="succeeded",project_id="p1"} 3`,
+				`qinling_usage_executions_total{function_id="f1",outcome="failed",project_id="p1"} 2`,
+				`qinling_usage_duration_seconds_total{function_id="f1",project_id="p1"} 2.5`,
+				`qinling_usage_cpu_seconds_total{function_id="f1",project_id="p1"} 0.7`,
+				`qinling_usage_memory_byte_seconds_total{function_id="f1",project_id="p1"} 1.073741824e+09`,
+			},
+		},
+		{
+			name:     "nothing used yet",
+			read:     func(context.Context) ([]metrics.UsageTotal, error) { return nil, nil },
+			want:     []string{"qinling_executions_in_flight 0"},
+			wantNone: "qinling_usage_executions_total",
+		},
+		{
+			name:     "failed read leaves the other metrics",
+			read:     func(context.Context) ([]metrics.UsageTotal, error) { return nil, errors.New("database is down") },
+			want:     []string{"qinling_executions_in_flight 0"},
+			wantNone: "qinling_usage_executions_total",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := metrics.New()
+			m.WatchUsage(tc.read)
+			_, out := scrape(t, m.Handler(""), "")
+			for _, want := range tc.want {
+				require.Contains(t, out, want+"\n")
+			}
+			if tc.wantNone != "" {
+				require.NotContains(t, out, tc.wantNone+"{")
+			}
+		})
+	}
+}
+
+// TestWatchUsageReadsOncePerScrapeBurst: scrapes close together share one
+// read of the database; a later one reads again.
+func TestWatchUsageReadsOncePerScrapeBurst(t *testing.T) {
+	m := metrics.New()
+	reads := 0
+	m.WatchUsage(func(context.Context) ([]metrics.UsageTotal, error) {
+		reads++
+		return []metrics.UsageTotal{{ProjectID: "p", FunctionID: "f", Succeeded: int64(reads)}}, nil
+	})
+	for range 3 {
+		_, out := scrape(t, m.Handler(""), "")
+		require.Contains(t, out, `qinling_usage_executions_total{function_id="f",outcome="succeeded",project_id="p"} 1`+"\n")
+	}
+	require.Equal(t, 1, reads)
+	require.Eventually(t, func() bool {
+		_, out := scrape(t, m.Handler(""), "")
+		return strings.Contains(out, `outcome="succeeded",project_id="p"} 2`+"\n")
+	}, time.Minute, 500*time.Millisecond, "a scrape after the cache's few seconds reads again")
+}
+
 func TestHandlerToken(t *testing.T) {
 	m := metrics.New()
 	for _, tc := range []struct {
@@ -203,6 +270,9 @@ func TestLint(t *testing.T) {
 	m.WatchWorkers(func(context.Context) (metrics.Workers, error) {
 		return metrics.Workers{PerFunction: map[string]int{"f": 1}, Pools: map[string]map[string]int{"r": {metrics.PoolAvailable: 1}}}, nil
 	})
+	m.WatchUsage(func(context.Context) ([]metrics.UsageTotal, error) {
+		return []metrics.UsageTotal{{ProjectID: "p", FunctionID: "f", Succeeded: 1, Duration: time.Second, MemoryByteSeconds: 1}}, nil
+	})
 	m.InstrumentHTTP(http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	problems, err := testutil.GatherAndLint(m.Registry())
 	require.NoError(t, err)
@@ -214,7 +284,8 @@ func TestLint(t *testing.T) {
 	for _, name := range []string{"executions_total", "execution_duration_seconds", "execution_wait_seconds",
 		"cold_start_seconds", "cold_starts_total", "executions_in_flight", "executions_rejected_total",
 		"executions_failed_total", "execution_memory_byte_seconds_total", "http_requests_total",
-		"http_request_duration_seconds", "function_workers", "pool_workers"} {
+		"http_request_duration_seconds", "function_workers", "pool_workers",
+		"usage_executions_total", "usage_duration_seconds_total", "usage_cpu_seconds_total", "usage_memory_byte_seconds_total"} {
 		require.True(t, strings.Contains(out, "# TYPE qinling_"+name+" "), name)
 	}
 }

@@ -208,3 +208,24 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 
 // Wait blocks until the engine stopped serving and its workers are gone.
 func (e *Engine) Wait() error { return <-e.done }
+
+// ReadUsage reads the usage rollup's totals for the usage counters
+// (metrics.WatchUsage).
+func (d *Deps) ReadUsage(ctx context.Context) ([]metrics.UsageTotal, error) {
+	rows, err := d.DB.UsageSinceEver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]metrics.UsageTotal, len(rows))
+	for i, r := range rows {
+		out[i] = metrics.UsageTotal{
+			ProjectID: r.ProjectID, FunctionID: r.FunctionID,
+			Succeeded: r.Succeeded, Failed: r.Failed,
+			Duration: time.Duration(r.DurationMS) * time.Millisecond,
+			CPU:      time.Duration(r.CPUMS) * time.Millisecond,
+			// KiB × ms to byte-seconds.
+			MemoryByteSeconds: float64(r.MemoryKiBMS) * 1024 / 1000,
+		}
+	}
+	return out, nil
+}

@@ -150,6 +150,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	}
 	if cfg.Metrics.APIEnabled {
 		srv.Metrics = deps.Metrics
+		deps.Metrics.WatchUsage(deps.ReadUsage)
 	}
 	if cfg.API.EnableJobHandler {
 		// Every API process may run it: each job run is claimed in the
