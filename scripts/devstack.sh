@@ -30,7 +30,7 @@ env_unstack() {
 	devstack/unstack.sh ${UNSTACK_ARGS:-}
 }
 
-register_env chaos "go test -tags chaos ./tests/chaos/: async executions under kill -9 of the all-in-one, then on the devstack stack (run devstack first) under engine SIGKILLs and restarts of RabbitMQ, MariaDB, etcd and the API; last before unstack" bin
+register_env chaos "go test -tags chaos ./tests/chaos/: async executions under kill -9 of the all-in-one, then on the devstack stack (run devstack first) under engine SIGKILLs and restarts of RabbitMQ, MariaDB, etcd and the API, and the usage workload whose four records must agree; last before unstack" bin
 env_chaos() {
 	require_go || return
 	need_binaries || return
@@ -42,6 +42,6 @@ env_chaos() {
 	# the 10,000 with QINLING_CHAOS_DEVSTACK_EXECUTIONS=10000).
 	go test -tags chaos -count=1 -timeout 40m -v -run TestChaosAllInOne "${GO_TEST_ARGS[@]}" ./tests/chaos/ || rc=1
 	QINLING_REAL_STACK=1 QINLING_CHAOS_EXECUTIONS=${QINLING_CHAOS_DEVSTACK_EXECUTIONS:-3000} \
-		go test -tags chaos -count=1 -timeout 90m -v -run TestChaosDevstack "${GO_TEST_ARGS[@]}" ./tests/chaos/ || rc=1
+		go test -tags chaos -count=1 -timeout 90m -v -run 'TestChaosDevstack|TestUsageSourcesAgree' "${GO_TEST_ARGS[@]}" ./tests/chaos/ || rc=1
 	return $rc
 }

@@ -83,6 +83,9 @@ qinling_config() {
 		max_package_size = $QINLING_MAX_PACKAGE_SIZE
 		$(qinling_storage_config)
 
+		[oslo_messaging_notifications]
+		driver = $QINLING_NOTIFICATIONS
+
 		[local_orchestrator]
 		pool_size = $QINLING_POOL_SIZE
 		# One directory for every engine's workers: each engine runs

@@ -79,20 +79,7 @@ func TestChaosDevstack(t *testing.T) {
 	st, err := testutil.LoadStack()
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2 in devstack/settings")
-	engines := make([]string, st.Engines)
-	for i := range engines {
-		engines[i] = fmt.Sprintf("engine-%d", i+1)
-	}
-	// Every fault undone, whatever happened: each daemon runs again.
-	t.Cleanup(func() {
-		for _, name := range append(append([]string{}, stackServices...), engines...) {
-			if _, err := st.DaemonPID(name); err != nil {
-				if err := st.Restart(name); err != nil {
-					t.Errorf("bringing %s back: %v", name, err)
-				}
-			}
-		}
-	})
+	engines := restoreStackAfter(t, st)
 	n := testutil.EnvInt(t, envExecutions, 10000)
 	clients := testutil.EnvInt(t, envClients, 8)
 	interval := testutil.EnvDuration(t, envInterval, 10*time.Second)
@@ -140,6 +127,26 @@ func TestChaosDevstack(t *testing.T) {
 	<-submitted
 	require.NoError(t, ctx.Err(), "submitting %d executions did not end in time", n)
 	run.check(t, run.settle(t, testutil.EnvDuration(t, envSettle, 30*time.Minute)))
+}
+
+// restoreStackAfter undoes every fault when the test ends, whatever
+// happened: each service and engine of the stack runs again. It returns the
+// engines' names.
+func restoreStackAfter(t *testing.T, st *testutil.Stack) []string {
+	engines := make([]string, st.Engines)
+	for i := range engines {
+		engines[i] = fmt.Sprintf("engine-%d", i+1)
+	}
+	t.Cleanup(func() {
+		for _, name := range append(append([]string{}, stackServices...), engines...) {
+			if _, err := st.DaemonPID(name); err != nil {
+				if err := st.Restart(name); err != nil {
+					t.Errorf("bringing %s back: %v", name, err)
+				}
+			}
+		}
+	})
+	return engines
 }
 
 func isClosed(c chan struct{}) bool {

@@ -155,14 +155,20 @@ type execView struct {
 	Status string `json:"status"`
 	Result string `json:"result"`
 	Input  string `json:"input"`
+	// Description says who started it (a job, a webhook).
+	Description string `json:"description"`
 }
 
-// listAll reads every execution of the run's function, following next links.
-func (r *chaosRun) listAll() (map[string]execView, error) {
+// listAll reads every execution of the run's function.
+func (r *chaosRun) listAll() (map[string]execView, error) { return listExecutions(r.tgt, r.fid) }
+
+// listExecutions reads every execution of a function that tgt sees,
+// following next links.
+func listExecutions(tgt *testutil.Target, fid string) (map[string]execView, error) {
 	out := map[string]execView{}
-	path := "/v1/executions?function_id=" + r.fid + "&limit=1000"
+	path := "/v1/executions?function_id=" + fid + "&limit=1000"
 	for path != "" {
-		resp, err := r.tgt.TryDo(http.MethodGet, path, nil)
+		resp, err := tgt.TryDo(http.MethodGet, path, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -375,27 +381,9 @@ func sortedKeys(m map[string]int) []string {
 // function once, so that its worker is up before the faults.
 func setupFunction(t *testing.T, tgt *testutil.Target, image string) string {
 	t.Helper()
-	admin := tgt.As(testutil.Admin)
-	r := setupDo(t, admin, http.MethodPost, "/v1/runtimes", map[string]any{
-		"image": image, "name": "chaos-python3", "is_public": true, "trusted": true,
-	})
-	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
-	rtID := r.Object(t)["id"].(string)
-	testutil.WaitFor(t, "the runtime to become available", 5*time.Minute, time.Second, func() (bool, any) {
-		r := admin.Do(t, http.MethodGet, "/v1/runtimes/"+rtID, nil)
-		return r.Object(t)["status"] == "available", string(r.Body)
-	})
-	pkg := testutil.Zip(t, map[string]string{"echo.py": echoPy})
-	r = setupDo(t, tgt, http.MethodPost, "/v1/functions", &testutil.Form{
-		Fields: map[string]string{
-			"runtime_id": rtID, "name": "chaos-echo", "entry": "echo.main", "timeout": "60",
-			"code": fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(pkg)),
-		},
-		Files: map[string]testutil.File{"package": {Name: "echo.zip", Data: pkg}},
-	})
-	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
-	fid := r.Object(t)["id"].(string)
-	r = setupDo(t, tgt, http.MethodPost, "/v1/executions", map[string]any{
+	rtID := setupRuntime(t, tgt, image, "chaos-python3")
+	fid := setupPackageFunction(t, tgt, rtID, "chaos-echo", "echo.main", 60, map[string]string{"echo.py": echoPy})
+	r := setupDo(t, tgt, http.MethodPost, "/v1/executions", map[string]any{
 		"function_id": fid, "function_version": 0, "sync": true, "input": `{"token": "warm-up"}`,
 	})
 	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
@@ -407,6 +395,38 @@ func setupFunction(t *testing.T, tgt *testutil.Target, image string) string {
 	r = setupDo(t, tgt, http.MethodDelete, "/v1/executions/"+ex.ID, nil)
 	require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
 	return fid
+}
+
+// setupRuntime makes a public python runtime as admin and waits until it
+// is available.
+func setupRuntime(t *testing.T, tgt *testutil.Target, image, name string) string {
+	t.Helper()
+	admin := tgt.As(testutil.Admin)
+	r := setupDo(t, admin, http.MethodPost, "/v1/runtimes", map[string]any{
+		"image": image, "name": name, "is_public": true, "trusted": true,
+	})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	rtID := r.Object(t)["id"].(string)
+	testutil.WaitFor(t, "the runtime to become available", 5*time.Minute, time.Second, func() (bool, any) {
+		r := admin.Do(t, http.MethodGet, "/v1/runtimes/"+rtID, nil)
+		return r.Object(t)["status"] == "available", string(r.Body)
+	})
+	return rtID
+}
+
+// setupPackageFunction makes a function of files as tgt's identity.
+func setupPackageFunction(t *testing.T, tgt *testutil.Target, rtID, name, entry string, timeout int, files map[string]string) string {
+	t.Helper()
+	pkg := testutil.Zip(t, files)
+	r := setupDo(t, tgt, http.MethodPost, "/v1/functions", &testutil.Form{
+		Fields: map[string]string{
+			"runtime_id": rtID, "name": name, "entry": entry, "timeout": strconv.Itoa(timeout),
+			"code": fmt.Sprintf(`{"source": "package", "md5sum": "%s"}`, testutil.MD5(pkg)),
+		},
+		Files: map[string]testutil.File{"package": {Name: name + ".zip", Data: pkg}},
+	})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	return r.Object(t)["id"].(string)
 }
 
 // setupDo sends one of the setup's requests until it is answered other than
