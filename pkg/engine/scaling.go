@@ -145,6 +145,7 @@ func (e *Engine) autoscale(ctx context.Context, fv coord.FunctionVersion, why st
 	reqctx.Logger(ctx, e.log).Info("scale decision", "function_id", fv.FunctionID, "version", fv.Version,
 		"policy", e.opts.Scaling.Policy, "trigger", why, "rule", reason, "workers", l.workers, "starting", l.scaling,
 		"in_flight", l.inflight, "queued", l.queued, "oldest_wait", l.oldest, "avg_run", l.avgRun, "desired", want, "add", add)
+	e.opts.Metrics.ScaleDecision("up", reason)
 	go e.grow(context.WithoutCancel(ctx), fv, f, add)
 }
 
@@ -182,19 +183,34 @@ func (e *Engine) growLocked(ctx context.Context, fv coord.FunctionVersion, f *db
 		return nil, err
 	}
 	defer unlock()
-	// Another engine (a shared orchestrator) may have added workers while
-	// this one waited for the lock: count them.
-	recorded, err := e.usableWorkers(ctx, fv)
+	// Another engine may have added workers while this one waited for the
+	// lock: with a shared orchestrator, count them; with an engine-local
+	// one, pass the waiting executions on to it if this engine has none
+	// (route.go), and scale only for those that cannot be.
+	all, recorded, err := e.workerRecords(ctx, fv)
 	if err != nil {
 		return nil, err
 	}
+	owner := ""
+	if e.engineLocal && len(recorded) == 0 {
+		owner = e.routeTarget(ctx, all)
+	}
 	e.mu.Lock()
 	st := e.state(fv)
+	routed := 0
+	if owner != "" {
+		routed = e.forwardWaiters(st, owner)
+	}
 	e.setWorkers(st, recorded)
-	want, _ := e.desired(loadOf(st, time.Now()))
+	l := loadOf(st, time.Now())
+	want, _ := e.desired(l)
 	n := min(add, want-len(st.workers)-(st.scaling-add))
 	e.mu.Unlock()
-	if n <= 0 {
+	e.routed(ctx, fv, owner, routeOwnerScaled, routed)
+	// No demand left (every waiter was passed on, or gave up): the minimum
+	// of workers applies to a function this engine serves, not to one it
+	// never ran.
+	if n <= 0 || l.inflight+l.queued == 0 {
 		return nil, nil
 	}
 	return e.scaleUp(ctx, f, fv.Version, n)
@@ -267,6 +283,7 @@ func (e *Engine) ScaleTick(ctx context.Context) {
 		e.log.Info("scale decision", "function_id", g.fv.FunctionID, "version", g.fv.Version, "policy", o.Policy,
 			"trigger", "calm", "rule", "scale down", "workers", g.l.workers, "in_flight", g.l.inflight,
 			"desired", g.want, "calm_for", g.calm, "remove", g.worker.Name)
+		e.opts.Metrics.ScaleDecision("down", "scale down")
 		e.forgetWorker(ctx, g.fv, g.worker)
 	}
 }

@@ -100,6 +100,10 @@ type Config struct {
 	// waits for handlers still running; 30s if zero. Requests whose handlers
 	// outlive it are not acknowledged, and so go to another engine.
 	DrainTimeout time.Duration
+	// EngineQueueTTL is how long a request waits in an engine's own queue
+	// (route.go) before it goes back to the topic's queue, for any engine:
+	// the owner is dead, or too busy to take it; 10s if zero.
+	EngineQueueTTL time.Duration
 	// Logger receives connection events and handler failures; slog.Default()
 	// if nil.
 	Logger *slog.Logger
@@ -127,6 +131,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.EngineQueueTTL <= 0 {
+		c.EngineQueueTTL = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -172,8 +179,9 @@ type session struct {
 	blocked atomic.Bool
 	done    chan struct{} // closed when the session is dead
 
-	mu      sync.Mutex
-	pending map[string]chan rpc.Response // calls waiting, by correlation ID
+	mu       sync.Mutex
+	pending  map[string]chan rpc.Response // calls waiting, by correlation ID
+	declared map[string]bool              // engine queues declared for forwarding (route.go)
 }
 
 // New parses the URL and connects. A broker that cannot be reached is not
@@ -371,7 +379,7 @@ func (t *Transport) open(b broker) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}}
+	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}, declared: map[string]bool{}}
 	fail := func(err error) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, err
