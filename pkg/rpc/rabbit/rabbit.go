@@ -642,6 +642,11 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 	if err != nil {
 		return unavailable(err, "could not send the request")
 	}
+	return s.confirmed(ctx, dc)
+}
+
+// confirmed waits for the broker's confirmation of a published message.
+func (s *session) confirmed(ctx context.Context, dc *amqp.DeferredConfirmation) error {
 	select {
 	case <-dc.Done():
 		if dc.Acked() {

@@ -2,9 +2,7 @@ package rabbit
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -77,15 +75,5 @@ func (sv *server) forward(ctx context.Context, d amqp.Delivery, engine string) e
 	if err != nil {
 		return err
 	}
-	select {
-	case <-dc.Done():
-		if dc.Acked() {
-			return nil
-		}
-		return s.refused()
-	case <-s.done:
-		return errors.New("connection lost before the broker confirmed the forwarded request")
-	case <-ctx.Done():
-		return fmt.Errorf("no confirmation of the forwarded request within %s", t.cfg.ConfirmTimeout.Round(time.Millisecond))
-	}
+	return s.confirmed(ctx, dc)
 }
