@@ -10,6 +10,8 @@
 // engine dies mid-way is delivered again, to another engine. (RabbitMQ also
 // takes a request back from an engine that holds it unacknowledged longer
 // than its consumer_timeout, 30 minutes by default; handlers stay far below.)
+// Each engine also consumes a queue of its own, into which other engines
+// pass requests for the functions whose workers it owns (route.go).
 //
 // Casts are persistent and published with confirms: Cast returns nil only
 // once the broker has the message, so it survives a broker restart. Calls
