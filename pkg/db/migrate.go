@@ -38,6 +38,9 @@ var migrations = []migration{
 	{Version: 4, Name: "usage per project, function and hour; the notification outbox; executions' trigger and user", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(&Execution{}, &UsageHour{}, &OutboxMessage{})
 	}},
+	{Version: 6, Name: "functions' own minimum and maximum of workers", Up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&Function{})
+	}},
 }
 
 // LatestVersion is the schema version this build needs.

@@ -52,6 +52,11 @@ type Function struct {
 	Count         int     `gorm:"not null"`
 	TrustID       *string `gorm:"size:80"`
 	LatestVersion int     `gorm:"not null"`
+	// MinWorkers and MaxWorkers bound the autoscaler for this function's
+	// versions (docs/scaling.md); NULL takes [engine]
+	// min_workers_per_function and max_workers_per_function.
+	MinWorkers *int
+	MaxWorkers *int
 }
 
 // Execution is one run of a function.

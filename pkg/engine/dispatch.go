@@ -8,6 +8,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // Dispatch: a worker runs at most function_concurrency executions at once
@@ -39,12 +40,23 @@ type fnState struct {
 type waiter struct {
 	ch    chan grant
 	since time.Time
+	// forwardable: the request may be passed on to another engine
+	// (route.go) should one start the function's workers first.
+	forwardable bool
 }
 
 type grant struct {
-	worker coord.WorkerRecord
-	cold   bool // the worker was specialised for the queue this call waited in
-	err    error
+	worker  coord.WorkerRecord
+	cold    bool   // the worker was specialised for the queue this call waited in
+	forward string // instead of a worker: the engine to pass the execution on to
+	err     error
+}
+
+func (g grant) result() (coord.WorkerRecord, bool, error) {
+	if g.forward != "" {
+		return coord.WorkerRecord{}, false, &rpc.Forward{Engine: g.forward}
+	}
+	return g.worker, g.cold, g.err
 }
 
 // state returns (making it) the state of fv; e.mu is held.
@@ -55,22 +67,6 @@ func (e *Engine) state(fv coord.FunctionVersion) *fnState {
 		e.fns[fv] = st
 	}
 	return st
-}
-
-// usableWorkers reads fv's worker records: all of them with a shared
-// orchestrator, only this engine's with an engine-local one.
-func (e *Engine) usableWorkers(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, error) {
-	workers, err := e.coord.Workers(ctx, fv)
-	if err != nil || !e.engineLocal {
-		return workers, err
-	}
-	own := workers[:0:0]
-	for _, w := range workers {
-		if w.Owner == e.opts.Name {
-			own = append(own, w)
-		}
-	}
-	return own, nil
 }
 
 // setWorkers replaces st's workers with the recorded ones (keeping the
@@ -149,12 +145,20 @@ func (e *Engine) failWaiters(st *fnState, err error) {
 // execution waits at most maxWait (its function's timeout) for a busy
 // worker to free up, plus the time workers being started take; an
 // asynchronous one (maxWait 0) as long as its context lives. The caller gives the slot
-// back with release.
+// back with release. An execution of a function whose workers another
+// engine owns gets an *rpc.Forward error instead (route.go).
 func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (w coord.WorkerRecord, cold bool, err error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
-	recorded, err := e.usableWorkers(ctx, fv)
+	all, recorded, err := e.workerRecords(ctx, fv)
 	if err != nil {
 		return coord.WorkerRecord{}, false, err
+	}
+	forwardable := e.routable(ctx)
+	if forwardable && len(recorded) == 0 && len(all) > 0 {
+		if owner := e.routeTarget(ctx, all); owner != "" {
+			e.routed(ctx, fv, owner, routeWarmOwner, 1)
+			return coord.WorkerRecord{}, false, &rpc.Forward{Engine: owner}
+		}
 	}
 	e.mu.Lock()
 	st := e.state(fv)
@@ -168,7 +172,7 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 			return w, cold, nil
 		}
 	}
-	me := &waiter{ch: make(chan grant, 1), since: time.Now()}
+	me := &waiter{ch: make(chan grant, 1), since: time.Now(), forwardable: forwardable}
 	st.waiting = append(st.waiting, me)
 	e.mu.Unlock()
 	e.autoscale(ctx, fv, "queued")
@@ -182,7 +186,7 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 	for {
 		select {
 		case g := <-me.ch:
-			return g.worker, g.cold, g.err
+			return g.result()
 		case <-timeout:
 		case <-ctx.Done():
 		}
@@ -202,8 +206,7 @@ func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWa
 		switch {
 		case i < 0:
 			// A worker (or an error) was handed over as the wait ended.
-			g := <-me.ch
-			return g.worker, g.cold, g.err
+			return (<-me.ch).result()
 		case ctx.Err() != nil:
 			return coord.WorkerRecord{}, false, ctx.Err()
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // Messages users see in an execution's result.
@@ -57,9 +58,14 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	start := time.Now()
 	t := Timing{QueueMS: ms(start.Sub(cur.CreatedAt))}
 	res, status, err := e.execute(ctx, a, cur.Sync, &t)
+	var fw *rpc.Forward
 	switch {
 	case errors.Is(err, errNotOurs):
 		return e.settleStarted(ctx, log, a.ExecutionID)
+	case errors.As(err, &fw):
+		// The transport passes the request on to the engine that owns the
+		// function's workers (route.go); nothing was started here.
+		return err
 	case err != nil && e.stopped(ctx):
 		log.Warn("execution ended by the engine's stop", "error", err)
 		res, status = orchestrator.Result{Output: jsonString(msgEngineStopped)}, db.StatusError

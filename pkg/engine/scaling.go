@@ -71,11 +71,28 @@ type load struct {
 	workers, scaling, inflight, queued int
 	oldest                             time.Duration // wait of the oldest queued execution
 	avgRun                             time.Duration
+	// minW and maxW bound the function's workers: its own min_workers and
+	// max_workers, or the deployment's.
+	minW, maxW int
+}
+
+// bounds are f's minimum and maximum of workers: its own (set by an admin,
+// docs/scaling.md) or the deployment's.
+func (e *Engine) bounds(f *db.Function) (lo, hi int) {
+	lo, hi = e.opts.Scaling.MinWorkers, e.opts.MaxWorkers
+	if f != nil && f.MinWorkers != nil {
+		lo = max(*f.MinWorkers, 1)
+	}
+	if f != nil && f.MaxWorkers != nil {
+		hi = max(*f.MaxWorkers, 1)
+	}
+	return min(lo, hi), hi
 }
 
 // loadOf reads st; e.mu is held.
-func loadOf(st *fnState, now time.Time) load {
+func (e *Engine) loadOf(st *fnState, now time.Time) load {
 	l := load{workers: len(st.workers), scaling: st.scaling, queued: len(st.waiting), avgRun: st.avgRun}
+	l.minW, l.maxW = e.bounds(st.fn)
 	for _, n := range st.busy {
 		l.inflight += n
 	}
@@ -103,7 +120,7 @@ func (e *Engine) desired(l load) (int, string) {
 		switch {
 		case current == 0 && demand > 0:
 			return 1, "no worker"
-		case l.scaling == 0 && l.workers < e.opts.MaxWorkers && demand > l.workers*e.opts.FunctionConcurrency:
+		case l.scaling == 0 && l.workers < l.maxW && demand > l.workers*e.opts.FunctionConcurrency:
 			return current + 1, "load above function_concurrency"
 		}
 		return current, "steady"
@@ -120,7 +137,7 @@ func (e *Engine) desired(l load) (int, string) {
 			want, reason = burst, "burst"
 		}
 	}
-	return min(max(want, o.MinWorkers), e.opts.MaxWorkers), reason
+	return min(max(want, l.minW), l.maxW), reason
 }
 
 // autoscale decides on fv's workers now and starts adding those missing.
@@ -132,7 +149,7 @@ func (e *Engine) autoscale(ctx context.Context, fv coord.FunctionVersion, why st
 		e.mu.Unlock()
 		return
 	}
-	l := loadOf(st, time.Now())
+	l := e.loadOf(st, time.Now())
 	want, reason := e.desired(l)
 	add := want - l.workers - l.scaling
 	if add <= 0 {
@@ -145,6 +162,7 @@ func (e *Engine) autoscale(ctx context.Context, fv coord.FunctionVersion, why st
 	reqctx.Logger(ctx, e.log).Info("scale decision", "function_id", fv.FunctionID, "version", fv.Version,
 		"policy", e.opts.Scaling.Policy, "trigger", why, "rule", reason, "workers", l.workers, "starting", l.scaling,
 		"in_flight", l.inflight, "queued", l.queued, "oldest_wait", l.oldest, "avg_run", l.avgRun, "desired", want, "add", add)
+	e.opts.Metrics.ScaleDecision("up", reason)
 	go e.grow(context.WithoutCancel(ctx), fv, f, add)
 }
 
@@ -182,19 +200,34 @@ func (e *Engine) growLocked(ctx context.Context, fv coord.FunctionVersion, f *db
 		return nil, err
 	}
 	defer unlock()
-	// Another engine (a shared orchestrator) may have added workers while
-	// this one waited for the lock: count them.
-	recorded, err := e.usableWorkers(ctx, fv)
+	// Another engine may have added workers while this one waited for the
+	// lock: with a shared orchestrator, count them; with an engine-local
+	// one, pass the waiting executions on to it if this engine has none
+	// (route.go), and scale only for those that cannot be.
+	all, recorded, err := e.workerRecords(ctx, fv)
 	if err != nil {
 		return nil, err
 	}
+	owner := ""
+	if e.engineLocal && len(recorded) == 0 {
+		owner = e.routeTarget(ctx, all)
+	}
 	e.mu.Lock()
 	st := e.state(fv)
+	routed := 0
+	if owner != "" {
+		routed = e.forwardWaiters(st, owner)
+	}
 	e.setWorkers(st, recorded)
-	want, _ := e.desired(loadOf(st, time.Now()))
+	l := e.loadOf(st, time.Now())
+	want, _ := e.desired(l)
 	n := min(add, want-len(st.workers)-(st.scaling-add))
 	e.mu.Unlock()
-	if n <= 0 {
+	e.routed(ctx, fv, owner, routeOwnerScaled, routed)
+	// No demand left (every waiter was passed on, or gave up): the minimum
+	// of workers applies to a function this engine serves, not to one it
+	// never ran.
+	if n <= 0 || l.inflight+l.queued == 0 {
 		return nil, nil
 	}
 	return e.scaleUp(ctx, f, fv.Version, n)
@@ -224,7 +257,7 @@ func (e *Engine) ScaleTick(ctx context.Context) {
 	var gone []release
 	e.mu.Lock()
 	for fv, st := range e.fns {
-		l := loadOf(st, now)
+		l := e.loadOf(st, now)
 		if l.queued > 0 && l.oldest >= o.BurstAfter {
 			stale = append(stale, fv)
 		}
@@ -267,6 +300,7 @@ func (e *Engine) ScaleTick(ctx context.Context) {
 		e.log.Info("scale decision", "function_id", g.fv.FunctionID, "version", g.fv.Version, "policy", o.Policy,
 			"trigger", "calm", "rule", "scale down", "workers", g.l.workers, "in_flight", g.l.inflight,
 			"desired", g.want, "calm_for", g.calm, "remove", g.worker.Name)
+		e.opts.Metrics.ScaleDecision("down", "scale down")
 		e.forgetWorker(ctx, g.fv, g.worker)
 	}
 }

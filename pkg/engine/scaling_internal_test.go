@@ -40,6 +40,7 @@ func TestDesired(t *testing.T) {
 			opts := ScalingOptions{Policy: tc.policy, TargetPerWorker: tc.target, MinWorkers: tc.min, BurstAfter: 200 * time.Millisecond}
 			opts.setDefaults(3)
 			e := &Engine{opts: Options{FunctionConcurrency: 3, MaxWorkers: 10, Scaling: opts}}
+			tc.l.minW, tc.l.maxW = e.bounds(nil)
 			got, reason := e.desired(tc.l)
 			require.Equal(t, tc.want, got)
 			require.Equal(t, tc.wantReason, reason)

@@ -57,6 +57,7 @@ type Metrics struct {
 	memorySeconds *prometheus.CounterVec
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
+	scaling       scaling
 }
 
 // New returns a process's metrics on a registry of their own, with the Go
@@ -99,6 +100,8 @@ func New() *Metrics {
 		m.executions, m.duration, m.wait, m.coldStart, m.coldStarts, m.inFlight,
 		m.rejected, m.failed, m.memorySeconds, m.httpRequests, m.httpDuration,
 	)
+	m.scaling = newScaling()
+	m.reg.MustRegister(m.scaling.collectors()...)
 	return m
 }
 

@@ -49,6 +49,10 @@ const (
 	UsageGetAllProjects Action = "usage:get_all:all_projects"
 )
 
+// FunctionWorkerLimits is qinling-go's, admin-only: setting a function's
+// min_workers and max_workers (docs/scaling.md).
+const FunctionWorkerLimits Action = "function:worker_limits"
+
 // Actions upstream checked with its "default" rule, which every
 // authenticated caller passes. They are declared so that handlers can name
 // them (and a later policy file can tighten them) without a string literal.
@@ -87,6 +91,7 @@ var rules = map[Action]rule{
 	FunctionScaleUp:                  admin,
 	FunctionScaleDown:                admin,
 	FunctionDetach:                   admin,
+	FunctionWorkerLimits:             admin,
 	FunctionVersionScaleUp:           admin,
 	FunctionVersionScaleDown:         admin,
 	FunctionVersionDetach:            admin,

@@ -21,8 +21,9 @@ var adminOnly = []policy.Action{
 	"function_version:scale_up", "function_version:scale_down", "function_version:detach",
 	"execution:get_all:all_projects", "webhook:get_all:all_projects", "job:get_all:all_projects",
 	"function_version:get_all:all_projects",
-	// qinling-go's own: another project's usage (GET /v1/usage).
-	"usage:get_all:all_projects",
+	// qinling-go's own: another project's usage (GET /v1/usage), a
+	// function's worker bounds.
+	"usage:get_all:all_projects", "function:worker_limits",
 }
 
 func ctxWith(id reqctx.Identity) context.Context { return reqctx.With(context.Background(), id) }

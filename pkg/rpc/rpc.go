@@ -58,6 +58,9 @@ type Request struct {
 type Response struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  *errdefs.Wire   `json:"error,omitempty"`
+	// ForwardTo, never sent, is the engine whose queue the request is to be
+	// passed on to (route.go) instead of answering it.
+	ForwardTo string `json:"-"`
 }
 
 // Dispatch runs req through h the way every transport must: identity
@@ -76,6 +79,12 @@ func Dispatch(ctx context.Context, h Handler, req Request) (resp Response) {
 	}()
 	ctx = reqctx.With(ctx, req.Identity)
 	out, err := h.Handle(ctx, req.Method, req.Args)
+	if engine, ok := forwardOf(err); ok {
+		if Forwardable(ctx) {
+			return Response{ForwardTo: engine}
+		}
+		err = errdefs.New(errdefs.KindInternal, "handler of %s forwarded a request that cannot be", req.Method)
+	}
 	if err != nil {
 		return Response{Error: errdefs.ToWire(err)}
 	}

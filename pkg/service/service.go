@@ -186,7 +186,7 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 	e := &Engine{Engine: eng, orch: orch, done: make(chan error, 1)}
 	go func() {
 		served := make(chan error, 1)
-		go func() { served <- d.Transport.Serve(ctx, eng) }()
+		go func() { served <- serveEngine(ctx, d.Transport, c.EngineName(), eng) }()
 		var err error
 		select {
 		case <-ctx.Done():
@@ -204,6 +204,18 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 		go eng.Replay(ctx, engine.Client{RPC: d.Transport})
 	}
 	return e, nil
+}
+
+// serveEngine consumes the shared queue and, where the transport routes to
+// one engine (rpc.EngineQueues), the engine's own, until both stopped.
+func serveEngine(ctx context.Context, t rpc.Transport, name string, eng *engine.Engine) error {
+	q, ok := t.(rpc.EngineQueues)
+	if !ok {
+		return t.Serve(ctx, eng)
+	}
+	own := make(chan error, 1)
+	go func() { own <- q.ServeEngine(ctx, name, eng) }()
+	return errors.Join(t.Serve(ctx, eng), <-own)
 }
 
 // Wait blocks until the engine stopped serving and its workers are gone.

@@ -10,6 +10,8 @@
 // engine dies mid-way is delivered again, to another engine. (RabbitMQ also
 // takes a request back from an engine that holds it unacknowledged longer
 // than its consumer_timeout, 30 minutes by default; handlers stay far below.)
+// Each engine also consumes a queue of its own, into which other engines
+// pass requests for the functions whose workers it owns (route.go).
 //
 // Casts are persistent and published with confirms: Cast returns nil only
 // once the broker has the message, so it survives a broker restart. Calls
@@ -100,6 +102,10 @@ type Config struct {
 	// waits for handlers still running; 30s if zero. Requests whose handlers
 	// outlive it are not acknowledged, and so go to another engine.
 	DrainTimeout time.Duration
+	// EngineQueueTTL is how long a request waits in an engine's own queue
+	// (route.go) before it goes back to the topic's queue, for any engine:
+	// the owner is dead, or too busy to take it; 10s if zero.
+	EngineQueueTTL time.Duration
 	// Logger receives connection events and handler failures; slog.Default()
 	// if nil.
 	Logger *slog.Logger
@@ -127,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.EngineQueueTTL <= 0 {
+		c.EngineQueueTTL = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -172,8 +181,9 @@ type session struct {
 	blocked atomic.Bool
 	done    chan struct{} // closed when the session is dead
 
-	mu      sync.Mutex
-	pending map[string]chan rpc.Response // calls waiting, by correlation ID
+	mu       sync.Mutex
+	pending  map[string]chan rpc.Response // calls waiting, by correlation ID
+	declared map[string]bool              // engine queues declared for forwarding (route.go)
 }
 
 // New parses the URL and connects. A broker that cannot be reached is not
@@ -371,7 +381,7 @@ func (t *Transport) open(b broker) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}}
+	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}, declared: map[string]bool{}}
 	fail := func(err error) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, err
@@ -634,6 +644,11 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 	if err != nil {
 		return unavailable(err, "could not send the request")
 	}
+	return s.confirmed(ctx, dc)
+}
+
+// confirmed waits for the broker's confirmation of a published message.
+func (s *session) confirmed(ctx context.Context, dc *amqp.DeferredConfirmation) error {
 	select {
 	case <-dc.Done():
 		if dc.Acked() {

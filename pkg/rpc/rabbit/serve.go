@@ -17,11 +17,16 @@ import (
 	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
-// server is one Serve loop: one consumer of the topic's queue.
+// server is one Serve loop: one consumer of the topic's queue, or of an
+// engine's own (ServeEngine).
 type server struct {
-	t   *Transport
-	h   rpc.Handler
-	log *slog.Logger
+	t     *Transport
+	h     rpc.Handler
+	log   *slog.Logger
+	queue string
+	args  amqp.Table // the queue's arguments, as every declaration must give them
+	// shared is set on the topic's queue: its requests may be forwarded.
+	shared bool
 	// sem holds a slot per running handler. The prefetch keeps a channel
 	// from being handed more than that; the slots also count handlers still
 	// running from a channel lost to a reconnection.
@@ -37,6 +42,16 @@ type server struct {
 // handlers, at most DrainTimeout, then cancels their context. Serve returns
 // nil when it stops; it may run several times at once.
 func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
+	return t.serve(ctx, &server{t: t, h: h, log: t.log, queue: t.cfg.Topic, shared: true})
+}
+
+// ServeEngine is Serve on engine's own queue (route.go).
+func (t *Transport) ServeEngine(ctx context.Context, engine string, h rpc.Handler) error {
+	q := t.engineQueue(engine)
+	return t.serve(ctx, &server{t: t, h: h, log: t.log.With("queue", q), queue: q, args: t.engineQueueArgs()})
+}
+
+func (t *Transport) serve(ctx context.Context, sv *server) error {
 	t.mu.Lock()
 	select {
 	case <-t.closing:
@@ -50,7 +65,7 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sv := &server{t: t, h: h, log: t.log, sem: make(chan struct{}, t.cfg.Prefetch)}
+	sv.sem = make(chan struct{}, t.cfg.Prefetch)
 	for {
 		s := t.waitSession(ctx)
 		if s == nil {
@@ -91,15 +106,15 @@ func (sv *server) consume(ctx, hctx context.Context, s *session) (*amqp.Channel,
 		return nil, fmt.Errorf("set the prefetch: %w", err)
 	}
 	// Declared here too, in case the queue was deleted under a live session.
-	if _, err := ch.QueueDeclare(sv.t.cfg.Topic, true, false, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(sv.queue, true, false, false, false, sv.args); err != nil {
 		_ = ch.Close()
-		return nil, fmt.Errorf("declare queue %q: %w", sv.t.cfg.Topic, err)
+		return nil, fmt.Errorf("declare queue %q: %w", sv.queue, err)
 	}
 	tag := "qinling-" + uuid.NewString()
-	deliveries, err := ch.Consume(sv.t.cfg.Topic, tag, false, false, false, false, nil)
+	deliveries, err := ch.Consume(sv.queue, tag, false, false, false, false, nil)
 	if err != nil {
 		_ = ch.Close()
-		return nil, fmt.Errorf("consume queue %q: %w", sv.t.cfg.Topic, err)
+		return nil, fmt.Errorf("consume queue %q: %w", sv.queue, err)
 	}
 	sv.log.Info("receiving RPC requests", "broker", s.broker.String(), "prefetch", sv.t.cfg.Prefetch)
 	// Requests delivered but not started are neither acknowledged nor
@@ -176,7 +191,25 @@ func (sv *server) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery)
 	if req.Identity.RequestID != "" {
 		log = log.With("request_id", req.Identity.RequestID)
 	}
-	resp := rpc.Dispatch(ctx, sv.h, req)
+	fctx := ctx
+	if sv.shared && d.Headers["x-death"] == nil {
+		// Not yet routed: a request that comes back from an engine's queue
+		// it waited in too long (route.go) runs where it lands.
+		fctx = rpc.WithForwardable(ctx)
+	}
+	resp := rpc.Dispatch(fctx, sv.h, req)
+	if resp.ForwardTo != "" {
+		err := sv.forward(ctx, d, resp.ForwardTo)
+		if err == nil {
+			if err := d.Ack(false); err != nil {
+				log.Warn("could not acknowledge a forwarded RPC request; it may run twice", "error", err)
+			}
+			log.Debug("forwarded an RPC request", "engine", resp.ForwardTo)
+			return
+		}
+		log.Warn("could not pass a request on to its engine; running it here", "engine", resp.ForwardTo, "error", err)
+		resp = rpc.Dispatch(ctx, sv.h, req)
+	}
 	if d.ReplyTo == "" {
 		rpc.ReportCast(req, resp)
 	}

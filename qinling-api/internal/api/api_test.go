@@ -86,6 +86,7 @@ func newAPIWith(t *testing.T, auth api.Authenticator, tune func(*api.Server)) (*
 			DefaultCPU: 100, MinCPU: 100, MaxCPU: 300,
 			DefaultMemory: 33554432, MinMemory: 33554432, MaxMemory: 134217728,
 			DefaultTimeout: 5, MinTimeout: 1, MaxTimeout: 300,
+			MinWorkers: 1, MaxWorkers: 10,
 		},
 	}
 	if tune != nil {

@@ -37,6 +37,8 @@ func (f *functionForm) close() {
 var functionFields = map[string]bool{
 	"code": true, "name": true, "description": true, "runtime_id": true, "entry": true,
 	"cpu": true, "memory_size": true, "timeout": true, "package": true,
+	// qinling-go's, admin only (workerlimits.go).
+	"min_workers": true, "max_workers": true,
 	// The CLI flattens the code dict on update: source=package, swift=...
 	"source": true, "swift": true, "image": true,
 	// Read-only fields some clients echo back; ignored as upstream did.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strconv"
@@ -103,6 +104,10 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	if err != nil {
 		return nil, 0, err
 	}
+	limits, err := s.parseWorkerLimits(ctx, form, nil)
+	if err != nil {
+		return nil, 0, err
+	}
 	name, err := optValue(form, "name", 255)
 	if err != nil {
 		return nil, 0, err
@@ -120,7 +125,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 		if !s.ImageFunctions {
 			return nil, 0, errdefs.Invalid("Image type functions are not supported by this deployment's orchestrator.")
 		}
-		return s.createImageFunction(ctx, code, res, name, desc)
+		return s.createImageFunction(ctx, code, res, limits, name, desc)
 	case db.SourceSwift:
 		return nil, 0, errdefs.Invalid("Swift object not supported.")
 	}
@@ -151,7 +156,8 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 		Base: db.Base{ID: db.NewID(), ProjectID: id.ProjectID},
 		Name: name, Description: desc, RuntimeID: &rt.ID, Entry: entry,
 		CPU: int(orDefault(res.cpu, int64(s.Limits.DefaultCPU))), MemorySize: orDefault(res.memory, s.Limits.DefaultMemory),
-		Timeout: int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
+		Timeout:    int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
+		MinWorkers: limits.min, MaxWorkers: limits.max,
 	}
 	md5, _, err := s.Storage.Store(ctx, f.ProjectID, f.ID, form.pkg, code.MD5Sum)
 	if err != nil {
@@ -167,7 +173,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 
 // createImageFunction stores an image function (docs/kubernetes.md, "Image functions"): no
 // runtime, no package, no entry; each execution runs the image.
-func (s *Server) createImageFunction(ctx context.Context, code db.Code, res resources, name, desc *string) (any, int, error) {
+func (s *Server) createImageFunction(ctx context.Context, code db.Code, res resources, limits workerLimits, name, desc *string) (any, int, error) {
 	image := strings.TrimSpace(code.Image)
 	switch {
 	case image == "":
@@ -180,7 +186,8 @@ func (s *Server) createImageFunction(ctx context.Context, code db.Code, res reso
 		Base: db.Base{ID: db.NewID(), ProjectID: id.ProjectID},
 		Name: name, Description: desc,
 		CPU: int(orDefault(res.cpu, int64(s.Limits.DefaultCPU))), MemorySize: orDefault(res.memory, s.Limits.DefaultMemory),
-		Timeout: int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
+		Timeout:    int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
+		MinWorkers: limits.min, MaxWorkers: limits.max,
 	}
 	f.SetCode(db.Code{Source: db.SourceImage, Image: image})
 	if err := s.DB.CreateFunction(ctx, f); err != nil {
@@ -301,7 +308,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, f *db.Function
 }
 
 // trivialUpdate are the keys whose change needs no worker restart.
-var trivialUpdate = map[string]bool{"name": true, "description": true, "timeout": true}
+var trivialUpdate = map[string]bool{"name": true, "description": true, "timeout": true, "min_workers": true, "max_workers": true}
 
 func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	ctx := r.Context()
@@ -352,6 +359,11 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, in
 	if res.given["memory_size"] {
 		values["memory_size"] = res.memory
 	}
+	limits, err := s.parseWorkerLimits(ctx, form, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	maps.Copy(values, limits.values())
 
 	current := f.ParsedCode()
 	var requested *db.Code

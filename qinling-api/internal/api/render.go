@@ -57,6 +57,9 @@ type functionView struct {
 	MemorySize    int64   `json:"memory_size"`
 	Timeout       int     `json:"timeout"`
 	LatestVersion int     `json:"latest_version"`
+	// qinling-go's, only when set (workerlimits.go).
+	MinWorkers *int `json:"min_workers,omitempty"`
+	MaxWorkers *int `json:"max_workers,omitempty"`
 }
 
 // renderFunction renders code as upstream did: a JSON object in the single
@@ -71,6 +74,7 @@ func renderFunction(f *db.Function, codeAsString bool) functionView {
 		RuntimeID: f.RuntimeID, Entry: f.Entry, ProjectID: f.ProjectID,
 		CreatedAt: timestr(f.CreatedAt), UpdatedAt: optTime(f.UpdatedAt),
 		CPU: f.CPU, MemorySize: f.MemorySize, Timeout: f.Timeout, LatestVersion: f.LatestVersion,
+		MinWorkers: f.MinWorkers, MaxWorkers: f.MaxWorkers,
 	}
 }
 

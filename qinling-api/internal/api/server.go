@@ -48,6 +48,10 @@ type Limits struct {
 	// MaxPageSize the largest page; 0 leaves lists unpaged.
 	DefaultPageSize int
 	MaxPageSize     int
+	// MinWorkers and MaxWorkers are [engine] min_workers_per_function and
+	// max_workers_per_function, what a function's own bounds default to
+	// (workerlimits.go).
+	MinWorkers, MaxWorkers int
 }
 
 // Authenticator turns a request into an identity, or an error: unauthorized

@@ -146,6 +146,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 			DefaultMemory: l.DefaultMemory, MinMemory: l.MinMemory, MaxMemory: l.MaxMemory,
 			DefaultTimeout: l.DefaultTimeout, MinTimeout: l.MinTimeout, MaxTimeout: l.MaxTimeout,
 			DefaultPageSize: cfg.API.DefaultPageSize, MaxPageSize: cfg.API.MaxPageSize,
+			MinWorkers: cfg.Engine.MinWorkersPerFunction, MaxWorkers: cfg.Engine.MaxWorkersPerFunction,
 		},
 	}
 	if cfg.Metrics.APIEnabled {

@@ -1,0 +1,160 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/orchestrator/fake"
+	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/engine"
+	"github.com/qinling-go/qinling/pkg/rpc"
+)
+
+// namedFake is an engine-local fake whose worker names carry its engine's
+// name, as the local orchestrator's are unique per engine (the fakes of two
+// engines would otherwise both name their first worker alike, and its
+// record would be overwritten).
+type namedFake struct {
+	localFake
+	prefix string
+}
+
+func (n namedFake) ScaleUp(ctx context.Context, fn orchestrator.Function, count int) ([]orchestrator.Worker, error) {
+	ws, err := n.localFake.ScaleUp(ctx, fn, count)
+	for i := range ws {
+		ws[i].Name = n.prefix + ws[i].Name
+	}
+	return ws, err
+}
+
+func (n namedFake) Run(ctx context.Context, w orchestrator.Worker, inv orchestrator.Invocation) (orchestrator.Result, error) {
+	w.Name = strings.TrimPrefix(w.Name, n.prefix)
+	return n.localFake.Run(ctx, w, inv)
+}
+
+// cluster is engines with engine-local orchestrators sharing the database
+// and the worker records, and a transport's routing done by hand: a request
+// arrives forwardable on the shared queue; a Forward sends it, no longer
+// forwardable, to the named engine.
+type cluster struct {
+	h       *harness
+	engines map[string]*engine.Engine
+	orchs   map[string]localFake
+	release chan struct{}
+	// forwarded counts the requests passed on, by target engine.
+	mu        sync.Mutex
+	forwarded map[string]int
+}
+
+func newCluster(t *testing.T, names []string, live []string) *cluster {
+	h := newHarness(t, engine.Options{})
+	c := &cluster{h: h, engines: map[string]*engine.Engine{}, orchs: map[string]localFake{},
+		release: make(chan struct{}), forwarded: map[string]int{}}
+	for _, n := range names {
+		o := localFake{fake.New(fake.Config{PoolSize: 3})}
+		o.Handle("block.main", func(orchestrator.Invocation) orchestrator.Result {
+			<-c.release
+			return orchestrator.Result{Success: true, Output: json.RawMessage(`null`)}
+		})
+		c.orchs[n] = o
+		c.engines[n] = engine.New(h.db, namedFake{o, n + "-"}, h.coord, nil, engine.Options{Name: n}, discard())
+	}
+	for _, n := range live {
+		require.NoError(t, h.coord.Register(context.Background(), n+"#0000"))
+	}
+	return c
+}
+
+// send hands a to engine name as the shared queue would, following a
+// Forward once.
+func (c *cluster) send(t *testing.T, name string, a engine.ExecutionArgs) {
+	ctx := context.Background()
+	err := c.engines[name].CreateExecution(rpc.WithForwardable(ctx), a)
+	var fw *rpc.Forward
+	if errors.As(err, &fw) {
+		c.mu.Lock()
+		c.forwarded[fw.Engine]++
+		c.mu.Unlock()
+		err = c.engines[fw.Engine].CreateExecution(ctx, a)
+	}
+	require.NoError(t, err)
+}
+
+func (c *cluster) owners(t *testing.T, f *db.Function) map[string]int {
+	ws, err := c.h.coord.Workers(context.Background(), coord.FunctionVersion{FunctionID: f.ID})
+	require.NoError(t, err)
+	got := map[string]int{}
+	for _, w := range ws {
+		got[w.Owner]++
+	}
+	return got
+}
+
+// TestEngine_RouteToWarmOwner: with engine-local workers, concurrent
+// executions of one function spread over two engines start the workers the
+// deployment's load needs (ceil(n / function_concurrency)), all on one
+// engine: the engine that finds another one owning workers (on arrival, or
+// under the function's lock while it queued) passes its executions on.
+// When the owner is not alive, the receiving engine runs them itself.
+func TestEngine_RouteToWarmOwner(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		live        []string
+		first       []string // engine handed each execution of a first, concurrent wave
+		then        []string // then, with the first wave's workers recorded
+		wantWorkers int
+		wantOwners  int
+	}{
+		{name: "three over two engines: one worker", live: []string{"e1", "e2"}, first: []string{"e1", "e2", "e1"}, wantWorkers: 1, wantOwners: 1},
+		{name: "six over two engines: two workers", live: []string{"e1", "e2"}, first: []string{"e1", "e2", "e1", "e2", "e1", "e2"}, wantWorkers: 2, wantOwners: 1},
+		{name: "a later one goes to the warm owner", live: []string{"e1", "e2"}, first: []string{"e1"}, then: []string{"e2", "e2"}, wantWorkers: 1, wantOwners: 1},
+		{name: "a dead owner's function is served where it lands", live: []string{"e2"}, first: []string{"e1"}, then: []string{"e2"}, wantWorkers: 2, wantOwners: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, []string{"e1", "e2"}, tc.live)
+			f := c.h.function(t, "block.main")
+			var wg sync.WaitGroup
+			wave := func(names []string) {
+				for _, n := range names {
+					a := c.h.asyncExecution(t, f, "x")
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						c.send(t, n, a)
+					}()
+				}
+			}
+			ran := func() int {
+				n := 0
+				for _, o := range c.orchs {
+					n += len(o.Calls().Run)
+				}
+				return n
+			}
+			wave(tc.first)
+			require.Eventually(t, func() bool { return ran() == len(tc.first) }, 10*time.Second, 5*time.Millisecond,
+				"the first wave runs at once")
+			wave(tc.then)
+			require.Eventually(t, func() bool { return ran() == len(tc.first)+len(tc.then) }, 10*time.Second, 5*time.Millisecond,
+				"the second wave runs at once")
+			owners := c.owners(t, f)
+			total := 0
+			for _, n := range owners {
+				total += n
+			}
+			require.Equal(t, tc.wantWorkers, total, "workers: %v", owners)
+			require.Len(t, owners, tc.wantOwners, "engines owning workers: %v", owners)
+			close(c.release)
+			wg.Wait()
+		})
+	}
+}

@@ -1,0 +1,76 @@
+//go:build integration
+
+package rabbit
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/rpc"
+	"github.com/qinling-go/qinling/pkg/testutil"
+)
+
+// TestRabbitMQ_Route: a request from the shared queue whose handler answers
+// rpc.Forward goes to the named engine's own queue as it came, and that
+// engine answers the caller; when that engine does not take it within
+// EngineQueueTTL (dead), it comes back to the shared queue, not
+// forwardable, and runs there.
+func TestRabbitMQ_Route(t *testing.T) {
+	t.Parallel()
+	mq := testutil.StartRabbitMQ(t)
+	ctx := context.Background()
+	short := func(c *Config) { c.EngineQueueTTL = 500 * time.Millisecond }
+	// shared is the only consumer of the shared queue: it forwards what it
+	// may to "b" and answers the rest itself.
+	shared := func(ran chan<- string) rpc.HandlerFunc {
+		return func(ctx context.Context, method string, args json.RawMessage) (any, error) {
+			if rpc.Forwardable(ctx) {
+				return nil, &rpc.Forward{Engine: "b"}
+			}
+			ran <- "a"
+			return "a", nil
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		ownerUp bool
+		want    string
+	}{
+		{name: "the owner answers", ownerUp: true, want: "b"},
+		{name: "a dead owner's request comes back", want: "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := uniqueTopic()
+			ran := make(chan string, 4)
+			a := newTestTransport(t, mq.URL, topic, short)
+			serve(t, a, shared(ran))
+			if tc.ownerUp {
+				b := newTestTransport(t, mq.URL, topic, short)
+				bctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					assert.NoError(t, b.ServeEngine(bctx, "b", rpc.HandlerFunc(func(ctx context.Context, method string, args json.RawMessage) (any, error) {
+						assert.False(t, rpc.Forwardable(ctx), "a routed request is not forwarded again")
+						ran <- "b"
+						return "b", nil
+					})))
+				}()
+				t.Cleanup(func() { cancel(); <-done })
+			}
+			client := newTestTransport(t, mq.URL, topic, nil)
+			var got string
+			require.NoError(t, client.Call(ctx, "who", num{}, &got))
+			assert.Equal(t, tc.want, got, "call")
+			assert.Equal(t, tc.want, receive(t, ran, 10*time.Second, "the call handled"))
+			require.NoError(t, client.Cast(ctx, "who", num{}))
+			assert.Equal(t, tc.want, receive(t, ran, 10*time.Second, "the cast handled"), "cast")
+			nothing(t, ran, 700*time.Millisecond, "a request handled twice")
+		})
+	}
+}
