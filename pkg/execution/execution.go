@@ -9,6 +9,7 @@ package execution
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/reqctx"
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // Engine is what Start needs of the engine: engine.Client over RPC.
@@ -80,8 +82,10 @@ const engineWait = 10 * time.Second
 // execution, which then comes back finished, and a cast for an async one,
 // which comes back running. An engine that fails ends the execution as
 // error and Start still returns it, as upstream answered 201; only an
-// unreachable engine (kind unavailable) is returned as an error, with the
-// execution recorded as error too, so that clients know to retry.
+// unreachable engine (kind unavailable) is returned as an error, so that
+// clients know to retry. The execution is then removed when the request
+// certainly never left (rpc.ErrNotSent), else recorded as error: an engine
+// may have it.
 func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error) {
 	e := &db.Execution{
 		Base:        db.Base{ProjectID: req.Project},
@@ -117,9 +121,16 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, Input: input}
 	if err := s.Engine.CreateExecution(ctx, args, e.Sync); err != nil {
 		reqctx.Logger(ctx, s.Log).Error("engine did not run the execution", "execution_id", e.ID, "error", err)
-		result := mustJSON(map[string]any{"output": "Function execution failed: " + errdefs.PublicMessage(err), "duration": 0})
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineWait)
 		defer cancel()
+		// A request no engine can ever receive was refused, not run: the
+		// caller is told to try again, and nothing of it is kept, counted
+		// or billed.
+		if errors.Is(err, rpc.ErrNotSent) && s.DB.DeleteExecution(sctx, e.ID) == nil {
+			s.Metrics.ExecutionRejected(string(errdefs.KindOf(err)))
+			return nil, err
+		}
+		result := mustJSON(map[string]any{"output": "Function execution failed: " + errdefs.PublicMessage(err), "duration": 0})
 		if ended, _ := s.DB.FinishExecution(sctx, e.ID, db.StatusError, &result, nil); ended {
 			s.Metrics.ExecutionFinished(metrics.Finished{ProjectID: e.ProjectID, FunctionID: f.ID, Status: db.StatusError, Reason: string(errdefs.KindOf(err))})
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/execution"
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // recordingEngine takes every execution it is handed: a sync one is ended
@@ -189,6 +190,17 @@ func TestStart_Engine(t *testing.T) {
 		f, err := w.db.Function(ctx, db.Internal, w.fa)
 		require.NoError(t, err)
 		require.Equal(t, 3, f.Count)
+	})
+	t.Run("a request never sent is refused and leaves no row", func(t *testing.T) {
+		before, err := w.db.Executions(ctx, db.Scope{ProjectID: "a"}, db.ListOptions{})
+		require.NoError(t, err)
+		for _, sync := range []bool{false, true} {
+			_, err := run(t, errdefs.Wrap(errdefs.KindUnavailable, rpc.ErrNotSent, "Message broker unavailable: not connected."), sync)
+			require.True(t, errors.Is(err, errdefs.ErrUnavailable), "%v", err)
+		}
+		after, err := w.db.Executions(ctx, db.Scope{ProjectID: "a"}, db.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, after, len(before), "nothing recorded, counted or billed for a refused request")
 	})
 }
 

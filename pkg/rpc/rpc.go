@@ -8,12 +8,20 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 )
+
+// ErrNotSent is in the chain of a Call's or Cast's error when the request
+// certainly never reached the transport (the broker was not connected,
+// refused it, or the write failed): no engine can ever receive it, so a
+// caller may forget what it recorded for it. Other errors (a lost
+// confirmation, a lost reply) leave that open.
+var ErrNotSent = errors.New("the request was not sent")
 
 // Client sends methods to some engine.
 type Client interface {

@@ -320,10 +320,10 @@ func (t *Transport) current() (*session, error) {
 	s, why := t.sess, t.downErr
 	t.mu.Unlock()
 	if s == nil {
-		return nil, unavailable(why, "not connected, reconnecting")
+		return nil, notSent(why, "not connected, reconnecting")
 	}
 	if s.blocked.Load() {
-		return nil, unavailable(nil, "it is refusing messages (resource alarm)")
+		return nil, notSent(nil, "it is refusing messages (resource alarm)")
 	}
 	return s, nil
 }
@@ -534,7 +534,7 @@ func (s *session) refused() error {
 	if s.ch.IsClosed() {
 		return unavailable(nil, "the connection was lost before it confirmed the request")
 	}
-	return unavailable(nil, "it refused the request")
+	return notSent(nil, "it refused the request")
 }
 
 // prepare encodes a request and returns it with the live session, or why
@@ -594,7 +594,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 		if ctx.Err() != nil {
 			return timedOut(ctx.Err())
 		}
-		return unavailable(err, "could not send the request")
+		return notSent(err, "could not send the request")
 	}
 	confirmed := dc.Done()
 	for {
@@ -642,7 +642,7 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 		Body:         body,
 	})
 	if err != nil {
-		return unavailable(err, "could not send the request")
+		return notSent(err, "could not send the request")
 	}
 	return s.confirmed(ctx, dc)
 }
@@ -694,6 +694,12 @@ func expiration(d time.Duration) string {
 
 func unavailable(cause error, format string, args ...any) error {
 	return errdefs.Wrap(errdefs.KindUnavailable, cause, "Message broker unavailable: "+format+". Try again later.", args...)
+}
+
+// notSent is unavailable for a request that certainly did not reach the
+// broker (rpc.ErrNotSent).
+func notSent(cause error, format string, args ...any) error {
+	return unavailable(errors.Join(rpc.ErrNotSent, cause), format, args...)
 }
 
 func errClosed() error {

@@ -192,6 +192,7 @@ func TestNew_BrokerDown(t *testing.T) {
 		err := send()
 		assert.ErrorIs(t, err, errdefs.ErrUnavailable)
 		assert.Equal(t, "Message broker unavailable: not connected, reconnecting. Try again later.", errdefs.PublicMessage(err))
+		assert.ErrorIs(t, err, rpc.ErrNotSent, "the caller may forget the request")
 		assert.NotContains(t, err.Error(), "s3cret")
 		assert.Less(t, time.Since(start), 100*time.Millisecond, "fail fast while disconnected")
 	}
