@@ -53,7 +53,7 @@ type worker struct {
 	state   state
 	fnID    string
 	version int
-	pkgKey  string // the unpacked package it uses (pkgcache.go), once delivered
+	pkgKey  string        // the unpacked package it uses (pkgcache.go), once delivered
 	killed  bool          // we sent SIGKILL: its exit is expected
 	exited  bool          // the process has exited; its pid must not be signalled any more
 	waitErr error         // from cmd.Wait, valid once done is closed

@@ -3,8 +3,8 @@ package archive_test
 import (
 	"archive/zip"
 	"bytes"
-	"errors"
 	"compress/flate"
+	"errors"
 	"hash/crc32"
 	"io/fs"
 	"os"
