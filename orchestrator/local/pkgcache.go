@@ -286,37 +286,48 @@ func (c *packageCache) unpack(ctx context.Context, fn orchestrator.Function, key
 	if err != nil {
 		return fmt.Errorf("deliver package: %w", err)
 	}
-	size, err := treeSize(tree)
-	if err != nil {
-		return fmt.Errorf("deliver package: %w", err)
-	}
-	if size > c.budget {
-		return c.errTooBig(fn)
-	}
-	meta, err := json.Marshal(entryMeta{Function: fn.ID, Version: fn.Version, MD5: fn.Package.MD5, Size: size})
-	if err != nil {
-		return fmt.Errorf("deliver package: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, entryMetaName), meta, 0o600); err != nil {
-		return fmt.Errorf("deliver package: %w", err)
-	}
 	if err := os.WriteFile(filepath.Join(tmp, entryRefName), nil, 0o600); err != nil {
 		return fmt.Errorf("deliver package: %w", err)
+	}
+	// The entry's size is all of it: its tree, its directories and files.
+	meta := entryMeta{Function: fn.ID, Version: fn.Version, MD5: fn.Package.MD5}
+	if err := writeEntryMeta(tmp, meta); err != nil {
+		return err
+	}
+	if meta.Size, err = treeSize(tmp); err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	if meta.Size > c.budget {
+		return c.errTooBig(fn)
+	}
+	if err := writeEntryMeta(tmp, meta); err != nil { // as large: one block
+		return err
 	}
 	return c.locked(func() error {
 		if found, err := c.linkLocked(key, refs); err != nil || found {
 			return err // another engine sharing the directory made it meanwhile
 		}
-		if err := c.makeRoomLocked(size); err != nil {
+		if err := c.makeRoomLocked(meta.Size); err != nil {
 			return fmt.Errorf("deliver package of function %s version %d: %w", fn.ID, fn.Version, err)
 		}
 		if err := os.Rename(tmp, filepath.Join(c.dir, key)); err != nil {
 			return fmt.Errorf("deliver package: %w", err)
 		}
-		c.log.Debug("package unpacked", "function_id", fn.ID, "version", fn.Version, "bytes", size)
+		c.log.Debug("package unpacked", "function_id", fn.ID, "version", fn.Version, "bytes", meta.Size)
 		_, err := c.linkLocked(key, refs)
 		return err
 	})
+}
+
+func writeEntryMeta(dir string, meta entryMeta) error {
+	data, err := json.Marshal(meta)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, entryMetaName), data, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	return nil
 }
 
 // tooBigError is the error of a package larger than the whole budget.
