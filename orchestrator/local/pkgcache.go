@@ -87,9 +87,7 @@ type unpacking struct {
 }
 
 // newPackageCache opens the cache in workersDir and removes what no worker
-// uses: temporary directories older than staleExtractAge (another engine
-// sharing workersDir may be unpacking now), entries of deleted function
-// versions, and entries that no worker uses.
+// uses (removeUnused): what a previous run of the engine left.
 func newPackageCache(workersDir string, budget int64, lim archive.Limits, log *slog.Logger) (*packageCache, error) {
 	dir := filepath.Join(workersDir, cacheDirName)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -104,16 +102,27 @@ func newPackageCache(workersDir string, budget int64, lim archive.Limits, log *s
 		lim.MaxUncompressed = def.MaxUncompressed
 	}
 	c := &packageCache{dir: dir, budget: budget, limits: lim, log: log, lock: lock, unpacking: map[string]*unpacking{}, tooBig: map[string]error{}}
-	err = c.locked(func() error {
+	if err := c.removeUnused(); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("package cache: %w", err)
+	}
+	return c, nil
+}
+
+// removeUnused removes the copies no worker uses, and temporary
+// directories older than staleExtractAge (another engine sharing the
+// directory may be unpacking into a younger one).
+func (c *packageCache) removeUnused() error {
+	return c.locked(func() error {
 		removed := 0
-		entries, err := os.ReadDir(dir)
+		entries, err := os.ReadDir(c.dir)
 		if err != nil {
 			return err
 		}
 		now := time.Now()
 		for _, e := range entries {
 			if e.IsDir() && strings.HasPrefix(e.Name(), cacheTmpPrefix) && olderThan(e, now, staleExtractAge) {
-				if os.RemoveAll(filepath.Join(dir, e.Name())) == nil {
+				if os.RemoveAll(filepath.Join(c.dir, e.Name())) == nil {
 					removed++
 				}
 			}
@@ -124,18 +133,21 @@ func newPackageCache(workersDir string, budget int64, lim archive.Limits, log *s
 			}
 		}
 		if removed > 0 {
-			log.Info("removed unused unpacked packages", "dir", dir, "count", removed)
+			c.log.Info("removed unused unpacked packages", "dir", c.dir, "count", removed)
 		}
 		return nil
 	})
-	if err != nil {
-		_ = lock.Close()
-		return nil, fmt.Errorf("package cache: %w", err)
-	}
-	return c, nil
 }
 
-func (c *packageCache) close() { _ = c.lock.Close() }
+// close removes the copies no worker uses any more (those of this
+// engine's workers, all stopped by now) and releases the lock file.
+func (c *packageCache) close() {
+	if err := c.removeUnused(); err != nil {
+		c.log.Warn("could not remove unused unpacked packages", "dir", c.dir, "error", err)
+	}
+	_ = c.lock.Close()
+}
+
 
 // locked runs f holding the cache's mutex and its flock.
 func (c *packageCache) locked(f func() error) error {
