@@ -153,6 +153,11 @@ func (c *packageCache) close() {
 func (c *packageCache) locked(f func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.flocked(f)
+}
+
+// flocked runs f holding the flock; the caller holds the mutex.
+func (c *packageCache) flocked(f func() error) error {
 	if err := flock(c.lock, unix.LOCK_EX); err != nil {
 		return err
 	}
@@ -210,7 +215,9 @@ func (c *packageCache) claim(ctx context.Context, fn orchestrator.Function, key 
 			c.mu.Unlock()
 			select {
 			case <-u.done:
-				if u.err != nil {
+				// Its outcome is this claim's too, unless the claim that
+				// unpacked was cancelled: then this one tries itself.
+				if u.err != nil && !errors.Is(u.err, context.Canceled) && !errors.Is(u.err, context.DeadlineExceeded) {
 					return u.err
 				}
 				continue
@@ -218,19 +225,16 @@ func (c *packageCache) claim(ctx context.Context, fn orchestrator.Function, key 
 				return ctx.Err()
 			}
 		}
-		c.mu.Unlock()
+		// Looked for and, if missing, marked as being unpacked under one
+		// hold of the mutex: no other claim can start a second extraction.
 		found := false
-		err := c.locked(func() (err error) {
+		err := c.flocked(func() (err error) {
 			found, err = c.linkLocked(key, refs)
 			return err
 		})
 		if err != nil || found {
-			return err
-		}
-		c.mu.Lock()
-		if c.unpacking[key] != nil { // another claim started meanwhile
 			c.mu.Unlock()
-			continue
+			return err
 		}
 		u := &unpacking{done: make(chan struct{})}
 		c.unpacking[key] = u
