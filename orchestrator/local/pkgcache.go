@@ -148,7 +148,6 @@ func (c *packageCache) close() {
 	_ = c.lock.Close()
 }
 
-
 // locked runs f holding the cache's mutex and its flock.
 func (c *packageCache) locked(f func() error) error {
 	c.mu.Lock()
