@@ -52,6 +52,10 @@ rootfs_base() {
 	local root=$1 applet
 	mkdir -p "$root"/{bin,etc,tmp,usr/bin,app} "$root$K8S_PACKAGES_DIR"
 	chmod 1777 "$root/tmp"
+	# root's home, which pods' unprivileged users cannot enter: the
+	# orchestrator puts the kubelet's termination message file there
+	# (orchestrator/kubernetes/pool.go, terminationMessagePath).
+	install -d -m 0700 "$root/root"
 	cp /bin/busybox "$root/bin/busybox"
 	for applet in $("$root/bin/busybox" --list); do
 		[[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"

@@ -129,6 +129,9 @@ func (o *Orchestrator) imagePod(inv orchestrator.ImageInvocation) *corev1.Pod {
 		Name: "function", Image: inv.Image, Args: inv.Args, ImagePullPolicy: o.cfg.ImagePullPolicy,
 		Resources:       corev1.ResourceRequirements{Requests: res, Limits: res.DeepCopy()},
 		SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+		// Out of the function's reach, as in worker pods (pool.go).
+		TerminationMessagePath:   terminationMessagePath,
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 	}}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{

@@ -151,8 +151,23 @@ func TestPoolSpec(t *testing.T) {
 	require.Equal(t, "/var/qinling/packages", ctr.VolumeMounts[0].MountPath)
 	require.NotNil(t, spec.Volumes[0].EmptyDir)
 	require.Equal(t, corev1.StorageMediumMemory, spec.Volumes[1].EmptyDir.Medium, "/tmp is tmpfs, off the node's disk")
+	for _, v := range spec.Volumes {
+		require.NotNil(t, v.EmptyDir, "%s: no other kind of volume", v.Name)
+		require.NotNil(t, v.EmptyDir.SizeLimit, "%s is bounded", v.Name)
+	}
+	require.Equal(t, "1Gi", spec.Volumes[0].EmptyDir.SizeLimit.String(), "a package's zip and its expansion")
+	requireTerminationMessageUnreachable(t, ctr)
 	require.Equal(t, ctr.Resources.Requests, ctr.Resources.Limits, "Guaranteed, so a resize keeps the QoS class")
 	require.Contains(t, ctr.Env, corev1.EnvVar{Name: "QINLING_WORKER_TOKEN", Value: "required"}, "other pods cannot call the runtime server")
+}
+
+// requireTerminationMessageUnreachable: the kubelet's termination message
+// file, on the node's disk and bounded by nothing, is in a directory the
+// pod's unprivileged user cannot enter.
+func requireTerminationMessageUnreachable(t *testing.T, ctr corev1.Container) {
+	t.Helper()
+	require.Equal(t, "/root/termination-log", ctr.TerminationMessagePath)
+	require.Equal(t, corev1.TerminationMessageReadFile, ctr.TerminationMessagePolicy)
 }
 
 func TestUpdatePoolRollsToTheNewImage(t *testing.T) {
@@ -477,6 +492,7 @@ func TestImageFunctions(t *testing.T) {
 			require.Equal(t, []string{"a", "b"}, created.Spec.Containers[0].Args)
 			require.Equal(t, corev1.RestartPolicyNever, created.Spec.RestartPolicy)
 			require.Equal(t, "100m", created.Spec.Containers[0].Resources.Limits.Cpu().String())
+			requireTerminationMessageUnreachable(t, created.Spec.Containers[0])
 			require.NoError(t, o.Close()) // waits for the pod's deletion
 			_, err = c.Client.CoreV1().Pods(c.Namespace).Get(context.Background(), created.Name, metav1.GetOptions{})
 			require.True(t, apierrors.IsNotFound(err), "the execution's pod is deleted: %v", err)

@@ -144,7 +144,9 @@ func (o *Orchestrator) workerPodSpec(image string) corev1.PodSpec {
 	}
 	spec := o.basePodSpec()
 	spec.Volumes = []corev1.Volume{
-		{Name: "packages", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Gi"))}}},
+		// On the node's disk (a package may expand to 512 MiB, more than
+		// a function's memory), bounded by the kubelet's eviction.
+		{Name: "packages", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse(packagesSizeLimit))}}},
 		// tmpfs, counted against the pod's memory limit: what a function
 		// writes there never reaches the node's disk (a disk-backed
 		// emptyDir's sizeLimit is only checked now and then by the
@@ -179,10 +181,26 @@ func (o *Orchestrator) workerPodSpec(image string) corev1.PodSpec {
 			{Name: "packages", MountPath: packagesDir},
 			{Name: "tmp", MountPath: "/tmp"},
 		},
-		SecurityContext: o.containerSecurity(),
+		SecurityContext:          o.containerSecurity(),
+		TerminationMessagePath:   terminationMessagePath,
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 	}}
 	return spec
 }
+
+// packagesSizeLimit bounds a worker pod's packages emptyDir: the zip the
+// runtime receives (storage's max_package_size) and what it expands to
+// (512 MiB at most, pkg/archive). The kubelet evicts a pod past it.
+const packagesSizeLimit = "1Gi"
+
+// terminationMessagePath is where the kubelet puts a container's
+// termination message file: a file of its own on the node's disk,
+// bind-mounted writable for everyone and counted in no limit
+// (kubernetes/kubernetes#122224), which a function could grow until the
+// node's disk is full. In /root, root's own directory (mode 0700) in the
+// runtime images, as in every distribution's, the pod's unprivileged user
+// cannot reach it. The engine reads no termination message.
+const terminationMessagePath = "/root/termination-log"
 
 // basePodSpec holds what every pod of the backend has.
 func (o *Orchestrator) basePodSpec() corev1.PodSpec {

@@ -56,6 +56,10 @@ type Config struct {
 	StartTimeout time.Duration
 	// Limits bound package extraction (zero fields: archive defaults).
 	Limits archive.Limits
+	// PackageCacheSize bounds the disk space, in bytes, that all unpacked
+	// packages together take in WorkersDir (pkgcache.go; default
+	// DefaultPackageCacheSize).
+	PackageCacheSize int64
 	// Sandbox confines workers; the zero value runs them unconfined.
 	Sandbox Sandbox
 	// CgroupParent is where workers' cgroups go: relative to the engine's
@@ -88,6 +92,9 @@ const (
 	DefaultHostUIDCount       = 65536
 	DefaultPreloadWindow      = 60 * time.Second
 	DefaultPreloadInterval    = 5 * time.Second
+	// DefaultPackageCacheSize holds four packages of the largest size
+	// archive.DefaultLimits lets through.
+	DefaultPackageCacheSize = 2 << 30
 )
 
 // maxUnixSocketPathLen bounds a worker's socket path: sun_path is 108 bytes
@@ -120,6 +127,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.PackageCacheSize <= 0 {
+		c.PackageCacheSize = DefaultPackageCacheSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -30,12 +30,13 @@ import (
 // function of it is made from one source per runtime.
 type hostileRuntime struct {
 	name, image string
+	main        string // the package's file that function makes from src
 	function    func(t *testing.T, rt, id, src string) orchestrator.Function
 }
 
 var hostileRuntimes = []hostileRuntime{
-	{name: "python", image: "python3", function: pyFunction},
-	{name: "nodejs", image: "nodejs", function: nodeFunction},
+	{name: "python", image: "python3", main: "main.py", function: pyFunction},
+	{name: "nodejs", image: "nodejs", main: "main.js", function: nodeFunction},
 }
 
 // fn is a function of rt whose main is src, with time and CPU enough for a
@@ -49,6 +50,12 @@ func (rt hostileRuntime) fn(t *testing.T, id, src string) orchestrator.Function 
 // hostileEach runs body for each runtime and isolation mode, on an
 // orchestrator of its own with a pool for the runtime, in parallel.
 func hostileEach(t *testing.T, body func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool)) {
+	hostileEachWith(t, nil, body)
+}
+
+// hostileEachWith is hostileEach with mutate applied to each orchestrator's
+// configuration last.
+func hostileEachWith(t *testing.T, mutate func(*Config), body func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool)) {
 	for _, rt := range hostileRuntimes {
 		for _, strict := range []bool{false, true} {
 			mode := map[bool]string{false: "reuse", true: "strict"}[strict]
@@ -59,6 +66,9 @@ func hostileEach(t *testing.T, body func(t *testing.T, o *Orchestrator, rt hosti
 				o := newSandboxed(t, func(c *Config) {
 					c.NodeJS, c.MaxPids = nodeJS, 64
 					c.Isolation = Isolation{Strict: strict, Spares: 1, Preload: Preload{Slots: 4}}
+					if mutate != nil {
+						mutate(c)
+					}
 				})
 				require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: rt.image}))
 				body(t, o, rt, strict)
@@ -315,32 +325,39 @@ func requireBoundedWritableMounts(t *testing.T, pid int) {
 	}
 }
 
-// diskUsage is the disk space, in bytes, the files below dir take on the
-// host, the worker's mounts excluded (-1 if dir is gone).
-func diskUsage(t *testing.T, dir string) int64 {
+// diskUsage is the disk space, in bytes, the files below dirs take on the
+// host, each hard-linked file counted once and the workers' mounts excluded
+// (-1 if a dir is gone).
+func diskUsage(t *testing.T, dirs ...string) int64 {
 	t.Helper()
-	var dev uint64
-	if st, err := os.Stat(dir); err != nil {
-		return -1
-	} else {
-		dev = st.Sys().(*syscall.Stat_t).Dev
-	}
+	type fileID struct{ dev, ino uint64 }
+	seen := map[fileID]bool{}
 	var total int64
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	for _, dir := range dirs {
+		st, err := os.Stat(dir)
 		if err != nil {
+			return -1
+		}
+		dev := st.Sys().(*syscall.Stat_t).Dev
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			st := info.Sys().(*syscall.Stat_t)
+			if st.Dev != dev {
+				return filepath.SkipDir
+			}
+			if id := (fileID{st.Dev, st.Ino}); !seen[id] {
+				seen[id] = true
+				total += st.Blocks * 512
+			}
 			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		if st.Dev != dev {
-			return filepath.SkipDir
-		}
-		total += st.Blocks * 512
-		return nil
-	})
+		})
+	}
 	return total
 }
 

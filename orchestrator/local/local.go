@@ -12,8 +12,9 @@
 // once specialised. An execution that hits a limit fails with upstream's
 // resource message, the limit named in its log, and the worker is replaced
 // (limits.go). Each runtime has a pool of
-// free, prewarmed workers; ScaleUp takes some, unpacks the function's package
-// into their packages/ directory and hands them out, then tops the pool up in
+// free, prewarmed workers; ScaleUp takes some, gives them the function's
+// package in their packages/ directory (links to the one unpacked copy of
+// that function version, pkgcache.go) and hands them out, then tops the pool up in
 // the background. A worker that exits (the Python runtime exits with status 3
 // after one of its executions timed out, since it cannot kill a thread) is
 // reaped, its directory removed and the pool refilled; Run on it then reports
@@ -54,6 +55,7 @@ type Orchestrator struct {
 	client *workerclient.Client
 	spawn  *spawner
 	conf   *confinement
+	pkgs   *packageCache
 	pre    *preloader
 	life   context.Context // ended by Close
 	end    context.CancelFunc
@@ -97,6 +99,10 @@ func New(cfg Config) (*Orchestrator, error) {
 	if removed > 0 {
 		log.Info("removed stale worker directories", "dir", dir, "count", removed)
 	}
+	pkgs, err := newPackageCache(dir, cfg.PackageCacheSize, cfg.Limits, log)
+	if err != nil {
+		return nil, fmt.Errorf("local orchestrator: %w", err)
+	}
 	life, end := context.WithCancel(context.Background())
 	o := &Orchestrator{
 		cfg: cfg,
@@ -107,6 +113,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		}),
 		spawn:   newSpawner(life),
 		conf:    conf,
+		pkgs:    pkgs,
 		life:    life,
 		end:     end,
 		pools:   map[string]*pool{},
@@ -148,6 +155,7 @@ func (o *Orchestrator) Close() error {
 	o.end()
 	o.wg.Wait()
 	o.client.Close()
+	o.pkgs.close()
 	if o.conf.cgroups != nil {
 		o.conf.cgroups.Close()
 	}

@@ -262,9 +262,7 @@ func TestLocal_StartFailures(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 			_, err = e.o.Pool(context.Background(), e.rt)
 			require.ErrorIs(t, err, orchestrator.ErrPoolNotFound)
-			entries, err := os.ReadDir(e.dir)
-			require.NoError(t, err)
-			require.Empty(t, entries, "failed workers leave no directory")
+			require.Empty(t, workersDirEntries(t, e.dir), "failed workers leave no directory")
 		})
 	}
 }
@@ -449,6 +447,29 @@ func TestLocal_SharedWorkersDir(t *testing.T) {
 	})
 }
 
+// workersDirEntries lists what is in a workers directory besides the
+// package cache, which must hold nothing but its lock file.
+func workersDirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range entries {
+		if e.Name() != cacheDirName {
+			out = append(out, e.Name())
+			continue
+		}
+		cached, err := os.ReadDir(filepath.Join(dir, cacheDirName))
+		require.NoError(t, err)
+		for _, c := range cached {
+			if c.Name() != cacheLockName {
+				out = append(out, filepath.Join(cacheDirName, c.Name()))
+			}
+		}
+	}
+	return out
+}
+
 func TestLocal_CloseStopsEverything(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, modeServe, func(c *Config) { c.PoolSize = 2 })
@@ -463,9 +484,7 @@ func TestLocal_CloseStopsEverything(t *testing.T) {
 	for _, r := range recs {
 		require.True(t, processGone(r.PID), "worker %s still runs", r.Name)
 	}
-	entries, err := os.ReadDir(e.dir)
-	require.NoError(t, err)
-	require.Empty(t, entries)
+	require.Empty(t, workersDirEntries(t, e.dir))
 	require.ErrorContains(t, e.o.CreatePool(context.Background(), orchestrator.Runtime{ID: "x", Image: "python3"}), "closed")
 	require.NoError(t, e.o.Close(), "closing twice is fine")
 }

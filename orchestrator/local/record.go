@@ -221,7 +221,11 @@ func (o *Orchestrator) DeleteFunction(ctx context.Context, functionID string, ve
 	if len(victims)+len(foreign) > 0 {
 		o.log.Info("function workers deleted", "function_id", functionID, "version", version, "workers", len(victims), "other_instances", len(foreign))
 	}
-	return o.stopForeign(ctx, foreign)
+	err = o.stopForeign(ctx, foreign)
+	if ferr := o.pkgs.forget(functionID, version); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("delete function %s version %d: unpacked package: %w", functionID, version, ferr))
+	}
+	return err
 }
 
 // stopForeign kills workers started by another instance: after checking that
@@ -257,6 +261,9 @@ func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
 		if err := os.RemoveAll(gone); err != nil {
 			return fmt.Errorf("delete worker %s: %w", rec.Name, err)
 		}
+	}
+	if len(recs) > 0 {
+		o.pkgs.release("") // their packages may be unused now
 	}
 	return ctx.Err()
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/orchestrator/local/preload"
-	"github.com/qinling-go/qinling/pkg/archive"
 )
 
 // ScaleUp takes count free workers of fn's runtime (starting more if the pool
@@ -115,46 +114,23 @@ func (o *Orchestrator) startExtra(ctx context.Context, p *pool, fn orchestrator.
 	return ws, errors.Join(errs...)
 }
 
-// deliver unpacks fn's package once into a temporary directory and links
-// the tree into every worker's packages/<fn.ID>/: one extraction and no copy
-// of the data however many workers there are. The shared inodes are safe:
-// the files belong to the engine's user, sandboxed workers see them through
-// a read-only mount as another user, and unsandboxed ones run as the
-// engine's user anyway. All of fn's workers run the same code.
+// deliver gives every worker of ws fn's package: links, in its
+// packages/<fn.ID>/, to the files of the one unpacked copy of fn's version
+// on this machine (pkgcache.go), unpacked first if there is none. The
+// shared inodes are safe: the files belong to the engine's user,
+// sandboxed workers see them through a read-only mount as another user,
+// and unsandboxed ones run as the engine's user anyway. All of fn's
+// workers run the same code.
 func (o *Orchestrator) deliver(ctx context.Context, fn orchestrator.Function, ws []*worker) error {
-	rc, err := fn.Package.Open(ctx)
+	key, err := o.pkgs.deliver(ctx, fn, ws)
 	if err != nil {
-		return fmt.Errorf("open package: %w", err)
+		return err
 	}
-	tmp, err := os.MkdirTemp(o.cfg.WorkersDir, extractPrefix)
-	if err != nil {
-		_ = rc.Close()
-		return fmt.Errorf("deliver package: %w", err)
+	o.mu.Lock()
+	for _, w := range ws {
+		w.pkgKey = key
 	}
-	defer os.RemoveAll(tmp)
-	src := filepath.Join(tmp, "pkg")
-	if f, ok := rc.(*os.File); ok {
-		// Package storage on local disk hands out the file itself: read it
-		// in place rather than spooling a copy.
-		err = archive.Extract(f.Name(), src, o.cfg.Limits)
-	} else {
-		err = archive.ExtractReader(rc, tmp, src, o.cfg.Limits)
-	}
-	_ = rc.Close()
-	if err != nil {
-		return fmt.Errorf("deliver package: %w", err)
-	}
-	for i, w := range ws {
-		dst := filepath.Join(w.dir, packagesName, fn.ID)
-		if i == len(ws)-1 {
-			err = os.Rename(src, dst) // the last one takes the tree itself
-		} else {
-			err = linkTree(src, dst)
-		}
-		if err != nil {
-			return fmt.Errorf("deliver package to worker %s: %w", w.name, err)
-		}
-	}
+	o.mu.Unlock()
 	return nil
 }
 

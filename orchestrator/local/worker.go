@@ -53,6 +53,7 @@ type worker struct {
 	state   state
 	fnID    string
 	version int
+	pkgKey  string        // the unpacked package it uses (pkgcache.go), once delivered
 	killed  bool          // we sent SIGKILL: its exit is expected
 	exited  bool          // the process has exited; its pid must not be signalled any more
 	waitErr error         // from cmd.Wait, valid once done is closed
@@ -248,8 +249,11 @@ func (o *Orchestrator) reap(w *worker) {
 	if p != nil {
 		p.free = slices.DeleteFunc(p.free, func(x *worker) bool { return x == w })
 	}
-	killed, st, fnID, version := w.killed, w.state, w.fnID, w.version
+	killed, st, fnID, version, pkgKey := w.killed, w.state, w.fnID, w.version, w.pkgKey
 	o.mu.Unlock()
+	if pkgKey != "" {
+		o.pkgs.release(pkgKey)
+	}
 	close(w.done)
 
 	attrs := []any{"worker", w.name, "runtime_id", w.runtimeID, "function_id", fnID, "version", version, "status", waitErr}

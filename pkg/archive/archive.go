@@ -20,6 +20,11 @@ import (
 // error's own text is written for the user who uploaded the package.
 var ErrInvalid = errors.New("archive: invalid package")
 
+// ErrTooBig is also wrapped by the error of a package that expands beyond
+// Limits.MaxUncompressed, so that a caller extracting under a tighter bound
+// of its own can say which bound it was.
+var ErrTooBig = errors.New("archive: package expands beyond the limit")
+
 // Limits bound what a package may expand to. A zero or negative field means
 // the value from DefaultLimits, so the zero Limits is safe to use.
 type Limits struct {
@@ -54,10 +59,16 @@ func (l Limits) withDefaults() Limits {
 
 // invalidError carries a user-facing message; its text is exactly that
 // message so callers can show err.Error() unchanged.
-type invalidError struct{ msg string }
+type invalidError struct {
+	msg    string
+	tooBig bool
+}
 
 func (e *invalidError) Error() string { return e.msg }
 func (e *invalidError) Unwrap() error { return ErrInvalid }
+func (e *invalidError) Is(target error) bool {
+	return e.tooBig && target == ErrTooBig
+}
 
 func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
@@ -71,7 +82,7 @@ func errTooManyFiles(lim Limits) error {
 }
 
 func errTooBig(lim Limits) error {
-	return invalidf("Package expands to more than %d bytes.", lim.MaxUncompressed)
+	return &invalidError{msg: fmt.Sprintf("Package expands to more than %d bytes.", lim.MaxUncompressed), tooBig: true}
 }
 
 // displayName quotes an entry name for a message, cut short because a

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/flate"
+	"errors"
 	"hash/crc32"
 	"io/fs"
 	"os"
@@ -197,6 +198,8 @@ func TestExtract(t *testing.T) {
 			if tc.wantErr != "" {
 				require.ErrorIs(t, err, archive.ErrInvalid)
 				require.Contains(t, err.Error(), tc.wantErr)
+				tooBig := strings.HasPrefix(tc.wantErr, "Package expands to more than")
+				require.Equal(t, tooBig, errors.Is(err, archive.ErrTooBig), "ErrTooBig exactly when the limit is the reason")
 				_, statErr := os.Stat(dir)
 				require.ErrorIs(t, statErr, fs.ErrNotExist, "a refused package leaves nothing behind")
 				require.NoFileExists(t, filepath.Join(tmp, "evil"))
@@ -239,6 +242,7 @@ func TestExtractReader_EndlessStreamIsCut(t *testing.T) {
 	r := bytes.NewReader(make([]byte, 4<<20)) // far beyond what 1 KiB could be zipped into
 	err := archive.ExtractReader(r, t.TempDir(), filepath.Join(t.TempDir(), "out"), lim)
 	require.ErrorIs(t, err, archive.ErrInvalid)
+	require.ErrorIs(t, err, archive.ErrTooBig)
 	require.Contains(t, err.Error(), "Package expands to more than 1024 bytes.")
 }
 

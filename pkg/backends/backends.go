@@ -112,6 +112,7 @@ func NewOrchestrator(c *config.Config, log *slog.Logger) (orchestrator.Orchestra
 			RuntimesDir:        c.RuntimesDir(),
 			MaxLogSize:         c.Local.MaxLogSize,
 			MaxResultSize:      c.Local.MaxResultSize,
+			PackageCacheSize:   c.Local.PackageCacheSize,
 			Owner:              c.EngineName(),
 			Logger:             log.With("component", "orchestrator"),
 			Sandbox: orchlocal.Sandbox{

@@ -51,6 +51,7 @@ func (c *Config) Validate() error {
 	v.atLeast("local_orchestrator.max_log_size", int64(c.Local.MaxLogSize), 1)
 	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)
 	v.atLeast("local_orchestrator.nodejs_memory_overhead", c.Local.NodeMemoryOverhead, 0)
+	v.atLeast("local_orchestrator.package_cache_size", c.Local.PackageCacheSize, 1<<20)
 	v.hostUIDs(c.Local)
 	v.atLeast("storage.max_package_size", c.Storage.MaxPackageSize, 1)
 	v.atLeast("keystone_authtoken.token_cache_size", int64(c.Keystone.TokenCacheSize), 0)

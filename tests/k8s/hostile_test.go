@@ -211,3 +211,91 @@ func TestCluster_PodReachesNothing(t *testing.T) {
 		assert.True(t, strings.HasPrefix(res[n], "closed:"), "%s (%v) got through: %s", n, p[n], res[n])
 	}
 }
+
+// hostileDiskSrc, by runtime: with input step "termination" it tries to
+// write 1 MiB to the termination message file, where the kubelet puts it
+// by default and where the orchestrator does (orchestrator/kubernetes,
+// pool.go); with step "fill" it writes 1088 MiB into the packages
+// emptyDir, past its 1 GiB sizeLimit.
+var hostileDiskSrc = map[string]string{
+	"python3": `import errno, os
+def main(step=None, **kwargs):
+    if step == 'termination':
+        out = {}
+        for p in ('/dev/termination-log', '/root/termination-log'):
+            try:
+                with open(p, 'ab') as f:
+                    f.write(b'x' * (1 << 20))
+                out[p] = 'written'
+            except OSError as e:
+                out[p] = errno.errorcode.get(e.errno, str(e.errno))
+        return out
+    chunk, mib = b'x' * (1 << 20), 0
+    try:
+        for i in range(17):
+            with open('/var/qinling/packages/fill-%d' % i, 'wb') as f:
+                for _ in range(64):
+                    f.write(chunk)
+                    mib += 1
+    except OSError as e:
+        return {'mib': mib, 'error': errno.errorcode.get(e.errno, str(e.errno))}
+    return {'mib': mib}
+`,
+	"nodejs": `const fs = require('fs');
+exports.main = (context, input) => {
+  if (input && input.step === 'termination') {
+    const out = {};
+    for (const p of ['/dev/termination-log', '/root/termination-log']) {
+      try { fs.appendFileSync(p, Buffer.alloc(1 << 20, 120)); out[p] = 'written'; } catch (e) { out[p] = e.code; }
+    }
+    return out;
+  }
+  const chunk = Buffer.alloc(1 << 20, 120);
+  let mib = 0;
+  try {
+    for (let i = 0; i < 17; i++) {
+      const fd = fs.openSync('/var/qinling/packages/fill-' + i, 'w');
+      try { for (let j = 0; j < 64; j++) { fs.writeSync(fd, chunk); mib++; } } finally { fs.closeSync(fd); }
+    }
+  } catch (e) { return { mib, error: e.code }; }
+  return { mib };
+};
+`,
+}
+
+// TestHostileDisk: what a function writes in its pod that lands on the
+// node's disk is bounded. The kubelet's termination message file, bounded
+// by nothing, is out of its reach; the packages emptyDir, its one
+// disk-backed writable place, gets the pod evicted once past its
+// sizeLimit (the kubelet checks it periodically, so the bound is the
+// sizeLimit plus what is written until the next check), and the function
+// is served by a new pod afterwards.
+func TestHostileDisk(t *testing.T) {
+	c := loadCluster(t)
+	for _, rt := range c.hostileRuntimes() {
+		t.Run(rt.name, func(t *testing.T) {
+			require.NotEmpty(t, rt.image)
+			rtID := c.runtime(t, rt.image)
+			fn := c.functionFile(t, rtID, rt.file, hostileDiskSrc[rt.name], "timeout", "180", "memory_size", "134217728")
+			termination := func() {
+				t.Helper()
+				ex := c.execute(t, map[string]any{"function_id": fn, "sync": true, "input": `{"step": "termination"}`})
+				require.Equal(t, "success", ex["status"], "%v", ex)
+				for p, got := range output(t, ex)["output"].(map[string]any) {
+					assert.NotEqual(t, "written", got, "%s is out of the function's reach", p)
+				}
+			}
+			termination()
+			pods := c.livePods(t, "function_id="+fn)
+			require.Len(t, pods, 1)
+
+			ex := c.execute(t, map[string]any{"function_id": fn, "sync": true, "input": `{"step": "fill"}`})
+			t.Logf("fill: %s %v", ex["status"], ex["result"])
+			require.Eventually(t, func() bool {
+				reason := c.kube(t, "get", "pod", pods[0], "--ignore-not-found", "-o", "jsonpath={.status.reason}")
+				return reason == "Evicted" || !slices.Contains(c.livePods(t, "function_id="+fn), pods[0])
+			}, 3*time.Minute, 2*time.Second, "the pod %s is evicted past its packages sizeLimit", pods[0])
+			termination() // on a new pod
+		})
+	}
+}

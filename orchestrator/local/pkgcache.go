@@ -1,0 +1,503 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/archive"
+)
+
+// The unpacked packages of an engine's machine (docs/isolation.md, "Filling
+// the host's disk"): one copy per (function, version, package md5) in
+// <WorkersDir>/.packages/<key>/, shared by every worker of that version,
+// whichever ScaleUp started it and whichever engine sharing WorkersDir owns
+// it, and all copies together bounded by Config.PackageCacheSize.
+//
+// An entry holds the unpacked tree, its entry.json (whose package, how many
+// bytes it takes on disk) and an empty file, ref. A worker using the entry
+// holds a hard link to ref in its own directory and a tree of hard links to
+// the package's files in its packages/ directory (which its sandbox binds
+// read-only): so the entry's users are counted by the kernel (ref's link
+// count less one), across engines and restarts, and a worker stops counting
+// when its directory is removed, however it died. ref's mtime is the
+// entry's last use. An entry is made in a temporary directory and renamed
+// into place whole; every change to the set of entries or their users
+// happens under an flock on .packages/.lock (and the cache's mutex, since an
+// flock does not exclude the goroutines of one process).
+const (
+	cacheDirName    = ".packages"
+	cacheLockName   = ".lock"
+	cacheTmpPrefix  = ".tmp-"  // an entry being unpacked
+	cacheGonePrefix = ".gone-" // an entry being removed, or whose function version was deleted
+	entryTreeName   = "tree"
+	entryRefName    = "ref"
+	entryMetaName   = "entry.json"
+	// workerRefName is a worker's link to the ref of the entry it uses,
+	// in its directory (outside what its sandbox sees).
+	workerRefName = "package.ref"
+)
+
+// entryMeta is an entry's entry.json.
+type entryMeta struct {
+	Function string `json:"function"`
+	Version  int    `json:"version"`
+	MD5      string `json:"md5,omitempty"`
+	// Size is what the unpacked tree takes on disk, in bytes.
+	Size int64 `json:"size"`
+}
+
+// packageCache is the set of unpacked packages below dir.
+type packageCache struct {
+	dir    string
+	budget int64
+	limits archive.Limits
+	log    *slog.Logger
+	lock   *os.File // dir/.lock, flocked by every change
+
+	mu        sync.Mutex
+	unpacking map[string]*unpacking // by key: one extraction at a time per entry
+	// tooBig remembers packages larger than the whole budget (by key: a
+	// key's package never changes), so that each call of such a function
+	// does not unpack it again to fail the same way.
+	tooBig map[string]error
+}
+
+// unpacking is an extraction in flight; others wanting the same entry wait
+// for done and share its outcome.
+type unpacking struct {
+	done chan struct{}
+	err  error
+}
+
+// newPackageCache opens the cache in workersDir and removes what no worker
+// uses (removeUnused): what a previous run of the engine left.
+func newPackageCache(workersDir string, budget int64, lim archive.Limits, log *slog.Logger) (*packageCache, error) {
+	dir := filepath.Join(workersDir, cacheDirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("package cache: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, cacheLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("package cache: %w", err)
+	}
+	def := archive.DefaultLimits()
+	if lim.MaxUncompressed <= 0 {
+		lim.MaxUncompressed = def.MaxUncompressed
+	}
+	c := &packageCache{dir: dir, budget: budget, limits: lim, log: log, lock: lock, unpacking: map[string]*unpacking{}, tooBig: map[string]error{}}
+	if err := c.removeUnused(); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("package cache: %w", err)
+	}
+	return c, nil
+}
+
+// removeUnused removes the copies no worker uses, and temporary
+// directories older than staleExtractAge (another engine sharing the
+// directory may be unpacking into a younger one).
+func (c *packageCache) removeUnused() error {
+	return c.locked(func() error {
+		removed := 0
+		entries, err := os.ReadDir(c.dir)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), cacheTmpPrefix) && olderThan(e, now, staleExtractAge) {
+				if os.RemoveAll(filepath.Join(c.dir, e.Name())) == nil {
+					removed++
+				}
+			}
+		}
+		for _, e := range c.scanLocked() {
+			if e.users == 0 && c.removeLocked(e) == nil {
+				removed++
+			}
+		}
+		if removed > 0 {
+			c.log.Info("removed unused unpacked packages", "dir", c.dir, "count", removed)
+		}
+		return nil
+	})
+}
+
+// close removes the copies no worker uses any more (those of this
+// engine's workers, all stopped by now) and releases the lock file.
+func (c *packageCache) close() {
+	if err := c.removeUnused(); err != nil {
+		c.log.Warn("could not remove unused unpacked packages", "dir", c.dir, "error", err)
+	}
+	_ = c.lock.Close()
+}
+
+// locked runs f holding the cache's mutex and its flock.
+func (c *packageCache) locked(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flocked(f)
+}
+
+// flocked runs f holding the flock; the caller holds the mutex.
+func (c *packageCache) flocked(f func() error) error {
+	if err := flock(c.lock, unix.LOCK_EX); err != nil {
+		return err
+	}
+	defer func() { _ = flock(c.lock, unix.LOCK_UN) }()
+	return f()
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// entryKey names fn's entry: a function id may be up to 255 bytes, too
+// long to add to as a file name, hence a digest.
+func entryKey(fn orchestrator.Function) string {
+	sum := sha256.Sum256([]byte(fn.ID + "\x00" + strconv.Itoa(fn.Version) + "\x00" + fn.Package.MD5))
+	return hex.EncodeToString(sum[:16])
+}
+
+// deliver gives every worker of ws fn's package in packages/<fn.ID>/,
+// unpacking it first unless an entry exists, and returns the entry's key.
+func (c *packageCache) deliver(ctx context.Context, fn orchestrator.Function, ws []*worker) (string, error) {
+	key := entryKey(fn)
+	refs := make([]string, len(ws))
+	for i, w := range ws {
+		refs[i] = filepath.Join(w.dir, workerRefName)
+	}
+	if err := c.claim(ctx, fn, key, refs); err != nil {
+		return "", err
+	}
+	tree := filepath.Join(c.dir, key, entryTreeName)
+	for _, w := range ws {
+		// A worker's link to ref keeps the entry (and tree) in place.
+		if err := linkTree(tree, filepath.Join(w.dir, packagesName, fn.ID)); err != nil {
+			return "", fmt.Errorf("deliver package to worker %s: %w", w.name, err)
+		}
+	}
+	return key, nil
+}
+
+// claim links refs to key's entry, unpacking fn's package into it first if
+// there is none. Concurrent claims of one missing entry unpack it once.
+func (c *packageCache) claim(ctx context.Context, fn orchestrator.Function, key string, refs []string) error {
+	for {
+		c.mu.Lock()
+		if err := c.tooBig[key]; err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		if u := c.unpacking[key]; u != nil {
+			c.mu.Unlock()
+			select {
+			case <-u.done:
+				// Its outcome is this claim's too, unless the claim that
+				// unpacked was cancelled: then this one tries itself.
+				if u.err != nil && !errors.Is(u.err, context.Canceled) && !errors.Is(u.err, context.DeadlineExceeded) {
+					return u.err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		// Looked for and, if missing, marked as being unpacked under one
+		// hold of the mutex: no other claim can start a second extraction.
+		found := false
+		err := c.flocked(func() (err error) {
+			found, err = c.linkLocked(key, refs)
+			return err
+		})
+		if err != nil || found {
+			c.mu.Unlock()
+			return err
+		}
+		u := &unpacking{done: make(chan struct{})}
+		c.unpacking[key] = u
+		c.mu.Unlock()
+		u.err = c.unpack(ctx, fn, key, refs)
+		c.mu.Lock()
+		if tb := (*tooBigError)(nil); errors.As(u.err, &tb) {
+			c.tooBig[key] = u.err
+		}
+		delete(c.unpacking, key)
+		close(u.done)
+		c.mu.Unlock()
+		return u.err
+	}
+}
+
+// linkLocked links every ref to key's entry's ref and marks the entry used
+// now; false if there is no such entry.
+func (c *packageCache) linkLocked(key string, refs []string) (bool, error) {
+	ref := filepath.Join(c.dir, key, entryRefName)
+	if _, err := os.Stat(ref); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	for i, r := range refs {
+		if err := os.Link(ref, r); err != nil {
+			for _, done := range refs[:i] {
+				_ = os.Remove(done)
+			}
+			return false, fmt.Errorf("deliver package: %w", err)
+		}
+	}
+	now := time.Now()
+	_ = os.Chtimes(ref, now, now)
+	return true, nil
+}
+
+// unpack extracts fn's package into a new entry key, makes room for it
+// within the budget and links refs to it.
+func (c *packageCache) unpack(ctx context.Context, fn orchestrator.Function, key string, refs []string) error {
+	rc, err := fn.Package.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open package: %w", err)
+	}
+	tmp, err := os.MkdirTemp(c.dir, cacheTmpPrefix)
+	if err != nil {
+		_ = rc.Close()
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	defer os.RemoveAll(tmp) // gone already once renamed into place
+	tree := filepath.Join(tmp, entryTreeName)
+	// Never more than the whole budget, whatever the per-package limit.
+	lim := c.limits
+	lim.MaxUncompressed = min(lim.MaxUncompressed, c.budget)
+	if f, ok := rc.(*os.File); ok {
+		// Package storage on local disk hands out the file itself: read it
+		// in place rather than spooling a copy.
+		err = archive.Extract(f.Name(), tree, lim)
+	} else {
+		err = archive.ExtractReader(rc, tmp, tree, lim)
+	}
+	_ = rc.Close()
+	if errors.Is(err, archive.ErrTooBig) && lim.MaxUncompressed == c.budget {
+		return c.errTooBig(fn)
+	}
+	if err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, entryRefName), nil, 0o600); err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	// The entry's size is all of it: its tree, its directories and files.
+	meta := entryMeta{Function: fn.ID, Version: fn.Version, MD5: fn.Package.MD5}
+	if err := writeEntryMeta(tmp, meta); err != nil {
+		return err
+	}
+	if meta.Size, err = treeSize(tmp); err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	if meta.Size > c.budget {
+		return c.errTooBig(fn)
+	}
+	if err := writeEntryMeta(tmp, meta); err != nil { // as large: one block
+		return err
+	}
+	return c.locked(func() error {
+		if found, err := c.linkLocked(key, refs); err != nil || found {
+			return err // another engine sharing the directory made it meanwhile
+		}
+		if err := c.makeRoomLocked(meta.Size); err != nil {
+			return fmt.Errorf("deliver package of function %s version %d: %w", fn.ID, fn.Version, err)
+		}
+		if err := os.Rename(tmp, filepath.Join(c.dir, key)); err != nil {
+			return fmt.Errorf("deliver package: %w", err)
+		}
+		c.log.Debug("package unpacked", "function_id", fn.ID, "version", fn.Version, "bytes", meta.Size)
+		_, err := c.linkLocked(key, refs)
+		return err
+	})
+}
+
+func writeEntryMeta(dir string, meta entryMeta) error {
+	data, err := json.Marshal(meta)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, entryMetaName), data, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("deliver package: %w", err)
+	}
+	return nil
+}
+
+// tooBigError is the error of a package larger than the whole budget.
+type tooBigError struct{ msg string }
+
+func (e *tooBigError) Error() string { return e.msg }
+
+func (c *packageCache) errTooBig(fn orchestrator.Function) error {
+	return &tooBigError{msg: fmt.Sprintf("the package of function %s version %d expands to more than the %d bytes all unpacked packages may take on this engine ([local_orchestrator] package_cache_size)",
+		fn.ID, fn.Version, c.budget)}
+}
+
+// cacheEntry is an entry as scanLocked found it.
+type cacheEntry struct {
+	path    string
+	gone    bool
+	meta    entryMeta
+	users   int
+	lastUse time.Time
+}
+
+// scanLocked lists the entries, removed ones too (they still take space).
+func (c *packageCache) scanLocked() []cacheEntry {
+	dirents, err := os.ReadDir(c.dir)
+	if err != nil {
+		c.log.Warn("could not list unpacked packages", "dir", c.dir, "error", err)
+		return nil
+	}
+	var out []cacheEntry
+	for _, d := range dirents {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), cacheTmpPrefix) {
+			continue
+		}
+		e := cacheEntry{path: filepath.Join(c.dir, d.Name()), gone: strings.HasPrefix(d.Name(), cacheGonePrefix)}
+		if data, err := os.ReadFile(filepath.Join(e.path, entryMetaName)); err != nil || json.Unmarshal(data, &e.meta) != nil {
+			e.gone = true // half removed: nobody can claim it
+		}
+		if fi, err := os.Stat(filepath.Join(e.path, entryRefName)); err == nil {
+			e.users = int(fi.Sys().(*syscall.Stat_t).Nlink) - 1
+			e.lastUse = fi.ModTime()
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// removeLocked removes an entry: renamed first, so that a removal cut short
+// leaves a directory nobody claims and the next sweep finishes it.
+func (c *packageCache) removeLocked(e cacheEntry) error {
+	path := e.path
+	if !e.gone {
+		path = c.goneName(e.path)
+		if err := os.Rename(e.path, path); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(path)
+}
+
+// goneName is a new name for the entry at path, once removed; unique, as an
+// entry of the same key may be made and removed again while the first is
+// still used.
+func (c *packageCache) goneName(path string) string {
+	return filepath.Join(c.dir, cacheGonePrefix+filepath.Base(path)+"-"+randomHex(4))
+}
+
+// makeRoomLocked removes unused entries, least recently used first, until
+// need more bytes fit within the budget; it fails if the entries that
+// workers use leave too little.
+func (c *packageCache) makeRoomLocked(need int64) error {
+	entries := c.scanLocked()
+	var used int64
+	for _, e := range entries {
+		used += e.meta.Size
+	}
+	if used+need <= c.budget {
+		return nil
+	}
+	unused := slices.DeleteFunc(entries, func(e cacheEntry) bool { return e.users > 0 })
+	slices.SortFunc(unused, func(a, b cacheEntry) int { return a.lastUse.Compare(b.lastUse) })
+	for _, e := range unused {
+		if err := c.removeLocked(e); err != nil {
+			c.log.Warn("could not remove an unpacked package", "dir", e.path, "error", err)
+			continue
+		}
+		c.log.Info("unpacked package evicted", "function_id", e.meta.Function, "version", e.meta.Version, "bytes", e.meta.Size)
+		if used -= e.meta.Size; used+need <= c.budget {
+			return nil
+		}
+	}
+	return fmt.Errorf("the package cache is full: the unpacked packages of running workers take %d bytes, and %d more do not fit within [local_orchestrator] package_cache_size (%d bytes)",
+		used, need, c.budget)
+}
+
+// release notes that a worker stopped using key's entry (its directory is
+// gone), which makes the entry's last use now, and removes unused entries
+// of deleted function versions.
+func (c *packageCache) release(key string) {
+	err := c.locked(func() error {
+		if key != "" {
+			now := time.Now()
+			_ = os.Chtimes(filepath.Join(c.dir, key, entryRefName), now, now)
+		}
+		c.sweepLocked()
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("package cache", "error", err)
+	}
+}
+
+// forget removes the entries of a deleted function version: at once if no
+// worker uses them, otherwise once the last one stopped (release).
+// Renamed aside at once, so a new version with the same number never gets
+// the old package.
+func (c *packageCache) forget(functionID string, version int) error {
+	return c.locked(func() error {
+		var errs []error
+		for _, e := range c.scanLocked() {
+			if e.gone || e.meta.Function != functionID || e.meta.Version != version {
+				continue
+			}
+			if err := os.Rename(e.path, c.goneName(e.path)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.sweepLocked()
+		return errors.Join(errs...)
+	})
+}
+
+// sweepLocked removes removed entries that no worker uses any more.
+func (c *packageCache) sweepLocked() {
+	for _, e := range c.scanLocked() {
+		if e.gone && e.users <= 0 {
+			if err := c.removeLocked(e); err != nil {
+				c.log.Warn("could not remove an unpacked package", "dir", e.path, "error", err)
+			}
+		}
+	}
+}
+
+// treeSize is what the files and directories below dir take on disk.
+func treeSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Sys().(*syscall.Stat_t).Blocks * 512
+		return nil
+	})
+	return total, err
+}
