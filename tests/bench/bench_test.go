@@ -191,7 +191,8 @@ type row struct {
 	name       string
 	p50, p99   time.Duration
 	perSec     float64
-	cpuPerCall time.Duration
+	cpuPerCall time.Duration // sequential calls
+	cpuPerConc time.Duration // calls over the clients
 	phases     map[string]float64 // median of each phase over the latency calls, ms
 	note       string
 }
@@ -237,6 +238,7 @@ func measure(t *testing.T, name string, fn func() phases, cpu func() float64) ro
 	}
 	cpuPer := time.Duration((cpu() - c0) / float64(calls) * float64(time.Second))
 	var wg sync.WaitGroup
+	c1 := cpu()
 	start := time.Now()
 	per := calls / concurrency
 	for g := 0; g < concurrency; g++ {
@@ -249,8 +251,10 @@ func measure(t *testing.T, name string, fn func() phases, cpu func() float64) ro
 		}()
 	}
 	wg.Wait()
+	took := time.Since(start)
+	cpuConc := time.Duration((cpu() - c1) / float64(per*concurrency) * float64(time.Second))
 	return row{name: name, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
-		perSec: float64(per*concurrency) / time.Since(start).Seconds(), cpuPerCall: cpuPer, phases: medians(seen)}
+		perSec: float64(per*concurrency) / took.Seconds(), cpuPerCall: cpuPer, cpuPerConc: cpuConc, phases: medians(seen)}
 }
 
 // baseline starts a fresh interpreter for every call, the way a design
@@ -390,7 +394,7 @@ func TestBench(t *testing.T) {
 
 	var rows []row
 	var extra []string
-	for _, mode := range isolationModes() {
+	for _, mode := range selectedModes(t) {
 		s := testutil.StartAllInOne(t, mode.options...)
 		c := newClient(s)
 		pid := serverPID(t, s)
@@ -407,7 +411,7 @@ func TestBench(t *testing.T) {
 		for _, m := range workerMemory(s) {
 			extra = append(extra, mode.name+": "+m)
 		}
-		if mode.lists {
+		if mode.lists && withLists {
 			extra = append(extra, lists(t, c, rt, pkg, fid)...)
 		}
 		require.NoError(t, s.Stop())
@@ -418,10 +422,10 @@ func TestBench(t *testing.T) {
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "\nqinling-go benchmark: %d sequential calls for latency, %d calls over %d clients for throughput\n\n", calls, calls/concurrency*concurrency, concurrency)
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tp50\tp99\tcalls/s\tCPU/call\tp50 vs baseline\tcalls/s vs baseline\t")
+	fmt.Fprintf(tw, "mode\tp50\tp99\tcalls/s\tCPU/call\tCPU/call (%d clients)\tp50 vs baseline\tcalls/s vs baseline\t\n", concurrency)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.2fx\t%.2fx\t\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
-			r.perSec, r.cpuPerCall.Round(10*time.Microsecond), float64(r.p50)/float64(base.p50), r.perSec/base.perSec)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%.2fx\t%.2fx\t\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.perSec, r.cpuPerCall.Round(10*time.Microsecond), r.cpuPerConc.Round(10*time.Microsecond), float64(r.p50)/float64(base.p50), r.perSec/base.perSec)
 	}
 	tw.Flush()
 
