@@ -35,8 +35,15 @@ func TestUsageCountedOnceWithTheFinish(t *testing.T) {
 		ok2 := running(t, d, "p1", f.ID)
 		bad := running(t, d, "p1", f.ID)
 		foreign := running(t, d, "p2", other)
-		for _, id := range []string{ok1, ok2} {
-			done, err := d.Finish(ctx, id, db.Outcome{Status: db.StatusSuccess, Usage: used})
+		for i, id := range []string{ok1, ok2} {
+			o := db.Outcome{Status: db.StatusSuccess, Usage: used}
+			if i == 1 {
+				// As an engine finishes: with the row it read at the start.
+				read, err := d.Execution(ctx, db.Internal, id)
+				require.NoError(t, err)
+				o.Read = read
+			}
+			done, err := d.Finish(ctx, id, o)
 			require.NoError(t, err)
 			require.True(t, done)
 		}
