@@ -49,6 +49,10 @@ var (
 	concurrency = envInt("QINLING_BENCH_CONCURRENCY", 4)
 	nFunctions  = envInt("QINLING_BENCH_FUNCTIONS", 1000)
 	nExecutions = envInt("QINLING_BENCH_EXECUTIONS", 10000)
+	// baselineCalls sizes the fresh-interpreter row apart: a run comparing
+	// two builds of the service needs many service calls but not as many
+	// ~15 ms interpreters.
+	baselineCalls = envInt("QINLING_BENCH_BASELINE_CALLS", calls)
 )
 
 type client struct {
@@ -221,7 +225,7 @@ func medians(all []phases) map[string]float64 {
 // measure runs fn calls times sequentially for latency, then calls times
 // across concurrency goroutines for throughput; cpu reads the CPU seconds
 // used by what is measured. fn returns the phases of its call, if any.
-func measure(t *testing.T, name string, fn func() phases, cpu func() float64) row {
+func measure(t *testing.T, name string, calls int, fn func() phases, cpu func() float64) row {
 	for i := 0; i < 20; i++ {
 		fn() // warm up: workers specialised, connections open
 	}
@@ -273,7 +277,7 @@ func baseline(t *testing.T, dir string) row {
 		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
-	r := measure(t, "fresh interpreter per call (baseline)", run, cpu)
+	r := measure(t, "fresh interpreter per call (baseline)", baselineCalls, run, cpu)
 	r.note = "python3 -I, no API"
 	return r
 }
@@ -405,7 +409,7 @@ func TestBench(t *testing.T) {
 		c.execute(t, fid)
 		cold := time.Since(coldStart)
 
-		r := measure(t, "API, "+mode.name, func() phases { return c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
+		r := measure(t, "API, "+mode.name, calls, func() phases { return c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
 		r.note = fmt.Sprintf("cold start %s", cold.Round(time.Millisecond))
 		rows = append(rows, r)
 		for _, m := range workerMemory(s) {
