@@ -1,9 +1,10 @@
 package etcd
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +28,8 @@ import (
 type mirror struct {
 	mu     sync.Mutex
 	synced bool
-	rev    int64                       // the etcd revision the mirror reflects
-	dirs   map[string]map[string]entry // workerDir → key → record
+	rev    int64              // the etcd revision the mirror reflects
+	dirs   map[string][]entry // workerDir → its records, oldest first
 	// wrote is the revision of this coordinator's last worker write.
 	wrote atomic.Int64
 	// served counts the Workers answered from memory (tests).
@@ -36,6 +37,7 @@ type mirror struct {
 }
 
 type entry struct {
+	key     string
 	created int64 // create revision: Workers lists oldest first
 	rec     coord.WorkerRecord
 }
@@ -59,14 +61,9 @@ func (m *mirror) workers(dir string) ([]coord.WorkerRecord, bool) {
 	if !m.synced || m.rev < m.wrote.Load() {
 		return nil, false
 	}
-	es := make([]entry, 0, len(m.dirs[dir]))
+	out := make([]coord.WorkerRecord, 0, len(m.dirs[dir]))
 	for _, e := range m.dirs[dir] {
-		es = append(es, e)
-	}
-	sort.Slice(es, func(i, j int) bool { return es[i].created < es[j].created })
-	out := make([]coord.WorkerRecord, len(es))
-	for i, e := range es {
-		out[i] = e.rec
+		out = append(out, e.rec)
 	}
 	m.served.Add(1)
 	return out, true
@@ -82,16 +79,22 @@ func (m *mirror) put(kv *mvccpb.KeyValue) {
 		m.remove(key)
 		return
 	}
-	if m.dirs[dir] == nil {
-		m.dirs[dir] = map[string]entry{}
+	es := m.dirs[dir]
+	if i := slices.IndexFunc(es, func(e entry) bool { return e.key == key }); i >= 0 {
+		es[i].rec = w // an update keeps its create revision, so its place
+		return
 	}
-	m.dirs[dir][key] = entry{created: kv.CreateRevision, rec: w}
+	i, _ := slices.BinarySearchFunc(es, kv.CreateRevision, func(e entry, rev int64) int { return cmp.Compare(e.created, rev) })
+	m.dirs[dir] = slices.Insert(es, i, entry{key: key, created: kv.CreateRevision, rec: w})
 }
 
 func (m *mirror) remove(key string) {
 	dir := key[:strings.LastIndexByte(key, '/')+1]
-	if delete(m.dirs[dir], key); len(m.dirs[dir]) == 0 {
+	es := slices.DeleteFunc(m.dirs[dir], func(e entry) bool { return e.key == key })
+	if len(es) == 0 {
 		delete(m.dirs, dir)
+	} else {
+		m.dirs[dir] = es
 	}
 }
 
@@ -103,7 +106,7 @@ func (m *mirror) follow(ctx context.Context, cli *clientv3.Client) error {
 		return err
 	}
 	m.mu.Lock()
-	m.dirs = map[string]map[string]entry{}
+	m.dirs = map[string][]entry{}
 	for _, kv := range resp.Kvs {
 		m.put(kv)
 	}
