@@ -195,8 +195,8 @@ type row struct {
 	name       string
 	p50, p99   time.Duration
 	perSec     float64
-	cpuPerCall time.Duration // sequential calls
-	cpuPerConc time.Duration // calls over the clients
+	cpuPerCall time.Duration      // sequential calls
+	cpuPerConc time.Duration      // calls over the clients
 	phases     map[string]float64 // median of each phase over the latency calls, ms
 	note       string
 }
