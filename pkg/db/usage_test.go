@@ -35,8 +35,15 @@ func TestUsageCountedOnceWithTheFinish(t *testing.T) {
 		ok2 := running(t, d, "p1", f.ID)
 		bad := running(t, d, "p1", f.ID)
 		foreign := running(t, d, "p2", other)
-		for _, id := range []string{ok1, ok2} {
-			done, err := d.Finish(ctx, id, db.Outcome{Status: db.StatusSuccess, Usage: used})
+		for i, id := range []string{ok1, ok2} {
+			o := db.Outcome{Status: db.StatusSuccess, Usage: used}
+			if i == 1 {
+				// As an engine finishes: with the row it read at the start.
+				read, err := d.Execution(ctx, db.Internal, id)
+				require.NoError(t, err)
+				o.Read = read
+			}
+			done, err := d.Finish(ctx, id, o)
 			require.NoError(t, err)
 			require.True(t, done)
 		}
@@ -208,5 +215,38 @@ func TestUsageConcurrentFinishes(t *testing.T) {
 		require.Len(t, rows, 1)
 		require.EqualValues(t, len(ids), rows[0].Executions)
 		require.EqualValues(t, 3*len(ids), rows[0].DurationMS)
+	})
+}
+
+func TestRunningCounts(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		f1, f2 := db.NewID(), db.NewID()
+		for _, e := range []struct{ project, fid string }{{"p1", f1}, {"p1", f1}, {"p1", f2}, {"p2", f1}} {
+			running(t, d, e.project, e.fid)
+		}
+		done := running(t, d, "p1", f1)
+		_, err := d.FinishExecution(ctx, done, db.StatusSuccess, nil, nil)
+		require.NoError(t, err)
+
+		tests := []struct {
+			name  string
+			count func() (int, error)
+			want  int
+		}{
+			{"a project's running executions", func() (int, error) { return d.RunningInProject(ctx, "p1") }, 3},
+			{"another project's", func() (int, error) { return d.RunningInProject(ctx, "p2") }, 1},
+			{"a project without any", func() (int, error) { return d.RunningInProject(ctx, "p3") }, 0},
+			{"a function's, in every project", func() (int, error) { return d.RunningExecutions(ctx, f1, 0) }, 3},
+			{"another version of it", func() (int, error) { return d.RunningExecutions(ctx, f1, 1) }, 0},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				n, err := tc.count()
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, n)
+			})
+		}
 	})
 }

@@ -90,7 +90,7 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	var finished bool
 	if err := e.untilDB(sctx, log, func() error {
 		var err error
-		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used})
+		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur})
 		return err
 	}); err != nil {
 		log.Error("store execution result", "error", err)

@@ -49,6 +49,10 @@ var (
 	concurrency = envInt("QINLING_BENCH_CONCURRENCY", 4)
 	nFunctions  = envInt("QINLING_BENCH_FUNCTIONS", 1000)
 	nExecutions = envInt("QINLING_BENCH_EXECUTIONS", 10000)
+	// baselineCalls sizes the fresh-interpreter row apart: a run comparing
+	// two builds of the service needs many service calls but not as many
+	// ~15 ms interpreters.
+	baselineCalls = envInt("QINLING_BENCH_BASELINE_CALLS", calls)
 )
 
 type client struct {
@@ -191,7 +195,8 @@ type row struct {
 	name       string
 	p50, p99   time.Duration
 	perSec     float64
-	cpuPerCall time.Duration
+	cpuPerCall time.Duration      // sequential calls
+	cpuPerConc time.Duration      // calls over the clients
 	phases     map[string]float64 // median of each phase over the latency calls, ms
 	note       string
 }
@@ -220,7 +225,7 @@ func medians(all []phases) map[string]float64 {
 // measure runs fn calls times sequentially for latency, then calls times
 // across concurrency goroutines for throughput; cpu reads the CPU seconds
 // used by what is measured. fn returns the phases of its call, if any.
-func measure(t *testing.T, name string, fn func() phases, cpu func() float64) row {
+func measure(t *testing.T, name string, calls int, fn func() phases, cpu func() float64) row {
 	for i := 0; i < 20; i++ {
 		fn() // warm up: workers specialised, connections open
 	}
@@ -237,6 +242,7 @@ func measure(t *testing.T, name string, fn func() phases, cpu func() float64) ro
 	}
 	cpuPer := time.Duration((cpu() - c0) / float64(calls) * float64(time.Second))
 	var wg sync.WaitGroup
+	c1 := cpu()
 	start := time.Now()
 	per := calls / concurrency
 	for g := 0; g < concurrency; g++ {
@@ -249,8 +255,10 @@ func measure(t *testing.T, name string, fn func() phases, cpu func() float64) ro
 		}()
 	}
 	wg.Wait()
+	took := time.Since(start)
+	cpuConc := time.Duration((cpu() - c1) / float64(per*concurrency) * float64(time.Second))
 	return row{name: name, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
-		perSec: float64(per*concurrency) / time.Since(start).Seconds(), cpuPerCall: cpuPer, phases: medians(seen)}
+		perSec: float64(per*concurrency) / took.Seconds(), cpuPerCall: cpuPer, cpuPerConc: cpuConc, phases: medians(seen)}
 }
 
 // baseline starts a fresh interpreter for every call, the way a design
@@ -269,7 +277,7 @@ func baseline(t *testing.T, dir string) row {
 		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
-	r := measure(t, "fresh interpreter per call (baseline)", run, cpu)
+	r := measure(t, "fresh interpreter per call (baseline)", baselineCalls, run, cpu)
 	r.note = "python3 -I, no API"
 	return r
 }
@@ -390,7 +398,7 @@ func TestBench(t *testing.T) {
 
 	var rows []row
 	var extra []string
-	for _, mode := range isolationModes() {
+	for _, mode := range selectedModes(t) {
 		s := testutil.StartAllInOne(t, mode.options...)
 		c := newClient(s)
 		pid := serverPID(t, s)
@@ -401,13 +409,13 @@ func TestBench(t *testing.T) {
 		c.execute(t, fid)
 		cold := time.Since(coldStart)
 
-		r := measure(t, "API, "+mode.name, func() phases { return c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
+		r := measure(t, "API, "+mode.name, calls, func() phases { return c.execute(t, fid) }, func() float64 { return cpuSeconds(pid) })
 		r.note = fmt.Sprintf("cold start %s", cold.Round(time.Millisecond))
 		rows = append(rows, r)
 		for _, m := range workerMemory(s) {
 			extra = append(extra, mode.name+": "+m)
 		}
-		if mode.lists {
+		if mode.lists && withLists {
 			extra = append(extra, lists(t, c, rt, pkg, fid)...)
 		}
 		require.NoError(t, s.Stop())
@@ -418,10 +426,10 @@ func TestBench(t *testing.T) {
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "\nqinling-go benchmark: %d sequential calls for latency, %d calls over %d clients for throughput\n\n", calls, calls/concurrency*concurrency, concurrency)
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tp50\tp99\tcalls/s\tCPU/call\tp50 vs baseline\tcalls/s vs baseline\t")
+	fmt.Fprintf(tw, "mode\tp50\tp99\tcalls/s\tCPU/call\tCPU/call (%d clients)\tp50 vs baseline\tcalls/s vs baseline\t\n", concurrency)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.2fx\t%.2fx\t\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
-			r.perSec, r.cpuPerCall.Round(10*time.Microsecond), float64(r.p50)/float64(base.p50), r.perSec/base.perSec)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%.2fx\t%.2fx\t\n", r.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.perSec, r.cpuPerCall.Round(10*time.Microsecond), r.cpuPerConc.Round(10*time.Microsecond), float64(r.p50)/float64(base.p50), r.perSec/base.perSec)
 	}
 	tw.Flush()
 

@@ -2,7 +2,13 @@
 
 package bench
 
-import "github.com/qinling-go/qinling/pkg/testutil"
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
+)
 
 // mode is one server configuration the benchmark runs.
 type mode struct {
@@ -36,4 +42,33 @@ func isolationModes() []mode {
 		{name: "strict, no prepared process", options: strict("local_orchestrator", "strict_spares", "0")},
 		{name: "strict, no zygote (fresh interpreter)", options: strict("engine", "preload_policy", "none")},
 	}
+}
+
+// withLists is false when QINLING_BENCH_LISTS=0: the large-list timings
+// fill a project with thousands of rows, which a run about latency skips.
+var withLists = os.Getenv("QINLING_BENCH_LISTS") != "0"
+
+// selectedModes are the modes QINLING_BENCH_MODES names (comma-separated,
+// e.g. "warm reuse,strict"), or all of them when it is unset; the baseline
+// always runs, the ratios need it.
+func selectedModes(t *testing.T) []mode {
+	names := os.Getenv("QINLING_BENCH_MODES")
+	if names == "" {
+		return isolationModes()
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(names, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []mode
+	for _, m := range isolationModes() {
+		if want[m.name] {
+			out = append(out, m)
+			delete(want, m.name)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("QINLING_BENCH_MODES names unknown modes %v", want)
+	}
+	return out
 }

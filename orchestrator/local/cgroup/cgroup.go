@@ -247,6 +247,10 @@ type Group struct {
 
 	mu    sync.Mutex
 	final *Events // the counters when the group was destroyed
+	// fds are the counter files the usage meter reads (and resets) around
+	// every call, kept open: opening a cgroup file costs several times
+	// reading it (docs/benchmarks.md). Closed by Destroy.
+	fds map[counterFile]int
 }
 
 // Create makes the worker's cgroup. Controllers where that fails are
@@ -480,7 +484,7 @@ func counter(path, key string) int64 {
 // and whether it is known (v1 needs the cpuacct controller).
 func (g *Group) CPUTime() (time.Duration, bool) {
 	if dir, ok := g.dirs[CPUAcct]; ok {
-		ns, err := readInt(filepath.Join(dir, "cpuacct.usage"))
+		ns, err := g.readCounter(filepath.Join(dir, "cpuacct.usage"))
 		return time.Duration(ns), err == nil
 	}
 	for _, c := range Controllers {
@@ -506,24 +510,69 @@ func (g *Group) PeakMemory() int64 {
 	if g.m.ctrls[Memory].v2 {
 		file = "memory.peak"
 	}
-	n, _ := readInt(filepath.Join(dir, file))
+	n, _ := g.readCounter(filepath.Join(dir, file))
 	return n
 }
 
 // ResetPeakMemory starts PeakMemory anew from the current usage (v1 only).
 func (g *Group) ResetPeakMemory() {
 	if dir, ok := g.dirs[Memory]; ok && !g.m.ctrls[Memory].v2 {
-		_ = writeFile(filepath.Join(dir, "memory.max_usage_in_bytes"), "0")
+		_ = g.writeCounter(filepath.Join(dir, "memory.max_usage_in_bytes"), "0")
 	}
 }
 
-// readInt reads a file holding one integer.
-func readInt(path string) (int64, error) {
-	data, err := os.ReadFile(path)
+// readCounter reads a file of the group holding one integer, through a
+// descriptor kept open (fds); a kernel file read at offset 0 is produced
+// anew each time.
+func (g *Group) readCounter(path string) (int64, error) {
+	var buf [64]byte
+	n, err := g.onCounter(path, syscall.O_RDONLY, func(fd int) (int, error) { return syscall.Pread(fd, buf[:], 0) })
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
+}
+
+// writeCounter writes v to a file of the group, as writeFile, through a
+// descriptor kept open.
+func (g *Group) writeCounter(path, v string) error {
+	_, err := g.onCounter(path, syscall.O_WRONLY, func(fd int) (int, error) { return syscall.Pwrite(fd, []byte(v), 0) })
+	return err
+}
+
+// counterFile is one open descriptor of fds: a file may be open for
+// reading and, apart, for writing (memory.max_usage_in_bytes).
+type counterFile struct {
+	path string
+	mode int
+}
+
+// onCounter runs op on path's descriptor open with mode. The lock keeps
+// Destroy from closing it meanwhile; once destroyed the group's files are
+// gone and op does not run.
+func (g *Group) onCounter(path string, mode int, op func(fd int) (int, error)) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.final != nil {
+		return 0, fs.ErrNotExist
+	}
+	key := counterFile{path, mode}
+	fd, ok := g.fds[key]
+	if !ok {
+		var err error
+		if fd, err = syscall.Open(path, mode|syscall.O_CLOEXEC, 0); err != nil {
+			return 0, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		if g.fds == nil {
+			g.fds = map[counterFile]int{}
+		}
+		g.fds[key] = fd
+	}
+	n, err := op(fd)
+	if err != nil {
+		return 0, &fs.PathError{Op: "access", Path: path, Err: err}
+	}
+	return n, nil
 }
 
 // Destroy kills whatever still runs in the group and removes it.
@@ -532,6 +581,10 @@ func (g *Group) Destroy() error {
 	if g.final == nil {
 		ev := g.read()
 		g.final = &ev
+	}
+	for key, fd := range g.fds {
+		_ = syscall.Close(fd)
+		delete(g.fds, key)
 	}
 	g.mu.Unlock()
 	var errs []error

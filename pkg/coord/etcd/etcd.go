@@ -49,8 +49,10 @@ type Coordinator struct {
 	// under every new lease.
 	registered []string
 	watching   bool
-	closed     chan struct{}
-	closeOnce  sync.Once
+	// workers mirrors the worker records (mirror.go).
+	workers   mirror
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -80,7 +82,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if ttl < 1 {
 		ttl = 30
 	}
-	return &Coordinator{cli: cli, ttl: ttl, closed: make(chan struct{})}, nil
+	c := &Coordinator{cli: cli, ttl: ttl, closed: make(chan struct{})}
+	go c.workers.run(cli, c.closed)
+	return c, nil
 }
 
 func workerDir(fv coord.FunctionVersion) string {
@@ -94,6 +98,9 @@ func unavailable(err error) error {
 
 // Workers lists the workers of fv, oldest first.
 func (c *Coordinator) Workers(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, error) {
+	if out, ok := c.workers.workers(workerDir(fv)); ok {
+		return out, nil
+	}
 	resp, err := c.cli.Get(ctx, workerDir(fv), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
@@ -116,26 +123,35 @@ func (c *Coordinator) AddWorker(ctx context.Context, fv coord.FunctionVersion, w
 	if err != nil {
 		return err
 	}
-	if _, err := c.cli.Put(ctx, workerDir(fv)+w.Name, string(b)); err != nil {
+	resp, err := c.cli.Put(ctx, workerDir(fv)+w.Name, string(b))
+	if err != nil {
 		return unavailable(err)
 	}
+	c.workers.noteWrite(resp.Header.Revision)
 	return nil
 }
 
 // RemoveWorker forgets one worker.
 func (c *Coordinator) RemoveWorker(ctx context.Context, fv coord.FunctionVersion, name string) error {
-	if _, err := c.cli.Delete(ctx, workerDir(fv)+name); err != nil {
+	return c.deleteWorkers(ctx, workerDir(fv)+name)
+}
+
+// deleteWorkers deletes the worker records key names, or with opts all
+// under it.
+func (c *Coordinator) deleteWorkers(ctx context.Context, key string, opts ...clientv3.OpOption) error {
+	resp, err := c.cli.Delete(ctx, key, opts...)
+	if err != nil {
 		return unavailable(err)
+	}
+	if resp.Deleted > 0 {
+		c.workers.noteWrite(resp.Header.Revision)
 	}
 	return nil
 }
 
 // DeleteFunction forgets every worker of fv.
 func (c *Coordinator) DeleteFunction(ctx context.Context, fv coord.FunctionVersion) error {
-	if _, err := c.cli.Delete(ctx, workerDir(fv), clientv3.WithPrefix()); err != nil {
-		return unavailable(err)
-	}
-	return nil
+	return c.deleteWorkers(ctx, workerDir(fv), clientv3.WithPrefix())
 }
 
 // Functions lists function versions with workers.

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -155,4 +156,58 @@ func TestEmbedded_RestartDropsDeadRunsLeases(t *testing.T) {
 	unlock, err := live.Lock(lctx, "fn-held")
 	require.NoError(t, err, "the dead run's lock (TTL 1h) is gone after the restart")
 	unlock()
+}
+
+// TestEtcd_WorkersMirror: Workers answers from memory, sees this
+// coordinator's own writes at once and another's once their events arrive.
+func TestEtcd_WorkersMirror(t *testing.T) {
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	open := func() *etcd.Coordinator {
+		c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second, LockTTL: 5 * time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ctx := context.Background()
+	a, b := open(), open()
+	fv := coord.FunctionVersion{FunctionID: "f1", Version: 1}
+	names := func(c *etcd.Coordinator) []string {
+		ws, err := c.Workers(ctx, fv)
+		require.NoError(t, err)
+		out := []string{}
+		for _, w := range ws {
+			out = append(out, w.Name)
+		}
+		return out
+	}
+	seen := func(c *etcd.Coordinator, want ...string) {
+		t.Helper()
+		require.Eventually(t, func() bool { return slices.Equal(names(c), want) }, 10*time.Second, 5*time.Millisecond, "want %v", want)
+	}
+
+	seen(a) // the mirror is loaded
+	before := etcd.ServedFromMemory(a)
+	for i, step := range []struct {
+		name   string
+		change func() error
+		want   []string
+	}{
+		{"own add", func() error { return a.AddWorker(ctx, fv, coord.WorkerRecord{Name: "w1", Address: "x"}) }, []string{"w1"}},
+		{"another's add, listed after", func() error { return b.AddWorker(ctx, fv, coord.WorkerRecord{Name: "w2", Address: "y"}) }, []string{"w1", "w2"}},
+		{"another version untouched", func() error {
+			return b.AddWorker(ctx, coord.FunctionVersion{FunctionID: "f1", Version: 10}, coord.WorkerRecord{Name: "w9"})
+		}, []string{"w1", "w2"}},
+		{"another's remove", func() error { return b.RemoveWorker(ctx, fv, "w1") }, []string{"w2"}},
+		{"own remove of nothing", func() error { return a.RemoveWorker(ctx, fv, "w1") }, []string{"w2"}},
+		{"another's delete of the function", func() error { return b.DeleteFunction(ctx, fv) }, []string{}},
+	} {
+		require.NoError(t, step.change(), step.name)
+		if i == 0 {
+			require.Equal(t, step.want, names(a), "%s: seen at once", step.name)
+		}
+		seen(a, step.want...)
+	}
+	require.Greater(t, etcd.ServedFromMemory(a), before, "answered from memory")
 }
