@@ -1,0 +1,73 @@
+package db
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"gorm.io/gorm"
+)
+
+// BenchmarkFinish is the cost of accounting when an execution ends
+// (docs/operations.md, "Cost"): "status only" stores the outcome alone, in a
+// transaction, as the service did before usage was counted; "with usage"
+// is Finish, which adds the usage rollup's upsert in the same transaction;
+// "with usage and notification" also queues function.execution.end. Each
+// runs on SQLite, the all-in-one's database. ./tox -e bench prints it.
+func BenchmarkFinish(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		notify bool
+		finish func(d *DB, id string, o Outcome) error
+	}{
+		{name: "status only", finish: func(d *DB, id string, o Outcome) error {
+			return d.gorm.Transaction(func(tx *gorm.DB) error {
+				return tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).
+					Updates(map[string]any{"status": o.Status, "result": o.Result, "logs": o.Logs, "updated_at": now()}).Error
+			})
+		}},
+		{name: "with usage", finish: finishOutcome},
+		{name: "with usage and notification", notify: true, finish: finishOutcome},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			d, err := Open("sqlite", filepath.Join(b.TempDir(), "q.sqlite"), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			if _, _, err := d.Sync(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if tc.notify {
+				d.EnableNotifications("qinling.bench")
+			}
+			f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
+			if err := d.CreateFunction(ctx, f); err != nil {
+				b.Fatal(err)
+			}
+			ids := make([]string, b.N)
+			for i := range ids {
+				e := &Execution{Base: Base{ProjectID: "p"}, FunctionID: &f.ID, Status: StatusRunning}
+				if err := d.CreateExecution(ctx, e); err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = e.ID
+			}
+			result := `{"output": "ok", "duration": 0.002}`
+			o := Outcome{Status: StatusSuccess, Result: &result, Usage: Usage{DurationMS: 2, CPUMS: 1, MemorySize: 128 << 20}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for _, id := range ids {
+				if err := tc.finish(d, id, o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func finishOutcome(d *DB, id string, o Outcome) error {
+	_, err := d.Finish(context.Background(), id, o)
+	return err
+}
