@@ -243,11 +243,7 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) (any, int
 
 // function returns the function named by the path, as the caller may read it.
 func (s *Server) function(r *http.Request) (*db.Function, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.DB.Function(r.Context(), readScope(r.Context()), id)
+	return readable(r, s.DB.Function)
 }
 
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) (any, int, error) {
