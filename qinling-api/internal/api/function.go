@@ -140,7 +140,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 		return nil, 0, errdefs.Invalid("Package is missing: upload the zip file as the multipart form part 'package'.")
 	}
 	if entry == nil || *entry == "" {
-		e := defaultEntry
+		e := db.DefaultEntry
 		entry = &e
 	}
 	if err := checkEntry(*entry); err != nil {
@@ -189,10 +189,6 @@ func (s *Server) createImageFunction(ctx context.Context, code db.Code, res reso
 	return renderFunction(f, false), http.StatusCreated, nil
 }
 
-// defaultEntry is upstream's entry when none is given: function main of
-// module main (main.py, or main.js on Node.js).
-const defaultEntry = "main.main"
-
 // checkEntry applies the runtimes' reading of an entry: split at the last
 // dot into a module path and a function name (hello.main is main in
 // hello.py; pkg.mod.main is main in pkg/mod.py), both of which must be there.
@@ -203,7 +199,7 @@ func checkEntry(entry string) error {
 	case strings.ContainsFunc(entry, unicode.IsSpace):
 		return errdefs.Invalid("Invalid entry %q: it must not contain spaces.", entry)
 	case i < 0:
-		return errdefs.Invalid("Invalid entry %q: use <module>.<function>, such as hello.main for function main in hello.py (the default is %s).", entry, defaultEntry)
+		return errdefs.Invalid("Invalid entry %q: use <module>.<function>, such as hello.main for function main in hello.py (the default is %s).", entry, db.DefaultEntry)
 	case i == 0 || i == len(entry)-1 || strings.Contains(entry, ".."):
 		return errdefs.Invalid("Invalid entry %q: both the module and the function name are needed, as in hello.main.", entry)
 	}
