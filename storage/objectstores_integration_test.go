@@ -58,7 +58,7 @@ const (
 func newSwift(t *testing.T, container string, maxSize int64) (storage.PackageStorage, error) {
 	return swift.New(context.Background(), swift.Config{
 		Container: container, AuthURL: theSwift.AuthURL, User: testutil.SwiftUser, Key: testutil.SwiftKey,
-		Timeout: testTimeout, Retries: testRetries, Backoff: testBackoff, MaxSize: maxSize,
+		Transfer: storage.Transfer{Timeout: testTimeout, Retries: testRetries, Backoff: testBackoff, MaxSize: maxSize},
 	})
 }
 
@@ -66,7 +66,7 @@ func newS3(t *testing.T, bucket string, maxSize int64, secret string) (storage.P
 	return s3.New(context.Background(), s3.Config{
 		Endpoint: theSwift.S3Endpoint, Region: "us-east-1", Bucket: bucket,
 		AccessKey: testutil.SwiftUser, SecretKey: secret,
-		Timeout: testTimeout, Retries: testRetries, Backoff: testBackoff, MaxSize: maxSize,
+		Transfer: storage.Transfer{Timeout: testTimeout, Retries: testRetries, Backoff: testBackoff, MaxSize: maxSize},
 	})
 }
 
@@ -123,7 +123,7 @@ func TestObjectStores_StartRefusals(t *testing.T) {
 		{name: "swift wrong key", want: storage.ErrBadCredentials, open: func(t *testing.T) error {
 			_, err := swift.New(context.Background(), swift.Config{
 				Container: theSwift.NewContainer(t), AuthURL: theSwift.AuthURL, User: testutil.SwiftUser, Key: "wrong",
-				Timeout: testTimeout,
+				Transfer: storage.Transfer{Timeout: testTimeout},
 			})
 			return err
 		}},

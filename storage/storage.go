@@ -7,7 +7,26 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
+
+	"github.com/qinling-go/qinling/pkg/archive"
 )
+
+// Transfer is what every object-store backend (swift, s3) takes besides
+// where the store is and whom to authenticate as: how long to wait, how
+// often to retry, and what a package may be.
+type Transfer struct {
+	// Timeout bounds connecting and waiting for each response's headers.
+	Timeout time.Duration
+	// Retries is how many times a transiently failing call is repeated.
+	Retries int
+	// Backoff is the first wait before a retry; it doubles each time.
+	Backoff time.Duration
+	// MaxSize is the largest package accepted, in bytes; 0 means the default.
+	MaxSize int64
+	// Limits bound what a package may expand to.
+	Limits archive.Limits
+}
 
 // PackageStorage stores function packages per project, as upstream's
 // five-method base: the current package of a function is addressed by its md5,

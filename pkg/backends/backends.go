@@ -39,6 +39,10 @@ import (
 // container stop the service here, naming the option to fix.
 func NewStorage(ctx context.Context, c *config.Config) (storage.PackageStorage, error) {
 	s := c.Storage
+	transfer := storage.Transfer{
+		Timeout: s.RequestTimeout, Retries: s.Retries, Backoff: s.RetryBackoff,
+		MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits(),
+	}
 	switch s.Provider {
 	case "local":
 		return storagelocal.New(storagelocal.Config{Dir: c.PackagesDir(), MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits()})
@@ -53,8 +57,7 @@ func NewStorage(ctx context.Context, c *config.Config) (storage.PackageStorage, 
 				UserDomainName: k.UserDomainName, ProjectDomainName: k.ProjectDomainName,
 				RegionName: k.RegionName, Interface: s.SwiftInterface,
 			},
-			Timeout: s.RequestTimeout, Retries: s.Retries, Backoff: s.RetryBackoff,
-			MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits(),
+			Transfer: transfer,
 		})
 		credentials := "keystone_authtoken.username and keystone_authtoken.password"
 		if s.SwiftAuthURL != "" {
@@ -65,8 +68,7 @@ func NewStorage(ctx context.Context, c *config.Config) (storage.PackageStorage, 
 		st, err := storages3.New(ctx, storages3.Config{
 			Endpoint: s.S3Endpoint, Region: s.S3Region, Bucket: s.S3Bucket,
 			AccessKey: s.S3AccessKey, SecretKey: s.S3SecretKey,
-			Timeout: s.RequestTimeout, Retries: s.Retries, Backoff: s.RetryBackoff,
-			MaxSize: s.MaxPackageSize, Limits: archive.DefaultLimits(),
+			Transfer: transfer,
 		})
 		return st, storageStartError(err, "storage.s3_access_key and storage.s3_secret_key", "storage.s3_bucket")
 	}

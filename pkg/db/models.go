@@ -38,6 +38,10 @@ type Runtime struct {
 	Trusted  bool `gorm:"not null"`
 }
 
+// DefaultEntry is upstream's entry when a function has none: function main
+// of module main (main.py, or main.js on Node.js).
+const DefaultEntry = "main.main"
+
 // Function is a function and its current (version 0) code.
 type Function struct {
 	Base
@@ -48,7 +52,7 @@ type Function struct {
 	MemorySize    int64   `gorm:"not null"`
 	Timeout       int     `gorm:"not null"`
 	Code          string  `gorm:"type:longtext;not null"` // JSON object, see Code
-	Entry         *string `gorm:"size:80"`
+	Entry         *string `gorm:"size:80"`                // nil or empty: DefaultEntry
 	Count         int     `gorm:"not null"`
 	TrustID       *string `gorm:"size:80"`
 	LatestVersion int     `gorm:"not null"`

@@ -15,9 +15,6 @@ import (
 // here from the function's database row, and only here: the entry's
 // default, the timeout's unit and the limits are read in one place.
 
-// defaultEntry is upstream's entry when a function has none.
-const defaultEntry = "main.main"
-
 // settings are what a function's row says its workers and executions get.
 type settings struct {
 	entry      string
@@ -27,7 +24,7 @@ type settings struct {
 }
 
 func settingsOf(f *db.Function) settings {
-	s := settings{entry: defaultEntry, cpu: f.CPU, memorySize: f.MemorySize, timeout: time.Duration(f.Timeout) * time.Second}
+	s := settings{entry: db.DefaultEntry, cpu: f.CPU, memorySize: f.MemorySize, timeout: time.Duration(f.Timeout) * time.Second}
 	if f.Entry != nil && *f.Entry != "" {
 		s.entry = *f.Entry
 	}

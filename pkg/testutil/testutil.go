@@ -15,12 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,6 +32,26 @@ import (
 // qinling-api (and qinling-engine) binaries. ./tox sets it so the binaries are
 // built once per run instead of once per test package.
 const EnvTestBin = "QINLING_TEST_BIN"
+
+// DiskUsage is what the files under dir take on disk, in bytes, as du
+// counts them: allocated blocks, so preallocated space counts in full and
+// holes do not.
+func DiskUsage(t testing.TB, dir string) int64 {
+	t.Helper()
+	var used int64
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		used += info.Sys().(*syscall.Stat_t).Blocks * 512
+		return nil
+	}))
+	return used
+}
 
 // RequireRoot skips the test unless it runs as root; why says what needs
 // root, e.g. "sandboxes need root (namespaces and mounts)".

@@ -11,12 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/qinling-go/qinling/pkg/archive"
 	"github.com/qinling-go/qinling/storage"
 	"github.com/qinling-go/qinling/storage/internal/objstore"
 )
@@ -30,12 +28,7 @@ type Config struct {
 	AccessKey string
 	SecretKey string
 
-	// Timeout bounds connecting and waiting for each response's headers.
-	Timeout time.Duration
-	Retries int
-	Backoff time.Duration
-	MaxSize int64
-	Limits  archive.Limits
+	storage.Transfer
 }
 
 // New checks that the credentials work and the bucket is there, and
@@ -70,8 +63,7 @@ func New(ctx context.Context, cfg Config) (*objstore.Storage, error) {
 		return nil, fmt.Errorf("s3: %w: bucket %q at %s", storage.ErrNoContainer, cfg.Bucket, cfg.Endpoint)
 	}
 	return objstore.New(objstore.Config{
-		Bucket: &bucket{client: client, name: cfg.Bucket}, Name: "s3",
-		MaxSize: cfg.MaxSize, Limits: cfg.Limits, Retries: cfg.Retries, Backoff: cfg.Backoff,
+		Bucket: &bucket{client: client, name: cfg.Bucket}, Name: "s3", Transfer: cfg.Transfer,
 	})
 }
 

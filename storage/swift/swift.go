@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -20,7 +19,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/swauth"
 
-	"github.com/qinling-go/qinling/pkg/archive"
 	"github.com/qinling-go/qinling/storage"
 	"github.com/qinling-go/qinling/storage/internal/objstore"
 )
@@ -50,12 +48,7 @@ type Config struct {
 	// Keystone is used when AuthURL is empty.
 	Keystone Keystone
 
-	// Timeout bounds connecting and waiting for each response's headers.
-	Timeout time.Duration
-	Retries int
-	Backoff time.Duration
-	MaxSize int64
-	Limits  archive.Limits
+	storage.Transfer
 }
 
 // New authenticates, checks that the container is there, and returns the
@@ -83,8 +76,7 @@ func New(ctx context.Context, cfg Config) (*objstore.Storage, error) {
 		return nil, fmt.Errorf("swift: container %q at %s: %w", cfg.Container, client.Endpoint, err)
 	}
 	return objstore.New(objstore.Config{
-		Bucket: b, Name: "swift", MaxSize: cfg.MaxSize, Limits: cfg.Limits,
-		Retries: cfg.Retries, Backoff: cfg.Backoff,
+		Bucket: b, Name: "swift", Transfer: cfg.Transfer,
 	})
 }
 

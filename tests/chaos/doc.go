@@ -1,4 +1,4 @@
-// Package chaos holds issue 15's chaos suite (./tox -e chaos): thousands of
+// Package chaos holds the chaos suite (./tox -e chaos): thousands of
 // asynchronous executions submitted by concurrent clients while processes
 // of the service are killed and restarted, then a check that every
 // execution the API accepted ended, ran at most once and returned its own

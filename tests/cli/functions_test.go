@@ -15,7 +15,8 @@ import (
 
 // testFunctions covers function create (--file and --package), list, show,
 // download, update (metadata and a new package), delete, and execution
-// create (sync and async), show, log show, delete and list.
+// create (sync and async), show, log show (of a finished and of a running
+// execution), delete and list.
 func testFunctions(t *testing.T, s *scenario, rtID string) {
 	c := s.demo.in(t)
 
@@ -110,6 +111,17 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 
 	assert.Contains(t, c.run("function", "execution", "log", "show", exID), "Hello, x")
 
+	// The log is written when an execution ends: log show on a running one
+	// says so, rather than printing an empty line. The execution sleeps far
+	// longer than a loaded machine's slowest CLI call takes; deleting its
+	// function below stops it.
+	sid, _ := c.createFunction(rtID, "cli-sleeper-"+suffix(t), "import time\n\ndef main(**kwargs):\n    time.sleep(280)\n")
+	c.show("function", "update", sid, "--timeout", "300")
+	sex := c.show("function", "execution", "create", "--function", sid, "--async")
+	sID, _ := sex["id"].(string)
+	require.Regexp(t, uuidRE, sID)
+	assert.Contains(t, c.run("function", "execution", "log", "show", sID), "Execution "+sID+" is still running")
+
 	c.accepted([]string{"function", "execution", "delete", "--execution", exID},
 		"Request to delete execution "+exID+" has been accepted.")
 
@@ -122,10 +134,11 @@ func testFunctions(t *testing.T, s *scenario, rtID string) {
 		assert.Equal(t, "success", row["Status"])
 	}
 
-	// --- delete, through the client
-	c.accepted([]string{"function", "delete", fid, pid},
+	// --- delete, through the client (the sleeper's execution ends with it)
+	c.accepted([]string{"function", "delete", fid, pid, sid},
 		"Request to delete function "+fid+" has been accepted.",
-		"Request to delete function "+pid+" has been accepted.")
+		"Request to delete function "+pid+" has been accepted.",
+		"Request to delete function "+sid+" has been accepted.")
 	rows = c.list("function", "list")
 	assert.Nil(t, findRow(rows, "Id", fid), "deleted function still listed")
 	assert.Nil(t, findRow(rows, "Id", pid), "deleted function still listed")

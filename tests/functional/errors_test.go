@@ -85,6 +85,12 @@ func TestBadRuntimeAndExecutionBodies(t *testing.T) {
 		},
 		{name: "execution of unknown function", path: "/v1/executions", body: map[string]any{"function_id": unknownUUID}, status: []int{404}, has: []string{"not found"}},
 		{name: "execution of non-UUID function", path: "/v1/executions", body: map[string]any{"function_id": "not-a-uuid"}, status: []int{400, 404}},
+		{
+			// The 413 names the option that sets the limit ([api] max_body_size, 1 MiB here).
+			name: "execution body over max_body_size", path: "/v1/executions",
+			body:   map[string]any{"function_id": fid, "input": strings.Repeat("x", 1<<20)},
+			status: []int{413}, fault: "Request body is larger than the limit of 1048576 bytes set by [api] max_body_size.",
+		},
 	})
 }
 
@@ -124,6 +130,11 @@ func TestBadFunctionCreate(t *testing.T) {
 		},
 		{name: "unknown code source", path: "/v1/functions", body: form("code", `{"source": "ftp"}`), status: []int{400}, has: []string{"source"}},
 		{name: "no runtime_id", path: "/v1/functions", body: form("runtime_id", ""), status: []int{400}, fault: `"runtime_id" must be specified.`},
+		{
+			// Refused at create, not only when the function first runs.
+			name: "entry without a dot", path: "/v1/functions", body: form("entry", "main"), status: []int{400},
+			fault: `Invalid entry "main": use <module>.<function>, such as hello.main for function main in hello.py (the default is main.main).`,
+		},
 		{name: "wrong md5", path: "/v1/functions", body: form("code", `{"source": "package", "md5sum": "0123456789abcdef0123456789abcdef"}`), status: []int{400}, fault: "Package md5 mismatch."},
 		{
 			name: "not a zip", path: "/v1/functions",

@@ -286,14 +286,16 @@ var hostileCases = []hostileCase{
 	{name: "memory bomb hits the memory limit", perRuntime: map[string]hostileBody{
 		python: func(t *testing.T, h *hostileServer) {
 			fid := h.function(t, "memory", "memory_size", strconv.Itoa(64<<20))
-			h.failsExactly(t, fid, tooMuchResource)
+			logs := h.failsExactly(t, fid, tooMuchResource)
+			assert.Contains(t, logs, "The function exceeded its memory limit of 67108864 bytes.", "the detail is in the log")
 			h.recovers(t, fid)
 		},
 		// Buffers live outside the JavaScript heap: the cgroup's limit
 		// stops them, at upstream's default memory_size.
 		nodejs: func(t *testing.T, h *hostileServer) {
 			fid := h.function(t, "buffers", "timeout", "20", "cpu", "300")
-			h.failsExactly(t, fid, tooMuchResource)
+			logs := h.failsExactly(t, fid, tooMuchResource)
+			assert.Contains(t, logs, "The function exceeded its memory limit of 33554432 bytes.", "the detail is in the log")
 			h.recovers(t, fid)
 		},
 	}},

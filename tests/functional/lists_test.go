@@ -93,9 +93,9 @@ func TestListPages(t *testing.T) {
 	require.Equal(t, want, got)
 }
 
-// TestListMemoryBounded is issue 15's measurement: 150 executions with 1 MB
-// results, listed by three clients at once, took the API from 136 to 1,562
-// MiB when lists were built in memory. Streamed, the server's peak RSS during
+// TestListMemoryBounded: 150 executions with 1 MB results, listed by three
+// clients at once, took the API from 136 to 1,562 MiB when lists were built
+// in memory. Streamed (docs/api.md, "Lists"), the server's peak RSS during
 // the lists must stay within listMemoryBound of its RSS before them.
 func TestListMemoryBounded(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "reads the server's memory from /proc")

@@ -172,7 +172,7 @@ func TestLoadBurst(t *testing.T) {
 // under concurrent load, and the same two durations in one function: every
 // short execution has ended while every long one, started before them,
 // still runs — none waited for a long one to end. The long ones take 30 s
-// (QINLING_LOAD_LONG_SECONDS; the case is 10 s) so that the
+// (QINLING_LOAD_LONG_SECONDS; the case first reported was 10 s) so that the
 // shorts' own time cannot reach it on a loaded machine: the check is on
 // order, not on speed.
 func TestLoadShortNotBehindLong(t *testing.T) {

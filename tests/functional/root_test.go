@@ -63,7 +63,8 @@ func TestVersionDiscovery(t *testing.T) {
 }
 
 // TestStartup: what a newcomer sees of a starting all-in-one is one short
-// summary line, not every option; --help and --version answer at once.
+// summary line, not every option; --help and --version answer at once; its
+// state directory does not hold 128 MB of preallocated etcd log.
 func TestStartup(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "reads the all-in-one's log and runs its binary")
 	t.Parallel()
@@ -77,6 +78,14 @@ func TestStartup(t *testing.T) {
 			assert.Contains(t, summary, want)
 		}
 		assert.NotContains(t, srv.Logs(), "rpc_response_timeout", "the whole configuration is for debug level")
+	})
+	t.Run("embedded etcd small on disk", func(t *testing.T) {
+		// etcd preallocates 128 MB of write-ahead log by default; a
+		// one-machine default should not.
+		dir := filepath.Join(srv.Server.StateDir, "etcd")
+		used := testutil.DiskUsage(t, dir)
+		require.Positive(t, used, "the all-in-one's embedded etcd keeps its data in %s", dir)
+		assert.Less(t, used, int64(16<<20), "on-disk size of %s", dir)
 	})
 	bin := filepath.Join(testutil.Binaries(t), "qinling-api")
 	for _, tc := range []struct {

@@ -16,7 +16,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
-// TestAliasNamesStayInTheirProject replays the report of issue 15: a member
+// TestAliasNamesStayInTheirProject replays a reported defect: a member
 // makes alias "prod" first; an admin who then names "prod" got the member's
 // alias, the oldest of that name in any project — the admin's execution ran
 // the member's function with the admin's input, and the admin's update and

@@ -2,11 +2,7 @@ package etcd_test
 
 import (
 	"context"
-	"io/fs"
-	"net"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,20 +11,14 @@ import (
 	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/coord/coordtest"
 	"github.com/qinling-go/qinling/pkg/coord/etcd"
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestEtcd runs the suite against a real (embedded) etcd server; each case
 // gets its own server so no state leaks between them.
 func TestEtcd(t *testing.T) {
 	coordtest.Run(t, func(t *testing.T) coord.Coordinator {
-		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 		require.NoError(t, err)
 		t.Cleanup(e.Close)
 		c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second, LockTTL: 5 * time.Second})
@@ -41,7 +31,7 @@ func TestEtcd(t *testing.T) {
 // TestEtcd_CrashedHolderLockExpires shows why locks hang off a lease: a
 // holder that disappears without unlocking frees the lock after the TTL.
 func TestEtcd_CrashedHolderLockExpires(t *testing.T) {
-	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
 	cfg := etcd.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second, LockTTL: 2 * time.Second}
@@ -66,21 +56,10 @@ func TestEtcd_CrashedHolderLockExpires(t *testing.T) {
 // disk, not the 128 MB of write-ahead log etcd preallocates by default.
 func TestEmbedded_SmallOnDisk(t *testing.T) {
 	dir := t.TempDir()
-	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
-	var used int64 // bytes allocated on disk, as du counts them
-	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		used += info.Sys().(*syscall.Stat_t).Blocks * 512
-		return nil
-	}))
+	used := testutil.DiskUsage(t, dir)
 	t.Logf("embedded etcd uses %d bytes on disk", used)
 	require.Less(t, used, int64(16<<20), "on-disk size of %s", dir)
 }
@@ -88,7 +67,7 @@ func TestEmbedded_SmallOnDisk(t *testing.T) {
 // TestEtcd_EngineRegistration: a closed coordinator's engine is gone at
 // once, a crashed one's when its lease expires, and a live one stays.
 func TestEtcd_EngineRegistration(t *testing.T) {
-	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
 	ctx := context.Background()
@@ -129,7 +108,7 @@ func TestEtcd_EngineRegistration(t *testing.T) {
 func TestEmbedded_RestartDropsDeadRunsLeases(t *testing.T) {
 	dir := t.TempDir()
 	start := func() *etcd.Embedded {
-		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+		e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: dir, Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 		require.NoError(t, err)
 		return e
 	}
@@ -161,7 +140,7 @@ func TestEmbedded_RestartDropsDeadRunsLeases(t *testing.T) {
 // TestEtcd_WorkersMirror: Workers answers from memory, sees this
 // coordinator's own writes at once and another's once their events arrive.
 func TestEtcd_WorkersMirror(t *testing.T) {
-	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: freePort(t), PeerPort: freePort(t)})
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
 	open := func() *etcd.Coordinator {

@@ -3,6 +3,8 @@ package memory
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -121,12 +123,7 @@ func (c *Coordinator) Register(_ context.Context, engine string) error {
 func (c *Coordinator) Engines(_ context.Context) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.engines))
-	for e := range c.engines {
-		out = append(out, e)
-	}
-	sort.Strings(out)
-	return out, nil
+	return slices.Sorted(maps.Keys(c.engines)), nil
 }
 
 // Expire forgets an engine's registration, as a lease that ran out does

@@ -90,19 +90,11 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) (any, in
 }
 
 func (s *Server) execution(r *http.Request) (*db.Execution, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.DB.Execution(r.Context(), readScope(r.Context()), id)
+	return readable(r, s.DB.Execution)
 }
 
 func (s *Server) getExecution(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	e, err := s.execution(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	return renderExecution(e), http.StatusOK, nil
+	return shown(r, s.execution, renderExecution)
 }
 
 // getExecutionLog serves the log as text/plain; an empty log of a finished

@@ -145,7 +145,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 		return nil, 0, errdefs.Invalid("Package is missing: upload the zip file as the multipart form part 'package'.")
 	}
 	if entry == nil || *entry == "" {
-		e := defaultEntry
+		e := db.DefaultEntry
 		entry = &e
 	}
 	if err := checkEntry(*entry); err != nil {
@@ -196,10 +196,6 @@ func (s *Server) createImageFunction(ctx context.Context, code db.Code, res reso
 	return renderFunction(f, false), http.StatusCreated, nil
 }
 
-// defaultEntry is upstream's entry when none is given: function main of
-// module main (main.py, or main.js on Node.js).
-const defaultEntry = "main.main"
-
 // checkEntry applies the runtimes' reading of an entry: split at the last
 // dot into a module path and a function name (hello.main is main in
 // hello.py; pkg.mod.main is main in pkg/mod.py), both of which must be there.
@@ -210,7 +206,7 @@ func checkEntry(entry string) error {
 	case strings.ContainsFunc(entry, unicode.IsSpace):
 		return errdefs.Invalid("Invalid entry %q: it must not contain spaces.", entry)
 	case i < 0:
-		return errdefs.Invalid("Invalid entry %q: use <module>.<function>, such as hello.main for function main in hello.py (the default is %s).", entry, defaultEntry)
+		return errdefs.Invalid("Invalid entry %q: use <module>.<function>, such as hello.main for function main in hello.py (the default is %s).", entry, db.DefaultEntry)
 	case i == 0 || i == len(entry)-1 || strings.Contains(entry, ".."):
 		return errdefs.Invalid("Invalid entry %q: both the module and the function name are needed, as in hello.main.", entry)
 	}
@@ -250,11 +246,7 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) (any, int
 
 // function returns the function named by the path, as the caller may read it.
 func (s *Server) function(r *http.Request) (*db.Function, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.DB.Function(r.Context(), readScope(r.Context()), id)
+	return readable(r, s.DB.Function)
 }
 
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) (any, int, error) {

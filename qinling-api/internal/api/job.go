@@ -186,19 +186,11 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) (any, int, err
 }
 
 func (s *Server) job(r *http.Request) (*db.Job, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.DB.Job(r.Context(), readScope(r.Context()), id)
+	return readable(r, s.DB.Job)
 }
 
 func (s *Server) getJob(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	j, err := s.job(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	return renderJob(j), http.StatusOK, nil
+	return shown(r, s.job, renderJob)
 }
 
 func (s *Server) deleteJob(_ http.ResponseWriter, r *http.Request) (any, int, error) {

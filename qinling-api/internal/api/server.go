@@ -423,3 +423,22 @@ func pathID(r *http.Request) (string, error) {
 	}
 	return strings.ToLower(id), nil
 }
+
+// readable loads the resource the path's {id} names, as far as the caller
+// may read it (admins: any project, as upstream).
+func readable[T any](r *http.Request, load func(context.Context, db.Scope, string) (*T, error)) (*T, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return nil, err
+	}
+	return load(r.Context(), readScope(r.Context()), id)
+}
+
+// shown answers a GET of one resource: what load finds, rendered.
+func shown[T, V any](r *http.Request, load func(*http.Request) (*T, error), render func(*T) V) (any, int, error) {
+	v, err := load(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	return render(v), http.StatusOK, nil
+}

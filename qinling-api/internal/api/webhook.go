@@ -96,19 +96,11 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) (any, int,
 }
 
 func (s *Server) webhook(r *http.Request) (*db.Webhook, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.DB.Webhook(r.Context(), readScope(r.Context()), id)
+	return readable(r, s.DB.Webhook)
 }
 
 func (s *Server) getWebhook(_ http.ResponseWriter, r *http.Request) (any, int, error) {
-	w, err := s.webhook(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	return s.renderWebhook(w), http.StatusOK, nil
+	return shown(r, s.webhook, s.renderWebhook)
 }
 
 func (s *Server) updateWebhook(_ http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -62,14 +62,8 @@ type Config struct {
 	Bucket Bucket
 	// Name says which store it is in messages ("swift", "s3").
 	Name string
-	// MaxSize is the largest package accepted, in bytes; 0 means the default.
-	MaxSize int64
-	// Limits bound what a package may expand to.
-	Limits archive.Limits
-	// Retries is how many times a transiently failing call is repeated.
-	Retries int
-	// Backoff is the first wait before a retry; it doubles each time.
-	Backoff time.Duration
+	// Transfer's Timeout is the backend's (see HTTPClient); the rest is ours.
+	storage.Transfer
 	// TempDir holds an upload while it is checked; empty means os.TempDir().
 	TempDir string
 }

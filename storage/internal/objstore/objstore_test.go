@@ -122,7 +122,7 @@ var (
 func (b *mapBucket) Transient(err error) bool { return errors.Is(err, errFlaky) }
 
 func newStorage(t *testing.T, b *mapBucket, maxSize int64) *Storage {
-	s, err := New(Config{Bucket: b, Name: "test", MaxSize: maxSize, Retries: 2, TempDir: t.TempDir()})
+	s, err := New(Config{Bucket: b, Name: "test", Transfer: storage.Transfer{MaxSize: maxSize, Retries: 2}, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	return s
 }
@@ -177,7 +177,7 @@ func TestObjstore_CancelStopsRetrying(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &mapBucket{objects: map[string][]byte{}, fail: []error{errFlaky, errFlaky, errFlaky}}
-	s, err := New(Config{Bucket: b, Name: "test", Retries: 100, Backoff: 1 << 40})
+	s, err := New(Config{Bucket: b, Name: "test", Transfer: storage.Transfer{Retries: 100, Backoff: 1 << 40}})
 	require.NoError(t, err)
 	go cancel()
 	_, err = s.Retrieve(ctx, "p", "f", strings.Repeat("0", 32), 0)
