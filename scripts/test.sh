@@ -96,5 +96,9 @@ register_env bench "go test -tags bench ./tests/bench/: latency, throughput, CPU
 env_bench() {
 	require_go || return
 	need_binaries || return
-	go test -tags bench -count=1 -timeout 60m -run TestBench -v "${GO_TEST_ARGS[@]}" ./tests/bench/
+	go test -tags bench -count=1 -timeout 60m -run TestBench -v "${GO_TEST_ARGS[@]}" ./tests/bench/ || return
+	# What metrics and accounting add to each execution, beside the rows
+	# above (docs/operations.md, "Cost").
+	echo "tox: bench: the cost of metrics and accounting per execution"
+	go test -run '^$' -bench 'BenchmarkFinish|BenchmarkPerExecution' -benchtime 3000x -count 3 -benchmem ./pkg/db ./pkg/metrics
 }

@@ -46,20 +46,22 @@ func BenchmarkFinish(b *testing.B) {
 			if err := d.CreateFunction(ctx, f); err != nil {
 				b.Fatal(err)
 			}
-			ids := make([]string, b.N)
-			for i := range ids {
+			execs := make([]*Execution, b.N)
+			for i := range execs {
 				e := &Execution{Base: Base{ProjectID: "p"}, FunctionID: &f.ID, Status: StatusRunning}
 				if err := d.CreateExecution(ctx, e); err != nil {
 					b.Fatal(err)
 				}
-				ids[i] = e.ID
+				execs[i] = e
 			}
 			result := `{"output": "ok", "duration": 0.002}`
 			o := Outcome{Status: StatusSuccess, Result: &result, Usage: Usage{DurationMS: 2, CPUMS: 1, MemorySize: 128 << 20}}
 			b.ReportAllocs()
 			b.ResetTimer()
-			for _, id := range ids {
-				if err := tc.finish(d, id, o); err != nil {
+			for _, e := range execs {
+				// As the engine does: the row it read when it started.
+				o.Read = e
+				if err := tc.finish(d, e.ID, o); err != nil {
 					b.Fatal(err)
 				}
 			}
