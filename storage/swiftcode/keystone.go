@@ -122,7 +122,9 @@ func (k *Keystone) asCaller(ctx context.Context, caller reqctx.Identity) (*gophe
 	if err != nil {
 		return nil, identityError(err)
 	}
-	url, err := openstack.V3EndpointURL(catalog, k.endpointOpts())
+	eo := k.endpointOpts()
+	eo.ApplyDefaults("object-store")
+	url, err := openstack.V3EndpointURL(catalog, eo)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no object-store endpoint in the caller's catalog: %v", ErrMissing, err)
 	}

@@ -95,6 +95,8 @@ type scenario struct {
 	apiURL       string
 	target       *testutil.Target // acts as Demo; .As(testutil.Admin) for admin calls
 	pythonImage  string           // what `runtime create` takes for a Python runtime
+	swift        bool             // Keystone and a Swift in the catalog: swift functions work
+	stackEnv     map[string]string
 }
 
 // newScenario starts an all-in-one server (auth off: both clients are the
@@ -132,6 +134,7 @@ func newScenario(t *testing.T) *scenario {
 		demo: newClient(t, demoEnv), admin: newClient(t, adminEnv),
 		demoProject: demoTok.ProjectID, adminProject: adminTok.ProjectID,
 		apiURL: st.URL, target: testutil.StackTarget(st), pythonImage: st.PythonImage(),
+		swift: st.Env["SWIFT_URL"] != "", stackEnv: st.Env,
 	}
 }
 
@@ -355,6 +358,7 @@ func TestCLI(t *testing.T) {
 		t.Run("workers", func(t *testing.T) { t.Parallel(); testWorkers(t, s, rtID) })
 		t.Run("webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, s, rtID) })
 		t.Run("jobs", func(t *testing.T) { t.Parallel(); testJobUpdates(t, s, job) })
+		t.Run("swift functions", func(t *testing.T) { t.Parallel(); testSwiftFunctions(t, s, rtID) })
 	})
 	t.Run("cron job", func(t *testing.T) { checkJob(t, s, job) })
 

@@ -27,7 +27,12 @@ func (s *Server) checkSwift(ctx context.Context, container, object string) (swif
 	if s.Swift == nil || !id.AuthEnabled {
 		return swiftcode.Object{}, errdefs.Invalid("Swift object not supported.")
 	}
-	return s.Swift.Check(ctx, id, container, object)
+	o, err := s.Swift.Check(ctx, id, container, object)
+	if err != nil {
+		// The answer is upstream's one sentence; the log says why.
+		reqctx.Logger(ctx, s.Log).Warn("swift object refused", "container", container, "object", object, "error", err)
+	}
+	return o, err
 }
 
 func swiftCodeOf(o swiftcode.Object) db.Code {
