@@ -358,7 +358,6 @@ func TestCLI(t *testing.T) {
 		t.Run("workers", func(t *testing.T) { t.Parallel(); testWorkers(t, s, rtID) })
 		t.Run("webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, s, rtID) })
 		t.Run("jobs", func(t *testing.T) { t.Parallel(); testJobUpdates(t, s, job) })
-		t.Run("swift functions", func(t *testing.T) { t.Parallel(); testSwiftFunctions(t, s, rtID) })
 	})
 	t.Run("cron job", func(t *testing.T) { checkJob(t, s, job) })
 

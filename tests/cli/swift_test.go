@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,23 @@ func (c *client) fails(args ...string) string {
 func md5Hex(b []byte) string {
 	sum := md5.Sum(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestCLISwiftFunctions runs testSwiftFunctions on a runtime of its own,
+// apart from TestCLI so that it can run alone (-run TestCLISwiftFunctions).
+func TestCLISwiftFunctions(t *testing.T) {
+	s := newScenario(t)
+	adm := s.admin
+	rt := adm.show("runtime", "create", s.pythonImage, "--name", "cli-swift-py-"+suffix(t))
+	rtID, _ := rt["id"].(string)
+	require.Regexp(t, uuidRE, rtID)
+	adm.undo("runtime", "delete", rtID)
+	testutil.WaitFor(t, "runtime "+rtID+" to become available", waitTimeout, time.Second, func() (bool, any) {
+		shown := adm.show("runtime", "show", rtID)
+		return shown["status"] == "available", shown
+	})
+	t.Run("swift functions", func(t *testing.T) { testSwiftFunctions(t, s, rtID) })
+	adm.run("runtime", "delete", rtID)
 }
 
 // testSwiftFunctions covers function create --container --object as the
