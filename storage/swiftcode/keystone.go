@@ -37,6 +37,13 @@ type Source interface {
 	Fetch(ctx context.Context, trustID string, o Object) (io.ReadCloser, error)
 }
 
+// Retry says how a transiently failing Swift request is repeated
+// ([storage] retries and retry_backoff).
+type Retry struct {
+	Retries int
+	Backoff time.Duration
+}
+
 // Config says where Keystone is and who Qinling's service user is
 // ([keystone_authtoken]), and how Swift is reached ([storage]).
 type Config struct {

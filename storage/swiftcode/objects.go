@@ -21,7 +21,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
@@ -54,34 +53,15 @@ var (
 // MsgInvalid is upstream's answer to an object it cannot use.
 const MsgInvalid = "Failed to validate object in Swift."
 
-// Retry says how a transiently failing Swift request is repeated.
-type Retry struct {
-	Retries int
-	Backoff time.Duration
-}
-
 // do runs op, repeating it while it fails transiently (5xx, timeouts,
 // refused connections); still failing after r.Retries more tries, Swift is
 // unavailable: a 503 on the API, an execution error on the engine.
 func (r Retry) do(ctx context.Context, op func() error) error {
-	wait := r.Backoff
-	for attempt := 0; ; attempt++ {
-		err := op()
-		if err == nil || !transient(err) {
-			return err
-		}
-		if attempt >= r.Retries {
-			return errdefs.Wrap(errdefs.KindUnavailable, err, "Object storage (Swift) unavailable; try again later.")
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		wait *= 2
+	err, exhausted := objstore.Retry(ctx, r.Retries, r.Backoff, transient, op)
+	if exhausted {
+		return errdefs.Wrap(errdefs.KindUnavailable, err, "Object storage (Swift) unavailable; try again later.")
 	}
+	return err
 }
 
 func transient(err error) bool {

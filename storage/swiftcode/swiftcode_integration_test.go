@@ -10,7 +10,6 @@ package swiftcode_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -30,24 +29,7 @@ import (
 var theSwift *testutil.Swift
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "qinling-swiftcode-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if theSwift, err = testutil.LaunchSwift(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	theSwift.Close()
-	if code == 0 {
-		os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "Swift's logs are in %s\n", dir)
-	}
-	os.Exit(code)
+	os.Exit(testutil.RunWithSwift(m, "qinling-swiftcode-", func(s *testutil.Swift) { theSwift = s }))
 }
 
 // retry is short: an outage must be reported in seconds.
@@ -71,6 +53,17 @@ func put(t *testing.T, sc *gophercloud.ServiceClient, container, object string, 
 	require.NoError(t, objects.Create(context.Background(), sc, container, object, objects.CreateOpts{Content: bytes.NewReader(body)}).Err)
 }
 
+// withObject puts a zip returning ret as hello.zip in a new container and
+// returns a client, the container and the zip.
+func withObject(t *testing.T, ret string) (*gophercloud.ServiceClient, string, []byte) {
+	t.Helper()
+	sc := client(t, "")
+	c := theSwift.NewContainer(t)
+	body := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return '" + ret + "'\n"})
+	put(t, sc, c, "hello.zip", body)
+	return sc, c, body
+}
+
 func read(t *testing.T, rc io.ReadCloser) []byte {
 	t.Helper()
 	defer rc.Close()
@@ -81,10 +74,7 @@ func read(t *testing.T, rc io.ReadCloser) []byte {
 
 func TestSwiftObject_Head(t *testing.T) {
 	ctx := context.Background()
-	sc := client(t, "")
-	c := theSwift.NewContainer(t)
-	body := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 'one'\n"})
-	put(t, sc, c, "hello.zip", body)
+	sc, c, body := withObject(t, "one")
 	for _, tc := range []struct {
 		name              string
 		sc                *gophercloud.ServiceClient
@@ -114,11 +104,8 @@ func TestSwiftObject_Head(t *testing.T) {
 // until the function records the new ETag; a deleted one is missing.
 func TestSwiftObject_OpenRecordedBytes(t *testing.T) {
 	ctx := context.Background()
-	sc := client(t, "")
-	c := theSwift.NewContainer(t)
-	one := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 'one'\n"})
+	sc, c, one := withObject(t, "one")
 	two := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 'two'\n"})
-	put(t, sc, c, "hello.zip", one)
 	recorded, err := swiftcode.Head(ctx, sc, retry, c, "hello.zip", 1<<20)
 	require.NoError(t, err)
 	rc, err := swiftcode.Open(ctx, sc, retry, recorded)
@@ -145,10 +132,7 @@ func TestSwiftObject_OpenRecordedBytes(t *testing.T) {
 // same client works again.
 func TestSwiftObject_Outage(t *testing.T) {
 	ctx := context.Background()
-	sc := client(t, "")
-	c := theSwift.NewContainer(t)
-	body := testutil.Zip(t, map[string]string{"hello.py": "def main(**kw):\n    return 1\n"})
-	put(t, sc, c, "hello.zip", body)
+	sc, c, body := withObject(t, "up")
 	o, err := swiftcode.Head(ctx, sc, retry, c, "hello.zip", 1<<20)
 	require.NoError(t, err)
 

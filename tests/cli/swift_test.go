@@ -3,12 +3,9 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -23,16 +20,9 @@ import (
 // fails runs `openstack args...`, which must fail, and returns its stderr.
 func (c *client) fails(args ...string) string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, openstack, args...)
-	cmd.Dir, cmd.Env = c.dir, c.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	c.t.Logf("$ openstack %s  (must fail)", quote(args))
-	require.Error(c.t, err, "openstack %s worked:\n%s", quote(args), stdout.String())
-	return stderr.String()
+	stdout, stderr, err := c.exec(args...)
+	require.Error(c.t, err, "openstack %s worked:\n%s", quote(args), stdout)
+	return stderr
 }
 
 func md5Hex(b []byte) string {

@@ -3,14 +3,13 @@
 package functional
 
 import (
+	"fmt"
 	"io/fs"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qinling-go/qinling/pkg/testutil"
@@ -54,20 +53,21 @@ func TestEnginesShareNoDisk(t *testing.T) {
 	const rounds, perRound = 10, 6
 	var counts []float64
 	for round := 0; round < rounds && !everyEngine(counts); round++ {
+		statuses := make([]any, perRound)
 		var wg sync.WaitGroup
-		for range perRound {
-			wg.Go(func() {
-				ex := execute(t, srv, fid, `{"name": "disk"}`, true)
-				assert.Equal(t, "success", ex["status"], "%v", ex)
-			})
+		for i := range statuses {
+			wg.Go(func() { statuses[i] = execute(t, srv, fid, `{"name": "disk"}`, true)["status"] })
 		}
 		wg.Wait()
+		for _, status := range statuses {
+			require.Equal(t, "success", status, "round %d: %v", round, statuses)
+		}
 		counts = ran()
 	}
 	require.True(t, everyEngine(counts), "executions of %s per engine after %d rounds: %v", fid, rounds, counts)
 
 	for i := 1; i <= st.Engines; i++ {
-		dir := filepath.Join(st.Dir, "data", "qinling", "engine-"+strconv.Itoa(i))
+		dir := filepath.Join(st.Dir, "data", "qinling", fmt.Sprintf("engine-%d", i))
 		var zips []string
 		require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".zip") {

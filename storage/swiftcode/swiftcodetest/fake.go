@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 
 	"github.com/qinling-go/qinling/pkg/errdefs"
@@ -55,11 +56,7 @@ func (f *Fake) Remove(container, object string) {
 func (f *Fake) Trusts() map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]string, len(f.trusts))
-	for k, v := range f.trusts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.trusts)
 }
 
 // ETag is Swift's ETag of an ordinary object: its MD5.
