@@ -126,4 +126,5 @@ func testSwiftFunctions(t *testing.T, s *scenario, rtID string) {
 		assert.Contains(t, msg, "Failed to validate object in Swift.", tc.name)
 	}
 	c.run("function", "delete", fid)
+	c.run("container", "delete", "--recursive", container)
 }
