@@ -9,7 +9,6 @@ package storage_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -27,25 +26,7 @@ import (
 var theSwift *testutil.Swift
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "qinling-swift-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	theSwift, err = testutil.LaunchSwift(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	theSwift.Close()
-	if code == 0 {
-		os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "Swift's logs are in %s\n", dir)
-	}
-	os.Exit(code)
+	os.Exit(testutil.RunWithSwift(m, "qinling-swift-", func(s *testutil.Swift) { theSwift = s }))
 }
 
 // Short waits: an outage must be reported in seconds, not minutes.

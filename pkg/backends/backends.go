@@ -32,6 +32,7 @@ import (
 	storagelocal "github.com/qinling-go/qinling/storage/local"
 	storages3 "github.com/qinling-go/qinling/storage/s3"
 	storageswift "github.com/qinling-go/qinling/storage/swift"
+	"github.com/qinling-go/qinling/storage/swiftcode"
 )
 
 // NewStorage returns the package storage named by [storage] provider. An
@@ -73,6 +74,27 @@ func NewStorage(ctx context.Context, c *config.Config) (storage.PackageStorage, 
 		return st, storageStartError(err, "storage.s3_access_key and storage.s3_secret_key", "storage.s3_bucket")
 	}
 	return nil, fmt.Errorf("storage.provider %q: unknown (want local, swift or s3)", s.Provider)
+}
+
+// NewSwiftCode returns what reaches the objects of swift functions (code
+// source "swift"): the callers' and owners' Swift through Keystone, or nil
+// when authentication is off (upstream refuses such functions then).
+func NewSwiftCode(c *config.Config) (swiftcode.Source, error) {
+	k, s := c.Keystone, c.Storage
+	authURL := cmp.Or(k.AuthURL, k.WWWAuthenticateURI)
+	if !c.Pecan.AuthEnable || authURL == "" {
+		// An engine configured without Keystone: its swift functions'
+		// executions end with "Swift object not supported".
+		return nil, nil
+	}
+	return swiftcode.New(swiftcode.Config{
+		AuthURL:  authURL,
+		Username: k.Username, Password: k.Password, UserDomainName: k.UserDomainName,
+		ProjectName: k.ProjectName, ProjectDomainName: k.ProjectDomainName,
+		RegionName: k.RegionName, Interface: s.SwiftInterface,
+		Timeout: s.RequestTimeout, Retry: swiftcode.Retry{Retries: s.Retries, Backoff: s.RetryBackoff},
+		MaxSize: s.MaxPackageSize,
+	})
 }
 
 // storageStartError names the options behind an object store's refusal.

@@ -16,10 +16,13 @@ type Code struct {
 	Swift  *SwiftCode `json:"swift,omitempty"`
 }
 
-// SwiftCode locates a package in Swift.
+// SwiftCode locates a package in the owner's Swift account. ETag is the
+// object's when the function was created or last updated: the engine runs
+// those bytes only (storage/swiftcode).
 type SwiftCode struct {
 	Container string `json:"container"`
 	Object    string `json:"object"`
+	ETag      string `json:"etag,omitempty"`
 }
 
 // Code sources.

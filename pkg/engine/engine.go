@@ -22,6 +22,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/storage"
+	"github.com/qinling-go/qinling/storage/swiftcode"
 )
 
 // Options are the engine's settings (from [engine] and friends).
@@ -50,6 +51,9 @@ type Options struct {
 	Scaling ScalingOptions
 	// Metrics counts executions and workers (pkg/metrics); nil counts none.
 	Metrics *metrics.Metrics
+	// Swift fetches the code of swift functions through their owners'
+	// trusts; nil without Keystone, where such functions cannot exist.
+	Swift swiftcode.Source
 }
 
 // Engine implements the engine's RPC methods.

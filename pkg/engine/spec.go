@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/errdefs"
+	"github.com/qinling-go/qinling/storage/swiftcode"
 )
 
 // What the orchestrator is asked for (a worker specialised for a function
@@ -51,17 +54,59 @@ func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
 	if version > 0 {
 		sum = ""
 	}
+	pkg := orchestrator.Package{
+		MD5:         sum,
+		DownloadURL: url,
+		Open: func(ctx context.Context) (io.ReadCloser, error) {
+			return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)
+		},
+	}
+	if code.Source == db.SourceSwift {
+		pkg = e.swiftPackage(f, code, url)
+	}
 	return orchestrator.Function{
 		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: s.entry,
 		CPU: s.cpu, MemorySize: s.memorySize, Timeout: s.timeout,
-		Package: orchestrator.Package{
-			MD5:         sum,
-			DownloadURL: url,
-			Open: func(ctx context.Context) (io.ReadCloser, error) {
-				return e.storage.Retrieve(ctx, project, fid, code.MD5Sum, version)
-			},
+		Package: pkg,
+	}
+}
+
+// swiftPackage is the code of a swift function: the bytes of its owner's
+// object that the function recorded (its ETag), fetched through the
+// owner's trust, so every worker runs the same code and a replaced object
+// is refused until a function update records it (storage/swiftcode).
+func (e *Engine) swiftPackage(f *db.Function, code db.Code, url string) orchestrator.Package {
+	var obj swiftcode.Object
+	if code.Swift != nil {
+		obj = swiftcode.Object{Container: code.Swift.Container, Object: code.Swift.Object, ETag: code.Swift.ETag}
+	}
+	trust := ""
+	if f.TrustID != nil {
+		trust = *f.TrustID
+	}
+	sum := ""
+	if isMD5(obj.ETag) {
+		// An ordinary object's ETag is its MD5: the orchestrator checks it.
+		sum = obj.ETag
+	}
+	return orchestrator.Package{
+		MD5:         sum,
+		DownloadURL: url,
+		Open: func(ctx context.Context) (io.ReadCloser, error) {
+			if e.opts.Swift == nil {
+				return nil, errdefs.Invalid("Swift object not supported: this engine has no Keystone authentication ([pecan] auth_enable).")
+			}
+			return e.opts.Swift.Fetch(ctx, trust, obj)
 		},
 	}
+}
+
+func isMD5(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // invocation is execution a of f. It carries the row's current limits,

@@ -21,6 +21,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/rpc"
 	"github.com/qinling-go/qinling/storage"
+	"github.com/qinling-go/qinling/storage/swiftcode"
 )
 
 // NewLogger returns the process logger per [DEFAULT] debug and log_format.
@@ -46,10 +47,12 @@ func NewLogger(c *config.Config, w io.Writer) *slog.Logger {
 type Deps struct {
 	// Metrics is the process's one registry (pkg/metrics): the all-in-one's
 	// API and engine share it.
-	Metrics   *metrics.Metrics
-	DB        *db.DB
-	Coord     coord.Coordinator
-	Storage   storage.PackageStorage
+	Metrics *metrics.Metrics
+	DB      *db.DB
+	Coord   coord.Coordinator
+	Storage storage.PackageStorage
+	// Swift reaches swift functions' objects; nil with auth off.
+	Swift     swiftcode.Source
 	Transport rpc.Transport
 	closers   []func()
 }
@@ -105,6 +108,9 @@ func Open(ctx context.Context, c *config.Config, allInOne bool, log *slog.Logger
 	d.Coord = co
 	d.closers = append(d.closers, stop)
 	if d.Storage, err = backends.NewStorage(ctx, c); err != nil {
+		return nil, err
+	}
+	if d.Swift, err = backends.NewSwiftCode(c); err != nil {
 		return nil, err
 	}
 	if d.Transport, err = backends.NewTransport(c, allInOne, log); err != nil {
@@ -177,6 +183,7 @@ func StartEngine(ctx context.Context, c *config.Config, d *Deps, allInOne bool, 
 			DownStep:        c.Engine.ScaleDownStep,
 		},
 		Metrics: d.Metrics,
+		Swift:   d.Swift,
 	}, log.With("component", "engine"))
 	d.Metrics.WatchWorkers(eng.Workers)
 	if err := eng.Start(ctx, allInOne); err != nil {

@@ -66,6 +66,33 @@ func StartSwift(t testing.TB) *Swift {
 	return s
 }
 
+// RunWithSwift is a TestMain's body for tests that share one private Swift:
+// it launches it (state in a new directory named by prefix), hands it to
+// set, runs the tests, stops it, and returns the exit code. The state and
+// Swift's logs are kept when a test failed, and their place printed.
+func RunWithSwift(m *testing.M, prefix string, set func(*Swift)) int {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s, err := LaunchSwift(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		return 1
+	}
+	set(s)
+	code := m.Run()
+	s.Close()
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "Swift's logs are in %s\n", dir)
+	}
+	return code
+}
+
 // LaunchSwift starts a private Swift with its state in dir (which must
 // exist); for a test binary's TestMain, which has no testing.TB. The caller
 // calls Close.

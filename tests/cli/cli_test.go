@@ -95,6 +95,8 @@ type scenario struct {
 	apiURL       string
 	target       *testutil.Target // acts as Demo; .As(testutil.Admin) for admin calls
 	pythonImage  string           // what `runtime create` takes for a Python runtime
+	swift        bool             // Keystone and a Swift in the catalog: swift functions work
+	stackEnv     map[string]string
 }
 
 // newScenario starts an all-in-one server (auth off: both clients are the
@@ -132,6 +134,7 @@ func newScenario(t *testing.T) *scenario {
 		demo: newClient(t, demoEnv), admin: newClient(t, adminEnv),
 		demoProject: demoTok.ProjectID, adminProject: adminTok.ProjectID,
 		apiURL: st.URL, target: testutil.StackTarget(st), pythonImage: st.PythonImage(),
+		swift: st.Env["SWIFT_URL"] != "", stackEnv: st.Env,
 	}
 }
 
@@ -162,19 +165,26 @@ func (c *client) undo(args ...string) {
 // timeout fails the test, showing the command, stdout and stderr.
 func (c *client) run(args ...string) string {
 	c.t.Helper()
+	stdout, stderr, err := c.exec(args...)
+	if err != nil {
+		c.t.Fatalf("openstack %s: %v\n--- stdout:\n%s\n--- stderr:\n%s", quote(args), err, stdout, stderr)
+	}
+	return stdout
+}
+
+// exec runs `openstack args...` within callTimeout and logs it.
+func (c *client) exec(args ...string) (stdout, stderr string, err error) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, openstack, args...)
 	cmd.Dir, cmd.Env = c.dir, c.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	c.t.Logf("$ openstack %s  (%.1fs)", quote(args), time.Since(start).Seconds())
-	if err != nil {
-		c.t.Fatalf("openstack %s: %v\n--- stdout:\n%s\n--- stderr:\n%s", quote(args), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
+	return out.String(), errOut.String(), err
 }
 
 // show runs a show-style command with -f json and returns its fields.

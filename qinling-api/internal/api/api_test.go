@@ -74,9 +74,6 @@ func newAPIWith(t *testing.T, auth api.Authenticator, tune func(*api.Server)) (*
 	co := memory.New()
 	st := storagemem.New(storagemem.Config{MaxSize: 1 << 20})
 	tr := inproc.New(10 * time.Second)
-	eng := engine.New(d, orch, co, st, engine.Options{}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	go tr.Serve(ctx, eng)
 	client := engine.Client{RPC: tr}
 	srv := &api.Server{
 		DB: d, Engine: client, Executions: &execution.Starter{DB: d, Engine: client, Log: log},
@@ -92,6 +89,10 @@ func newAPIWith(t *testing.T, auth api.Authenticator, tune func(*api.Server)) (*
 	if tune != nil {
 		tune(srv)
 	}
+	// The engine reads swift functions' objects as the API does.
+	eng := engine.New(d, orch, co, st, engine.Options{Swift: srv.Swift}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	go tr.Serve(ctx, eng)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ts.Close(); cancel(); tr.Close(); d.Close() })
 	return srv, ts, orch

@@ -194,6 +194,8 @@ func (d *docRun) scenario() {
 	d.fails("POST /v1/functions", "`code.source` is not `package`, `swift` or `image`", create("runtime_id", "<runtime-id>", "code", `{"source": "git"}`), 400)
 	d.fails("POST /v1/functions", "`code.source` is `image` (this orchestrator runs packages only)",
 		d.form("POST", "/v1/functions", `code={"source": "image", "image": "alpine"}`), 400)
+	d.fails("POST /v1/functions", "`code.source` is `swift` and authentication is off (no token to read the object with)",
+		d.form("POST", "/v1/functions", `runtime_id=<runtime-id>&code={"source": "swift", "swift": {"container": "functions", "object": "hello.zip"}}`), 400)
 	d.fails("POST /v1/functions", "`runtime_id` is missing", create("code", `{"source": "package"}`), 400)
 	d.fails("POST /v1/functions", "there is no such runtime", create("runtime_id", "<unknown-id>", "code", `{"source": "package"}`), 404)
 	d.fails("POST /v1/functions", "`cpu`, `memory_size` or `timeout` is out of range", create("runtime_id", "<runtime-id>", "code", `{"source": "package"}`, "timeout", "301"), 400)

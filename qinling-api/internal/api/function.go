@@ -126,8 +126,6 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 			return nil, 0, errdefs.Invalid("Image type functions are not supported by this deployment's orchestrator.")
 		}
 		return s.createImageFunction(ctx, code, res, limits, name, desc)
-	case db.SourceSwift:
-		return nil, 0, errdefs.Invalid("Swift object not supported.")
 	}
 	runtimeID, _ := form.get("runtime_id")
 	if runtimeID == "" {
@@ -141,7 +139,7 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 	if err := rt.CheckAvailable(); err != nil {
 		return nil, 0, err
 	}
-	if form.pkg == nil {
+	if form.pkg == nil && code.Source == db.SourcePackage {
 		return nil, 0, errdefs.Invalid("Package is missing: upload the zip file as the multipart form part 'package'.")
 	}
 	if entry == nil || *entry == "" {
@@ -158,6 +156,9 @@ func (s *Server) createFunction(w http.ResponseWriter, r *http.Request) (any, in
 		CPU: int(orDefault(res.cpu, int64(s.Limits.DefaultCPU))), MemorySize: orDefault(res.memory, s.Limits.DefaultMemory),
 		Timeout:    int(orDefault(res.timeout, int64(s.Limits.DefaultTimeout))),
 		MinWorkers: limits.min, MaxWorkers: limits.max,
+	}
+	if code.Source == db.SourceSwift {
+		return s.createSwiftFunction(ctx, f, code)
 	}
 	md5, _, err := s.Storage.Store(ctx, f.ProjectID, f.ID, form.pkg, code.MD5Sum)
 	if err != nil {
@@ -274,7 +275,10 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, f *db.Function
 	case db.SourceImage:
 		return nil, 0, errdefs.New(errdefs.KindMethodNotAllowed, "Download image function is not allowed.")
 	case db.SourceSwift:
-		return nil, 0, errdefs.Invalid("Swift object not supported.")
+		if version > 0 {
+			return nil, 0, errdefs.NotFound("Function version %d not found.", version)
+		}
+		return s.downloadSwift(w, r, f)
 	}
 	rc, err := s.Storage.Retrieve(r.Context(), f.ProjectID, f.ID, code.MD5Sum, version)
 	if err != nil {
@@ -375,7 +379,15 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, in
 		return nil, 0, errdefs.Invalid("A package can only be uploaded to a package type function.")
 	}
 
-	trivial := form.pkg == nil
+	var swift *db.SwiftCode
+	if current.Source == db.SourceSwift {
+		if swift, err = requestedSwift(requested, form); err != nil {
+			return nil, 0, err
+		}
+	}
+	// Naming a swift function's object (even as the CLI does, without the
+	// names) means: read it again and run what it holds now.
+	trivial := form.pkg == nil && !(current.Source == db.SourceSwift && requested != nil)
 	for k := range values {
 		trivial = trivial && trivialUpdate[k]
 	}
@@ -408,6 +420,13 @@ func (s *Server) updateFunction(w http.ResponseWriter, r *http.Request) (any, in
 			return nil, 0, storageError(err)
 		}
 		values["code"] = mustJSON(db.Code{Source: db.SourcePackage, MD5Sum: newMD5})
+	}
+	if current.Source == db.SourceSwift {
+		c, err := s.updatedSwiftCode(ctx, current, swift)
+		if err != nil {
+			return nil, 0, err
+		}
+		values["code"] = mustJSON(c)
 	}
 	// Workers were specialised with the old code, entry or limits: gone
 	// before the answer, so that no execution after it runs the old code.
@@ -496,5 +515,6 @@ func (s *Server) deleteFunction(_ http.ResponseWriter, r *http.Request) (any, in
 	if err := s.DB.DeleteFunction(ctx, id); err != nil {
 		return nil, 0, err
 	}
+	s.deleteTrust(ctx, f)
 	return nil, http.StatusNoContent, nil
 }

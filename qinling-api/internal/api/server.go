@@ -29,6 +29,7 @@ import (
 	"github.com/qinling-go/qinling/pkg/policy"
 	"github.com/qinling-go/qinling/pkg/reqctx"
 	"github.com/qinling-go/qinling/storage"
+	"github.com/qinling-go/qinling/storage/swiftcode"
 )
 
 // Limits are the request and resource bounds the API enforces.
@@ -85,10 +86,13 @@ type Server struct {
 	Executions *execution.Starter
 	Coord      coord.Coordinator
 	Storage    storage.PackageStorage
-	Auth       Authenticator
-	Limits     Limits
-	Endpoint   string // public URL, for links
-	Log        *slog.Logger
+	// Swift reaches the objects of swift functions; nil when
+	// authentication is off (no token to read them with: upstream's 400).
+	Swift    swiftcode.Source
+	Auth     Authenticator
+	Limits   Limits
+	Endpoint string // public URL, for links
+	Log      *slog.Logger
 	// ImageFunctions is set when the engines' orchestrator runs image
 	// functions ([engine] orchestrator = kubernetes); otherwise creating
 	// one is refused.

@@ -137,7 +137,7 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api"),
 		MaxPerFunction: cfg.Engine.MaxPendingPerFunction, MaxPerProject: cfg.Engine.MaxPendingPerProject, Metrics: deps.Metrics}
 	srv := &api.Server{
-		DB: deps.DB, Engine: client, Executions: executions, Coord: deps.Coord, Storage: deps.Storage,
+		DB: deps.DB, Engine: client, Executions: executions, Coord: deps.Coord, Storage: deps.Storage, Swift: deps.Swift,
 		Auth: auth, Endpoint: cfg.PublicEndpoint(), Log: log.With("component", "api"),
 		ImageFunctions: backends.ImageFunctions(cfg),
 		Limits: api.Limits{

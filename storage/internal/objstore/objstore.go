@@ -108,26 +108,42 @@ func Unavailable(name string, err error) error {
 // times with doubling waits. A store still failing transiently after that is
 // Unavailable; other errors are returned as they are.
 func (s *Storage) do(ctx context.Context, op func() error) error {
-	wait := s.cfg.Backoff
+	transient := func(err error) bool { return !errors.Is(err, ErrObjectNotFound) && s.cfg.Bucket.Transient(err) }
+	err, exhausted := Retry(ctx, s.cfg.Retries, s.cfg.Backoff, transient, op)
+	switch {
+	case exhausted:
+		return Unavailable(s.cfg.Name, err)
+	case err == nil || errors.Is(err, ErrObjectNotFound) || ctx.Err() != nil:
+		return err
+	}
+	return fmt.Errorf("%s storage: %w", s.cfg.Name, err)
+}
+
+// Retry runs op until it succeeds, fails in a way transient does not
+// excuse, or has been repeated retries times, waiting backoff before the
+// first repeat and twice as long before each next one. exhausted says that
+// the last failure was still transient: the store counts as unavailable.
+// When ctx ends first, its error is returned. storage/swiftcode shares it.
+func Retry(ctx context.Context, retries int, backoff time.Duration, transient func(error) bool, op func() error) (err error, exhausted bool) {
+	wait := backoff
 	for attempt := 0; ; attempt++ {
-		err := op()
-		if err == nil || errors.Is(err, ErrObjectNotFound) {
-			return err
+		if err = op(); err == nil {
+			return nil, false
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return ctx.Err(), false
 		}
-		if !s.cfg.Bucket.Transient(err) {
-			return fmt.Errorf("%s storage: %w", s.cfg.Name, err)
+		if !transient(err) {
+			return err, false
 		}
-		if attempt >= s.cfg.Retries {
-			return Unavailable(s.cfg.Name, err)
+		if attempt >= retries {
+			return err, true
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return ctx.Err(), false
 		case <-t.C:
 		}
 		wait *= 2

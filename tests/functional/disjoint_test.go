@@ -1,0 +1,84 @@
+//go:build functional
+
+package functional
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
+)
+
+// TestEnginesShareNoDisk is the devstack stack with packages in Swift or S3
+// (QINLING_STORAGE=swift|s3): the API and each engine have state
+// directories of their own, as on separate machines, and nothing but the
+// store carries a package from the API to the engines. Every engine runs
+// the function (seen in its own /metrics), and no package file is left in
+// an engine's state directory: engines read packages into their workers'
+// directories only.
+func TestEnginesShareNoDisk(t *testing.T) {
+	testutil.SkipUnlessReal(t, srv, "needs the stack's API and engines as separate processes")
+	st := srv.Stack
+	storage := st.Env["QINLING_STORAGE"]
+	if storage != "swift" && storage != "s3" {
+		t.Skipf("QINLING_STORAGE=%q: packages are in a directory the API and engines share; run the stack with QINLING_STORAGE=swift or s3", storage)
+	}
+	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2")
+	fid := newFunction(t, "disjoint", "hello.main", map[string]string{"hello.py": helloPy})
+
+	urls := srv.MetricsURLs(t)[1:] // the engines'; the first is the API's
+	ran := func() []float64 {
+		out := make([]float64, len(urls))
+		for i, u := range urls {
+			out[i] = testutil.ParseMetrics(t, testutil.ScrapeMetrics(t, u, "")).Sum("qinling_executions_total", map[string]string{"function_id": fid})
+		}
+		return out
+	}
+	everyEngine := func(counts []float64) bool {
+		if len(counts) < 2 {
+			return false // not measured yet
+		}
+		for _, n := range counts {
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	// Executions are shared out over the engines by the broker; rounds of
+	// concurrent ones reach every engine after a few at most.
+	const rounds, perRound = 10, 6
+	var counts []float64
+	for round := 0; round < rounds && !everyEngine(counts); round++ {
+		statuses := make([]any, perRound)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() { statuses[i] = execute(t, srv, fid, `{"name": "disk"}`, true)["status"] })
+		}
+		wg.Wait()
+		for _, status := range statuses {
+			require.Equal(t, "success", status, "round %d: %v", round, statuses)
+		}
+		counts = ran()
+	}
+	require.True(t, everyEngine(counts), "executions of %s per engine after %d rounds: %v", fid, rounds, counts)
+	t.Logf("executions of %s per engine: %v", fid, counts)
+
+	for i := 1; i <= st.Engines; i++ {
+		dir := filepath.Join(st.Dir, "data", "qinling", fmt.Sprintf("engine-%d", i))
+		var zips []string
+		require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.HasSuffix(path, ".zip") {
+				zips = append(zips, path)
+			}
+			return err
+		}))
+		require.Empty(t, zips, "package files in engine-%d's state directory %s", i, dir)
+	}
+}
