@@ -14,6 +14,7 @@ broken page fails instead of hanging; nothing is timed.
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -87,8 +88,14 @@ class DashboardTest(unittest.TestCase):
 
     def wait(self, condition, what):
         try:
-            return WebDriverWait(self.driver, WAIT, poll_frequency=0.5).until(
-                condition)
+            # Horizon replaces polled rows and reloaded pages under a
+            # condition's feet: a stale element means "look again".
+            return WebDriverWait(
+                self.driver, WAIT, poll_frequency=0.5,
+                ignored_exceptions=(
+                    sel_exceptions.NoSuchElementException,
+                    sel_exceptions.StaleElementReferenceException),
+            ).until(condition)
         except sel_exceptions.TimeoutException:
             self.shot('timeout')
             self.fail('gave up waiting for %s on %s' %
@@ -176,17 +183,16 @@ class DashboardTest(unittest.TestCase):
         return rows[0].get_attribute('data-object-id')
 
     def delete_row(self, table, object_id, name):
-        self.find('#%s__row_%s__action_delete' % (table, object_id))
-        btn = self.driver.find_elements(
-            By.ID, '%s__row_%s__action_delete' % (table, object_id))
-        if btn and btn[0].is_displayed():
-            btn[0].click()
-        else:
-            # In the row's action menu.
+        action = '%s__row_%s__action_delete' % (table, object_id)
+        # Present, not visible: when the row has another action first,
+        # delete sits in the row's closed action menu.
+        btn = self.wait(EC.presence_of_element_located((By.ID, action)),
+                        'the delete action of ' + object_id)
+        if not btn.is_displayed():
             self.find('#%s__row__%s .dropdown-toggle' %
                       (table, object_id)).click()
-            self.find('#%s__row_%s__action_delete' %
-                      (table, object_id)).click()
+            btn = self.find('#' + action)
+        btn.click()
         self.find('.modal-footer .btn-danger').click()
         self.wait(lambda d: not d.find_elements(
             By.ID, '%s__row__%s' % (table, object_id)),
@@ -298,22 +304,65 @@ class DashboardTest(unittest.TestCase):
         self.set_field('function_id', self.state['file_fn'])
         self.set_field('sync', False)
         self.submit('run-async')
-        self.find('#executions')
+
+        def started(d):
+            for m in d.find_elements(By.CSS_SELECTOR, '.messages .alert'):
+                found = re.search(r'Execution (\S+) started', m.text)
+                if found:
+                    return found.group(1)
+        eid = self.wait(started, 'the message of the started execution')
+        self.state['async'] = eid
+        # Newest first: the run just started is the first row of the first
+        # page, however many executions the project has.
+        row = '#executions__row__' + eid
+        self.find(row)
+        self.assertEqual(self.execution_rows()[0], eid)
         self.shot('execution-async-listed')
-        rows = self.driver.find_elements(
-            By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')
-        ids = [r.get_attribute('data-object-id') for r in rows]
-        messages = self.driver.find_element(By.CSS_SELECTOR,
-                                            '.messages').text
-        eid = [i for i in ids if i in messages]
-        self.assertTrue(eid, 'the started execution is listed')
-        row = '#executions__row__' + eid[0]
         # No reload: Horizon's row polling brings the end.
         self.wait(lambda d: 'Success' in d.find_element(
             By.CSS_SELECTOR, row).text, 'the async run to succeed')
         self.shot('execution-async-finished')
 
-    def test_07_version_alias_and_webhook(self):
+    def test_07_executions_page_newest_first(self):
+        """Two rows a page (the user's setting): the first page holds the
+        newest, Next the older ones, Prev the first page again."""
+        self.set_page_size(2)
+        try:
+            self.get('/project/executions/', 'executions-page-1')
+            first = self.execution_rows()
+            self.assertEqual(len(first), 2)
+            self.assertEqual(first[0], self.state['async'])
+            self.find('#executions a[href*="marker="]').click()
+            self.wait(lambda d: 'prev_marker' in d.page_source and
+                      self.execution_rows() and
+                      self.execution_rows()[0] not in first,
+                      'the second page')
+            self.shot('executions-page-2')
+            second = self.execution_rows()
+            self.assertFalse(set(first) & set(second))
+            self.find('#executions a[href*="prev_marker="]').click()
+            self.wait(lambda d: self.execution_rows() == first,
+                      'the first page again')
+            self.shot('executions-page-1-again')
+        finally:
+            self.set_page_size(20)
+
+    def set_page_size(self, n):
+        self.get('/settings/', 'settings')
+        field = self.find('#id_pagesize')
+        field.clear()
+        field.send_keys(str(n))
+        self.find('#user_settings_modal [type=submit]').click()
+        self.find('.messages .alert-success')
+        self.assertEqual(self.find('#id_pagesize').get_attribute('value'),
+                         str(n))
+
+    def execution_rows(self):
+        return [r.get_attribute('data-object-id') for r in
+                self.driver.find_elements(
+                    By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')]
+
+    def test_08_version_alias_and_webhook(self):
         fid = self.state['file_fn']
         base = '/project/functions/%s/' % fid
         self.get(base + '?tab=function_details__versions', 'versions')
@@ -353,11 +402,9 @@ class DashboardTest(unittest.TestCase):
 
     def execution_ids(self):
         self.find('#executions')
-        return {r.get_attribute('data-object-id') for r in
-                self.driver.find_elements(
-                    By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')}
+        return set(self.execution_rows())
 
-    def test_08_job(self):
+    def test_09_job(self):
         self.get('/project/jobs/', 'jobs')
         self.open_modal('jobs__action_create')
         self.set_field('function_id', self.state['file_fn'])
@@ -375,7 +422,22 @@ class DashboardTest(unittest.TestCase):
         self.assertIn('0 0 1 1 *', row)
         self.assertRegex(row, r'20\d\d-01-01')
 
-    def test_09_another_projects_function_is_not_found(self):
+    def test_10_usage(self):
+        """The project's usage this month counts the runs above."""
+        self.get('/project/function_usage/', 'usage')
+        self.assertGreaterEqual(
+            int(self.find('#usage_totals .usage-executions').text), 4)
+        self.assertGreater(
+            float(self.find('#usage_totals .usage-gb-seconds').text), 0)
+        row = self.find('#function_usage__row__' + self.state['file_fn'])
+        self.assertIn('e2e-file-' + self.tag, row.text)
+        # A period that ends before it starts is the form's message.
+        self.get('/project/function_usage/?start=2026-12-07&end=2026-12-01',
+                 'usage-bad-period')
+        self.assertIn('end comes before the start',
+                      self.find('#usage_period').text)
+
+    def test_11_another_projects_function_is_not_found(self):
         self.login('alt_demo')
         self.driver.get(self.url + '/project/functions/%s/' %
                         self.state['file_fn'])
@@ -385,7 +447,7 @@ class DashboardTest(unittest.TestCase):
         self.assertIn('Not Found', page)
         self.assertNotIn('e2e-file', self.driver.page_source)
 
-    def test_10_delete_everything(self):
+    def test_12_delete_everything(self):
         self.login('demo')
         self.get('/project/jobs/', 'jobs')
         self.delete_row('jobs', self.state['job'], 'job-deleted')
@@ -401,7 +463,7 @@ class DashboardTest(unittest.TestCase):
         for key in ('file_fn', 'zip_fn'):
             self.delete_row('functions', self.state[key], key + '-deleted')
 
-    def test_11_admin_deletes_the_runtimes(self):
+    def test_13_admin_deletes_the_runtimes(self):
         self.login('admin')
         self.get('/admin/runtimes/', 'admin-runtimes')
         for key in ('runtime', 'broken_runtime'):
