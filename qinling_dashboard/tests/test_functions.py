@@ -44,11 +44,8 @@ class FunctionsIndexTests(helpers.TestCase):
 
     @helpers.create_mocks({api: ('function_page',)})
     def test_an_api_error_is_a_message_not_a_500(self):
-        self.mock_function_page.side_effect = exceptions.QinlingRecoverable(
-            503, 'The engine is down.')
-        res = self.client.get(INDEX_URL)
-        self.assertEqual(res.status_code, 200)
-        self.assertMessageCount(res, error=1)
+        self.assert_api_error_is_a_message(self.mock_function_page,
+                                           INDEX_URL)
 
 
 class CreateFunctionTests(helpers.TestCase):

@@ -4,7 +4,6 @@ from django.urls import reverse
 
 from qinling_dashboard.api import qinling as api
 from qinling_dashboard.content.usage import views as usage_views
-from qinling_dashboard import exceptions
 from qinling_dashboard.tests import helpers
 
 INDEX_URL = reverse('horizon:project:function_usage:index')
@@ -67,8 +66,4 @@ class UsageTests(helpers.TestCase):
 
     @helpers.create_mocks({api: ('usage_get',)})
     def test_an_api_error_is_a_message(self):
-        self.mock_usage_get.side_effect = exceptions.QinlingRecoverable(
-            503, 'The function service cannot be reached.')
-        res = self.client.get(INDEX_URL)
-        self.assertEqual(res.status_code, 200)
-        self.assertMessageCount(res, error=1)
+        self.assert_api_error_is_a_message(self.mock_usage_get, INDEX_URL)
