@@ -22,6 +22,7 @@ class APITests(helpers.TestCase):
         # The logged-in user Horizon's test case sets up, with its token
         # and catalog.
         self.request.user = auth_utils.get_user(self.request)
+
     @mock.patch.object(requests, 'request')
     def test_calls_the_catalog_endpoint_with_the_users_token(self, request):
         request.return_value = response(200, '{"functions": []}')
