@@ -13,7 +13,7 @@ USAGE = {
     'project_id': 'p', 'start': '2026-12-01T00:00:00',
     'end': '2026-12-08T00:00:00', 'total_executions': 5,
     'total_succeeded': 4, 'total_failed': 1, 'total_duration': 1.25,
-    'total_cpu_time': 0.5, 'total_gb_seconds': 0.0390625,
+    'total_cpu_time': 0.5, 'total_gb_seconds': 0.04,
     'function_usages': [
         {'function_id': FID, 'executions': 3, 'succeeded': 3, 'failed': 0,
          'duration': 0.75, 'cpu_time': 0.25, 'gb_seconds': 0.0234375},
@@ -35,7 +35,8 @@ class UsageTests(helpers.TestCase):
             helpers.IsHttpRequest(), '2026-12-01', '2026-12-08')
         self.assertContains(res, '<dd class="usage-executions">5</dd>',
                             html=True)
-        self.assertContains(res, '0.039')
+        self.assertContains(res, '0.040000')  # the total
+        self.assertContains(res, '0.015625')  # a function's
         # A function that exists is named and linked; a deleted one keeps
         # its id.
         self.assertContains(res, reverse('horizon:project:functions:detail',

@@ -7,6 +7,11 @@ def _seconds(value):
     return '%.3f' % (value or 0)
 
 
+def _gb_seconds(value):
+    # A small function's run is a few thousandths of a GB-second.
+    return '%.6f' % (value or 0)
+
+
 class FunctionUsageTable(tables.DataTable):
     function = tables.Column('function_name', verbose_name=_('Function'),
                              link=lambda u: u.link)
@@ -18,7 +23,7 @@ class FunctionUsageTable(tables.DataTable):
     cpu_time = tables.Column('cpu_time', verbose_name=_('CPU Time (s)'),
                              filters=(_seconds,))
     gb_seconds = tables.Column('gb_seconds', verbose_name=_('GB-seconds'),
-                               filters=(_seconds,))
+                               filters=(_gb_seconds,))
 
     def get_object_id(self, datum):
         return datum.function_id
