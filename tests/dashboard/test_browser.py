@@ -116,7 +116,13 @@ class DashboardTest(unittest.TestCase):
     def login(self, user):
         d = self.driver
         d.delete_all_cookies()
-        d.get(self.url + '/auth/login/')
+
+        # Asked again until it shows: once, right after a delete's reload,
+        # Chromium stayed on the page it had.
+        def login_page(d):
+            d.get(self.url + '/auth/login/')
+            return d.find_elements(By.ID, 'id_username')
+        self.wait(login_page, 'the login page')
         self.find('#id_username').send_keys(self.env[user.upper() + '_USER'])
         d.find_element(By.ID, 'id_password').send_keys(
             self.env[user.upper() + '_PASSWORD'])
