@@ -115,11 +115,12 @@ class DashboardTest(unittest.TestCase):
 
     def login(self, user):
         d = self.driver
-        d.delete_all_cookies()
-
-        # Asked again until it shows: once, right after a delete's reload,
-        # Chromium stayed on the page it had.
+        # Sessions live in signed cookies, which every answer sets again: a
+        # request still in flight (the header's) can bring the session
+        # back after the cookies are deleted, and the login page redirects
+        # to the functions. So: delete them and ask again until it shows.
         def login_page(d):
+            d.delete_all_cookies()
             d.get(self.url + '/auth/login/')
             return d.find_elements(By.ID, 'id_username')
         self.wait(login_page, 'the login page')
