@@ -198,11 +198,14 @@ class DashboardTest(unittest.TestCase):
                   'the form %s to close' % name)
 
     def row_of(self, table, text):
-        """The id of the row of table whose text holds text."""
-        rows = self.wait(lambda d: [r for r in d.find_elements(
-            By.CSS_SELECTOR, '#%s tbody tr[data-object-id]' % table)
-            if text in r.text], 'a row with %r in %s' % (text, table))
-        return rows[0].get_attribute('data-object-id')
+        """The id of the row of table whose text holds text. Read inside
+        the wait: a polled row is replaced under our feet."""
+        def found(d):
+            for r in d.find_elements(
+                    By.CSS_SELECTOR, '#%s tbody tr[data-object-id]' % table):
+                if text in r.text:
+                    return r.get_attribute('data-object-id')
+        return self.wait(found, 'a row with %r in %s' % (text, table))
 
     def delete_row(self, table, object_id, name):
         action = '%s__row_%s__action_delete' % (table, object_id)
@@ -350,7 +353,7 @@ class DashboardTest(unittest.TestCase):
         # page, however many executions the project has.
         row = '#executions__row__' + eid
         self.find(row)
-        self.assertEqual(self.execution_rows()[0], eid)
+        self.assertEqual(self.execution_rows()[:1], [eid])
         self.shot('execution-async-listed')
         # No reload: Horizon's row polling brings the end.
         self.wait(lambda d: 'Success' in d.find_element(
@@ -393,9 +396,12 @@ class DashboardTest(unittest.TestCase):
                          str(n))
 
     def execution_rows(self):
-        return [r.get_attribute('data-object-id') for r in
-                self.driver.find_elements(
-                    By.CSS_SELECTOR, '#executions tbody tr[data-object-id]')]
+        # One script reads them all at once: polled rows cannot go stale
+        # between finding a row and reading its id.
+        return self.driver.execute_script(
+            'return Array.from(document.querySelectorAll('
+            '"#executions tbody tr[data-object-id]"))'
+            '.map(function (r) { return r.dataset.objectId; });')
 
     def test_08_version_alias_and_webhook(self):
         self.need('file_fn')
