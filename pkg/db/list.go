@@ -9,12 +9,15 @@ import (
 	"github.com/qinling-go/qinling/pkg/errdefs"
 )
 
-// ListOptions bounds a list: its filters, a page size (0: every row) and the
-// ID of the last row of the previous page (qinling-go's paging extension).
+// ListOptions bounds a list: its filters, a page size (0: every row), the
+// ID of the last row of the previous page and the direction (qinling-go's
+// paging extension). Desc reads newest first, for consoles that show the
+// latest rows and page back in time.
 type ListOptions struct {
 	Filters []Filter
 	Limit   int
 	Marker  string
+	Desc    bool
 }
 
 // A list is read in two steps, so that neither its memory nor the database's
@@ -61,7 +64,7 @@ func (rt *Runtime) listQuery(q *gorm.DB, s Scope) *gorm.DB {
 }
 
 // Each calls fn with each row of one page of T's list in scope, sorted by
-// (created_at, id). It returns the marker of the next page: the page's last
+// (created_at, id), descending when o.Desc. It returns the marker of the next page: the page's last
 // ID when the page is full and more rows follow, "" otherwise. An error from
 // fn stops the list and is returned as it is.
 func Each[T any, P Listed[T]](ctx context.Context, d *DB, s Scope, o ListOptions, fn func(P) error) (string, error) {
@@ -77,7 +80,7 @@ func Each[T any, P Listed[T]](ctx context.Context, d *DB, s Scope, o ListOptions
 			n = left
 		}
 		// One key more than wanted tells whether more rows follow.
-		keys, err := listKeys(base, o.Filters, after, n+1)
+		keys, err := listKeys(base, o.Filters, after, o.Desc, n+1)
 		if err != nil {
 			return "", err
 		}
@@ -115,18 +118,23 @@ type listKey struct {
 }
 
 // listKeys returns the keys of the first n rows after the key after (nil:
-// from the start) that pass the filters.
-func listKeys(base func() *gorm.DB, fs []Filter, after *listKey, n int) ([]listKey, error) {
+// from the start) in the list's direction that pass the filters.
+func listKeys(base func() *gorm.DB, fs []Filter, after *listKey, desc bool, n int) ([]listKey, error) {
 	q, err := applyFilters(base(), fs)
 	if err != nil {
 		return nil, err
 	}
+	// Column names and operators are constants, never from the request.
+	dir, cmp, cmpEq := "ASC", ">", ">="
+	if desc {
+		dir, cmp, cmpEq = "DESC", "<", "<="
+	}
 	if after != nil {
 		// The first term alone can use the created_at index.
-		q = q.Where("created_at >= ? AND (created_at > ? OR id > ?)", after.CreatedAt, after.CreatedAt, after.ID)
+		q = q.Where("created_at "+cmpEq+" ? AND (created_at "+cmp+" ? OR id "+cmp+" ?)", after.CreatedAt, after.CreatedAt, after.ID)
 	}
 	var keys []listKey
-	err = q.Select("id", "created_at").Order("created_at ASC").Order("id ASC").Limit(n).Scan(&keys).Error
+	err = q.Select("id", "created_at").Order("created_at " + dir).Order("id " + dir).Limit(n).Scan(&keys).Error
 	return keys, translate(err, "List", "")
 }
 

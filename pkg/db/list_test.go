@@ -43,22 +43,31 @@ func TestEachPages(t *testing.T) {
 			require.Nil(t, e.Logs, "lists do not load logs")
 		}
 
+		newest := make([]string, len(want))
+		for i, id := range want {
+			newest[len(want)-1-i] = id
+		}
+
 		for _, tc := range []struct {
 			name  string
 			limit int
+			desc  bool
 			pages int
 		}{
-			{"no limit is one page", 0, 1},
-			{"pages of 7", 7, 10},
-			{"pages of 33", 33, 3},
-			{"pages of 70 (exactly the list)", 70, 1},
-			{"pages of 100", 100, 1},
+			{"no limit is one page", 0, false, 1},
+			{"pages of 7", 7, false, 10},
+			{"pages of 33", 33, false, 3},
+			{"pages of 70 (exactly the list)", 70, false, 1},
+			{"pages of 100", 100, false, 1},
+			{"newest first, no limit", 0, true, 1},
+			{"newest first, pages of 7", 7, true, 10},
+			{"newest first, pages of 33", 33, true, 3},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				var got []string
 				marker, pages := "", 0
 				for {
-					next, err := db.Each[db.Execution](ctx, d, db.Scope{ProjectID: "p"}, db.ListOptions{Limit: tc.limit, Marker: marker},
+					next, err := db.Each[db.Execution](ctx, d, db.Scope{ProjectID: "p"}, db.ListOptions{Limit: tc.limit, Marker: marker, Desc: tc.desc},
 						func(e *db.Execution) error {
 							got = append(got, e.ID)
 							return nil
@@ -71,7 +80,11 @@ func TestEachPages(t *testing.T) {
 					require.Equal(t, got[len(got)-1], next, "the marker is the page's last id")
 					marker = next
 				}
-				require.Equal(t, want, got)
+				if tc.desc {
+					require.Equal(t, newest, got)
+				} else {
+					require.Equal(t, want, got)
+				}
 				require.Equal(t, tc.pages, pages)
 			})
 		}

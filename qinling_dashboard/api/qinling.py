@@ -16,6 +16,7 @@ import zipfile
 from django.conf import settings
 import requests
 
+from horizon.utils import functions as horizon_utils
 from openstack_dashboard.api import base
 
 from qinling_dashboard import exceptions
@@ -141,10 +142,55 @@ def _get(request, path, key=None, params=None):
     return body[key] if key else body
 
 
+def _page(request, path, key, cls, marker=None, sort_dir='desc',
+          limit=None, **filters):
+    """One page of a list and whether another follows in its direction.
+
+    Newest first by default (the API's sort_dir=desc); a page is the user's
+    Horizon page size unless limit says otherwise.
+    """
+    params = {k: v for k, v in filters.items() if v not in (None, '')}
+    params.update(sort_dir=sort_dir,
+                  limit=limit or horizon_utils.get_page_size(request))
+    if marker:
+        params['marker'] = marker
+    body = _get(request, path, params=params)
+    return [cls(item) for item in body[key]], bool(body.get('next'))
+
+
+def _all(request, path, key, cls, **filters):
+    """Every item of a list, newest first, page after page: for choice
+    lists and a function's own objects, which stay short. Aliases carry no
+    id to page by: their list is one page of 1,000."""
+    items, marker = [], None
+    while True:
+        page, more = _page(request, path, key, cls, marker=marker,
+                           limit=1000, **filters)
+        items.extend(page)
+        marker = page[-1]._apidict.get('id') if page else None
+        if not more or not marker:
+            return items
+
+
+def _target(function_id=None, function_version=0, function_alias=None):
+    """What an execution, a job or a webhook runs: an alias, or a function's
+    version (0: its latest code)."""
+    if function_alias:
+        return {'function_id': None, 'function_version': None,
+                'function_alias': function_alias}
+    return {'function_id': function_id,
+            'function_version': int(function_version or 0),
+            'function_alias': None}
+
+
 # ---------------------------------------------------------------- runtimes
 
 def runtime_list(request):
-    return [Runtime(r) for r in _get(request, '/runtimes', 'runtimes')]
+    return _all(request, '/runtimes', 'runtimes', Runtime)
+
+
+def runtime_page(request, marker=None, sort_dir='desc'):
+    return _page(request, '/runtimes', 'runtimes', Runtime, marker, sort_dir)
 
 
 def runtime_get(request, runtime_id):
@@ -178,7 +224,12 @@ def runtime_delete(request, runtime_id):
 # --------------------------------------------------------------- functions
 
 def function_list(request):
-    return [Function(f) for f in _get(request, '/functions', 'functions')]
+    return _all(request, '/functions', 'functions', Function)
+
+
+def function_page(request, marker=None, sort_dir='desc'):
+    return _page(request, '/functions', 'functions', Function, marker,
+                 sort_dir)
 
 
 def function_get(request, function_id):
@@ -270,11 +321,9 @@ def version_delete(request, function_id, version_number):
 
 
 def alias_list(request, function_id=None):
-    aliases = [Alias(a) for a in _get(request, '/aliases',
-                                      'function_aliases')]
-    if function_id:
-        aliases = [a for a in aliases if a.function_id == function_id]
-    return aliases
+    # An alias's id in paging is its name.
+    return _all(request, '/aliases', 'function_aliases', Alias,
+                function_id=function_id)
 
 
 def alias_get(request, name):
@@ -303,18 +352,12 @@ def alias_delete(request, name):
 
 
 def webhook_list(request):
-    return [Webhook(w) for w in _get(request, '/webhooks', 'webhooks')]
+    return _all(request, '/webhooks', 'webhooks', Webhook)
 
 
 def webhook_create(request, function_id=None, function_version=0,
                    function_alias=None, description=None):
-    if function_alias:
-        body = {'function_id': None, 'function_version': None,
-                'function_alias': function_alias}
-    else:
-        body = {'function_id': function_id,
-                'function_version': int(function_version or 0),
-                'function_alias': None}
+    body = _target(function_id, function_version, function_alias)
     if description:
         body['description'] = description
     return Webhook(_call(request, 'POST', '/webhooks', json=body).json())
@@ -326,10 +369,10 @@ def webhook_delete(request, webhook_id):
 
 # -------------------------------------------------------------- executions
 
-def execution_list(request, **filters):
-    params = {k: v for k, v in filters.items() if v}
-    return [Execution(e) for e in _get(request, '/executions', 'executions',
-                                       params=params or None)]
+def execution_page(request, marker=None, sort_dir='desc', **filters):
+    """filters: the API's (status, function_id, ...)."""
+    return _page(request, '/executions', 'executions', Execution, marker,
+                 sort_dir, **filters)
 
 
 def execution_get(request, execution_id):
@@ -342,13 +385,7 @@ def execution_log(request, execution_id):
 
 def execution_create(request, function_id=None, function_version=0,
                      function_alias=None, sync=True, input=None):
-    if function_alias:
-        body = {'function_id': None, 'function_version': None,
-                'function_alias': function_alias}
-    else:
-        body = {'function_id': function_id,
-                'function_version': int(function_version or 0),
-                'function_alias': None}
+    body = _target(function_id, function_version, function_alias)
     body['sync'] = bool(sync)
     body['input'] = input or None
     return Execution(_call(request, 'POST', '/executions', json=body).json())
@@ -360,8 +397,8 @@ def execution_delete(request, execution_id):
 
 # -------------------------------------------------------------------- jobs
 
-def job_list(request):
-    return [Job(j) for j in _get(request, '/jobs', 'jobs')]
+def job_page(request, marker=None, sort_dir='desc'):
+    return _page(request, '/jobs', 'jobs', Job, marker, sort_dir)
 
 
 def job_get(request, job_id):
@@ -374,15 +411,18 @@ def job_create(request, function_id=None, function_version=0,
     body = {'name': name or None, 'pattern': pattern or None,
             'first_execution_time': first_execution_time or None,
             'count': count, 'function_input': function_input or None}
-    if function_alias:
-        body.update(function_id=None, function_version=None,
-                    function_alias=function_alias)
-    else:
-        body.update(function_id=function_id,
-                    function_version=int(function_version or 0),
-                    function_alias=None)
+    body.update(_target(function_id, function_version, function_alias))
     return Job(_call(request, 'POST', '/jobs', json=body).json())
 
 
 def job_delete(request, job_id):
     _call(request, 'DELETE', '/jobs/%s' % job_id)
+
+
+# ------------------------------------------------------------------- usage
+
+def usage_get(request, start, end):
+    """The project's usage over [start, end): totals and function_usages
+    (GET /v1/usage, docs/operations.md)."""
+    return _get(request, '/usage', 'usages',
+                params={'start': start, 'end': end})[0]

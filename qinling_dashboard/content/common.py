@@ -1,12 +1,16 @@
-"""What the panels share: the 404 rule, choice lists and JSON checks."""
+"""What the panels share: the 404 rule, choice lists, JSON checks, paged
+lists newest first, and the table actions and tabs of one shape."""
 
 import json
 
 from django import http
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from horizon import exceptions as horizon_exceptions
 from horizon import forms
+from horizon import tables
+from horizon import tabs
 
 from qinling_dashboard.api import qinling as api
 from qinling_dashboard import exceptions
@@ -29,24 +33,25 @@ def get_or_404(getter, request, object_id, redirect):
         horizon_exceptions.handle(request, redirect=redirect)
 
 
-def function_choices(request):
+def listed(request, what, call, *args):
+    """call(request, *args), or nothing with Horizon's message."""
     try:
-        functions = api.function_list(request)
+        return call(request, *args)
     except Exception:
         horizon_exceptions.handle(request,
-                                  _('Unable to retrieve functions.'))
-        functions = []
+                                  _('Unable to retrieve %s.') % what)
+        return []
+
+
+def function_choices(request):
+    functions = listed(request, _('functions'), api.function_list)
     choices = [(f.id, f.name or f.id) for f in functions]
     return [('', _('Select a function'))] + sorted(choices,
                                                    key=lambda c: c[1])
 
 
 def alias_choices(request, function_id=None):
-    try:
-        aliases = api.alias_list(request, function_id)
-    except Exception:
-        horizon_exceptions.handle(request, _('Unable to retrieve aliases.'))
-        aliases = []
+    aliases = listed(request, _('aliases'), api.alias_list, function_id)
     return [('', _('None: use the function and version'))] + [
         (a.name, '%s (%s v%s)' % (a.name, a.function_id[:8],
                                   a.function_version)) for a in aliases]
@@ -54,11 +59,8 @@ def alias_choices(request, function_id=None):
 
 def runtime_names(request):
     """{runtime id: runtime}; empty when they cannot be read."""
-    try:
-        return {r.id: r for r in api.runtime_list(request)}
-    except Exception:
-        horizon_exceptions.handle(request, _('Unable to retrieve runtimes.'))
-        return {}
+    return {r.id: r for r in listed(request, _('runtimes'),
+                                    api.runtime_list)}
 
 
 def clean_json_input(value):
@@ -116,3 +118,99 @@ def form_error(form, request, error):
     else:
         horizon_exceptions.handle(request)
     return False
+
+
+# ------------------------------------------------------------ paged lists
+
+class PagedData(tables.PagedTableMixin):
+    """For a view or a tab whose table pages through an API list newest
+    first: Horizon's "next" link carries the last row's id (the API's marker,
+    sort_dir=desc), its "prev" link the first row's (read oldest first from
+    there, then turned round)."""
+
+    def read_page(self, call, what, *args, **filters):
+        """call(request, *args, marker=, sort_dir=, **filters) -> (items,
+        more); nothing, with Horizon's message, when the API fails."""
+        marker, sort_dir = self._get_marker()
+        try:
+            items, more = call(self.request, *args, marker=marker,
+                               sort_dir=sort_dir, **filters)
+        except Exception:
+            horizon_exceptions.handle(
+                self.request, _('Unable to retrieve %s.') % what)
+            return []
+        if sort_dir == 'asc':
+            items.reverse()
+            self._has_prev_data, self._has_more_data = more, True
+        else:
+            self._has_prev_data, self._has_more_data = bool(marker), more
+        return items
+
+
+class PagedIndexView(PagedData, tables.DataTableView):
+    """A panel's index: one page of its API list, newest first."""
+    template_name = 'horizon/common/_data_table_view.html'
+
+    def get_data(self):
+        return self.read_page(self.page_call(), self.what,
+                              **self.list_filters())
+
+    def page_call(self):
+        raise NotImplementedError
+
+    def list_filters(self):
+        return {}
+
+
+# ---------------------------------------------------------- table actions
+
+class ModalLink(tables.LinkAction):
+    """A create action opening its form in a modal."""
+    classes = ('ajax-modal',)
+    icon = 'plus'
+
+
+class FunctionModalLink(ModalLink):
+    """A create action of a function's detail tab: its URL names the
+    function of the page."""
+    url_name = None
+
+    def get_link_url(self, datum=None):
+        return reverse(self.url_name,
+                       args=[self.table.kwargs['function_id']])
+
+
+class ApiDeleteAction(tables.DeleteAction):
+    """Deletes each object with api.<api_call>(request, id). present and
+    past are ngettext_lazy(singular, plural, 'count')."""
+    present = past = api_call = None
+
+    def action_present(self, count):
+        return self.present % {'count': count}
+
+    def action_past(self, count):
+        return self.past % {'count': count}
+
+    def delete(self, request, obj_id):
+        # Looked up when called, so tests that mock the API module see it.
+        getattr(api, self.api_call)(request, obj_id)
+
+
+class PolledRow(tables.Row):
+    """A row that refreshes itself (horizon.ajax) with api.<api_get>."""
+    ajax = True
+    api_get = None
+
+    def get_data(self, request, object_id):
+        return getattr(api, self.api_get)(request, object_id)
+
+
+# -------------------------------------------------------------------- tabs
+
+class ListTab(tabs.TableTab):
+    """A detail tab holding one table, loaded when opened."""
+    template_name = 'horizon/common/_detail_table.html'
+    preload = False
+
+    def listed(self, what, call, *args):
+        return listed(self.request, what, call, *args)

@@ -22,6 +22,7 @@ class APITests(helpers.TestCase):
         # The logged-in user Horizon's test case sets up, with its token
         # and catalog.
         self.request.user = auth_utils.get_user(self.request)
+
     @mock.patch.object(requests, 'request')
     def test_calls_the_catalog_endpoint_with_the_users_token(self, request):
         request.return_value = response(200, '{"functions": []}')
@@ -29,6 +30,38 @@ class APITests(helpers.TestCase):
         args, kwargs = request.call_args
         self.assertEqual(args, ('GET', helpers.ENDPOINT + '/v1/functions'))
         self.assertEqual(kwargs['headers']['X-Auth-Token'], self.token.id)
+
+    @mock.patch.object(requests, 'request')
+    def test_a_page_is_newest_first_with_the_users_page_size(self, request):
+        request.return_value = response(
+            200, '{"executions": [{"id": "b"}], "next": "http://x"}')
+        items, more = api.execution_page(self.request, marker='a',
+                                         status='running', function_id='')
+        self.assertEqual(([e.id for e in items], more), (['b'], True))
+        self.assertEqual(request.call_args[1]['params'], {
+            'status': 'running', 'sort_dir': 'desc', 'limit': 20,
+            'marker': 'a'})
+
+    @mock.patch.object(requests, 'request')
+    def test_a_whole_list_follows_the_pages(self, request):
+        request.side_effect = [
+            response(200, '{"runtimes": [{"id": "c"}, {"id": "b"}], '
+                     '"next": "http://x"}'),
+            response(200, '{"runtimes": [{"id": "a"}]}')]
+        self.assertEqual([r.id for r in api.runtime_list(self.request)],
+                         ['c', 'b', 'a'])
+        markers = [c[1]['params'].get('marker')
+                   for c in request.call_args_list]
+        self.assertEqual(markers, [None, 'b'])
+
+    @mock.patch.object(requests, 'request')
+    def test_usage_is_the_projects_row(self, request):
+        request.return_value = response(
+            200, '{"usages": [{"project_id": "p", "total_executions": 2}]}')
+        usage = api.usage_get(self.request, '2026-12-01', '2026-12-08')
+        self.assertEqual(usage['total_executions'], 2)
+        self.assertEqual(request.call_args[1]['params'],
+                         {'start': '2026-12-01', 'end': '2026-12-08'})
 
     @mock.patch.object(requests, 'request')
     def test_errors_carry_the_faultstring(self, request):

@@ -10,6 +10,7 @@ INDEX_URL = reverse('horizon:project:executions:index')
 CREATE_URL = reverse('horizon:project:executions:create')
 FID = '0b8a4ce6-7a6c-4c9a-8a4e-1d6f0d8e5a01'
 EID = '9f1d0d6e-2d1e-4a4f-9a6c-4e0c9a3b6c03'
+OLDER_EID = '1c3e5a7f-0b2d-4e6a-8c1f-3d5b7e9a1c04'
 
 # A row horizon.tables.js polls: status unknown ("warning") and ajax-update.
 POLLING_ROW = (r'<tr (?=[^>]*class="[^"]*\bwarning\b)'
@@ -80,17 +81,50 @@ class RunFunctionTests(helpers.TestCase):
 
 
 class ExecutionListTests(helpers.TestCase):
-    @helpers.create_mocks({api: ('execution_list',)})
+    @helpers.create_mocks({api: ('execution_page',)})
     def test_status_filter_goes_to_the_server(self):
-        self.mock_execution_list.return_value = [execution('running')]
+        self.mock_execution_page.return_value = ([execution('running')],
+                                                 False)
         res = self.client.post(INDEX_URL, {
             'executions__filter__q_field': 'status',
             'executions__filter__q': 'running'}, follow=True)
         self.assertEqual(res.status_code, 200)
-        self.mock_execution_list.assert_called_once_with(
-            helpers.IsHttpRequest(), status='running')
+        self.mock_execution_page.assert_called_once_with(
+            helpers.IsHttpRequest(), marker=None, sort_dir='desc',
+            status='running')
         # A running row polls until it ends (horizon.tables.js).
         self.assertRegex(res.content.decode(), POLLING_ROW)
+
+    @helpers.create_mocks({api: ('execution_page',)})
+    def test_pages_newest_first_with_the_apis_marker(self):
+        newer = execution()
+        older = api.Execution(dict(newer._apidict, id=OLDER_EID))
+        cases = [
+            # (query, the API's answer, the call, rows shown, prev, next)
+            ({}, [newer, older], True,
+             dict(marker=None, sort_dir='desc'), [EID, OLDER_EID],
+             False, True),
+            ({'marker': EID}, [older], False,
+             dict(marker=EID, sort_dir='desc'), [OLDER_EID], True, False),
+            # Back: read oldest first from the first row, then turned round.
+            ({'prev_marker': OLDER_EID}, [newer], False,
+             dict(marker=OLDER_EID, sort_dir='asc'), [EID], False, True),
+        ]
+        for query, items, more, call, rows, prev, nxt in cases:
+            with self.subTest(query=query):
+                self.mock_execution_page.reset_mock()
+                self.mock_execution_page.return_value = (list(items), more)
+                res = self.client.get(INDEX_URL, query)
+                self.mock_execution_page.assert_called_once_with(
+                    helpers.IsHttpRequest(), **call)
+                table = res.context['table']
+                self.assertEqual([table.get_object_id(d) for d in
+                                  table.data], rows)
+                self.assertEqual(table.has_prev_data(), prev)
+                self.assertEqual(table.has_more_data(), nxt)
+                if nxt:
+                    # Horizon's "Next" link: the last row is the marker.
+                    self.assertContains(res, 'href="?marker=%s"' % rows[-1])
 
     @helpers.create_mocks({api: ('execution_get',)})
     def test_row_update(self):

@@ -30,25 +30,22 @@ def function(**kw):
 
 
 class FunctionsIndexTests(helpers.TestCase):
-    @helpers.create_mocks({api: ('function_list', 'runtime_list')})
+    @helpers.create_mocks({api: ('function_page', 'runtime_list')})
     def test_lists_functions_with_their_runtime(self):
-        self.mock_function_list.return_value = [function()]
+        self.mock_function_page.return_value = ([function()], False)
         self.mock_runtime_list.return_value = [runtime()]
         res = self.client.get(INDEX_URL)
         self.assertTemplateUsed(res, 'horizon/common/_data_table_view.html')
         self.assertContains(res, 'hello')
         self.assertContains(res, 'python3')
         self.assertContains(res, '32 MB')
-        self.mock_function_list.assert_called_once_with(
-            helpers.IsHttpRequest())
+        self.mock_function_page.assert_called_once_with(
+            helpers.IsHttpRequest(), marker=None, sort_dir='desc')
 
-    @helpers.create_mocks({api: ('function_list',)})
+    @helpers.create_mocks({api: ('function_page',)})
     def test_an_api_error_is_a_message_not_a_500(self):
-        self.mock_function_list.side_effect = exceptions.QinlingRecoverable(
-            503, 'The engine is down.')
-        res = self.client.get(INDEX_URL)
-        self.assertEqual(res.status_code, 200)
-        self.assertMessageCount(res, error=1)
+        self.assert_api_error_is_a_message(self.mock_function_page,
+                                           INDEX_URL)
 
 
 class CreateFunctionTests(helpers.TestCase):

@@ -30,11 +30,11 @@ class JobTests(helpers.TestCase):
 
 class RuntimePolicyTests(helpers.TestCase):
     @override_settings(POLICY_CHECK_FUNCTION=POLICY)
-    @helpers.create_mocks({api: ('runtime_list',)})
+    @helpers.create_mocks({api: ('runtime_page',)})
     def test_members_see_runtimes_without_pools(self):
-        self.mock_runtime_list.return_value = [api.Runtime({
+        self.mock_runtime_page.return_value = ([api.Runtime({
             'id': RID, 'name': 'python3', 'image': 'img',
-            'status': 'available'})]
+            'status': 'available'})], False)
         res = self.client.get(reverse('horizon:project:runtimes:index'))
         self.assertContains(res, 'python3')
 
@@ -47,11 +47,11 @@ class RuntimePolicyTests(helpers.TestCase):
 
 class AdminRuntimeTests(helpers.BaseAdminViewTests):
     @override_settings(POLICY_CHECK_FUNCTION=POLICY)
-    @helpers.create_mocks({api: ('runtime_list', 'runtime_pool')})
+    @helpers.create_mocks({api: ('runtime_page', 'runtime_pool')})
     def test_admins_see_pools_and_actions(self):
-        self.mock_runtime_list.return_value = [api.Runtime({
+        self.mock_runtime_page.return_value = ([api.Runtime({
             'id': RID, 'name': 'python3', 'image': 'img',
-            'status': 'available'})]
+            'status': 'available'})], False)
         self.mock_runtime_pool.return_value = {
             'name': RID, 'capacity': {'total': 3, 'available': 2}}
         res = self.client.get(reverse('horizon:admin:runtimes:index'))

@@ -312,6 +312,7 @@ func (d *docRun) scenario() {
 	d.example("intro: paging", d.get("/v1/executions?limit=1"), 200)
 	d.fails("intro: paging", "`limit` is not a positive integer", d.get("/v1/executions?limit=-1"), 400)
 	d.fails("intro: paging", "`marker` is not the id of an object of the list", d.get("/v1/executions?marker=<unknown-id>"), 400)
+	d.fails("intro: paging", "`sort_dir` is not `asc` or `desc`", d.get("/v1/executions?sort_dir=newest"), 400)
 	d.example("intro: errors", d.get("/v1/functions/<unknown-id>"), 404)
 	d.fails("intro: errors", "the path is not an API route", d.get("/v2/functions"), 404)
 	d.fails("intro: errors", "the path is a route, but not for this method (the `Allow` header lists those it has)",

@@ -29,7 +29,7 @@ const (
 
 // listParams are the query parameters one list accepts: its filters (query
 // name → column) and, on lists scoped to a project, all_projects and
-// project_id. limit and marker are accepted by every list.
+// project_id. limit, marker and sort_dir are accepted by every list.
 type listParams struct {
 	filters  map[string]fieldKind
 	projects bool
@@ -49,7 +49,7 @@ var (
 
 // names lists every parameter p accepts, sorted, for error messages.
 func (p listParams) names() []string {
-	out := []string{"limit", "marker"}
+	out := []string{"limit", "marker", "sort_dir"}
 	if p.projects {
 		out = append(out, "all_projects", "project_id")
 	}
@@ -61,7 +61,8 @@ func (p listParams) names() []string {
 }
 
 // listOptions reads a list's query: limit (default_page_size when absent,
-// lowered to max_page_size), marker and the filters of p. An unknown
+// lowered to max_page_size), marker, sort_dir (asc, the default and
+// upstream's order, or desc: newest first) and the filters of p. An unknown
 // parameter, a repeated filter or a malformed one is a 400 naming it.
 func (s *Server) listOptions(query url.Values, p listParams) (db.ListOptions, error) {
 	o := db.ListOptions{Limit: s.Limits.DefaultPageSize}
@@ -69,7 +70,7 @@ func (s *Server) listOptions(query url.Values, p listParams) (db.ListOptions, er
 		vals := query[name]
 		kind, isFilter := p.filters[name]
 		switch {
-		case name == "limit" || name == "marker" || (p.projects && (name == "all_projects" || name == "project_id")):
+		case name == "limit" || name == "marker" || name == "sort_dir" || (p.projects && (name == "all_projects" || name == "project_id")):
 		case !isFilter:
 			return o, errdefs.Invalid("Unknown argument: %q. This list accepts %s.", name, strings.Join(p.names(), ", "))
 		}
@@ -96,6 +97,13 @@ func (s *Server) listOptions(query url.Values, p listParams) (db.ListOptions, er
 		o.Limit = m
 	}
 	o.Marker = query.Get("marker")
+	switch v := query.Get("sort_dir"); v {
+	case "", "asc":
+	case "desc":
+		o.Desc = true
+	default:
+		return o, errdefs.Invalid("Invalid sort_dir %q: asc or desc is accepted.", v)
+	}
 	return o, nil
 }
 

@@ -39,6 +39,8 @@ func TestListQuery_Refused(t *testing.T) {
 		{"limit not a number", "limit=ten", `Invalid limit "ten"`},
 		{"limit zero", "limit=0", `Invalid limit "0"`},
 		{"limit repeated", "limit=1&limit=2", "Argument limit is given 2 times"},
+		{"sort_dir not a direction", "sort_dir=newest", `Invalid sort_dir "newest": asc or desc is accepted.`},
+		{"sort_dir repeated", "sort_dir=asc&sort_dir=desc", "Argument sort_dir is given 2 times"},
 	}
 	for path, filter := range listPaths {
 		cases := append([]tc{}, common...)
@@ -124,12 +126,18 @@ func TestList_Pages(t *testing.T) {
 		require.NoError(t, json.Unmarshal(r.body, &p), "%s", r.body)
 		return p
 	}
+	newest := make([]string, len(want))
+	for i, id := range want {
+		newest[len(want)-1-i] = id
+	}
 	for _, tc := range []struct {
 		name  string
 		first string
 		sizes []int
 	}{
 		{"default page size", "/v1/executions?status=success", []int{4, 4, 3}},
+		{"newest first", "/v1/executions?status=success&sort_dir=desc&limit=5", []int{5, 5, 1}},
+		{"oldest first, as without sort_dir", "/v1/executions?status=success&sort_dir=asc&limit=5", []int{5, 5, 1}},
 		{"limit", "/v1/executions?status=success&limit=5", []int{5, 5, 1}},
 		{"limit above the maximum", "/v1/executions?status=success&limit=100", []int{6, 5}},
 		{"last page exactly full", "/v1/executions?status=success&limit=11", []int{6, 5}},
@@ -151,8 +159,15 @@ func TestList_Pages(t *testing.T) {
 					require.Equal(t, "qinling.example:7070", u.Host, "next is built on the public endpoint")
 					require.Equal(t, "success", u.Query().Get("status"), "next keeps the filters")
 					require.Equal(t, got[len(got)-1], u.Query().Get("marker"))
+					first, err := url.Parse(tc.first)
+					require.NoError(t, err)
+					require.Equal(t, first.Query().Get("sort_dir"), u.Query().Get("sort_dir"), "next keeps the direction")
 					path = u.RequestURI()
 				}
+			}
+			if strings.Contains(tc.first, "sort_dir=desc") { // newest first: want reversed
+				require.Equal(t, newest, got)
+				return
 			}
 			require.Equal(t, want, got)
 			require.Equal(t, tc.sizes, sizes)

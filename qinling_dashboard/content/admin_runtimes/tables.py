@@ -3,50 +3,36 @@ from django.utils.translation import ngettext_lazy
 
 from horizon import tables
 
-from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 from qinling_dashboard.content.runtimes import tables as runtime_tables
 
-SCOPE = 'function-engine'
+SCOPE = common.POLICY_SCOPE
 
 
-class CreateRuntime(tables.LinkAction):
+class CreateRuntime(common.ModalLink):
     name = 'create'
     verbose_name = _('Create Runtime')
     url = 'horizon:admin:runtimes:create'
-    classes = ('ajax-modal',)
-    icon = 'plus'
     policy_rules = ((SCOPE, 'runtime:create'),)
 
 
-class UpdateRuntime(tables.LinkAction):
+class UpdateRuntime(common.ModalLink):
     name = 'update'
     verbose_name = _('Update Runtime')
     url = 'horizon:admin:runtimes:update'
-    classes = ('ajax-modal',)
     icon = 'pencil'
     policy_rules = ((SCOPE, 'runtime:update'),)
 
 
-class DeleteRuntime(tables.DeleteAction):
+class DeleteRuntime(common.ApiDeleteAction):
     policy_rules = ((SCOPE, 'runtime:delete'),)
-
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Runtime', 'Delete Runtimes', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Runtime', 'Deleted Runtimes', count)
-
-    def delete(self, request, obj_id):
-        api.runtime_delete(request, obj_id)
+    present = ngettext_lazy('Delete Runtime', 'Delete Runtimes', 'count')
+    past = ngettext_lazy('Deleted Runtime', 'Deleted Runtimes', 'count')
+    api_call = 'runtime_delete'
 
 
-class UpdateRow(tables.Row):
-    ajax = True
-
-    def get_data(self, request, runtime_id):
-        return api.runtime_get(request, runtime_id)
+class UpdateRow(common.PolledRow):
+    api_get = 'runtime_get'
 
 
 class AdminRuntimesTable(runtime_tables.RuntimesTable):

@@ -2,8 +2,6 @@ from django.urls import reverse
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
-from horizon import tables
-
 from qinling_dashboard.api import qinling as api
 from qinling_dashboard.content.admin_runtimes import forms as runtime_forms
 from qinling_dashboard.content.admin_runtimes import tables as runtime_tables
@@ -14,13 +12,9 @@ from qinling_dashboard.content.runtimes import views as project_views
 INDEX_URL = reverse_lazy('horizon:admin:runtimes:index')
 
 
-class IndexView(tables.DataTableView):
+class IndexView(project_views.IndexView):
     table_class = runtime_tables.AdminRuntimesTable
-    template_name = 'horizon/common/_data_table_view.html'
     page_title = _('Function Runtimes')
-
-    def get_data(self):
-        return project_views.runtimes_with_pools(self.request)
 
 
 class CreateView(function_views.FormView):

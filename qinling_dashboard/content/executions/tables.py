@@ -7,7 +7,7 @@ from django.utils.translation import pgettext_lazy
 from horizon import tables
 from horizon.utils import filters
 
-from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 
 # running: not ended, so the row keeps refreshing (horizon.ajax polling).
 STATUS_CHOICES = (
@@ -24,26 +24,17 @@ STATUS_DISPLAY = (
 )
 
 
-class RunFunction(tables.LinkAction):
+class RunFunction(common.ModalLink):
     name = 'create'
     verbose_name = _('Run Function')
     url = 'horizon:project:executions:create'
-    classes = ('ajax-modal',)
     icon = 'play'
 
 
-class DeleteExecution(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Execution', 'Delete Executions', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Execution', 'Deleted Executions',
-                             count)
-
-    def delete(self, request, obj_id):
-        api.execution_delete(request, obj_id)
+class DeleteExecution(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Execution', 'Delete Executions', 'count')
+    past = ngettext_lazy('Deleted Execution', 'Deleted Executions', 'count')
+    api_call = 'execution_delete'
 
 
 class ExecutionFilter(tables.FilterAction):
@@ -55,11 +46,8 @@ class ExecutionFilter(tables.FilterAction):
     )
 
 
-class UpdateRow(tables.Row):
-    ajax = True
-
-    def get_data(self, request, execution_id):
-        return api.execution_get(request, execution_id)
+class UpdateRow(common.PolledRow):
+    api_get = 'execution_get'
 
 
 def _function_link(execution):

@@ -3,7 +3,6 @@ from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 from horizon import exceptions
-from horizon import tables
 from horizon import views
 
 from qinling_dashboard.api import qinling as api
@@ -15,24 +14,20 @@ from qinling_dashboard.content.functions import views as function_views
 INDEX_URL = reverse_lazy('horizon:project:executions:index')
 
 
-class IndexView(tables.DataTableView):
+class IndexView(common.PagedIndexView):
+    """Newest first, so a run just started is on the first page."""
     table_class = execution_tables.ExecutionsTable
-    template_name = 'horizon/common/_data_table_view.html'
     page_title = _('Executions')
+    what = _('executions')
 
-    def get_data(self):
-        filters = {}
+    def page_call(self):
+        return api.execution_page
+
+    def list_filters(self):
         info = self.get_server_filter_info(self.request)
         if info['value'] and info['field']:
-            filters[info['field']] = info['value']
-        try:
-            executions = api.execution_list(self.request, **filters)
-        except Exception:
-            exceptions.handle(self.request,
-                              _('Unable to retrieve executions.'))
-            return []
-        return sorted(executions, key=lambda e: e.created_at or '',
-                      reverse=True)
+            return {info['field']: info['value']}
+        return {}
 
 
 class CreateView(function_views.FormView):

@@ -7,6 +7,7 @@ from horizon import tables
 from horizon.utils import filters
 
 from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 
 INDEX = 'horizon:project:functions:index'
 
@@ -17,27 +18,23 @@ def _memory_mb(function):
     return '-'
 
 
-class CreateFunction(tables.LinkAction):
+class CreateFunction(common.ModalLink):
     name = 'create'
     verbose_name = _('Create Function')
     url = 'horizon:project:functions:create'
-    classes = ('ajax-modal',)
-    icon = 'plus'
 
 
-class UpdateFunction(tables.LinkAction):
+class UpdateFunction(common.ModalLink):
     name = 'update'
     verbose_name = _('Edit Function')
     url = 'horizon:project:functions:update'
-    classes = ('ajax-modal',)
     icon = 'pencil'
 
 
-class RunFunction(tables.LinkAction):
+class RunFunction(common.ModalLink):
     name = 'run'
     verbose_name = _('Run')
     icon = 'play'
-    classes = ('ajax-modal',)
 
     def get_link_url(self, datum):
         return '%s?function_id=%s' % (
@@ -54,17 +51,10 @@ class DownloadFunction(tables.LinkAction):
         return datum is not None and datum.source == 'package'
 
 
-class DeleteFunction(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Function', 'Delete Functions', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Function', 'Deleted Functions', count)
-
-    def delete(self, request, obj_id):
-        api.function_delete(request, obj_id)
+class DeleteFunction(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Function', 'Delete Functions', 'count')
+    past = ngettext_lazy('Deleted Function', 'Deleted Functions', 'count')
+    api_call = 'function_delete'
 
 
 class FunctionsTable(tables.DataTable):
@@ -93,25 +83,15 @@ class FunctionsTable(tables.DataTable):
 
 # ------------------------------------------------- tables of the detail tabs
 
-class CreateVersion(tables.LinkAction):
+class CreateVersion(common.FunctionModalLink):
     name = 'create_version'
     verbose_name = _('Create Version')
-    classes = ('ajax-modal',)
-    icon = 'plus'
-
-    def get_link_url(self, datum=None):
-        return reverse('horizon:project:functions:create_version',
-                       args=[self.table.kwargs['function_id']])
+    url_name = 'horizon:project:functions:create_version'
 
 
-class DeleteVersion(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Version', 'Delete Versions', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Version', 'Deleted Versions', count)
+class DeleteVersion(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Version', 'Delete Versions', 'count')
+    past = ngettext_lazy('Deleted Version', 'Deleted Versions', 'count')
 
     def delete(self, request, obj_id):
         api.version_delete(request, self.table.kwargs['function_id'], obj_id)
@@ -138,21 +118,15 @@ class VersionsTable(tables.DataTable):
         row_actions = (DeleteVersion,)
 
 
-class CreateAlias(tables.LinkAction):
+class CreateAlias(common.FunctionModalLink):
     name = 'create_alias'
     verbose_name = _('Create Alias')
-    classes = ('ajax-modal',)
-    icon = 'plus'
-
-    def get_link_url(self, datum=None):
-        return reverse('horizon:project:functions:create_alias',
-                       args=[self.table.kwargs['function_id']])
+    url_name = 'horizon:project:functions:create_alias'
 
 
-class UpdateAlias(tables.LinkAction):
+class UpdateAlias(common.ModalLink):
     name = 'update_alias'
     verbose_name = _('Point at Version')
-    classes = ('ajax-modal',)
     icon = 'pencil'
 
     def get_link_url(self, datum):
@@ -160,17 +134,10 @@ class UpdateAlias(tables.LinkAction):
                        args=[self.table.kwargs['function_id'], datum.name])
 
 
-class DeleteAlias(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Alias', 'Delete Aliases', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Alias', 'Deleted Aliases', count)
-
-    def delete(self, request, obj_id):
-        api.alias_delete(request, obj_id)
+class DeleteAlias(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Alias', 'Delete Aliases', 'count')
+    past = ngettext_lazy('Deleted Alias', 'Deleted Aliases', 'count')
+    api_call = 'alias_delete'
 
 
 class AliasesTable(tables.DataTable):
@@ -190,28 +157,16 @@ class AliasesTable(tables.DataTable):
         row_actions = (UpdateAlias, DeleteAlias)
 
 
-class CreateWebhook(tables.LinkAction):
+class CreateWebhook(common.FunctionModalLink):
     name = 'create_webhook'
     verbose_name = _('Create Webhook')
-    classes = ('ajax-modal',)
-    icon = 'plus'
-
-    def get_link_url(self, datum=None):
-        return reverse('horizon:project:functions:create_webhook',
-                       args=[self.table.kwargs['function_id']])
+    url_name = 'horizon:project:functions:create_webhook'
 
 
-class DeleteWebhook(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Webhook', 'Delete Webhooks', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Webhook', 'Deleted Webhooks', count)
-
-    def delete(self, request, obj_id):
-        api.webhook_delete(request, obj_id)
+class DeleteWebhook(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Webhook', 'Delete Webhooks', 'count')
+    past = ngettext_lazy('Deleted Webhook', 'Deleted Webhooks', 'count')
+    api_call = 'webhook_delete'
 
 
 def _copyable(url):

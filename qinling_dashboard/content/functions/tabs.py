@@ -4,6 +4,7 @@ from horizon import exceptions
 from horizon import tabs
 
 from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 from qinling_dashboard.content.executions import tables as execution_tables
 from qinling_dashboard.content.functions import tables
 
@@ -26,69 +27,51 @@ class OverviewTab(tabs.Tab):
                 'code': function.code_dict}
 
 
-def _listed(request, what, call, *args):
-    """call(request, *args), or nothing with Horizon's message."""
-    try:
-        return call(request, *args)
-    except Exception:
-        exceptions.handle(request, _('Unable to retrieve %s.') % what)
-        return []
-
-
-class VersionsTab(tabs.TableTab):
+class VersionsTab(common.ListTab):
     name = _('Versions')
     slug = 'versions'
     table_classes = (tables.VersionsTable,)
-    template_name = 'horizon/common/_detail_table.html'
-    preload = False
 
     def get_versions_data(self):
-        return _listed(self.request, _('versions'), api.version_list,
-                       self.tab_group.kwargs['function_id'])
+        return self.listed(_('versions'), api.version_list,
+                           self.tab_group.kwargs['function_id'])
 
 
-class AliasesTab(tabs.TableTab):
+class AliasesTab(common.ListTab):
     name = _('Aliases')
     slug = 'aliases'
     table_classes = (tables.AliasesTable,)
-    template_name = 'horizon/common/_detail_table.html'
-    preload = False
 
     def get_aliases_data(self):
-        return _listed(self.request, _('aliases'), api.alias_list,
-                       self.tab_group.kwargs['function_id'])
+        return self.listed(_('aliases'), api.alias_list,
+                           self.tab_group.kwargs['function_id'])
 
 
-class WebhooksTab(tabs.TableTab):
+class WebhooksTab(common.ListTab):
     name = _('Webhooks')
     slug = 'webhooks'
     table_classes = (tables.WebhooksTable,)
-    template_name = 'horizon/common/_detail_table.html'
-    preload = False
 
     def get_webhooks_data(self):
         # A webhook on an alias names the alias, not the function.
         function_id = self.tab_group.kwargs['function_id']
-        aliases = {a.name for a in _listed(self.request, _('aliases'),
-                                           api.alias_list, function_id)}
-        return [w for w in _listed(self.request, _('webhooks'),
-                                   api.webhook_list)
+        aliases = {a.name for a in self.listed(_('aliases'), api.alias_list,
+                                               function_id)}
+        return [w for w in self.listed(_('webhooks'), api.webhook_list)
                 if w.function_id == function_id or
                 w.function_alias in aliases]
 
 
-class ExecutionsTab(tabs.TableTab):
+class ExecutionsTab(common.PagedData, common.ListTab):
+    """The function's executions, a page at a time, newest first."""
     name = _('Executions')
     slug = 'executions'
     table_classes = (execution_tables.FunctionExecutionsTable,)
-    template_name = 'horizon/common/_detail_table.html'
-    preload = False
 
     def get_executions_data(self):
-        function_id = self.tab_group.kwargs['function_id']
-        return _listed(self.request, _('executions'),
-                       lambda request: api.execution_list(
-                           request, function_id=function_id))
+        return self.read_page(api.execution_page, _('executions'),
+                              function_id=self.tab_group.kwargs[
+                                  'function_id'])
 
 
 class FunctionDetailTabs(tabs.DetailTabsGroup):

@@ -6,7 +6,6 @@ from django.views.decorators.http import require_GET
 
 from horizon import exceptions
 from horizon import forms
-from horizon import tables
 from horizon import tabs
 
 from qinling_dashboard.api import qinling as api
@@ -18,18 +17,18 @@ from qinling_dashboard.content.functions import tabs as function_tabs
 INDEX_URL = reverse_lazy('horizon:project:functions:index')
 
 
-class IndexView(tables.DataTableView):
+class IndexView(common.PagedIndexView):
     table_class = function_tables.FunctionsTable
-    template_name = 'horizon/common/_data_table_view.html'
     page_title = _('Functions')
+    what = _('functions')
+
+    def page_call(self):
+        return api.function_page
 
     def get_data(self):
-        try:
-            functions = api.function_list(self.request)
-        except Exception:
-            exceptions.handle(self.request,
-                              _('Unable to retrieve functions.'))
-            return []
+        functions = super().get_data()
+        if not functions:
+            return functions
         runtimes = common.runtime_names(self.request)
         for f in functions:
             runtime = runtimes.get(f.runtime_id)

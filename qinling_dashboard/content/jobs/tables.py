@@ -3,28 +3,19 @@ from django.utils.translation import ngettext_lazy
 
 from horizon import tables
 
-from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 
 
-class CreateJob(tables.LinkAction):
+class CreateJob(common.ModalLink):
     name = 'create'
     verbose_name = _('Create Job')
     url = 'horizon:project:jobs:create'
-    classes = ('ajax-modal',)
-    icon = 'plus'
 
 
-class DeleteJob(tables.DeleteAction):
-    @staticmethod
-    def action_present(count):
-        return ngettext_lazy('Delete Job', 'Delete Jobs', count)
-
-    @staticmethod
-    def action_past(count):
-        return ngettext_lazy('Deleted Job', 'Deleted Jobs', count)
-
-    def delete(self, request, obj_id):
-        api.job_delete(request, obj_id)
+class DeleteJob(common.ApiDeleteAction):
+    present = ngettext_lazy('Delete Job', 'Delete Jobs', 'count')
+    past = ngettext_lazy('Deleted Job', 'Deleted Jobs', 'count')
+    api_call = 'job_delete'
 
 
 def _target(job):

@@ -1,10 +1,8 @@
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
-from horizon import exceptions
-from horizon import tables
-
 from qinling_dashboard.api import qinling as api
+from qinling_dashboard.content import common
 from qinling_dashboard.content.functions import views as function_views
 from qinling_dashboard.content.jobs import forms as job_forms
 from qinling_dashboard.content.jobs import tables as job_tables
@@ -12,17 +10,13 @@ from qinling_dashboard.content.jobs import tables as job_tables
 INDEX_URL = reverse_lazy('horizon:project:jobs:index')
 
 
-class IndexView(tables.DataTableView):
+class IndexView(common.PagedIndexView):
     table_class = job_tables.JobsTable
-    template_name = 'horizon/common/_data_table_view.html'
     page_title = _('Jobs')
+    what = _('jobs')
 
-    def get_data(self):
-        try:
-            return api.job_list(self.request)
-        except Exception:
-            exceptions.handle(self.request, _('Unable to retrieve jobs.'))
-            return []
+    def page_call(self):
+        return api.job_page
 
 
 class CreateView(function_views.FormView):

@@ -1,8 +1,5 @@
 from django.utils.translation import gettext_lazy as _
 
-from horizon import exceptions
-from horizon import tables
-
 from openstack_dashboard import policy
 
 from qinling_dashboard.api import qinling as api
@@ -10,28 +7,23 @@ from qinling_dashboard.content import common
 from qinling_dashboard.content.runtimes import tables as runtime_tables
 
 
-def runtimes_with_pools(request):
-    """Runtimes, each with its pool where the policy lets the user read it
-    (admins: the API refuses members)."""
-    try:
-        runtimes = api.runtime_list(request)
-    except Exception:
-        exceptions.handle(request, _('Unable to retrieve runtimes.'))
-        return []
-    if policy.check(((common.POLICY_SCOPE, 'runtime_pool:get_all'),),
-                    request):
-        for r in runtimes:
-            try:
-                r.pool = api.runtime_pool(request, r.id)
-            except Exception:
-                r.pool = None
-    return runtimes
-
-
-class IndexView(tables.DataTableView):
+class IndexView(common.PagedIndexView):
+    """Runtimes, newest first, each with its pool where the policy lets the
+    user read it (admins: the API refuses members)."""
     table_class = runtime_tables.RuntimesTable
-    template_name = 'horizon/common/_data_table_view.html'
     page_title = _('Runtimes')
+    what = _('runtimes')
+
+    def page_call(self):
+        return api.runtime_page
 
     def get_data(self):
-        return runtimes_with_pools(self.request)
+        runtimes = super().get_data()
+        if policy.check(((common.POLICY_SCOPE, 'runtime_pool:get_all'),),
+                        self.request):
+            for r in runtimes:
+                try:
+                    r.pool = api.runtime_pool(self.request, r.id)
+                except Exception:
+                    r.pool = None
+        return runtimes
