@@ -124,21 +124,34 @@ func TestInstrumentHTTP(t *testing.T) {
 	require.NotContains(t, out, "/v1/functions/a")
 }
 
-func TestWatchWorkers(t *testing.T) {
+// TestWatchCollectors: the figures read at scrape time (workers from etcd
+// and the pool, usage from the database) are served as read, and a failed
+// read leaves out only its own metrics.
+func TestWatchCollectors(t *testing.T) {
+	workers := func(w metrics.Workers, err error) func(*metrics.Metrics) {
+		return func(m *metrics.Metrics) {
+			m.WatchWorkers(func(context.Context) (metrics.Workers, error) { return w, err })
+		}
+	}
+	usage := func(u []metrics.UsageTotal, err error) func(*metrics.Metrics) {
+		return func(m *metrics.Metrics) {
+			m.WatchUsage(func(context.Context) ([]metrics.UsageTotal, error) { return u, err })
+		}
+	}
+	total := metrics.UsageTotal{ProjectID: "p1", FunctionID: "f1", Succeeded: 3, Failed: 2,
+		Duration: 2500 * time.Millisecond, CPU: 700 * time.Millisecond, MemoryByteSeconds: 1 << 30}
 	for _, tc := range []struct {
 		name     string
-		read     metrics.ReadWorkers
+		watch    func(*metrics.Metrics)
 		want     []string
 		wantNone string
 	}{
 		{
-			name: "snapshot",
-			read: func(context.Context) (metrics.Workers, error) {
-				return metrics.Workers{
-					PerFunction: map[string]int{"f1": 2},
-					Pools:       map[string]map[string]int{"r1": {metrics.PoolAvailable: 3, metrics.PoolUnavailable: 2}},
-				}, nil
-			},
+			name: "workers snapshot",
+			watch: workers(metrics.Workers{
+				PerFunction: map[string]int{"f1": 2},
+				Pools:       map[string]map[string]int{"r1": {metrics.PoolAvailable: 3, metrics.PoolUnavailable: 2}},
+			}, nil),
 			want: []string{
 				`qinling_function_workers{function_id="f1"} 2`,
 				`qinling_pool_workers{runtime_id="r1",state="available"} 3`,
@@ -146,40 +159,14 @@ func TestWatchWorkers(t *testing.T) {
 			},
 		},
 		{
-			name: "failed read leaves the other metrics",
-			read: func(context.Context) (metrics.Workers, error) {
-				return metrics.Workers{}, errors.New("etcd is down")
-			},
+			name:     "failed workers read leaves the other metrics",
+			watch:    workers(metrics.Workers{}, errors.New("etcd is down")),
 			want:     []string{"qinling_executions_in_flight 0"},
 			wantNone: "qinling_function_workers",
 		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := metrics.New()
-			m.WatchWorkers(tc.read)
-			_, out := scrape(t, m.Handler(""), "")
-			for _, want := range tc.want {
-				require.Contains(t, out, want+"\n")
-			}
-			if tc.wantNone != "" {
-				require.NotContains(t, out, tc.wantNone+"{")
-			}
-		})
-	}
-}
-
-func TestWatchUsage(t *testing.T) {
-	total := metrics.UsageTotal{ProjectID: "p1", FunctionID: "f1", Succeeded: 3, Failed: 2,
-		Duration: 2500 * time.Millisecond, CPU: 700 * time.Millisecond, MemoryByteSeconds: 1 << 30}
-	for _, tc := range []struct {
-		name     string
-		read     metrics.ReadUsage
-		want     []string
-		wantNone string
-	}{
 		{
-			name: "totals",
-			read: func(context.Context) ([]metrics.UsageTotal, error) { return []metrics.UsageTotal{total}, nil },
+			name:  "usage totals",
+			watch: usage([]metrics.UsageTotal{total}, nil),
 			want: []string{
 				`qinling_usage_executions_total{function_id="f1",outcome="succeeded",project_id="p1"} 3`,
 				`qinling_usage_executions_total{function_id="f1",outcome="failed",project_id="p1"} 2`,
@@ -190,20 +177,20 @@ func TestWatchUsage(t *testing.T) {
 		},
 		{
 			name:     "nothing used yet",
-			read:     func(context.Context) ([]metrics.UsageTotal, error) { return nil, nil },
+			watch:    usage(nil, nil),
 			want:     []string{"qinling_executions_in_flight 0"},
 			wantNone: "qinling_usage_executions_total",
 		},
 		{
-			name:     "failed read leaves the other metrics",
-			read:     func(context.Context) ([]metrics.UsageTotal, error) { return nil, errors.New("database is down") },
+			name:     "failed usage read leaves the other metrics",
+			watch:    usage(nil, errors.New("database is down")),
 			want:     []string{"qinling_executions_in_flight 0"},
 			wantNone: "qinling_usage_executions_total",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := metrics.New()
-			m.WatchUsage(tc.read)
+			tc.watch(m)
 			_, out := scrape(t, m.Handler(""), "")
 			for _, want := range tc.want {
 				require.Contains(t, out, want+"\n")
