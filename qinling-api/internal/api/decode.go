@@ -13,6 +13,9 @@ import (
 	"github.com/qinling-go/qinling/pkg/errdefs"
 )
 
+// jsonSpace is the white space JSON allows between tokens (RFC 8259).
+const jsonSpace = " \t\r\n"
+
 // decodeJSON reads a JSON object body into v the way upstream's WSME did:
 // malformed JSON, unknown attributes and wrong types are 400s that say what is
 // wrong. An empty body decodes as {}.
@@ -25,7 +28,7 @@ func (s *Server) decodeJSON(r *http.Request, v any) error {
 		}
 		return errdefs.Invalid("Could not read the request body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	if len(bytes.Trim(body, jsonSpace)) == 0 {
 		body = []byte("{}")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -33,9 +36,10 @@ func (s *Server) decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	// Anything after the object but spaces is malformed (dec.More alone
-	// let a stray "}" or "]" through).
-	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
+	// Anything after the object but JSON's white space is malformed
+	// (dec.More alone let a stray "}" or "]" through, bytes.TrimSpace a
+	// vertical tab).
+	if len(bytes.Trim(body[dec.InputOffset():], jsonSpace)) > 0 {
 		return errdefs.Invalid("Request is not in valid JSON format.")
 	}
 	return nil
