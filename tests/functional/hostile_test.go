@@ -273,7 +273,9 @@ var hostileCases = []hostileCase{
 		},
 	}},
 	{name: "endless loop times out", all: func(t *testing.T, h *hostileServer) {
-		fid := h.function(t, "loop", "timeout", "1", "cpu", "300")
+		// 3 s, not 1: on a loaded machine a strict execution process may
+		// not have printed its first line within a second.
+		fid := h.function(t, "loop", "timeout", "3", "cpu", "300")
 		_, logs := h.fails(t, fid, nil, "Function execution timeout.")
 		if h.strict || h.rt.name == nodejs {
 			// Killed at the timeout, its log read by the worker. Under
@@ -285,7 +287,9 @@ var hostileCases = []hostileCase{
 	}},
 	{name: "memory bomb hits the memory limit", perRuntime: map[string]hostileBody{
 		python: func(t *testing.T, h *hostileServer) {
-			fid := h.function(t, "memory", "memory_size", strconv.Itoa(64<<20))
+			// A long timeout: the limit, not the clock, must stop it, also
+			// on a loaded machine.
+			fid := h.function(t, "memory", "memory_size", strconv.Itoa(64<<20), "timeout", "20")
 			logs := h.failsExactly(t, fid, tooMuchResource)
 			assert.Contains(t, logs, "The function exceeded its memory limit of 67108864 bytes.", "the detail is in the log")
 			h.recovers(t, fid)
