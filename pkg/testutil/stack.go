@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,6 +101,12 @@ func LoadStack() (*Stack, error) {
 		return nil, fmt.Errorf("testutil: GET %s/ answered %d, want 200", s.URL, resp.StatusCode)
 	}
 	return s, nil
+}
+
+// Enabled reports whether the stack runs service (ENABLED_SERVICES in
+// stack.env). Settings such as SWIFT_URL are written whatever runs.
+func (s *Stack) Enabled(service string) bool {
+	return slices.Contains(strings.Fields(s.Env["ENABLED_SERVICES"]), service)
 }
 
 // ReadEnvFile parses KEY=VALUE lines (# comments, optional double quotes).

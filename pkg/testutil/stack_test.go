@@ -34,6 +34,10 @@ unset OS_TOKEN
 		"OS_USERNAME":      "demo",
 		"DATABASE_URL":     "mysql+pymysql://q:p@127.0.0.1:1/q?charset=utf8mb4",
 	}, env)
+	st := &Stack{Env: env}
+	assert.True(t, st.Enabled("rabbitmq"))
+	assert.False(t, st.Enabled("swift"), "a setting of a service is not the service")
+	assert.False(t, st.Enabled("rabbit"))
 }
 
 // fakeKeystone answers POST /v3/auth/tokens for user demo (password pw,

@@ -62,7 +62,7 @@ func TestUsageSourcesAgree(t *testing.T) {
 	st, err := testutil.LoadStack()
 	require.NoError(t, err)
 	require.Equal(t, "messagingv2", st.Env["QINLING_NOTIFICATIONS"], "needs QINLING_NOTIFICATIONS=messagingv2 (devstack/settings' default)")
-	require.NotEmpty(t, st.Env["PROMETHEUS_URL"], "needs prometheus in ENABLED_SERVICES")
+	require.True(t, st.Enabled("prometheus"), "needs prometheus in ENABLED_SERVICES")
 	restoreStackAfter(t, st)
 
 	from := time.Now().UTC()

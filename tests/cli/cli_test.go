@@ -134,7 +134,7 @@ func newScenario(t *testing.T) *scenario {
 		demo: newClient(t, demoEnv), admin: newClient(t, adminEnv),
 		demoProject: demoTok.ProjectID, adminProject: adminTok.ProjectID,
 		apiURL: st.URL, target: testutil.StackTarget(st), pythonImage: st.PythonImage(),
-		swift: st.Env["SWIFT_URL"] != "", stackEnv: st.Env,
+		swift: st.Enabled("swift"), stackEnv: st.Env,
 	}
 }
 
