@@ -36,9 +36,8 @@ func (m *Metrics) WatchUsage(read ReadUsage) {
 	if m == nil {
 		return
 	}
-	labels := []string{"project_id", "function_id"}
 	desc := func(name, help string, extra ...string) *prometheus.Desc {
-		return prometheus.NewDesc(namespace+"_usage_"+name, help, append(labels[:2:2], extra...), nil)
+		return prometheus.NewDesc(namespace+"_usage_"+name, help, append([]string{"project_id", "function_id"}, extra...), nil)
 	}
 	m.reg.MustRegister(&usageCollector{
 		read: read,
