@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
@@ -139,29 +140,31 @@ func addUsage(tx *gorm.DB, e *Execution, o Outcome, end time.Time) error {
 		failed = 1
 	}
 	u := o.Usage
-	// One statement built once per dialect rather than gorm's upsert
+	// One statement, its conflict clause per database, rather than gorm's upsert
 	// builder, which cost more than the upsert itself on the warm path
 	// (BenchmarkFinish). An unqualified column in the update is the stored
 	// row's value on both SQLite and MySQL.
-	q := usageUpsert[tx.Dialector.Name()]
-	if q == "" {
-		q = usageUpsert["sqlite"]
+	conflict, known := usageConflict[tx.Dialector.Name()]
+	if !known {
+		return fmt.Errorf("usage rollup: no upsert for database %q", tx.Dialector.Name())
 	}
 	adds := []any{int64(1), ok, failed, u.DurationMS, u.CPUMS, u.MemoryKiBMS()}
 	args := append([]any{e.ProjectID, deref(e.FunctionID), end.Truncate(time.Hour).UTC()}, adds...)
-	return tx.Exec(q, append(args, adds...)...).Error
+	return tx.Exec(usageInsert+conflict+usageAdd, append(args, adds...)...).Error
 }
 
-// usageUpsert adds one execution to its usage row, by database dialect.
-var usageUpsert = map[string]string{
-	"sqlite": "INSERT INTO usage_hourly (project_id, function_id, hour, executions, succeeded, failed, duration_ms, cpu_ms, memory_kib_ms) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, function_id, hour) DO UPDATE SET " +
-		"executions = executions + ?, succeeded = succeeded + ?, failed = failed + ?, " +
-		"duration_ms = duration_ms + ?, cpu_ms = cpu_ms + ?, memory_kib_ms = memory_kib_ms + ?",
-	"mysql": "INSERT INTO usage_hourly (project_id, function_id, hour, executions, succeeded, failed, duration_ms, cpu_ms, memory_kib_ms) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE " +
-		"executions = executions + ?, succeeded = succeeded + ?, failed = failed + ?, " +
-		"duration_ms = duration_ms + ?, cpu_ms = cpu_ms + ?, memory_kib_ms = memory_kib_ms + ?",
+// The usage upsert: the row of one execution, or these amounts added to the
+// stored row, with each database's words for the conflict in between.
+const (
+	usageInsert = "INSERT INTO usage_hourly (project_id, function_id, hour, executions, succeeded, failed, duration_ms, cpu_ms, memory_kib_ms) " +
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	usageAdd = "executions = executions + ?, succeeded = succeeded + ?, failed = failed + ?, " +
+		"duration_ms = duration_ms + ?, cpu_ms = cpu_ms + ?, memory_kib_ms = memory_kib_ms + ?"
+)
+
+var usageConflict = map[string]string{
+	"sqlite": "ON CONFLICT (project_id, function_id, hour) DO UPDATE SET ",
+	"mysql":  "ON DUPLICATE KEY UPDATE ",
 }
 
 func deref(s *string) string {
