@@ -195,7 +195,9 @@ func (c *packageCache) deliver(ctx context.Context, fn orchestrator.Function, ws
 	for _, w := range ws {
 		// A worker's link to ref keeps the entry (and tree) in place.
 		if err := linkTree(tree, filepath.Join(w.dir, packagesName, fn.ID)); err != nil {
-			return "", fmt.Errorf("deliver package to worker %s: %w", w.name, err)
+			// The key still goes back: the workers hold the entry's ref,
+			// and their release must drop it.
+			return key, fmt.Errorf("deliver package to worker %s: %w", w.name, err)
 		}
 	}
 	return key, nil

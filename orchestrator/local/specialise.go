@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
@@ -123,15 +124,12 @@ func (o *Orchestrator) startExtra(ctx context.Context, p *pool, fn orchestrator.
 // workers run the same code.
 func (o *Orchestrator) deliver(ctx context.Context, fn orchestrator.Function, ws []*worker) error {
 	key, err := o.pkgs.deliver(ctx, fn, ws)
-	if err != nil {
-		return err
-	}
 	o.mu.Lock()
 	for _, w := range ws {
 		w.pkgKey = key
 	}
 	o.mu.Unlock()
-	return nil
+	return err
 }
 
 // linkTree recreates the directory tree src at dst with hard links to its files.
@@ -149,10 +147,11 @@ func linkTree(src, dst string) error {
 		case d.IsDir():
 			return os.Mkdir(target, 0o755)
 		case d.Type().IsRegular():
-			if err := os.Link(path, target); err != nil {
+			err := os.Link(path, target)
+			if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) {
 				return copyFile(path, target) // a file system without hard links
 			}
-			return nil
+			return err
 		}
 		return fmt.Errorf("unexpected file type %s at %s", d.Type(), rel)
 	})
