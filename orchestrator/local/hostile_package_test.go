@@ -48,6 +48,9 @@ def main(**kw):
     attempt('chmod', lambda: os.chmod(__file__, 0o777))
     attempt('unlink', lambda: os.unlink(os.path.join(HERE, 'blob.bin')))
     attempt('packages', lambda: open(os.path.join(os.path.dirname(HERE), 'other'), 'w').close())
+    attempt('rename', lambda: os.rename(os.path.join(HERE, 'blob.bin'), os.path.join(HERE, 'moved.bin')))
+    attempt('link', lambda: os.link(__file__, os.path.join(HERE, 'linked.py')))
+    attempt('utime', lambda: os.utime(__file__, (0, 0)))
     return {'attempts': out, 'blob': os.path.getsize(os.path.join(HERE, 'blob.bin'))}
 `,
 	"nodejs": `const fs = require('fs');
@@ -62,6 +65,9 @@ exports.main = () => {
   attempt('chmod', () => fs.chmodSync(__filename, 0o777));
   attempt('unlink', () => fs.unlinkSync(path.join(__dirname, 'blob.bin')));
   attempt('packages', () => fs.writeFileSync(path.join(path.dirname(__dirname), 'other'), 'x'));
+  attempt('rename', () => fs.renameSync(path.join(__dirname, 'blob.bin'), path.join(__dirname, 'moved.bin')));
+  attempt('link', () => fs.linkSync(__filename, path.join(__dirname, 'linked.js')));
+  attempt('utime', () => fs.utimesSync(__filename, 0, 0));
   return { attempts: out, blob: fs.statSync(path.join(__dirname, 'blob.bin')).size };
 };
 `,
@@ -78,7 +84,7 @@ func packageRun(t *testing.T, o *Orchestrator, w orchestrator.Worker, fn orchest
 		Blob     int               `json:"blob"`
 	}
 	output(t, res, &got)
-	require.Len(t, got.Attempts, 7, "%v", got.Attempts)
+	require.Len(t, got.Attempts, 10, "%v", got.Attempts)
 	for what, how := range got.Attempts {
 		assert.Contains(t, []string{"EROFS", "EACCES", "EPERM"}, how, "%s: the package is read-only", what)
 	}
