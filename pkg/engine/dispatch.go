@@ -145,21 +145,18 @@ func (e *Engine) failWaiters(st *fnState, err error) {
 // execution waits at most maxWait (its function's timeout) for a busy
 // worker to free up, plus the time workers being started take; an
 // asynchronous one (maxWait 0) as long as its context lives. The caller gives the slot
-// back with release. An execution of a function whose workers another
-// engine owns gets an *rpc.Forward error instead (route.go).
+// back with release. A waiting execution whose function's workers another
+// engine started meanwhile gets an *rpc.Forward error instead (route.go).
 func (e *Engine) acquire(ctx context.Context, f *db.Function, version int, maxWait time.Duration) (w coord.WorkerRecord, cold bool, err error) {
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: version}
-	all, recorded, err := e.workerRecords(ctx, fv)
+	_, recorded, err := e.workerRecords(ctx, fv)
 	if err != nil {
 		return coord.WorkerRecord{}, false, err
 	}
+	// On arrival an execution went to a warm owner already
+	// (forwardOnArrival); a waiter may still go to one that starts the
+	// function's workers while it waits.
 	forwardable := e.routable(ctx)
-	if forwardable && len(recorded) == 0 && len(all) > 0 {
-		if owner := e.routeTarget(ctx, all); owner != "" {
-			e.routed(ctx, fv, owner, routeWarmOwner, 1)
-			return coord.WorkerRecord{}, false, &rpc.Forward{Engine: owner}
-		}
-	}
 	e.mu.Lock()
 	st := e.state(fv)
 	st.fn = f

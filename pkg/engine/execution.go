@@ -33,6 +33,11 @@ const attempts = 3
 // (the function ran and failed), or error (it could not be run).
 func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	log := reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID, "function_id", a.FunctionID)
+	// The transport passes the request on to the engine owning the
+	// function's workers (route.go), which reads the execution itself.
+	if err := e.forwardOnArrival(ctx, coord.FunctionVersion{FunctionID: a.FunctionID, Version: a.FunctionVersion}); err != nil {
+		return err
+	}
 	// A message broker delivers at least once: a request whose engine died
 	// before acknowledging it comes again. Only a still-running execution
 	// is worth running; a finished or deleted one is done.

@@ -52,6 +52,27 @@ func (e *Engine) routable(ctx context.Context) bool {
 	return e.engineLocal && rpc.Forwardable(ctx)
 }
 
+// forwardOnArrival returns an *rpc.Forward to the engine owning fv's workers
+// when the execution being handled should run there, before anything of it
+// is read from the database: the owner reads it itself, so reading it here
+// too would be work done twice. A coordination error is no reason to refuse
+// the execution: it runs here.
+func (e *Engine) forwardOnArrival(ctx context.Context, fv coord.FunctionVersion) error {
+	if !e.routable(ctx) {
+		return nil
+	}
+	all, usable, err := e.workerRecords(ctx, fv)
+	if err != nil || len(usable) > 0 || len(all) == 0 {
+		return nil
+	}
+	owner := e.routeTarget(ctx, all)
+	if owner == "" {
+		return nil
+	}
+	e.routed(ctx, fv, owner, routeWarmOwner, 1)
+	return &rpc.Forward{Engine: owner}
+}
+
 // routeTarget returns the live engine, other than this one, owning the most
 // of all (the function's workers), or "" when this engine owns one of them
 // or no owner is alive (its workers died with it; its records go when it

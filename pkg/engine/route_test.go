@@ -158,3 +158,30 @@ func TestEngine_RouteToWarmOwner(t *testing.T) {
 		})
 	}
 }
+
+// TestEngine_ForwardsBeforeReading: an engine handed an execution of a
+// function whose workers another live engine owns passes it on before it
+// reads anything of it from the database (the owner reads it itself). The
+// receiving engine here has a database without the execution: had it read
+// first, it would have dropped the request as "not running any more".
+func TestEngine_ForwardsBeforeReading(t *testing.T) {
+	c := newCluster(t, []string{"e1"}, []string{"e1", "e2"})
+	f := c.h.function(t, "block.main")
+	first := c.h.asyncExecution(t, f, "x")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.send(t, "e1", first)
+	}()
+	defer func() { close(c.release); <-done }()
+	require.Eventually(t, func() bool { return len(c.orchs["e1"].Calls().Run) == 1 }, 10*time.Second, 5*time.Millisecond,
+		"e1 runs the first execution on a worker of its own")
+
+	elsewhere := newHarness(t, engine.Options{})
+	e2 := engine.New(elsewhere.db, namedFake{localFake{fake.New(fake.Config{PoolSize: 3})}, "e2-"}, c.h.coord, nil,
+		engine.Options{Name: "e2"}, discard())
+	err := e2.CreateExecution(rpc.WithForwardable(context.Background()), c.h.asyncExecution(t, f, "y"))
+	var fw *rpc.Forward
+	require.ErrorAs(t, err, &fw, "passed on without reading the execution")
+	require.Equal(t, "e1", fw.Engine)
+}
