@@ -45,7 +45,15 @@ type Coordinator interface {
 	// locks, so a crashed engine's one expires by itself, and a closed
 	// coordinator's goes at once.
 	Register(ctx context.Context, engine string) error
-	// Engines lists the registered (live) engine instances, sorted.
+	// Engines lists the registered (live) engine instances, sorted, as of
+	// the call: what decides to end another engine's work (recovery) reads
+	// this.
 	Engines(ctx context.Context) ([]string, error)
+	// RecentEngines is Engines as this process last saw it, with no round
+	// trip: it always includes this process's own registrations, but may
+	// lag another engine's registration or lease end by the time its news
+	// takes to arrive. For routing (pkg/engine/route.go), where a stale
+	// answer costs an execution a detour, never a wrong end.
+	RecentEngines(ctx context.Context) ([]string, error)
 	Close() error
 }

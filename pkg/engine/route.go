@@ -90,7 +90,7 @@ func (e *Engine) routeTarget(ctx context.Context, all []coord.WorkerRecord) stri
 	if len(counts) == 0 {
 		return ""
 	}
-	instances, err := e.coord.Engines(ctx)
+	instances, err := e.coord.RecentEngines(ctx)
 	if err != nil {
 		reqctx.Logger(ctx, e.log).Warn("live engines unknown; running the execution here", "error", err)
 		return ""

@@ -68,6 +68,9 @@ func Run(t *testing.T, newCoord func(t *testing.T) coord.Coordinator) {
 		es, err = c.Engines(ctx)
 		require.NoError(t, err)
 		require.Equal(t, []string{"engine-a#1", "engine-b#2"}, es, "sorted, each once")
+		es, err = c.RecentEngines(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"engine-a#1", "engine-b#2"}, es, "own registrations seen at once")
 	})
 
 	t.Run("lock excludes and waits", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,8 +50,10 @@ type Coordinator struct {
 	// under every new lease.
 	registered []string
 	watching   bool
-	// workers mirrors the worker records (mirror.go).
-	workers   mirror
+	// workers and engines mirror the worker records and the engine
+	// registrations (mirror.go).
+	workers   *mirror[coord.WorkerRecord]
+	engines   *mirror[string]
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -82,8 +85,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if ttl < 1 {
 		ttl = 30
 	}
-	c := &Coordinator{cli: cli, ttl: ttl, closed: make(chan struct{})}
+	c := &Coordinator{cli: cli, ttl: ttl, closed: make(chan struct{}), workers: workersMirror(), engines: enginesMirror()}
 	go c.workers.run(cli, c.closed)
+	go c.engines.run(cli, c.closed)
 	return c, nil
 }
 
@@ -98,7 +102,7 @@ func unavailable(err error) error {
 
 // Workers lists the workers of fv, oldest first.
 func (c *Coordinator) Workers(ctx context.Context, fv coord.FunctionVersion) ([]coord.WorkerRecord, error) {
-	if out, ok := c.workers.workers(workerDir(fv)); ok {
+	if out, ok := c.workers.list(workerDir(fv)); ok {
 		return out, nil
 	}
 	resp, err := c.cli.Get(ctx, workerDir(fv), clientv3.WithPrefix(),
@@ -243,9 +247,11 @@ func (c *Coordinator) Register(ctx context.Context, engine string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.cli.Put(ctx, enginesPrefix+engine, engine, clientv3.WithLease(s.Lease())); err != nil {
+	resp, err := c.cli.Put(ctx, enginesPrefix+engine, engine, clientv3.WithLease(s.Lease()))
+	if err != nil {
 		return unavailable(err)
 	}
+	c.engines.noteWrite(resp.Header.Revision)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.registered = append(c.registered, engine)
@@ -296,14 +302,26 @@ func (c *Coordinator) reregister() (*concurrency.Session, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, e := range engines {
-		if _, err := c.cli.Put(ctx, enginesPrefix+e, e, clientv3.WithLease(s.Lease())); err != nil {
+		resp, err := c.cli.Put(ctx, enginesPrefix+e, e, clientv3.WithLease(s.Lease()))
+		if err != nil {
 			return nil, err
 		}
+		c.engines.noteWrite(resp.Header.Revision)
 	}
 	return s, nil
 }
 
-// Engines lists the engines whose lease is alive.
+// RecentEngines lists the engines whose lease is alive as the mirror last
+// saw them (mirror.go), or as Engines does when it cannot answer.
+func (c *Coordinator) RecentEngines(ctx context.Context) ([]string, error) {
+	if out, ok := c.engines.list(enginesPrefix); ok {
+		slices.Sort(out)
+		return out, nil
+	}
+	return c.Engines(ctx)
+}
+
+// Engines lists the engines whose lease is alive, read from etcd itself.
 func (c *Coordinator) Engines(ctx context.Context) ([]string, error) {
 	resp, err := c.cli.Get(ctx, enginesPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {

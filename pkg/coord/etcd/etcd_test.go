@@ -167,7 +167,6 @@ func TestEtcd_WorkersMirror(t *testing.T) {
 	}
 
 	seen(a) // the mirror is loaded
-	before := etcd.ServedFromMemory(a)
 	for i, step := range []struct {
 		name   string
 		change func() error
@@ -188,5 +187,52 @@ func TestEtcd_WorkersMirror(t *testing.T) {
 		}
 		seen(a, step.want...)
 	}
-	require.Greater(t, etcd.ServedFromMemory(a), before, "answered from memory")
+	fromMemory(t, func(ctx context.Context) error { _, err := a.Workers(ctx, fv); return err })
+}
+
+// fromMemory shows read answers without a round trip to etcd: given a
+// cancelled context, which fails any request to etcd, it still answers.
+func fromMemory(t *testing.T, read func(context.Context) error) {
+	t.Helper()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, read(cancelled), "answered from memory")
+}
+
+// TestEtcd_EnginesMirror: RecentEngines answers from memory, sees this
+// coordinator's own registration at once and another's registration and
+// clean stop once their events arrive; Engines reads etcd itself.
+func TestEtcd_EnginesMirror(t *testing.T) {
+	e, err := etcd.StartEmbedded(etcd.EmbedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: testutil.FreePort(t), PeerPort: testutil.FreePort(t)})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	ctx := context.Background()
+	open := func() *etcd.Coordinator {
+		c, err := etcd.New(ctx, etcd.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second, LockTTL: 5 * time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := open(), open()
+	recent := func() []string {
+		es, err := a.RecentEngines(ctx)
+		require.NoError(t, err)
+		return es
+	}
+	seen := func(want ...string) {
+		t.Helper()
+		require.Eventually(t, func() bool { return slices.Equal(recent(), want) }, 10*time.Second, 5*time.Millisecond, "want %v", want)
+	}
+
+	require.NoError(t, a.Register(ctx, "a#1"))
+	require.Equal(t, []string{"a#1"}, recent(), "own registration seen at once")
+	require.NoError(t, b.Register(ctx, "b#1"))
+	seen("a#1", "b#1")
+	require.NoError(t, b.Close())
+	seen("a#1")
+	fromMemory(t, func(ctx context.Context) error { _, err := a.RecentEngines(ctx); return err })
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = a.Engines(cancelled)
+	require.Error(t, err, "Engines reads etcd itself")
 }
