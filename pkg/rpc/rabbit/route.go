@@ -51,8 +51,8 @@ func (sv *server) forward(ctx context.Context, d amqp.Delivery, engine string) e
 	s.mu.Unlock()
 	if !declared {
 		// Publishing to a queue that does not exist drops the message.
-		if _, err := s.ch.QueueDeclare(q, true, false, false, false, t.engineQueueArgs()); err != nil {
-			return fmt.Errorf("declare queue %q: %w", q, err)
+		if err := s.declareAside(q, t.engineQueueArgs()); err != nil {
+			return err
 		}
 		s.mu.Lock()
 		s.declared[q] = true
@@ -76,4 +76,20 @@ func (sv *server) forward(ctx context.Context, d amqp.Delivery, engine string) e
 		return err
 	}
 	return s.confirmed(ctx, dc)
+}
+
+// declareAside declares queue q on a channel of its own: a refusal (a
+// queue of that name with other arguments: PRECONDITION_FAILED) closes the
+// channel it came on, and must not close the session's publishing channel
+// every call and reply uses.
+func (s *session) declareAside(q string, args amqp.Table) error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open a channel to declare queue %q: %w", q, err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %q: %w", q, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -73,4 +74,53 @@ func TestRabbitMQ_Route(t *testing.T) {
 			nothing(t, ran, 700*time.Millisecond, "a request handled twice")
 		})
 	}
+}
+
+// TestRabbitMQ_RouteDeclareRefused: when the broker refuses to declare an
+// engine's queue (one of that name exists with other arguments:
+// PRECONDITION_FAILED, which closes the channel it came on), the request
+// runs where it is, and the session's publishing channel, which every call,
+// cast and reply of the transport shares, stays open.
+func TestRabbitMQ_RouteDeclareRefused(t *testing.T) {
+	t.Parallel()
+	mq := testutil.StartRabbitMQ(t)
+	ctx := context.Background()
+	topic := uniqueTopic()
+	conn, err := amqp.Dial(mq.AMQPURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare(topic+".b", true, false, false, false, amqp.Table{"x-max-length": int64(7)})
+	require.NoError(t, err)
+
+	ran := make(chan string, 4)
+	a := newTestTransport(t, mq.URL, topic, nil)
+	serve(t, a, func(ctx context.Context, method string, args json.RawMessage) (any, error) {
+		if rpc.Forwardable(ctx) {
+			return nil, &rpc.Forward{Engine: "b"}
+		}
+		ran <- "a"
+		return "a", nil
+	})
+	a.mu.Lock()
+	before := a.sess
+	a.mu.Unlock()
+	require.NotNil(t, before)
+
+	client := newTestTransport(t, mq.URL, topic, nil)
+	for i := range 2 {
+		var got string
+		require.NoError(t, client.Call(ctx, "who", num{}, &got), "call %d", i)
+		assert.Equal(t, "a", got, "call %d runs where the forward failed", i)
+		assert.Equal(t, "a", receive(t, ran, 10*time.Second, "the call handled"))
+	}
+	require.False(t, before.ch.IsClosed(), "the shared publishing channel is still open")
+	a.mu.Lock()
+	after := a.sess
+	a.mu.Unlock()
+	require.Same(t, before, after, "no reconnection")
+	var got string
+	require.NoError(t, a.Call(ctx, "who", num{}, &got), "the transport's own calls still go out")
+	assert.Equal(t, "a", got)
 }
