@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+
+	"gorm.io/gorm"
 )
 
 // CreateExecution inserts e, filling ID and CreatedAt.
@@ -44,12 +46,14 @@ func (d *DB) RunningExecutions(ctx context.Context, functionID string, version i
 // executions, for the API's bound on them.
 func (d *DB) RunningInProject(ctx context.Context, project string) (int, error) {
 	var n int64
-	// The unary plus keeps the planner off the project_id index: without
-	// statistics SQLite picks it and counts by walking every execution the
-	// project ever had, a cost that grew with each one (most of the embedded
-	// service's CPU after a few thousand). Running executions are few, so
-	// the status index finds them at once; MySQL ignores the plus.
-	err := d.gorm.WithContext(ctx).Model(&Execution{}).
-		Where("+project_id = ? AND status = ?", project, StatusRunning).Count(&n).Error
+	err := runningInProject(d.gorm.WithContext(ctx), project).Count(&n).Error
 	return int(n), translate(err, "Execution", "")
+}
+
+// runningInProject selects a project's running executions. The index on
+// (status, project_id) (migration 7) finds exactly them: without it SQLite,
+// having no statistics, took the project_id index and counted by walking
+// every execution the project ever had, a cost that grew with each one.
+func runningInProject(tx *gorm.DB, project string) *gorm.DB {
+	return tx.Model(&Execution{}).Where("status = ? AND project_id = ?", StatusRunning, project)
 }

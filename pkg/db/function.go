@@ -88,12 +88,31 @@ func (d *DB) DeleteFunction(ctx context.Context, id string) error {
 // bumps its updated_at, which is what idle expiry measures. A single UPDATE
 // is atomic, so upstream's compare-and-swap retry loop is not needed.
 func (d *DB) CountExecution(ctx context.Context, functionID string, version int) error {
-	bump := map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}
+	q, what := counted(d.gorm.WithContext(ctx), functionID, version)
+	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
+}
+
+// WithdrawExecution undoes a start that never reached an engine: it deletes
+// execution id and takes back the one CountExecution added to its function
+// version, both or neither.
+func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, version int) error {
+	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		del := tx.Where("id = ?", id).Delete(&Execution{})
+		if del.Error != nil || del.RowsAffected == 0 {
+			return translate(del.Error, "Execution", id)
+		}
+		q, what := counted(tx, functionID, version)
+		return translate(q.Where("count > 0").Update("count", gorm.Expr("count - 1")).Error, what, functionID)
+	})
+}
+
+// counted selects the row holding a function version's execution count,
+// and names its kind for errors.
+func counted(tx *gorm.DB, functionID string, version int) (*gorm.DB, string) {
 	if version == 0 {
-		return translate(d.gorm.WithContext(ctx).Model(&Function{}).Where("id = ?", functionID).Updates(bump).Error, "Function", functionID)
+		return tx.Model(&Function{}).Where("id = ?", functionID), "Function"
 	}
-	return translate(d.gorm.WithContext(ctx).Model(&FunctionVersion{}).
-		Where("function_id = ? AND version_number = ?", functionID, version).Updates(bump).Error, "FunctionVersion", functionID)
+	return tx.Model(&FunctionVersion{}).Where("function_id = ? AND version_number = ?", functionID, version), "FunctionVersion"
 }
 
 // SetUpdatedAt sets a function's updated_at; tests use it to age a function.

@@ -41,7 +41,19 @@ var migrations = []migration{
 	{Version: 6, Name: "functions' own minimum and maximum of workers", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(&Function{})
 	}},
+	{Version: 7, Name: "executions indexed by (status, project_id), for the count of a project's running ones", Up: func(tx *gorm.DB) error {
+		if tx.Migrator().HasIndex(&Execution{}, ixRunningInProject) {
+			return nil
+		}
+		// Not a tag on the model: project_id is Base's, which every table
+		// embeds.
+		return tx.Exec("CREATE INDEX " + ixRunningInProject + " ON executions (status, project_id)").Error
+	}},
 }
+
+// ixRunningInProject serves the API's count of a project's running
+// executions (RunningInProject).
+const ixRunningInProject = "ix_executions_running_project"
 
 // LatestVersion is the schema version this build needs.
 func LatestVersion() int { return migrations[len(migrations)-1].Version }

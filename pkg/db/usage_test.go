@@ -250,3 +250,29 @@ func TestRunningCounts(t *testing.T) {
 		}
 	})
 }
+
+// TestRunningInProjectPlan: the count of a project's running executions
+// finds them by the (status, project_id) index (migration 7), not by walking
+// the project's every execution through the project_id index, however many
+// finished ones the project has.
+func TestRunningInProjectPlan(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		f := db.NewID()
+		for range 200 {
+			id := running(t, d, "p1", f)
+			_, err := d.FinishExecution(ctx, id, db.StatusSuccess, nil, nil)
+			require.NoError(t, err)
+		}
+		running(t, d, "p1", f)
+		running(t, d, "p2", f)
+		plan, err := db.PlanOfRunningInProject(ctx, d, "p1")
+		require.NoError(t, err)
+		t.Logf("plan:\n%s", plan)
+		assert.Contains(t, plan, "ix_executions_running_project", "the count uses the (status, project_id) index")
+		n, err := d.RunningInProject(ctx, "p1")
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+	})
+}

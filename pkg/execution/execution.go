@@ -126,7 +126,7 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		// A request no engine can ever receive was refused, not run: the
 		// caller is told to try again, and nothing of it is kept, counted
 		// or billed.
-		if errors.Is(err, rpc.ErrNotSent) && s.DB.DeleteExecution(sctx, e.ID) == nil {
+		if errors.Is(err, rpc.ErrNotSent) && s.DB.WithdrawExecution(sctx, e.ID, f.ID, e.FunctionVersion) == nil {
 			s.Metrics.ExecutionRejected(string(errdefs.KindOf(err)))
 			return nil, err
 		}

@@ -201,6 +201,9 @@ func TestStart_Engine(t *testing.T) {
 		after, err := w.db.Executions(ctx, db.Scope{ProjectID: "a"}, db.ListOptions{})
 		require.NoError(t, err)
 		require.Len(t, after, len(before), "nothing recorded, counted or billed for a refused request")
+		f, err := w.db.Function(ctx, db.Internal, w.fa)
+		require.NoError(t, err)
+		require.Equal(t, 3, f.Count, "the refusals took back their count")
 	})
 }
 

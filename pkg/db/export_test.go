@@ -1,0 +1,53 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// PlanOfRunningInProject returns the database's plan for RunningInProject's
+// count, one line per row of EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (MySQL),
+// its columns joined by spaces.
+func PlanOfRunningInProject(ctx context.Context, d *DB, project string) (string, error) {
+	g := d.gorm.WithContext(ctx)
+	query := g.ToSQL(func(tx *gorm.DB) *gorm.DB {
+		var n int64
+		return runningInProject(tx, project).Count(&n)
+	})
+	explain := "EXPLAIN "
+	if g.Dialector.Name() == "sqlite" {
+		explain = "EXPLAIN QUERY PLAN "
+	}
+	rows, err := g.Raw(explain + query).Rows()
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return "", err
+		}
+		var parts []string
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			parts = append(parts, cols[i]+"="+fmt.Sprint(v))
+		}
+		lines = append(lines, strings.Join(parts, " "))
+	}
+	return strings.Join(lines, "\n"), rows.Err()
+}
