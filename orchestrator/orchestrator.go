@@ -119,7 +119,10 @@ type Capacity struct {
 
 // Function is what a worker is specialised for.
 type Function struct {
-	ID        string
+	ID string
+	// ProjectID owns the function (the local orchestrator's package cache
+	// bounds what one project's packages take).
+	ProjectID string
 	Version   int
 	RuntimeID string
 	Entry     string

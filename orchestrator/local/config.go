@@ -60,6 +60,10 @@ type Config struct {
 	// packages together take in WorkersDir (pkgcache.go; default
 	// DefaultPackageCacheSize).
 	PackageCacheSize int64
+	// PackageCacheProjectShare is the percent of PackageCacheSize one
+	// project's unpacked packages may take together (default
+	// DefaultPackageCacheProjectShare).
+	PackageCacheProjectShare int
 	// Sandbox confines workers; the zero value runs them unconfined.
 	Sandbox Sandbox
 	// CgroupParent is where workers' cgroups go: relative to the engine's
@@ -95,6 +99,8 @@ const (
 	// DefaultPackageCacheSize holds four packages of the largest size
 	// archive.DefaultLimits lets through.
 	DefaultPackageCacheSize = 2 << 30
+	// DefaultPackageCacheProjectShare lets one project hold half of it.
+	DefaultPackageCacheProjectShare = 50
 )
 
 // maxUnixSocketPathLen bounds a worker's socket path: sun_path is 108 bytes
@@ -130,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PackageCacheSize <= 0 {
 		c.PackageCacheSize = DefaultPackageCacheSize
+	}
+	if c.PackageCacheProjectShare <= 0 || c.PackageCacheProjectShare > 100 {
+		c.PackageCacheProjectShare = DefaultPackageCacheProjectShare
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -5,7 +5,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -128,7 +130,7 @@ func TestHostile_PackageShared(t *testing.T) {
 // fails with the reason, and a copy no worker uses any more makes room.
 func TestHostile_PackageBudget(t *testing.T) {
 	const blob, budget = 8 << 20, 20 << 20
-	hostileEachWith(t, func(c *Config) { c.PackageCacheSize = budget }, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
+	hostileEachWith(t, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = budget, 100 }, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
 		fns := map[string]orchestrator.Function{}
 		for id, size := range map[string]int{"fn-a": blob, "fn-b": blob, "fn-c": blob, "fn-big": budget + 1} {
 			fns[id] = rt.fnWithFiles(t, id, hostilePackageSrc[rt.name], map[string]string{"blob.bin": strings.Repeat("\x00", size)})
@@ -159,5 +161,77 @@ func TestHostile_PackageBudget(t *testing.T) {
 		require.ElementsMatch(t, []string{"fn-b", "fn-c"}, kept, "fn-a's unused copy made room")
 		packageRun(t, o, b, fns["fn-b"], blob)
 		packageRun(t, o, c, fns["fn-c"], blob)
+	})
+}
+
+// TestHostile_PackageProjectShare: two functions of one project with big
+// packages try to evict another project's copy (unused, and the oldest):
+// the project holds at most its share of the budget, so the second fails
+// with the reason while the first runs, and then evicts the first, never
+// the other project's.
+func TestHostile_PackageProjectShare(t *testing.T) {
+	const budget = 20 << 20
+	hostileEachWith(t, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = budget, 50 }, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
+		fn := func(id, project string, size int) orchestrator.Function {
+			f := rt.fnWithFiles(t, id, hostilePackageSrc[rt.name], map[string]string{"blob.bin": strings.Repeat("\x00", size)})
+			f.ProjectID = project
+			return f
+		}
+		victim := fn("fn-victim", "victim", 6<<20)
+		evil1, evil2 := fn("fn-evil-1", "evil", 7<<20), fn("fn-evil-2", "evil", 7<<20)
+		cached := func() []string {
+			var out []string
+			for _, e := range cacheEntries(t, o) {
+				out = append(out, e.meta.Function)
+			}
+			return out
+		}
+		require.NoError(t, o.DeleteWorker(context.Background(), scaleUp(t, o, victim)))
+		first := scaleUp(t, o, evil1)
+
+		_, err := o.ScaleUp(context.Background(), evil2, 1)
+		require.ErrorContains(t, err, "do not fit within its share of the package cache")
+		require.ElementsMatch(t, []string{"fn-victim", "fn-evil-1"}, cached())
+
+		require.NoError(t, o.DeleteWorker(context.Background(), first))
+		second := scaleUp(t, o, evil2)
+		require.ElementsMatch(t, []string{"fn-victim", "fn-evil-2"}, cached(), "the victim's copy stayed")
+		packageRun(t, o, second, evil2, 7<<20)
+		packageRun(t, o, scaleUp(t, o, victim), victim, 6<<20)
+	})
+}
+
+// TestHostile_PackageConcurrentColdStarts: many cold starts at once of
+// functions whose packages together are half again the budget: the cache
+// never holds more than the budget, even while they unpack; those that fit
+// run, the others fail with the reason, none hangs.
+func TestHostile_PackageConcurrentColdStarts(t *testing.T) {
+	const blob, budget, callers = 6 << 20, 20 << 20, 5
+	hostileEachWith(t, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = budget, 100 }, func(t *testing.T, o *Orchestrator, rt hostileRuntime, strict bool) {
+		fns := make([]orchestrator.Function, callers)
+		for i := range fns {
+			fns[i] = rt.fnWithFiles(t, "fn-cold-"+strconv.Itoa(i), hostilePackageSrc[rt.name], map[string]string{"blob.bin": strings.Repeat("\x00", blob)})
+		}
+		stop := make(chan struct{})
+		most := maxDiskUsage(t, o.pkgs.dir, stop)
+		ws := make([][]orchestrator.Worker, callers)
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range fns {
+			wg.Go(func() { ws[i], errs[i] = o.ScaleUp(context.Background(), fns[i], 1) })
+		}
+		wg.Wait()
+		close(stop)
+		assert.LessOrEqual(t, <-most, int64(budget+64<<10), "the package cache stays within its budget")
+		ran := 0
+		for i, err := range errs {
+			if err != nil {
+				require.ErrorContains(t, err, "the package cache is full")
+				continue
+			}
+			ran++
+			packageRun(t, o, ws[i][0], fns[i], blob)
+		}
+		require.Equal(t, 3, ran, "as many as fit: %v", errs)
 	})
 }

@@ -99,7 +99,7 @@ func New(cfg Config) (*Orchestrator, error) {
 	if removed > 0 {
 		log.Info("removed stale worker directories", "dir", dir, "count", removed)
 	}
-	pkgs, err := newPackageCache(dir, cfg.PackageCacheSize, cfg.Limits, log)
+	pkgs, err := newPackageCache(dir, cfg.PackageCacheSize, cfg.PackageCacheProjectShare, cfg.Limits, log)
 	if err != nil {
 		return nil, fmt.Errorf("local orchestrator: %w", err)
 	}

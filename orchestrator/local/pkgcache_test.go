@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,7 +119,7 @@ func TestPackageCache_ConcurrentFirstUseUnpacksOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize = tc.budget })
+			e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = tc.budget, 100 })
 			e.pool(t)
 			const callers = 4
 			var opens atomic.Int64
@@ -160,7 +161,8 @@ func TestPackageCache_ConcurrentFirstUseUnpacksOnce(t *testing.T) {
 func TestPackageCache_Budget(t *testing.T) {
 	t.Parallel()
 	const mib = 1 << 20
-	e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize = 3*mib + mib/2 })
+	// One project may take it all: the rule under test is the whole budget's.
+	e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = 3*mib+mib/2, 100 })
 	e.pool(t)
 	var opens atomic.Int64
 	fns := map[string]orchestrator.Function{}
@@ -236,4 +238,173 @@ func TestPackageCache_RestartRemovesUnusedCopies(t *testing.T) {
 	require.Len(t, entries, 1)
 	require.Equal(t, "fn-used", entries[0].meta.Function)
 	require.NoDirExists(t, stale)
+}
+
+// maxDiskUsage samples what dir takes on disk until stop is closed and
+// returns the most it saw.
+func maxDiskUsage(t *testing.T, dir string, stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var most int64
+		for {
+			if n, err := treeSize(dir); err == nil {
+				most = max(most, n)
+			}
+			select {
+			case <-stop:
+				out <- most
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// TestPackageCache_ConcurrentUnpacksReserve: cold starts of several
+// functions at once, whose packages together exceed the budget, reserve
+// their expansion before unpacking: the cache never holds more than the
+// budget, not even for a moment, and those that do not fit fail with the
+// reason before writing anything.
+func TestPackageCache_ConcurrentUnpacksReserve(t *testing.T) {
+	t.Parallel()
+	const mib, callers = 1 << 20, 6
+	e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = 3*mib+mib/2, 100 })
+	e.pool(t)
+	var opens atomic.Int64
+	fns := make([]orchestrator.Function, callers)
+	for i := range fns {
+		fns[i] = e.function(t, "fn-cold-"+strconv.Itoa(i), entryEcho)
+		fns[i].Package = countingPackage(t, mib, &opens, callers, 500*time.Millisecond)
+	}
+	stop := make(chan struct{})
+	most := maxDiskUsage(t, e.o.pkgs.dir, stop)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range fns {
+		wg.Go(func() { _, errs[i] = e.o.ScaleUp(context.Background(), fns[i], 1) })
+	}
+	wg.Wait()
+	close(stop)
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		require.ErrorContains(t, err, "the package cache is full")
+	}
+	require.Equal(t, 3, ok, "as many as fit: %v", errs)
+	require.LessOrEqual(t, <-most, e.o.cfg.PackageCacheSize+blockSize, "the cache never held more than its budget")
+	for _, en := range cacheEntries(t, e.o) {
+		require.False(t, en.reserved, "no reservation left: %+v", en)
+	}
+}
+
+// TestPackageCache_ProjectShare: one project's packages take at most its
+// share of the budget: a package of it that does not fit evicts that
+// project's own unused copies, never another project's, fails with the
+// reason while its copies are in use, and a package larger than the share
+// fails at once, every time without unpacking it again.
+func TestPackageCache_ProjectShare(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize, c.PackageCacheProjectShare = 4*mib, 50 })
+	e.pool(t)
+	var opens atomic.Int64
+	fn := func(id, project string, size int) orchestrator.Function {
+		f := e.function(t, id, entryEcho)
+		f.ProjectID, f.Package = project, countingPackage(t, size, &opens, 0, 0)
+		return f
+	}
+	victim := fn("fn-victim", "victim", mib)
+	evil1, evil2 := fn("fn-evil-1", "evil", 3*mib/2), fn("fn-evil-2", "evil", 3*mib/2)
+	huge := fn("fn-evil-huge", "evil", 5*mib/2)
+	cached := func() []string {
+		var out []string
+		for _, en := range cacheEntries(t, e.o) {
+			out = append(out, en.meta.Function)
+		}
+		return out
+	}
+
+	ws, err := e.o.ScaleUp(context.Background(), victim, 1)
+	require.NoError(t, err)
+	require.NoError(t, e.o.DeleteWorker(context.Background(), ws[0]), "the victim's copy is unused, and the oldest")
+	ws, err = e.o.ScaleUp(context.Background(), evil1, 1)
+	require.NoError(t, err)
+
+	_, err = e.o.ScaleUp(context.Background(), evil2, 1)
+	require.ErrorContains(t, err, "do not fit within its share of the package cache (2097152 bytes")
+	require.ElementsMatch(t, []string{"fn-victim", "fn-evil-1"}, cached(), "another project's copy is not evicted")
+
+	require.NoError(t, e.o.DeleteWorker(context.Background(), ws[0]))
+	_, err = e.o.ScaleUp(context.Background(), evil2, 1)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"fn-victim", "fn-evil-2"}, cached(), "the project's own unused copy made room")
+
+	before := opens.Load()
+	for range 2 {
+		_, err = e.o.ScaleUp(context.Background(), huge, 1)
+		require.ErrorContains(t, err, "expands to more than the 2097152 bytes one project's unpacked packages may take on this engine")
+	}
+	require.Equal(t, before+1, opens.Load(), "opened once: its refusal is remembered")
+}
+
+// TestPackageCache_TooBigMemoBounded: what is remembered of packages that
+// cannot fit goes with their function version, and never holds more than
+// maxTooBig.
+func TestPackageCache_TooBigMemoBounded(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	e := newFake(t, modeServe, func(c *Config) { c.PackageCacheSize = 2 * mib })
+	e.pool(t)
+	var opens atomic.Int64
+	big := e.function(t, "fn-big", entryEcho)
+	big.Package = countingPackage(t, 3*mib, &opens, 0, 0)
+	memos := func() int {
+		e.o.pkgs.mu.Lock()
+		defer e.o.pkgs.mu.Unlock()
+		return len(e.o.pkgs.tooBig)
+	}
+	_, err := e.o.ScaleUp(context.Background(), big, 1)
+	require.ErrorContains(t, err, "expands to more than")
+	require.Equal(t, 1, memos())
+	require.NoError(t, e.o.DeleteFunction(context.Background(), big.ID, 0))
+	require.Zero(t, memos(), "dropped with its function version")
+
+	e.o.pkgs.mu.Lock()
+	for i := range maxTooBig + 10 {
+		f := big
+		f.ID = "fn-big-" + strconv.Itoa(i)
+		e.o.pkgs.rememberTooBig(entryKey(f), f, e.o.pkgs.errTooBig(f))
+	}
+	e.o.pkgs.mu.Unlock()
+	require.Equal(t, maxTooBig, memos())
+}
+
+// TestPackageCache_ExitScansNothing: a worker's exit looks at its own
+// package's entry alone (a stray removed entry elsewhere in the cache is
+// left to the next eviction), yet removes its entry if the function
+// version was deleted while it ran.
+func TestPackageCache_ExitScansNothing(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, modeServe, nil)
+	e.pool(t)
+	fn := e.function(t, "fn-exit", entryEcho)
+	ws, err := e.o.ScaleUp(context.Background(), fn, 1)
+	require.NoError(t, err)
+	stray := filepath.Join(e.o.pkgs.dir, cacheGonePrefix+"stray")
+	require.NoError(t, os.MkdirAll(stray, 0o700))
+
+	require.NoError(t, e.o.pkgs.forget(fn.ID, 0), "deleted while its worker runs")
+	require.NoDirExists(t, stray, "forget sweeps")
+	require.NoError(t, os.MkdirAll(stray, 0o700))
+	entries := cacheEntries(t, e.o)
+	require.Len(t, entries, 2, "the set-aside entry, in use, and the stray")
+
+	require.NoError(t, e.o.DeleteWorker(context.Background(), ws[0]))
+	entries = cacheEntries(t, e.o)
+	require.Len(t, entries, 1, "the worker's exit removed its set-aside entry: %+v", entries)
+	require.Equal(t, stray, entries[0].path, "and looked at nothing else")
 }

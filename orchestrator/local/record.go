@@ -263,7 +263,7 @@ func (o *Orchestrator) stopForeign(ctx context.Context, recs []record) error {
 		}
 	}
 	if len(recs) > 0 {
-		o.pkgs.release("") // their packages may be unused now
+		o.pkgs.sweep() // their packages may be unused now
 	}
 	return ctx.Err()
 }

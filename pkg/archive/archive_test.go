@@ -367,3 +367,57 @@ func readTree(t *testing.T, dir string) map[string]string {
 	require.NoError(t, err)
 	return out
 }
+
+// TestExtractReserving: reserve is told what the package's entries will
+// take before anything is written, from a file or a stream; its refusal
+// ends the extraction with nothing written.
+func TestExtractReserving(t *testing.T) {
+	t.Parallel()
+	zipped := buildZip(t, zent{name: "a/b/c.txt", body: "abc"}, zent{name: "d.txt", body: "de"}, zent{name: "e/"})
+	want := archive.Expansion{Bytes: 5, Files: 2, Dirs: 3}
+	refused := errors.New("no room")
+	for _, tc := range []struct {
+		name    string
+		stream  bool
+		refuse  bool
+		wantErr error
+	}{
+		{name: "file"},
+		{name: "stream", stream: true},
+		{name: "file refused", refuse: true, wantErr: refused},
+		{name: "stream refused", stream: true, refuse: true, wantErr: refused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tmp := t.TempDir()
+			dir := filepath.Join(tmp, "out")
+			var got archive.Expansion
+			reserve := func(exp archive.Expansion) error {
+				got = exp
+				if _, err := os.Stat(dir); err == nil {
+					t.Errorf("%s exists before the reservation", dir)
+				}
+				if tc.refuse {
+					return refused
+				}
+				return nil
+			}
+			var err error
+			if tc.stream {
+				err = archive.ExtractReaderReserving(bytes.NewReader(zipped), tmp, dir, smallLimits, reserve)
+			} else {
+				path := filepath.Join(tmp, "p.zip")
+				require.NoError(t, os.WriteFile(path, zipped, 0o600))
+				err = archive.ExtractReserving(path, dir, smallLimits, reserve)
+			}
+			require.Equal(t, want, got)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				require.NoDirExists(t, dir)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"a/b/c.txt": "abc", "d.txt": "de"}, readTree(t, dir))
+		})
+	}
+}

@@ -27,6 +27,22 @@ const (
 // empty (or removed, if Extract created it). Errors caused by the package
 // wrap ErrInvalid; others (I/O, a non-empty dir) do not.
 func Extract(zipPath, dir string, lim Limits) error {
+	return ExtractReserving(zipPath, dir, lim, nil)
+}
+
+// Expansion is what a package's entries will take once extracted, from its
+// directory alone: archive/zip refuses an entry's data beyond its declared
+// size, so Bytes is exact.
+type Expansion struct {
+	Bytes int64 // all files' contents
+	Files int
+	Dirs  int // every directory that will be made, the implied ones too
+}
+
+// ExtractReserving is Extract calling reserve, when not nil, once the
+// package passed every check and before anything is written: an error from
+// reserve ends the extraction with it (a cache reserves disk space there).
+func ExtractReserving(zipPath, dir string, lim Limits, reserve func(Expansion) error) error {
 	f, err := os.Open(zipPath)
 	if err != nil {
 		return fmt.Errorf("extract package: %w", err)
@@ -36,7 +52,7 @@ func Extract(zipPath, dir string, lim Limits) error {
 	if err != nil {
 		return fmt.Errorf("extract package: %w", err)
 	}
-	return extract(f, st.Size(), dir, lim)
+	return extract(f, st.Size(), dir, lim, reserve)
 }
 
 // ExtractReader is Extract for a stream. Zip needs random access (its
@@ -44,6 +60,12 @@ func Extract(zipPath, dir string, lim Limits) error {
 // tmpDir ("" means os.TempDir()), which is removed afterwards. The spool is
 // capped so that an endless stream cannot fill the disk.
 func ExtractReader(r io.Reader, tmpDir, dir string, lim Limits) error {
+	return ExtractReaderReserving(r, tmpDir, dir, lim, nil)
+}
+
+// ExtractReaderReserving is ExtractReader calling reserve as
+// ExtractReserving does.
+func ExtractReaderReserving(r io.Reader, tmpDir, dir string, lim Limits, reserve func(Expansion) error) error {
 	lim = lim.withDefaults()
 	tmp, err := os.CreateTemp(tmpDir, "qinling-package-*.zip")
 	if err != nil {
@@ -61,7 +83,7 @@ func ExtractReader(r io.Reader, tmpDir, dir string, lim Limits) error {
 	if n > max {
 		return errTooBig(lim)
 	}
-	return extract(tmp, n, dir, lim)
+	return extract(tmp, n, dir, lim, reserve)
 }
 
 // spoolLimit is the largest archive that can still expand within lim: a
@@ -72,7 +94,7 @@ func spoolLimit(lim Limits) int64 {
 	return lim.MaxUncompressed + int64(lim.MaxFiles)*4096 + 1<<20
 }
 
-func extract(r io.ReaderAt, size int64, dir string, lim Limits) (err error) {
+func extract(r io.ReaderAt, size int64, dir string, lim Limits, reserve func(Expansion) error) (err error) {
 	lim = lim.withDefaults()
 	zr, err := openZip(r, size)
 	if err != nil {
@@ -81,6 +103,11 @@ func extract(r io.ReaderAt, size int64, dir string, lim Limits) (err error) {
 	entries, err := plan(zr, lim)
 	if err != nil {
 		return err
+	}
+	if reserve != nil {
+		if err := reserve(expansion(entries)); err != nil {
+			return err
+		}
 	}
 
 	created, err := prepareDir(dir)
@@ -200,4 +227,23 @@ func cleanup(dir string, created bool) {
 	for _, n := range names {
 		os.RemoveAll(filepath.Join(dir, n.Name()))
 	}
+}
+
+// expansion sums what checked entries will take.
+func expansion(entries []entry) Expansion {
+	var exp Expansion
+	dirs := map[string]bool{}
+	for _, e := range entries {
+		p := e.name
+		if !e.dir {
+			exp.Files++
+			exp.Bytes += int64(e.f.UncompressedSize64)
+			p = path.Dir(p)
+		}
+		for ; p != "." && !dirs[p]; p = path.Dir(p) {
+			dirs[p] = true
+		}
+	}
+	exp.Dirs = len(dirs)
+	return exp
 }

@@ -27,6 +27,7 @@ func TestDefault_LocalOrchestratorAgrees(t *testing.T) {
 		{option: "sandbox_gid", file: c.Local.SandboxGID, pkg: orchlocal.DefaultSandboxUID},
 		{option: "sandbox_tmp_size", file: c.Local.SandboxTmpSize, pkg: int64(orchlocal.DefaultTmpSize)},
 		{option: "package_cache_size", file: c.Local.PackageCacheSize, pkg: int64(orchlocal.DefaultPackageCacheSize)},
+		{option: "package_cache_project_share", file: c.Local.PackageCacheProjectShare, pkg: orchlocal.DefaultPackageCacheProjectShare},
 		{option: "engine.preload_window", file: c.Engine.PreloadWindow, pkg: orchlocal.DefaultPreloadWindow},
 		{option: "engine.preload_interval", file: c.Engine.PreloadInterval, pkg: orchlocal.DefaultPreloadInterval},
 	} {

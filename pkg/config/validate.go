@@ -52,6 +52,10 @@ func (c *Config) Validate() error {
 	v.atLeast("local_orchestrator.max_result_size", int64(c.Local.MaxResultSize), 1)
 	v.atLeast("local_orchestrator.nodejs_memory_overhead", c.Local.NodeMemoryOverhead, 0)
 	v.atLeast("local_orchestrator.package_cache_size", c.Local.PackageCacheSize, 1<<20)
+	v.atLeast("local_orchestrator.package_cache_project_share", int64(c.Local.PackageCacheProjectShare), 1)
+	if c.Local.PackageCacheProjectShare > 100 {
+		v.addf("local_orchestrator.package_cache_project_share %d: must be at most 100", c.Local.PackageCacheProjectShare)
+	}
 	v.hostUIDs(c.Local)
 	v.atLeast("storage.max_package_size", c.Storage.MaxPackageSize, 1)
 	v.atLeast("keystone_authtoken.token_cache_size", int64(c.Keystone.TokenCacheSize), 0)

@@ -25,6 +25,8 @@ func TestValidate_EachRule(t *testing.T) {
 		{name: "pool may be empty", change: func(c *Config) { c.Local.PoolSize = 0 }},
 		{name: "pool negative", change: func(c *Config) { c.Local.PoolSize = -1 }, want: "local_orchestrator.pool_size -1: must be at least 0"},
 		{name: "package cache too small", change: func(c *Config) { c.Local.PackageCacheSize = 1000 }, want: "local_orchestrator.package_cache_size 1000: must be at least 1048576"},
+		{name: "no project share of the package cache", change: func(c *Config) { c.Local.PackageCacheProjectShare = 0 }, want: "local_orchestrator.package_cache_project_share 0: must be at least 1"},
+		{name: "a project share above the whole", change: func(c *Config) { c.Local.PackageCacheProjectShare = 101 }, want: "local_orchestrator.package_cache_project_share 101: must be at most 100"},
 		{name: "host uid range empty", change: func(c *Config) { c.Local.SandboxHostUIDCount = 0 }, want: "local_orchestrator.sandbox_host_uid_count 0: must be at least 1"},
 		{name: "host uid range past 2^31", change: func(c *Config) { c.Local.SandboxHostUIDStart = 1<<31 - 10 }, want: "local_orchestrator.sandbox_host_uid_count 65536: the range from 2147483638 would end past 2147483646"},
 		{name: "host uid range holding nobody", change: func(c *Config) { c.Local.SandboxHostUIDStart = 65000 }, want: "local_orchestrator.sandbox_host_uid_start 65000: the range (65536 ids) must not hold sandbox_uid 65534"},

@@ -65,7 +65,7 @@ func (e *Engine) spec(f *db.Function, version int) orchestrator.Function {
 		pkg = e.swiftPackage(f, code, url)
 	}
 	return orchestrator.Function{
-		ID: f.ID, Version: version, RuntimeID: runtimeID, Entry: s.entry,
+		ID: f.ID, ProjectID: f.ProjectID, Version: version, RuntimeID: runtimeID, Entry: s.entry,
 		CPU: s.cpu, MemorySize: s.memorySize, Timeout: s.timeout,
 		Package: pkg,
 	}
