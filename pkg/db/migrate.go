@@ -41,7 +41,19 @@ var migrations = []migration{
 	{Version: 6, Name: "functions' own minimum and maximum of workers", Up: func(tx *gorm.DB) error {
 		return tx.AutoMigrate(&Function{})
 	}},
+	{Version: 8, Name: "executions.engine loses its index, one write fewer per execution", Up: func(tx *gorm.DB) error {
+		// Databases created before this migration have it; newer ones
+		// never had it.
+		if !tx.Migrator().HasIndex(&Execution{}, engineIndex) {
+			return nil
+		}
+		return tx.Migrator().DropIndex(&Execution{}, engineIndex)
+	}},
 }
+
+// engineIndex is the index gorm named for executions.engine up to
+// migration 8.
+const engineIndex = "idx_executions_engine"
 
 // LatestVersion is the schema version this build needs.
 func LatestVersion() int { return migrations[len(migrations)-1].Version }
