@@ -41,7 +41,8 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionOutcome, error) {
 	log := reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID, "function_id", a.FunctionID)
 	cur := a.Execution
-	if cur == nil || cur.ID != a.ExecutionID {
+	if !fresh(cur, a.ExecutionID) {
+		a.Function = nil
 		var err error
 		if cur, err = e.readRunning(ctx, log, a.ExecutionID); cur == nil {
 			return nil, err
@@ -107,6 +108,20 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 		return nil, nil
 	}
 	return &ExecutionOutcome{Status: status, Result: &result, UpdatedAt: end}, nil
+}
+
+// freshFor is how long after its insert a request's rows are used as they
+// came. An older request waited (in a queue, behind busy workers) long
+// enough for its caller to give up and end the execution, or for its
+// function to change: the engine reads both rows again, so that it does not
+// wait for a worker, or start one, for an execution that is over. Either
+// way begin's conditional update keeps it from running twice.
+const freshFor = time.Second
+
+// fresh reports whether the execution row a request carries is its own and
+// recent (freshFor).
+func fresh(row *db.Execution, id string) bool {
+	return row != nil && row.ID == id && time.Since(row.CreatedAt) < freshFor
 }
 
 // readRunning reads the execution a request names; nil (and no error) when

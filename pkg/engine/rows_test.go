@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -90,4 +91,40 @@ func TestExecutionArgs_RowsRoundTrip(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"execution_id":"e1","function_id":"f1","function_version":0,"input":null}`), &old))
 	require.Nil(t, old.Function, "an older API's request carries no rows")
 	require.Nil(t, old.Execution)
+}
+
+// A request for an execution its caller already ended (a sync call that gave
+// up waiting) runs nothing. When its rows are old enough for that to be
+// likely, the engine reads the row first and starts no worker for it.
+func TestEngine_EndedExecutionWithRows(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		age         time.Duration
+		wantScaleUp int
+	}{
+		{name: "recent rows: found out when starting it", age: 0, wantScaleUp: 1},
+		{name: "old rows: read again, no worker started", age: time.Minute, wantScaleUp: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, engine.Options{})
+			h.orch.Handle("hello.main", hello)
+			f := h.function(t, "hello.main")
+			args := h.execution(t, f)
+			row, err := h.db.Execution(ctx, db.Internal, args.ExecutionID)
+			require.NoError(t, err)
+			row.CreatedAt = row.CreatedAt.Add(-tc.age)
+			args.Function, args.Execution = f, row
+			gaveUp := `{"output": "gave up", "duration": 0}`
+			ended, err := h.db.FinishExecution(ctx, args.ExecutionID, db.StatusError, &gaveUp, nil)
+			require.NoError(t, err)
+			require.True(t, ended)
+
+			require.Equal(t, engine.ExecutionOutcome{}, dispatch(t, h, args))
+			require.Empty(t, h.orch.Calls().Run)
+			require.Len(t, h.orch.Calls().ScaleUp, tc.wantScaleUp)
+			stored, _ := h.stored(t, args.ExecutionID)
+			require.Equal(t, gaveUp, *stored.Result)
+		})
+	}
 }
