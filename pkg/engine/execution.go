@@ -90,7 +90,9 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbWait+30*time.Second)
 	defer cancel()
 	var finished bool
-	end := time.Now().UTC()
+	// Milliseconds, what MySQL's columns keep (gorm's DATETIME(3)): the
+	// answer then says what a later read says.
+	end := time.Now().UTC().Truncate(time.Millisecond)
 	if err := e.untilDB(sctx, log, func() error {
 		var err error
 		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur, End: end})
