@@ -124,9 +124,17 @@ func TestCountExecution(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			require.NoError(t, d.CountExecution(ctx, f.ID, 0))
 		}
+		// The API's way: the count and the insert in one transaction.
+		e := &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning, Sync: true}
+		require.NoError(t, d.CreateCountedExecution(ctx, e))
+		stored, err := d.Execution(ctx, db.Internal, e.ID)
+		require.NoError(t, err)
+		require.Equal(t, db.StatusRunning, stored.Status)
+		require.Error(t, d.CreateCountedExecution(ctx, &db.Execution{Base: db.Base{ID: e.ID, ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning}),
+			"a failed insert")
 		got, err := d.Function(ctx, db.Scope{ProjectID: "p"}, f.ID)
 		require.NoError(t, err)
-		require.Equal(t, 3, got.Count)
+		require.Equal(t, 4, got.Count, "a failed insert is not counted")
 		_, err = d.Function(ctx, db.Scope{ProjectID: "q"}, f.ID)
 		require.ErrorIs(t, err, errdefs.ErrNotFound)
 	})

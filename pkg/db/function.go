@@ -88,8 +88,27 @@ func (d *DB) DeleteFunction(ctx context.Context, id string) error {
 // bumps its updated_at, which is what idle expiry measures. A single UPDATE
 // is atomic, so upstream's compare-and-swap retry loop is not needed.
 func (d *DB) CountExecution(ctx context.Context, functionID string, version int) error {
-	q, what := counted(d.gorm.WithContext(ctx), functionID, version)
-	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
+	return countExecution(d.gorm.WithContext(ctx), functionID, version)
+}
+
+// CreateCountedExecution counts e's run of its function version
+// (CountExecution) and inserts e (CreateExecution) in one transaction: one
+// commit instead of two on every execution's way in (docs/benchmarks.md,
+// "The warm path").
+func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	fn := ""
+	if e.FunctionID != nil {
+		fn = *e.FunctionID
+	}
+	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {
+			return err
+		}
+		return translate(tx.Create(e).Error, "Execution", e.ID)
+	})
 }
 
 // WithdrawExecution undoes a start that never reached an engine: it deletes
@@ -104,6 +123,11 @@ func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, versi
 		q, what := counted(tx, functionID, version)
 		return translate(q.Where("count > 0").Update("count", gorm.Expr("count - 1")).Error, what, functionID)
 	})
+}
+
+func countExecution(tx *gorm.DB, functionID string, version int) error {
+	q, what := counted(tx, functionID, version)
+	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
 }
 
 // counted selects the row holding a function version's execution count,

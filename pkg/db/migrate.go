@@ -49,11 +49,23 @@ var migrations = []migration{
 		// embeds.
 		return tx.Exec("CREATE INDEX " + ixRunningInProject + " ON executions (status, project_id)").Error
 	}},
+	{Version: 8, Name: "executions.engine loses its index, one write fewer per execution", Up: func(tx *gorm.DB) error {
+		// Databases created before this migration have it; newer ones
+		// never had it.
+		if !tx.Migrator().HasIndex(&Execution{}, engineIndex) {
+			return nil
+		}
+		return tx.Migrator().DropIndex(&Execution{}, engineIndex)
+	}},
 }
 
 // ixRunningInProject serves the API's count of a project's running
 // executions (RunningInProject).
 const ixRunningInProject = "ix_executions_running_project"
+
+// engineIndex is the index gorm named for executions.engine up to
+// migration 8.
+const engineIndex = "idx_executions_engine"
 
 // LatestVersion is the schema version this build needs.
 func LatestVersion() int { return migrations[len(migrations)-1].Version }

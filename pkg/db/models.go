@@ -80,7 +80,10 @@ type Execution struct {
 	// Engine is the engine instance that started the execution and
 	// StartedAt when: both stay NULL until a worker is about to receive it
 	// (pkg/engine/recovery.go settles executions of vanished engines).
-	Engine    *string    `gorm:"size:255;index"`
+	// Not indexed (migration 8): every query on it also asks for running
+	// executions, which the status index finds, and each index is one more
+	// write per execution.
+	Engine    *string    `gorm:"size:255"`
 	StartedAt *time.Time ``
 	// Trigger says what started the execution (TriggerAPI, TriggerJob,
 	// TriggerWebhook) and UserID who, for its usage notification

@@ -69,6 +69,10 @@ type Outcome struct {
 	// (one statement fewer per execution). The notification reads the row
 	// anyway, for what changed since (its start).
 	Read *Execution
+	// End is when it ended, the row's updated_at; zero is now. A finisher
+	// that answers with the outcome it stored sets it, so that its answer
+	// and the row agree.
+	End time.Time
 }
 
 // FinishExecution stores the outcome of a running execution with no
@@ -111,7 +115,10 @@ func lockConflict(err error) bool {
 }
 
 func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (bool, error) {
-	end := now()
+	end := o.End
+	if end.IsZero() {
+		end = now()
+	}
 	// The conditional update is the guard: on MySQL it locks the row, so a
 	// second finisher waits and then finds it no longer running.
 	res := tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).

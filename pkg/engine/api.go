@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
@@ -35,11 +37,31 @@ type UpdateRuntimeArgs struct {
 // ExecutionArgs asks for one execution; the row already exists as running.
 // The engine reads everything else (runtime, entry, limits) from the
 // function's row.
+//
+// Function and Execution, when set, are those rows as the API just read and
+// inserted them (Execution without its input, which is Input), so that the
+// engine need read neither again (docs/benchmarks.md, "The warm path"). The
+// API sets them only for sync executions: an async request may wait in the
+// broker long enough for its function to change. An engine given a request
+// without them (from an API older than them, or the all-in-one's recovery)
+// reads both rows as before.
 type ExecutionArgs struct {
 	ExecutionID     string          `json:"execution_id"`
 	FunctionID      string          `json:"function_id"`
 	FunctionVersion int             `json:"function_version"`
 	Input           json.RawMessage `json:"input"`
+	Function        *db.Function    `json:"function,omitempty"`
+	Execution       *db.Execution   `json:"execution,omitempty"`
+}
+
+// ExecutionOutcome is an engine's answer to a sync create_execution: what
+// it stored as the execution's end, the fields the API answers with, so
+// that the API need not read the row back. Empty (an engine older than it,
+// or an execution someone else ended) means the API reads the row.
+type ExecutionOutcome struct {
+	Status    string    `json:"status,omitempty"`
+	Result    *string   `json:"result,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // FunctionArgs names a function version, with a count for scaling.
@@ -77,11 +99,13 @@ func (c Client) RuntimePool(ctx context.Context, id string) (orchestrator.Capaci
 }
 
 // CreateExecution runs an execution: a call when sync, a cast otherwise.
-func (c Client) CreateExecution(ctx context.Context, a ExecutionArgs, sync bool) error {
+// A sync call's answer is the outcome the engine stored, when it gives one.
+func (c Client) CreateExecution(ctx context.Context, a ExecutionArgs, sync bool) (ExecutionOutcome, error) {
+	var out ExecutionOutcome
 	if sync {
-		return c.RPC.Call(ctx, MethodCreateExecution, a, nil)
+		return out, c.RPC.Call(ctx, MethodCreateExecution, a, &out)
 	}
-	return c.RPC.Cast(ctx, MethodCreateExecution, a)
+	return out, c.RPC.Cast(ctx, MethodCreateExecution, a)
 }
 
 // DeleteFunction releases a function version's workers (cast).

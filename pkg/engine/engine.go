@@ -128,7 +128,12 @@ func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage)
 		if err := decode(&a); err != nil {
 			return nil, err
 		}
-		return nil, e.CreateExecution(ctx, a)
+		out, err := e.RunExecution(ctx, a)
+		if out == nil {
+			// No "null" reply: an API reads the row when the reply is empty.
+			return nil, err
+		}
+		return out, err
 	case MethodDeleteFunction, MethodScaleUpFunction, MethodScaleDownFunction:
 		var a FunctionArgs
 		if err := decode(&a); err != nil {

@@ -32,30 +32,32 @@ const attempts = 3
 // happens, the execution does not stay "running": it ends success, failed
 // (the function ran and failed), or error (it could not be run).
 func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
+	_, err := e.RunExecution(ctx, a)
+	return err
+}
+
+// RunExecution is CreateExecution, which also returns the outcome it stored
+// for a sync execution, for the API to answer with (nil when it stored none).
+func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionOutcome, error) {
 	log := reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID, "function_id", a.FunctionID)
 	// The transport passes the request on to the engine owning the
 	// function's workers (route.go), which reads the execution itself.
 	if err := e.forwardOnArrival(ctx, coord.FunctionVersion{FunctionID: a.FunctionID, Version: a.FunctionVersion}); err != nil {
-		return err
+		return nil, err
 	}
-	// A message broker delivers at least once: a request whose engine died
-	// before acknowledging it comes again. Only a still-running execution
-	// is worth running; a finished or deleted one is done.
-	var cur *db.Execution
-	err := e.untilDB(ctx, log, func() (err error) {
-		cur, err = e.db.Execution(ctx, db.Internal, a.ExecutionID)
-		return err
-	})
-	if err != nil && errdefs.KindOf(err) != errdefs.KindNotFound {
-		log.Error("execution could not be read; request dropped", "error", err)
-		return err
+	cur := a.Execution
+	if !fresh(cur, a.ExecutionID) {
+		a.Function = nil
+		var err error
+		if cur, err = e.readRunning(ctx, log, a.ExecutionID); cur == nil {
+			return nil, err
+		}
 	}
-	if err != nil || cur.Status != db.StatusRunning {
-		log.Info("execution not running any more, skipped", "error", err)
-		return nil
-	}
+	// A row the API sent says nothing of a second delivery: the engine
+	// finds out when it records the start (begin), as it would had another
+	// engine started the execution in between.
 	if cur.Engine != nil {
-		return e.settleStarted(ctx, log, a.ExecutionID)
+		return nil, e.settleStarted(ctx, log, a.ExecutionID)
 	}
 	ctx, untrack := e.track(ctx, a.ExecutionID)
 	defer untrack()
@@ -66,11 +68,11 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	var fw *rpc.Forward
 	switch {
 	case errors.Is(err, errNotOurs):
-		return e.settleStarted(ctx, log, a.ExecutionID)
+		return nil, e.settleStarted(ctx, log, a.ExecutionID)
 	case errors.As(err, &fw):
 		// The transport passes the request on to the engine that owns the
 		// function's workers (route.go); nothing was started here.
-		return err
+		return nil, err
 	case err != nil && e.stopped(ctx):
 		log.Warn("execution ended by the engine's stop", "error", err)
 		res, status = orchestrator.Result{Output: jsonString(msgEngineStopped)}, db.StatusError
@@ -93,19 +95,62 @@ func (e *Engine) CreateExecution(ctx context.Context, a ExecutionArgs) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbWait+30*time.Second)
 	defer cancel()
 	var finished bool
+	// Milliseconds, what MySQL's columns keep (gorm's DATETIME(3)): the
+	// answer then says what a later read says.
+	end := time.Now().UTC().Truncate(time.Millisecond)
 	if err := e.untilDB(sctx, log, func() error {
 		var err error
-		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur})
+		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur, End: end})
 		return err
 	}); err != nil {
 		log.Error("store execution result", "error", err)
-		return err
-	}
-	if finished {
-		e.opts.Metrics.ExecutionFinished(t.metrics(cur, status, res))
+		return nil, err
 	}
 	log.Info("execution finished", "status", status, "duration", res.Duration, "elapsed", time.Since(start))
-	return nil
+	if !finished {
+		return nil, nil
+	}
+	e.opts.Metrics.ExecutionFinished(t.metrics(cur, status, res))
+	if !cur.Sync {
+		return nil, nil
+	}
+	return &ExecutionOutcome{Status: status, Result: &result, UpdatedAt: end}, nil
+}
+
+// freshFor is how long after its insert a request's rows are used as they
+// came. An older request waited (in a queue, behind busy workers) long
+// enough for its caller to give up and end the execution, or for its
+// function to change: the engine reads both rows again, so that it does not
+// wait for a worker, or start one, for an execution that is over. Either
+// way begin's conditional update keeps it from running twice.
+const freshFor = time.Second
+
+// fresh reports whether the execution row a request carries is its own and
+// recent (freshFor).
+func fresh(row *db.Execution, id string) bool {
+	return row != nil && row.ID == id && time.Since(row.CreatedAt) < freshFor
+}
+
+// readRunning reads the execution a request names; nil (and no error) when
+// it is not running any more. A message broker delivers at least once: a
+// request whose engine died before acknowledging it comes again. Only a
+// still-running execution is worth running; a finished or deleted one is
+// done.
+func (e *Engine) readRunning(ctx context.Context, log *slog.Logger, id string) (*db.Execution, error) {
+	var cur *db.Execution
+	err := e.untilDB(ctx, log, func() (err error) {
+		cur, err = e.db.Execution(ctx, db.Internal, id)
+		return err
+	})
+	if err != nil && errdefs.KindOf(err) != errdefs.KindNotFound {
+		log.Error("execution could not be read; request dropped", "error", err)
+		return nil, err
+	}
+	if err != nil || cur.Status != db.StatusRunning {
+		log.Info("execution not running any more, skipped", "error", err)
+		return nil, nil
+	}
+	return cur, nil
 }
 
 // dbWait bounds how long an engine waits for an unreachable database (a
@@ -187,13 +232,15 @@ func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) 
 // waits for a free worker at most its function's timeout; an asynchronous one
 // as long as it takes.
 func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Timing) (orchestrator.Result, string, error) {
-	var f *db.Function
-	err := e.untilDB(ctx, reqctx.Logger(ctx, e.log), func() (err error) {
-		f, err = e.db.Function(ctx, db.Internal, a.FunctionID)
-		return err
-	})
-	if err != nil {
-		return orchestrator.Result{}, "", err
+	f := a.Function
+	if f == nil || f.ID != a.FunctionID {
+		err := e.untilDB(ctx, reqctx.Logger(ctx, e.log), func() (err error) {
+			f, err = e.db.Function(ctx, db.Internal, a.FunctionID)
+			return err
+		})
+		if err != nil {
+			return orchestrator.Result{}, "", err
+		}
 	}
 	t.MemorySize = f.MemorySize
 	if code := f.ParsedCode(); code.Source == db.SourceImage {

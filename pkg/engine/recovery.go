@@ -176,7 +176,7 @@ func (e *Engine) Replay(ctx context.Context, c Client) {
 			a.Input = json.RawMessage(*x.Input)
 		}
 		rctx := reqctx.With(ctx, reqctx.Identity{RequestID: "req-" + uuid.NewString(), ProjectID: x.ProjectID})
-		if err := c.CreateExecution(rctx, a, false); err != nil {
+		if _, err := c.CreateExecution(rctx, a, false); err != nil {
 			// Stopping again: the row stays the queue for the next start.
 			e.log.Warn("replay stopped", "execution_id", x.ID, "error", err)
 			return

@@ -21,9 +21,11 @@ import (
 	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
-// Engine is what Start needs of the engine: engine.Client over RPC.
+// Engine is what Start needs of the engine: engine.Client over RPC. A sync
+// call's outcome, when the engine gives one, is what it stored as the
+// execution's end.
 type Engine interface {
-	CreateExecution(ctx context.Context, a engine.ExecutionArgs, sync bool) error
+	CreateExecution(ctx context.Context, a engine.ExecutionArgs, sync bool) (engine.ExecutionOutcome, error)
 }
 
 // Starter starts executions.
@@ -106,9 +108,7 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		err = s.admit(ctx, f.ID, e.FunctionVersion, req.Project)
 	}
 	if err == nil {
-		if err = s.DB.CountExecution(ctx, f.ID, e.FunctionVersion); err == nil {
-			err = s.DB.CreateExecution(ctx, e)
-		}
+		err = s.DB.CreateCountedExecution(ctx, e)
 	}
 	if err != nil {
 		s.Metrics.ExecutionRejected(string(errdefs.KindOf(err)))
@@ -119,7 +119,15 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		input = json.RawMessage(*e.Input)
 	}
 	args := engine.ExecutionArgs{ExecutionID: e.ID, FunctionID: f.ID, FunctionVersion: e.FunctionVersion, Input: input}
-	if err := s.Engine.CreateExecution(ctx, args, e.Sync); err != nil {
+	if e.Sync {
+		// The rows as read and inserted, so that the engine need not read
+		// them again (engine.ExecutionArgs); the input travels once.
+		sent := *e
+		sent.Input = nil
+		args.Function, args.Execution = f, &sent
+	}
+	out, err := s.Engine.CreateExecution(ctx, args, e.Sync)
+	if err != nil {
 		reqctx.Logger(ctx, s.Log).Error("engine did not run the execution", "execution_id", e.ID, "error", err)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineWait)
 		defer cancel()
@@ -139,6 +147,11 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 		}
 	}
 	if !e.Sync {
+		return e, nil
+	}
+	if err == nil && out.Status != "" {
+		// What the engine stored: the row as inserted, ended.
+		e.Status, e.Result, e.UpdatedAt = out.Status, out.Result, &out.UpdatedAt
 		return e, nil
 	}
 	// The engine has written the outcome; read it even if the caller left.

@@ -24,24 +24,30 @@ import (
 type recordingEngine struct {
 	db   *db.DB
 	fail error
+	// answer, when set, is the outcome of a sync execution it answers
+	// with, as an engine does since it can (engine.ExecutionOutcome).
+	answer *engine.ExecutionOutcome
 
 	mu   sync.Mutex
 	args []engine.ExecutionArgs
 }
 
-func (r *recordingEngine) CreateExecution(ctx context.Context, a engine.ExecutionArgs, sync bool) error {
+func (r *recordingEngine) CreateExecution(ctx context.Context, a engine.ExecutionArgs, sync bool) (engine.ExecutionOutcome, error) {
 	r.mu.Lock()
 	r.args = append(r.args, a)
 	r.mu.Unlock()
 	if r.fail != nil {
-		return r.fail
+		return engine.ExecutionOutcome{}, r.fail
 	}
 	if sync {
 		out := `{"output": "ran", "duration": 0.01}`
 		_, err := r.db.FinishExecution(ctx, a.ExecutionID, db.StatusSuccess, &out, nil)
-		return err
+		if r.answer != nil {
+			return *r.answer, err
+		}
+		return engine.ExecutionOutcome{}, err
 	}
-	return nil
+	return engine.ExecutionOutcome{}, nil
 }
 
 // world is a database with two projects, each with a package function and
@@ -206,6 +212,62 @@ func TestStart_Engine(t *testing.T) {
 		require.Equal(t, 3, f.Count, "the refusals took back their count")
 	})
 }
+
+// TestStart_EngineAnswer: a sync request carries the rows the API read and
+// inserted, and the engine's answer is the execution's end, not read back;
+// an engine that answers nothing (older than that) has the row read back.
+func TestStart_EngineAnswer(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	// Unlike what the fake stores, so that the answer tells from a read.
+	answered := `{"output": "answered", "duration": 0.02}`
+	for _, tc := range []struct {
+		name       string
+		sync       bool
+		answer     *engine.ExecutionOutcome
+		wantResult *string // nil: still running
+	}{
+		{name: "sync, the engine answers: its answer", sync: true,
+			answer: &engine.ExecutionOutcome{Status: db.StatusSuccess, Result: &answered, UpdatedAt: at}, wantResult: &answered},
+		{name: "sync, the engine answers nothing: the row read back", sync: true, wantResult: strp(`{"output": "ran", "duration": 0.01}`)},
+		{name: "async: no rows sent, nothing awaited"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := &recordingEngine{db: w.db, answer: tc.answer}
+			s := &execution.Starter{DB: w.db, Engine: eng, Log: slog.New(slog.DiscardHandler)}
+			e, err := s.Start(context.Background(), execution.Request{Project: "a", Functions: db.Scope{ProjectID: "a"},
+				Target: execution.Target{FunctionID: w.fa}, Sync: tc.sync, Input: strp("world")})
+			require.NoError(t, err)
+			require.Len(t, eng.args, 1)
+			a := eng.args[0]
+			if tc.sync {
+				require.NotNil(t, a.Function)
+				require.Equal(t, w.fa, a.Function.ID)
+				require.NotNil(t, a.Execution)
+				require.Equal(t, e.ID, a.Execution.ID)
+				require.Equal(t, db.StatusRunning, a.Execution.Status)
+				require.Nil(t, a.Execution.Input, "the input travels once, as Input")
+				require.JSONEq(t, `{"__function_input": "world"}`, string(a.Input))
+			} else {
+				require.Nil(t, a.Function, "an async request may wait while its function changes")
+				require.Nil(t, a.Execution)
+			}
+			if tc.wantResult == nil {
+				require.Equal(t, db.StatusRunning, e.Status)
+				return
+			}
+			require.Equal(t, db.StatusSuccess, e.Status)
+			require.JSONEq(t, *tc.wantResult, *e.Result)
+			require.NotNil(t, e.UpdatedAt)
+			if tc.answer != nil {
+				require.True(t, at.Equal(*e.UpdatedAt))
+			}
+		})
+	}
+}
+
+func strp(s string) *string { return &s }
 
 // TestStart_Bounds: beyond the bound on running (in flight or queued)
 // executions of a function version or of a project, Start refuses with

@@ -107,9 +107,9 @@ func FuzzParse(f *testing.F) {
 // FireDue starts them one after another, in its own goroutine.
 type engineCalls struct{ runs []engine.ExecutionArgs }
 
-func (c *engineCalls) CreateExecution(_ context.Context, a engine.ExecutionArgs, _ bool) error {
+func (c *engineCalls) CreateExecution(_ context.Context, a engine.ExecutionArgs, _ bool) (engine.ExecutionOutcome, error) {
 	c.runs = append(c.runs, a)
-	return nil
+	return engine.ExecutionOutcome{}, nil
 }
 
 func TestHandler_FireDue(t *testing.T) {
