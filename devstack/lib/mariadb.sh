@@ -15,6 +15,7 @@ mariadb_args() {
 		"--bind-address=$SERVICE_HOST" "--pid-file=$RUN_DIR/mariadbd.pid" \
 		"--log-error=$LOG_DIR/mariadb-error.log" --skip-name-resolve \
 		--innodb-buffer-pool-size=128M --max-connections=500 \
+		"--innodb-flush-log-at-trx-commit=$MARIADB_FLUSH_LOG_AT_COMMIT" \
 		--character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci
 }
 

@@ -50,6 +50,13 @@ const (
 	// rejected without asking again, so a client retrying a bad token in a
 	// loop cannot hammer Keystone through us.
 	DefaultNegativeTTL = 10 * time.Second
+	// lateAnswers is how many timeouts a validation may run in all: a
+	// caller gives up after one, but Keystone's answer, if it comes within
+	// this many, still fills the cache. A Keystone slowed down past the
+	// timeout (an overloaded machine: docs/benchmarks.md, "The real stack")
+	// then costs one 503, not one per retry, and is asked once per token
+	// meanwhile, not once per timeout.
+	lateAnswers = 6
 )
 
 // The errors Validate returns. Their messages are upstream's (without the
@@ -126,7 +133,7 @@ func New(cfg config.KeystoneAuth, opts ...Option) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystone_authtoken.www_authenticate_uri %q: %w", uri, err)
 	}
-	pc.HTTPClient = http.Client{Timeout: v.timeout}
+	pc.HTTPClient = http.Client{Timeout: lateAnswers * v.timeout} // callers wait one timeout (Validate)
 	pc.UserAgent.Prepend("qinling-api")
 	if v.client, err = openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{}); err != nil {
 		return nil, fmt.Errorf("keystone_authtoken.www_authenticate_uri %q: %w", uri, err)
@@ -157,7 +164,9 @@ func (v *Validator) Authenticate(r *http.Request) (reqctx.Identity, error) {
 // when Keystone cannot answer (down, 5xx, slower than the timeout).
 //
 // Concurrent validations of one uncached token share a single Keystone call,
-// which is not cancelled when one of its waiters gives up.
+// which is not cancelled when one of its waiters gives up: each waits at
+// most the timeout, while the call goes on (up to lateAnswers timeouts) so
+// that a late answer is cached for the caller's retry.
 func (v *Validator) Validate(ctx context.Context, token string) (reqctx.Identity, error) {
 	if token == "" {
 		return reqctx.Identity{}, ErrAuthRequired
@@ -172,16 +181,21 @@ func (v *Validator) Validate(ctx context.Context, token string) (reqctx.Identity
 		if id, err, ok := v.cache.get(key, v.now()); ok {
 			return id, err
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.timeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateAnswers*v.timeout)
 		defer cancel()
 		id, until, err := v.fetch(fctx, token)
 		v.cache.put(key, id, until, err, v.now())
 		return id, err
 	})
+	timer := time.NewTimer(v.timeout)
+	defer timer.Stop()
 	select {
 	case res := <-ch:
 		id, _ := res.Val.(reqctx.Identity)
 		return withToken(id, token, res.Err)
+	case <-timer.C:
+		return reqctx.Identity{}, errdefs.Wrap(errdefs.KindUnavailable,
+			fmt.Errorf("keystone: no answer within %s", v.timeout), unavailableMsg)
 	case <-ctx.Done():
 		return reqctx.Identity{}, errdefs.Wrap(errdefs.KindUnavailable, ctx.Err(), unavailableMsg)
 	}

@@ -168,14 +168,32 @@ func TestValidator_Unreachable(t *testing.T) {
 func TestValidator_SlowKeystoneTimesOut(t *testing.T) {
 	t.Parallel()
 	fake, v, _ := setup(t, nil, keystone.WithTimeout(150*time.Millisecond))
-	fake.SetDelay(5 * time.Second)
+	release := fake.Hold()
+	defer release()
 	start := time.Now()
 	_, err := v.Validate(context.Background(), "member-token")
 	require.Equal(t, errdefs.KindUnavailable, errdefs.KindOf(err))
 	require.Less(t, time.Since(start), 2*time.Second, "bounded by the timeout, not Keystone")
 
-	// Outages are not cached: once Keystone answers again, so do we.
-	fake.SetDelay(0)
+	// The caller gave up, the validation did not: Keystone's late answer
+	// serves the retry (joining the call still out, or from the cache),
+	// without a second Keystone call.
+	release()
+	id, err := v.Validate(context.Background(), "member-token")
+	require.NoError(t, err)
+	require.Equal(t, "proj-a", id.ProjectID)
+	require.Equal(t, 1, fake.Calls("member-token"))
+}
+
+func TestValidator_OutagesAreNotCached(t *testing.T) {
+	t.Parallel()
+	fake, v, _ := setup(t, nil)
+	fake.FailWith(http.StatusServiceUnavailable)
+	_, err := v.Validate(context.Background(), "member-token")
+	require.Equal(t, errdefs.KindUnavailable, errdefs.KindOf(err))
+
+	// Once Keystone answers again, so do we.
+	fake.FailWith(0)
 	_, err = v.Validate(context.Background(), "member-token")
 	require.NoError(t, err)
 }

@@ -56,8 +56,9 @@ var (
 )
 
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	token string // X-Auth-Token of every request, if set (the real stack)
+	http  *http.Client
 }
 
 func (c *client) do(t testing.TB, method, path, ctype string, body []byte) (int, []byte) {
@@ -65,6 +66,9 @@ func (c *client) do(t testing.TB, method, path, ctype string, body []byte) (int,
 	require.NoError(t, err)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("X-Auth-Token", c.token)
 	}
 	resp, err := c.http.Do(req)
 	require.NoError(t, err)
@@ -419,6 +423,15 @@ func TestBench(t *testing.T) {
 			extra = append(extra, lists(t, c, rt, pkg, fid)...)
 		}
 		require.NoError(t, s.Stop())
+	}
+	if realStackSelected() {
+		r, more, skipped := realStack(t, pkg)
+		if skipped != "" {
+			extra = append(extra, skipped)
+		} else {
+			rows = append(rows, r)
+			extra = append(extra, more...)
+		}
 	}
 	base := baseline(t, dir)
 	rows = append(rows, base)
