@@ -37,6 +37,9 @@ class RuntimePolicyTests(helpers.TestCase):
             'status': 'available'})], False)
         res = self.client.get(reverse('horizon:project:runtimes:index'))
         self.assertContains(res, 'python3')
+        self.assertContains(res, 'Available')
+        # The API lets only admins read a pool: no column of dashes.
+        self.assertNotContains(res, 'Prewarmed workers')
 
     @override_settings(POLICY_CHECK_FUNCTION=POLICY)
     def test_members_are_not_offered_admin_actions(self):
@@ -56,6 +59,7 @@ class AdminRuntimeTests(helpers.BaseAdminViewTests):
             'name': RID, 'capacity': {'total': 3, 'available': 2}}
         res = self.client.get(reverse('horizon:admin:runtimes:index'))
         self.assertContains(res, '2 free of 3')
+        self.assertContains(res, 'Prewarmed workers')
         self.assertContains(res, 'Create Runtime')
 
     @helpers.create_mocks({api: ('runtime_create',)})
