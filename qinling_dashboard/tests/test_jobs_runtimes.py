@@ -70,3 +70,21 @@ class AdminRuntimeTests(helpers.BaseAdminViewTests):
         res = self.client.post(reverse('horizon:admin:runtimes:create'), {
             'image': '', 'is_public': 'on', 'trusted': 'on'})
         self.assertContains(res, 'Required param is missing.')
+
+    @helpers.create_mocks({api: ('runtime_get', 'runtime_update')})
+    def test_update_sends_only_what_changed(self):
+        # A runtime in error: the engine's reason is its description,
+        # longer than an admin may type.
+        reason = 'Runtime pool failed: ' + 'x' * 400
+        self.mock_runtime_get.return_value = api.Runtime({
+            'id': RID, 'name': 'broken', 'image': 'no-such-image',
+            'status': 'error', 'description': reason})
+        self.mock_runtime_update.return_value = api.Runtime({
+            'id': RID, 'name': 'broken'})
+        res = self.client.post(
+            reverse('horizon:admin:runtimes:update', args=[RID]),
+            {'runtime_id': RID, 'name': 'broken', 'description': reason,
+             'image': 'python3'})
+        self.assertNoFormErrors(res)
+        self.mock_runtime_update.assert_called_once_with(
+            helpers.IsHttpRequest(), RID, image='python3')
