@@ -37,6 +37,9 @@ class RuntimePolicyTests(helpers.TestCase):
             'status': 'available'})], False)
         res = self.client.get(reverse('horizon:project:runtimes:index'))
         self.assertContains(res, 'python3')
+        self.assertContains(res, 'Available')
+        # The API lets only admins read a pool: no column of dashes.
+        self.assertNotContains(res, 'Prewarmed workers')
 
     @override_settings(POLICY_CHECK_FUNCTION=POLICY)
     def test_members_are_not_offered_admin_actions(self):
@@ -56,6 +59,7 @@ class AdminRuntimeTests(helpers.BaseAdminViewTests):
             'name': RID, 'capacity': {'total': 3, 'available': 2}}
         res = self.client.get(reverse('horizon:admin:runtimes:index'))
         self.assertContains(res, '2 free of 3')
+        self.assertContains(res, 'Prewarmed workers')
         self.assertContains(res, 'Create Runtime')
 
     @helpers.create_mocks({api: ('runtime_create',)})
@@ -66,3 +70,21 @@ class AdminRuntimeTests(helpers.BaseAdminViewTests):
         res = self.client.post(reverse('horizon:admin:runtimes:create'), {
             'image': '', 'is_public': 'on', 'trusted': 'on'})
         self.assertContains(res, 'Required param is missing.')
+
+    @helpers.create_mocks({api: ('runtime_get', 'runtime_update')})
+    def test_update_sends_only_what_changed(self):
+        # A runtime in error: the engine's reason is its description,
+        # longer than an admin may type.
+        reason = 'Runtime pool failed: ' + 'x' * 400
+        self.mock_runtime_get.return_value = api.Runtime({
+            'id': RID, 'name': 'broken', 'image': 'no-such-image',
+            'status': 'error', 'description': reason})
+        self.mock_runtime_update.return_value = api.Runtime({
+            'id': RID, 'name': 'broken'})
+        res = self.client.post(
+            reverse('horizon:admin:runtimes:update', args=[RID]),
+            {'runtime_id': RID, 'name': 'broken', 'description': reason,
+             'image': 'python3'})
+        self.assertNoFormErrors(res)
+        self.mock_runtime_update.assert_called_once_with(
+            helpers.IsHttpRequest(), RID, image='python3')

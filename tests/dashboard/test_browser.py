@@ -40,6 +40,10 @@ HELLO = b'''def main(name="World", **kwargs):
 
 IDENTITY_503 = 'Identity service unavailable'
 
+# What Horizon's server-error page (openstack_dashboard/templates/500.html)
+# and Django's own say: no page of the suite may be one.
+ERROR_PAGE = ('Something went wrong!', 'Server Error (500)', 'Traceback')
+
 
 def stack_env():
     path = os.path.join(os.environ.get('STACK_DIR', '/opt/qinling-stack'),
@@ -88,6 +92,9 @@ class DashboardTest(unittest.TestCase):
         type(self).shot_n += 1
         self.driver.save_screenshot(os.path.join(
             self.shots, '%02d-%s.png' % (self.shot_n, name)))
+        page = self.driver.page_source
+        for marker in ERROR_PAGE:
+            self.assertNotIn(marker, page, 'an error page at ' + name)
 
     def wait(self, condition, what):
         try:
@@ -207,17 +214,20 @@ class DashboardTest(unittest.TestCase):
                     return r.get_attribute('data-object-id')
         return self.wait(found, 'a row with %r in %s' % (text, table))
 
-    def delete_row(self, table, object_id, name):
-        action = '%s__row_%s__action_delete' % (table, object_id)
-        # Present, not visible: when the row has another action first,
-        # delete sits in the row's closed action menu.
+    def row_action(self, table, object_id, name):
+        action = '%s__row_%s__action_%s' % (table, object_id, name)
+        # Present, not visible: all but a row's first action sit in its
+        # closed action menu.
         btn = self.wait(EC.presence_of_element_located((By.ID, action)),
-                        'the delete action of ' + object_id)
+                        'the %s action of %s' % (name, object_id))
         if not btn.is_displayed():
             self.find('#%s__row__%s .dropdown-toggle' %
                       (table, object_id)).click()
             btn = self.find('#' + action)
         btn.click()
+
+    def delete_row(self, table, object_id, name):
+        self.row_action(table, object_id, 'delete')
         self.find('.modal-footer .btn-danger').click()
         self.wait(lambda d: not d.find_elements(
             By.ID, '%s__row__%s' % (table, object_id)),
@@ -260,16 +270,38 @@ class DashboardTest(unittest.TestCase):
             By.ID, 'runtimes__row__' + self.state['broken_runtime']).text,
             'the broken runtime to fail')
         self.shot('admin-runtimes-ready')
+        # Admins read the pool; members (step 2) may not.
+        self.wait(lambda d: 'free of' in d.find_element(
+            By.ID, 'runtimes__row__' + rid).text, "the runtime's pool")
+        # A new image for a runtime in error: the API refuses (409).
+        self.row_action('runtimes', self.state['broken_runtime'], 'update')
+        self.find('.modal form')
+        self.set_field('image', 'python3')
+        self.submit_fails('runtime-update-unavailable', 'not available')
 
-    def test_02_member_sees_no_admin_actions(self):
+    def test_02_member_sees_runtimes_but_no_admin_actions(self):
+        self.need('runtime', 'broken_runtime')
+        d = self.driver
         self.login('demo')
         self.get('/project/runtimes/', 'demo-runtimes')
-        self.assertFalse(self.driver.find_elements(
-            By.ID, 'runtimes__action_create'))
-        self.driver.get(self.url + '/admin/runtimes/')
+        # The list with each runtime's status; no pool (the API keeps
+        # pools for admins), no admin action, no admin panel.
+        for key, status in (('runtime', 'Available'),
+                            ('broken_runtime', 'Error')):
+            self.assertIn(status, self.find(
+                '#runtimes__row__' + self.state[key]).text)
+        headers = [h.text for h in d.find_elements(
+            By.CSS_SELECTOR, '#runtimes thead th')]
+        self.assertIn('Status', headers)
+        self.assertNotIn('Pool', headers)
+        self.assertFalse(d.find_elements(
+            By.CSS_SELECTOR, '#runtimes [id*="__action_"]'))
+        self.assertFalse(d.find_elements(
+            By.CSS_SELECTOR, 'a[href*="/admin/"]'))
+        d.get(self.url + '/admin/runtimes/')
         self.shot('demo-admin-runtimes')
-        self.assertFalse(self.driver.find_elements(
-            By.ID, 'runtimes__action_create'))
+        self.assertIn('not authorized', d.page_source)
+        self.assertFalse(d.find_elements(By.ID, 'runtimes__action_create'))
 
     def create_function(self, name, source, path, entry=None, **extra):
         self.open_modal('functions__action_create')
@@ -299,7 +331,11 @@ class DashboardTest(unittest.TestCase):
         name = 'e2e-file-' + self.tag
         self.create_function(name, 'file', hello)
         self.submit_ok('function-from-file')
-        self.state['file_fn'] = self.row_of('functions', name)
+        self.state['file_fn'] = fid = self.row_of('functions', name)
+        self.row_action('functions', fid, 'update')
+        self.find('.modal form')
+        self.set_field('memory_size', '1')
+        self.submit_fails('function-edit-memory', 'memory')
 
     def test_04_create_function_from_a_zip(self):
         self.need('runtime')
@@ -412,6 +448,8 @@ class DashboardTest(unittest.TestCase):
         self.set_field('description', 'e2e')
         self.submit_ok('version-create')
         self.state['version'] = self.row_of('versions', 'e2e')
+        self.open_modal('versions__action_create_version')
+        self.submit_fails('version-unchanged', 'not changed')
 
         alias = 'e2e-alias-' + self.tag
         self.get(base + '?tab=function_details__aliases', 'aliases')
@@ -421,8 +459,18 @@ class DashboardTest(unittest.TestCase):
         self.submit_ok('alias-create')
         self.row_of('aliases', alias)
         self.state['alias'] = alias
+        self.open_modal('aliases__action_create_alias')
+        self.set_field('name', alias)
+        self.submit_fails('alias-exists', 'already exists')
 
         self.get(base + '?tab=function_details__webhooks', 'webhooks')
+        # The form's function, deleted meanwhile or never the project's
+        # (its hidden field changed): the API's 404 is the form's message.
+        self.open_modal('webhooks__action_create_webhook')
+        self.driver.execute_script(
+            'arguments[0].value = arguments[1];',
+            self.find_in_modal('#id_function_id'), str(uuid.uuid4()))
+        self.submit_fails('webhook-no-function', 'not found')
         self.open_modal('webhooks__action_create_webhook')
         self.set_field('function_alias', alias)
         self.submit_ok('webhook-create')

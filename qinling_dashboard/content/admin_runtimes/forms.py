@@ -35,17 +35,21 @@ class CreateRuntimeForm(forms.SelfHandlingForm):
 
 
 class UpdateRuntimeForm(forms.SelfHandlingForm):
+    """Sends only what the admin changed, and no length limit of its own:
+    a runtime in error carries the engine's reason as its description
+    (longer than the 255 characters an admin may set), which must not
+    stop a new image or name; a too long value typed here is the API's
+    message."""
     runtime_id = forms.CharField(widget=forms.HiddenInput())
-    name = forms.CharField(max_length=255, label=_('Name'), required=False)
-    description = forms.CharField(max_length=255, label=_('Description'),
-                                  required=False)
-    image = forms.CharField(max_length=255, label=_('Image'))
+    name = forms.CharField(label=_('Name'), required=False)
+    description = forms.CharField(label=_('Description'), required=False,
+                                  widget=forms.Textarea(attrs={'rows': 3}))
+    image = forms.CharField(label=_('Image'))
 
     def handle(self, request, data):
-        fields = {'name': data.get('name') or '',
-                  'description': data.get('description') or ''}
-        if data['image'] != self.initial.get('image'):
-            fields['image'] = data['image']
+        fields = {k: data.get(k) or '' for k in ('name', 'description',
+                                                 'image')
+                  if (data.get(k) or '') != (self.initial.get(k) or '')}
         try:
             runtime = api.runtime_update(request, data['runtime_id'],
                                          **fields)

@@ -4,6 +4,8 @@ from django.utils.translation import pgettext_lazy
 
 from horizon import tables
 
+from qinling_dashboard.content import common
+
 STATUS_CHOICES = (
     ('available', True),
     ('error', False),
@@ -32,8 +34,13 @@ class RuntimesTable(tables.DataTable):
     status = tables.Column('status', verbose_name=_('Status'), status=True,
                            status_choices=STATUS_CHOICES,
                            display_choices=STATUS_DISPLAY)
+    # The API's policy (pkg/policy/policy.go, as upstream's) lets only
+    # admins read a pool, so members get no column of dashes: the status
+    # column is what they may know of a runtime.
     pool = tables.Column(_pool, verbose_name=_('Pool'),
-                         help_text=_('Prewarmed workers (admins only).'))
+                         help_text=_('Prewarmed workers: free of total.'),
+                         policy_rules=((common.POLICY_SCOPE,
+                                        'runtime_pool:get_all'),))
     public = tables.Column('is_public', verbose_name=_('Public'),
                            filters=(defaultfilters.yesno,
                                     defaultfilters.capfirst))
