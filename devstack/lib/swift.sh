@@ -146,6 +146,16 @@ start_swift_proxy_daemon() {
 	log "swift: proxy ready at $SWIFT_URL"
 }
 
+swift_proxy_hash() { digest "$SWIFT_DIR/proxy-server.conf" "$SWIFT_DIR"/*.ring.gz; }
+
+# resume_swift_proxy: devstack/restart.sh swift-proxy, once the proxy is
+# stopped: start it with the configuration stack.sh wrote.
+resume_swift_proxy() {
+	swift_paths
+	start_swift_proxy_daemon
+	swift_proxy_hash >"$PID_DIR/swift-proxy.hash"
+}
+
 stack_swift() {
 	swift_paths
 	keystone_paths
@@ -162,7 +172,7 @@ stack_swift() {
 	for kind in account container object; do
 		ensure_daemon "swift-$kind" "$(digest "$SWIFT_DIR/$kind-server.conf" "$SWIFT_DIR/$kind.ring.gz")" "start_swift_${kind}_daemon"
 	done
-	ensure_daemon swift-proxy "$(digest "$SWIFT_DIR/proxy-server.conf" "$SWIFT_DIR"/*.ring.gz)" start_swift_proxy_daemon
+	ensure_daemon swift-proxy "$(swift_proxy_hash)" start_swift_proxy_daemon
 	KEYSTONE_URL=$KEYSTONE_URL REGION_NAME=$REGION_NAME QINLING_ENDPOINT=$QINLING_URL \
 		ADMIN_PASSWORD=$ADMIN_PASSWORD SERVICE_PASSWORD=$SERVICE_PASSWORD \
 		DEMO_PASSWORD=$DEMO_PASSWORD ALT_DEMO_PASSWORD=$ALT_DEMO_PASSWORD \

@@ -324,8 +324,11 @@ func (s *Stack) KillDaemon(name string) error {
 // RestartCommand is devstack/restart.sh SERVICE ARGS... for this stack, not
 // started; its output is collected in the returned buffer.
 func (s *Stack) RestartCommand(ctx context.Context, service string, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	script := filepath.Join(s.Env["DEVSTACK_DIR"], "restart.sh")
-	cmd := exec.CommandContext(ctx, script, append([]string{service}, args...)...)
+	return s.devstackCommand(ctx, "restart.sh", append([]string{service}, args...)...)
+}
+
+func (s *Stack) devstackCommand(ctx context.Context, script string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Env["DEVSTACK_DIR"], script), args...)
 	cmd.Env = append(os.Environ(), EnvStackDir+"="+s.Dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -335,11 +338,21 @@ func (s *Stack) RestartCommand(ctx context.Context, service string, args ...stri
 // Restart runs devstack/restart.sh SERVICE ARGS... and waits until the
 // service is back (the script waits for readiness).
 func (s *Stack) Restart(service string, args ...string) error {
+	return s.runDevstack("restart.sh", service, args...)
+}
+
+// Stop runs devstack/stop.sh SERVICE: the daemon (and its children) is
+// stopped by its recorded PID and stays stopped until Restart.
+func (s *Stack) Stop(service string) error {
+	return s.runDevstack("stop.sh", service)
+}
+
+func (s *Stack) runDevstack(script, service string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd, out := s.RestartCommand(ctx, service, args...)
+	cmd, out := s.devstackCommand(ctx, script, append([]string{service}, args...)...)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("devstack/restart.sh %s: %v\n%s", service, err, out)
+		return fmt.Errorf("devstack/%s %s: %v\n%s", script, service, err, out)
 	}
 	return nil
 }
