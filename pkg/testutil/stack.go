@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -107,6 +108,18 @@ func LoadStack() (*Stack, error) {
 // stack.env). Settings such as SWIFT_URL are written whatever runs.
 func (s *Stack) Enabled(service string) bool {
 	return slices.Contains(strings.Fields(s.Env["ENABLED_SERVICES"]), service)
+}
+
+// SkipUnlessObjectStorage skips t unless the stack described by env (its
+// stack.env) keeps packages in an object store, and returns which one:
+// swift or s3 (QINLING_STORAGE; devstack/settings).
+func SkipUnlessObjectStorage(t testing.TB, env map[string]string) string {
+	t.Helper()
+	storage := env["QINLING_STORAGE"]
+	if storage != "swift" && storage != "s3" {
+		t.Skipf("QINLING_STORAGE=%q: packages are in a directory the API and engines share; run the stack with QINLING_STORAGE=swift or s3", storage)
+	}
+	return storage
 }
 
 // ReadEnvFile parses KEY=VALUE lines (# comments, optional double quotes).

@@ -29,10 +29,7 @@ import (
 // the function removes their objects.
 func TestCLIPackagesInStore(t *testing.T) {
 	s := newScenario(t)
-	storage := s.stackEnv["QINLING_STORAGE"]
-	if storage != "swift" && storage != "s3" {
-		t.Skipf("QINLING_STORAGE=%q: packages are not in an object store; run the stack with QINLING_STORAGE=swift or s3", storage)
-	}
+	testutil.SkipUnlessObjectStorage(t, s.stackEnv)
 	rtID := s.newRuntime(t, "cli-store-py-")
 	c := s.demo.in(t)
 	// In every package's code, so that a copy of it on disk is found

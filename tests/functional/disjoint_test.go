@@ -25,10 +25,7 @@ import (
 func TestEnginesShareNoDisk(t *testing.T) {
 	testutil.SkipUnlessReal(t, srv, "needs the stack's API and engines as separate processes")
 	st := srv.Stack
-	storage := st.Env["QINLING_STORAGE"]
-	if storage != "swift" && storage != "s3" {
-		t.Skipf("QINLING_STORAGE=%q: packages are in a directory the API and engines share; run the stack with QINLING_STORAGE=swift or s3", storage)
-	}
+	testutil.SkipUnlessObjectStorage(t, st.Env)
 	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2")
 	fid := newFunction(t, "disjoint", "hello.main", map[string]string{"hello.py": helloPy})
 

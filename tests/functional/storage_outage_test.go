@@ -26,10 +26,7 @@ import (
 func TestPackageStorageOutage(t *testing.T) {
 	testutil.SkipUnlessReal(t, srv, "needs the stack's Swift")
 	st := srv.Stack
-	storage := st.Env["QINLING_STORAGE"]
-	if storage != "swift" && storage != "s3" {
-		t.Skipf("QINLING_STORAGE=%q: packages are not in Swift; run the stack with QINLING_STORAGE=swift or s3", storage)
-	}
+	storage := testutil.SkipUnlessObjectStorage(t, st.Env)
 	daemons := []string{"qinling-api"}
 	for i := 1; i <= st.Engines; i++ {
 		daemons = append(daemons, fmt.Sprintf("engine-%d", i))
