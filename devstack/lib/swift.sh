@@ -71,16 +71,28 @@ swift_proxy_conf() {
 		workers = 1
 		log_name = proxy-server
 
+		# authtoken before s3api s3token, as Swift's s3api docs order them:
+		# after s3token it would drop the identity s3token sets.
 		[pipeline:main]
-		pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api s3token authtoken keystoneauth copy dlo slo proxy-logging proxy-server
+		pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats authtoken s3api s3token keystoneauth copy dlo slo proxy-logging proxy-server
 
 		[app:proxy-server]
 		use = egg:swift#proxy
 		account_autocreate = true
 
+		# Keystone's POST /v3/s3tokens takes only an admin's or a service's
+		# token (keystone's s3tokens_validate policy; Debian's keystone
+		# 2:22.0.2-0+deb12u6): s3token calls it as the qinling user.
 		[filter:s3token]
 		use = egg:swift#s3token
 		auth_uri = http://$SERVICE_HOST:$KEYSTONE_PORT/v3
+		auth_type = password
+		auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT
+		username = qinling
+		password = $SERVICE_PASSWORD
+		project_name = service
+		user_domain_name = Default
+		project_domain_name = Default
 
 		[filter:authtoken]
 		paste.filter_factory = keystonemiddleware.auth_token:filter_factory

@@ -5,6 +5,7 @@ package functional
 import (
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,11 +49,14 @@ func TestEnginesShareNoDisk(t *testing.T) {
 		}
 		return true
 	}
-	// Executions are shared out over the engines by the broker; rounds of
-	// concurrent ones reach every engine after a few at most.
+	// An execution goes to the engine that has the function's workers
+	// (warm_owner); with none it is the broker's pick. So each round starts
+	// with the workers detached, and rounds of concurrent executions reach
+	// every engine after a few at most.
 	const rounds, perRound = 10, 6
 	var counts []float64
 	for round := 0; round < rounds && !everyEngine(counts); round++ {
+		expect(t, call(t, admin, http.MethodPost, "/v1/functions/"+fid+"/detach", nil), http.StatusAccepted)
 		statuses := make([]any, perRound)
 		var wg sync.WaitGroup
 		for i := range statuses {
