@@ -86,24 +86,12 @@ swift_proxy_conf() {
 		[filter:s3token]
 		use = egg:swift#s3token
 		auth_uri = http://$SERVICE_HOST:$KEYSTONE_PORT/v3
-		auth_type = password
-		auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT
-		username = qinling
-		password = $SERVICE_PASSWORD
-		project_name = service
-		user_domain_name = Default
-		project_domain_name = Default
+		$(swift_service_auth)
 
 		[filter:authtoken]
 		paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 		www_authenticate_uri = http://$SERVICE_HOST:$KEYSTONE_PORT
-		auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT
-		auth_type = password
-		username = qinling
-		password = $SERVICE_PASSWORD
-		project_name = service
-		user_domain_name = Default
-		project_domain_name = Default
+		$(swift_service_auth)
 		region_name = $REGION_NAME
 		delay_auth_decision = True
 		memcached_servers = $SERVICE_HOST:$MEMCACHED_PORT
@@ -117,6 +105,14 @@ swift_proxy_conf() {
 		memcache_servers = $SERVICE_HOST:$MEMCACHED_PORT
 		$(swift_plain_filters)
 	EOF
+}
+
+# swift_service_auth: the password auth options of the qinling service
+# user, which authtoken and s3token authenticate as.
+swift_service_auth() {
+	printf '%s\n' "auth_type = password" "auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT" \
+		"username = qinling" "password = $SERVICE_PASSWORD" "project_name = service" \
+		"user_domain_name = Default" "project_domain_name = Default"
 }
 
 # swift_plain_filters: the proxy's middlewares that need no settings.
