@@ -5,7 +5,8 @@
 #
 #   devstack/restart.sh SERVICE [--down SECONDS]
 #
-# SERVICE: mariadb, rabbitmq, etcd, keystone, qinling-api (or api), engine-N.
+# SERVICE: mariadb, rabbitmq, etcd, keystone, qinling-api (or api), engine-N,
+# swift-proxy (devstack/stop.sh stops one without starting it again).
 # --down keeps it stopped that long before starting it again (e.g. to hold a
 # broker outage open while a test probes the API). Exit status 0 means the
 # service is back and ready.
@@ -16,12 +17,12 @@ DEVSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$DEVSTACK_DIR/settings"
 # shellcheck source=devstack/lib/common.sh
 source "$DEVSTACK_DIR/lib/common.sh"
-for lib in mariadb rabbitmq etcd keystone qinling; do
+for lib in mariadb rabbitmq etcd keystone swift qinling; do
 	# shellcheck source=/dev/null
 	source "$DEVSTACK_DIR/lib/$lib.sh"
 done
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 service='' down=0
 while (($#)); do
@@ -69,11 +70,16 @@ qinling-api | engine-[0-9]*)
 	pause
 	restart_qinling "$service"
 	;;
+swift-proxy)
+	stop_daemon swift-proxy
+	pause
+	resume_swift_proxy
+	;;
 mariadb | etcd | keystone)
 	stop_daemon "$service" 60
 	pause
 	"stack_$service"
 	;;
-*) die "unknown service '$service' (mariadb, rabbitmq, etcd, keystone, qinling-api, engine-N)" ;;
+*) die "unknown service '$service' (mariadb, rabbitmq, etcd, keystone, qinling-api, engine-N, swift-proxy)" ;;
 esac
 log "$service: restarted"

@@ -9,7 +9,8 @@
 # K8S_QINLING_API_PORT=27071. K8S_ENABLED_SERVICES narrows what it starts
 # (e.g. "kubernetes" alone). Phases, each timed:
 #   1. snapshot the host state (devstack/tools/hoststate.sh)
-#   2. QINLING_ORCHESTRATOR=kubernetes devstack/stack.sh
+#   2. QINLING_ORCHESTRATOR=kubernetes QINLING_STORAGE=s3 devstack/stack.sh
+#      (K8S_STORAGE picks another package storage)
 #   3. go test -tags k8s ./orchestrator/kubernetes/... (the conformance
 #      suite, as the engines' identity) and ./tests/k8s/..., then the CLI
 #      tier (tests/cli) against this stack
@@ -24,6 +25,8 @@ K8S_ENV_SETTINGS=(
 	ETCD_PORT:22379 ETCD_PEER_PORT:22380
 	KUBE_ETCD_PORT:22479 KUBE_ETCD_PEER_PORT:22480
 	KUBE_CONTROLLER_MANAGER_PORT:22257 KUBE_SCHEDULER_PORT:22259
+	SWIFT_PORT:28880 SWIFT_ACCOUNT_PORT:26012 SWIFT_CONTAINER_PORT:26011
+	SWIFT_OBJECT_PORT:26010 MEMCACHED_PORT:21311
 )
 
 # k8s_conformance_env: orchestrator/kubernetes's real-cluster suite reads
@@ -81,6 +84,10 @@ env_k8s() {
 		return 1
 	fi
 	export QINLING_ORCHESTRATOR=kubernetes
+	# Packages in Swift's S3 API (stack.sh adds the swift service before
+	# qinling): the CLI tier proves the Kubernetes orchestrator over S3, as
+	# the default stack proves Swift (docs/storage.md, "What CI proves").
+	export QINLING_STORAGE=${K8S_STORAGE:-s3}
 	# Idle workers go after 30 s (tests/k8s waits for that).
 	export QINLING_FUNCTION_EXPIRATION=${K8S_FUNCTION_EXPIRATION:-30}
 	export ENABLED_SERVICES=${K8S_ENABLED_SERVICES:-mariadb rabbitmq etcd keystone kubernetes qinling}

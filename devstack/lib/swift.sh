@@ -71,27 +71,27 @@ swift_proxy_conf() {
 		workers = 1
 		log_name = proxy-server
 
+		# authtoken before s3api s3token, as Swift's s3api docs order them:
+		# after s3token it would drop the identity s3token sets.
 		[pipeline:main]
-		pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api s3token authtoken keystoneauth copy dlo slo proxy-logging proxy-server
+		pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats authtoken s3api s3token keystoneauth copy dlo slo proxy-logging proxy-server
 
 		[app:proxy-server]
 		use = egg:swift#proxy
 		account_autocreate = true
 
+		# Keystone's POST /v3/s3tokens takes only an admin's or a service's
+		# token (keystone's s3tokens_validate policy; Debian's keystone
+		# 2:22.0.2-0+deb12u6): s3token calls it as the qinling user.
 		[filter:s3token]
 		use = egg:swift#s3token
 		auth_uri = http://$SERVICE_HOST:$KEYSTONE_PORT/v3
+		$(swift_service_auth)
 
 		[filter:authtoken]
 		paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 		www_authenticate_uri = http://$SERVICE_HOST:$KEYSTONE_PORT
-		auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT
-		auth_type = password
-		username = qinling
-		password = $SERVICE_PASSWORD
-		project_name = service
-		user_domain_name = Default
-		project_domain_name = Default
+		$(swift_service_auth)
 		region_name = $REGION_NAME
 		delay_auth_decision = True
 		memcached_servers = $SERVICE_HOST:$MEMCACHED_PORT
@@ -105,6 +105,14 @@ swift_proxy_conf() {
 		memcache_servers = $SERVICE_HOST:$MEMCACHED_PORT
 		$(swift_plain_filters)
 	EOF
+}
+
+# swift_service_auth: the password auth options of the qinling service
+# user, which authtoken and s3token authenticate as.
+swift_service_auth() {
+	printf '%s\n' "auth_type = password" "auth_url = http://$SERVICE_HOST:$KEYSTONE_PORT" \
+		"username = qinling" "password = $SERVICE_PASSWORD" "project_name = service" \
+		"user_domain_name = Default" "project_domain_name = Default"
 }
 
 # swift_plain_filters: the proxy's middlewares that need no settings.
@@ -146,6 +154,16 @@ start_swift_proxy_daemon() {
 	log "swift: proxy ready at $SWIFT_URL"
 }
 
+swift_proxy_hash() { digest "$SWIFT_DIR/proxy-server.conf" "$SWIFT_DIR"/*.ring.gz; }
+
+# resume_swift_proxy: devstack/restart.sh swift-proxy, once the proxy is
+# stopped: start it with the configuration stack.sh wrote.
+resume_swift_proxy() {
+	swift_paths
+	start_swift_proxy_daemon
+	swift_proxy_hash >"$PID_DIR/swift-proxy.hash"
+}
+
 stack_swift() {
 	swift_paths
 	keystone_paths
@@ -162,7 +180,7 @@ stack_swift() {
 	for kind in account container object; do
 		ensure_daemon "swift-$kind" "$(digest "$SWIFT_DIR/$kind-server.conf" "$SWIFT_DIR/$kind.ring.gz")" "start_swift_${kind}_daemon"
 	done
-	ensure_daemon swift-proxy "$(digest "$SWIFT_DIR/proxy-server.conf" "$SWIFT_DIR"/*.ring.gz)" start_swift_proxy_daemon
+	ensure_daemon swift-proxy "$(swift_proxy_hash)" start_swift_proxy_daemon
 	KEYSTONE_URL=$KEYSTONE_URL REGION_NAME=$REGION_NAME QINLING_ENDPOINT=$QINLING_URL \
 		ADMIN_PASSWORD=$ADMIN_PASSWORD SERVICE_PASSWORD=$SERVICE_PASSWORD \
 		DEMO_PASSWORD=$DEMO_PASSWORD ALT_DEMO_PASSWORD=$ALT_DEMO_PASSWORD \

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -107,6 +108,18 @@ func LoadStack() (*Stack, error) {
 // stack.env). Settings such as SWIFT_URL are written whatever runs.
 func (s *Stack) Enabled(service string) bool {
 	return slices.Contains(strings.Fields(s.Env["ENABLED_SERVICES"]), service)
+}
+
+// SkipUnlessObjectStorage skips t unless the stack described by env (its
+// stack.env) keeps packages in an object store, and returns which one:
+// swift or s3 (QINLING_STORAGE; devstack/settings).
+func SkipUnlessObjectStorage(t testing.TB, env map[string]string) string {
+	t.Helper()
+	storage := env["QINLING_STORAGE"]
+	if storage != "swift" && storage != "s3" {
+		t.Skipf("QINLING_STORAGE=%q: packages are in a directory the API and engines share; run the stack with QINLING_STORAGE=swift or s3", storage)
+	}
+	return storage
 }
 
 // ReadEnvFile parses KEY=VALUE lines (# comments, optional double quotes).
@@ -324,8 +337,11 @@ func (s *Stack) KillDaemon(name string) error {
 // RestartCommand is devstack/restart.sh SERVICE ARGS... for this stack, not
 // started; its output is collected in the returned buffer.
 func (s *Stack) RestartCommand(ctx context.Context, service string, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	script := filepath.Join(s.Env["DEVSTACK_DIR"], "restart.sh")
-	cmd := exec.CommandContext(ctx, script, append([]string{service}, args...)...)
+	return s.devstackCommand(ctx, "restart.sh", append([]string{service}, args...)...)
+}
+
+func (s *Stack) devstackCommand(ctx context.Context, script string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Env["DEVSTACK_DIR"], script), args...)
 	cmd.Env = append(os.Environ(), EnvStackDir+"="+s.Dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -335,11 +351,21 @@ func (s *Stack) RestartCommand(ctx context.Context, service string, args ...stri
 // Restart runs devstack/restart.sh SERVICE ARGS... and waits until the
 // service is back (the script waits for readiness).
 func (s *Stack) Restart(service string, args ...string) error {
+	return s.runDevstack("restart.sh", service, args...)
+}
+
+// Stop runs devstack/stop.sh SERVICE: the daemon (and its children) is
+// stopped by its recorded PID and stays stopped until Restart.
+func (s *Stack) Stop(service string) error {
+	return s.runDevstack("stop.sh", service)
+}
+
+func (s *Stack) runDevstack(script, service string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd, out := s.RestartCommand(ctx, service, args...)
+	cmd, out := s.devstackCommand(ctx, script, append([]string{service}, args...)...)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("devstack/restart.sh %s: %v\n%s", service, err, out)
+		return fmt.Errorf("devstack/%s %s: %v\n%s", script, service, err, out)
 	}
 	return nil
 }

@@ -34,8 +34,16 @@ func md5Hex(b []byte) string {
 // apart from TestCLI so that it can run alone (-run TestCLISwiftFunctions).
 func TestCLISwiftFunctions(t *testing.T) {
 	s := newScenario(t)
+	rtID := s.newRuntime(t, "cli-swift-py-")
+	t.Run("swift functions", func(t *testing.T) { testSwiftFunctions(t, s, rtID) })
+	s.admin.run("runtime", "delete", rtID)
+}
+
+// newRuntime creates a Python runtime named prefix plus a random suffix as
+// the admin and waits until it is available; the caller deletes it.
+func (s *scenario) newRuntime(t *testing.T, prefix string) string {
 	adm := s.admin
-	rt := adm.show("runtime", "create", s.pythonImage, "--name", "cli-swift-py-"+suffix(t))
+	rt := adm.show("runtime", "create", s.pythonImage, "--name", prefix+suffix(t))
 	rtID, _ := rt["id"].(string)
 	require.Regexp(t, uuidRE, rtID)
 	adm.undo("runtime", "delete", rtID)
@@ -43,8 +51,7 @@ func TestCLISwiftFunctions(t *testing.T) {
 		shown := adm.show("runtime", "show", rtID)
 		return shown["status"] == "available", shown
 	})
-	t.Run("swift functions", func(t *testing.T) { testSwiftFunctions(t, s, rtID) })
-	adm.run("runtime", "delete", rtID)
+	return rtID
 }
 
 // testSwiftFunctions covers function create --container --object as the
