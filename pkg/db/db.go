@@ -136,6 +136,10 @@ func translate(err error, what, id string) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, new(*errdefs.Error)):
+		// Already translated: a transaction returns what its statements
+		// returned, or its own begin or commit error, which is not.
+		return err
 	case errors.Is(err, gorm.ErrRecordNotFound):
 		return errdefs.NotFound("%s not found [id=%s]", what, id)
 	case errors.Is(err, gorm.ErrDuplicatedKey):

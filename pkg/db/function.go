@@ -103,26 +103,26 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 	if e.FunctionID != nil {
 		fn = *e.FunctionID
 	}
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return translate(d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {
 			return err
 		}
 		return translate(tx.Create(e).Error, "Execution", e.ID)
-	})
+	}), "Execution", e.ID)
 }
 
 // WithdrawExecution undoes a start that never reached an engine: it deletes
 // execution id and takes back the one CountExecution added to its function
 // version, both or neither.
 func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, version int) error {
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return translate(d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		del := tx.Where("id = ?", id).Delete(&Execution{})
 		if del.Error != nil || del.RowsAffected == 0 {
 			return translate(del.Error, "Execution", id)
 		}
 		q, what := counted(tx, functionID, version)
 		return translate(q.Where("count > 0").Update("count", gorm.Expr("count - 1")).Error, what, functionID)
-	})
+	}), "Execution", id)
 }
 
 func countExecution(tx *gorm.DB, functionID string, version int) error {

@@ -32,6 +32,13 @@ func TestTranslate_DatabaseUnreachableIsUnavailable(t *testing.T) {
 		{name: "syntax error", err: &mysqldriver.MySQLError{Number: 1064, Message: "syntax"}, want: errdefs.KindInternal},
 		{name: "other", err: errors.New("boom"), want: errdefs.KindInternal},
 		{name: "connection reset", err: syscall.ECONNRESET, want: errdefs.KindUnavailable},
+		// A transaction's error is translated again as a whole (its begin
+		// or commit may fail on a connection MariaDB's restart broke; the
+		// chaos suite found that answered 500): what its statements
+		// returned keeps its kind.
+		{name: "already not found", err: errdefs.NotFound("Function not found [id=x]"), want: errdefs.KindNotFound},
+		{name: "already unavailable", err: translate(mysqldriver.ErrInvalidConn, "Function", "x"), want: errdefs.KindUnavailable},
+		{name: "invalid connection at commit", err: fmt.Errorf("commit: %w", mysqldriver.ErrInvalidConn), want: errdefs.KindUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, errdefs.KindOf(translate(tc.err, "Execution", "x")))
