@@ -212,8 +212,22 @@ func (e *Engine) growLocked(ctx context.Context, fv coord.FunctionVersion, f *db
 	if e.engineLocal && len(recorded) == 0 {
 		owner = e.routeTarget(ctx, all)
 	}
+	// With shared workers, the function's load is every engine's running
+	// executions, counted now: an engine whose executions all queued while
+	// another engine started the first worker has not counted them since
+	// (sharedLoad runs when a slot is free at once), and would find that
+	// one worker enough for its own queue alone.
+	shared := -1
+	if !e.engineLocal {
+		if n, err := e.db.RunningExecutions(ctx, fv.FunctionID, fv.Version); err == nil {
+			shared = n
+		}
+	}
 	e.mu.Lock()
 	st := e.state(fv)
+	if shared >= 0 {
+		st.shared = shared
+	}
 	routed := 0
 	if owner != "" {
 		routed = e.forwardWaiters(st, owner)
