@@ -469,22 +469,36 @@ func (c *packageCache) scanLocked() []cacheEntry {
 				out = append(out, cacheEntry{path: e.path, gone: true})
 				continue
 			}
-			if data, err := os.ReadFile(filepath.Join(e.path, entryMetaName)); err == nil && json.Unmarshal(data, &e.meta) == nil {
+			if readEntryMeta(e.path, &e.meta) {
 				e.reserved = true
 				out = append(out, e)
 			}
 			continue
 		}
-		if data, err := os.ReadFile(filepath.Join(e.path, entryMetaName)); err != nil || json.Unmarshal(data, &e.meta) != nil {
+		if !readEntryMeta(e.path, &e.meta) {
 			e.gone = true // half removed: nobody can claim it
 		}
-		if fi, err := os.Stat(filepath.Join(e.path, entryRefName)); err == nil {
-			e.users = int(fi.Sys().(*syscall.Stat_t).Nlink) - 1
-			e.lastUse = fi.ModTime()
-		}
+		e.users, e.lastUse = entryUsers(e.path)
 		out = append(out, e)
 	}
 	return out
+}
+
+// readEntryMeta reads the entry.json in dir into meta; false if there is
+// none that parses.
+func readEntryMeta(dir string, meta *entryMeta) bool {
+	data, err := os.ReadFile(filepath.Join(dir, entryMetaName))
+	return err == nil && json.Unmarshal(data, meta) == nil
+}
+
+// entryUsers is how many workers link the entry at dir (its ref's links
+// but its own) and when it was last used; 0 if it has no ref.
+func entryUsers(dir string) (int, time.Time) {
+	fi, err := os.Stat(filepath.Join(dir, entryRefName))
+	if err != nil {
+		return 0, time.Time{}
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Nlink) - 1, fi.ModTime()
 }
 
 // removeLocked removes an entry: renamed first, so that a removal cut short
@@ -580,7 +594,7 @@ func (c *packageCache) release(key string) {
 		_ = os.Chtimes(filepath.Join(c.dir, key, entryRefName), now, now)
 		var kept []string
 		for _, path := range c.removed[key] {
-			if fi, err := os.Stat(filepath.Join(path, entryRefName)); err == nil && fi.Sys().(*syscall.Stat_t).Nlink > 1 {
+			if users, _ := entryUsers(path); users > 0 {
 				kept = append(kept, path)
 				continue
 			}
