@@ -94,6 +94,11 @@ stack_rabbitmq() {
 	fi
 	rabbitmqctl_ set_permissions -p / "$RABBIT_USER" '.*' '.*' '.*' >/dev/null
 	log "rabbitmq: user $RABBIT_USER with all permissions on vhost /"
+	# Nothing reads the notification queues on this stack (Ceilometer would):
+	# keep their newest RABBIT_NOTIFICATIONS_MAX messages, not all of them.
+	rabbitmqctl_ set_policy --apply-to queues notifications-cap '^notifications\.' \
+		"{\"max-length\": $RABBIT_NOTIFICATIONS_MAX}" >/dev/null
+	log "rabbitmq: notifications.* queues keep their newest $RABBIT_NOTIFICATIONS_MAX messages"
 }
 
 # restart_rabbitmq [DOWN_SECONDS]: stop the node (epmd stays), stay down
