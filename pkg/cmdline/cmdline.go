@@ -163,11 +163,22 @@ func LogStarted(log *slog.Logger, program string, cfg *config.Config, attrs ...a
 	attrs = append(attrs,
 		"state", cfg.Default.StatePath,
 		"orchestrator", Orchestrator(cfg),
-		"storage", cfg.Storage.Provider+" "+cfg.PackagesDir(),
+		"storage", Storage(cfg),
 		"database", driver,
 		"rpc", rpc,
 		"version", VersionString())
 	log.Info(program+" started", attrs...)
+}
+
+// Storage says where packages are kept, e.g. "swift (container qinling)".
+func Storage(cfg *config.Config) string {
+	switch cfg.Storage.Provider {
+	case "swift":
+		return "swift (container " + cfg.Storage.SwiftContainer + ")"
+	case "s3":
+		return "s3 (bucket " + cfg.Storage.S3Bucket + ")"
+	}
+	return cfg.Storage.Provider + " " + cfg.PackagesDir()
 }
 
 // Orchestrator says which orchestrator runs functions and how it confines

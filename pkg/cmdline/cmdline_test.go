@@ -76,6 +76,10 @@ func TestLogStarted(t *testing.T) {
 			wantNot: []string{"rpc_response_timeout", "max_pids"}},
 		{name: "kubernetes without sandbox words", orch: func(c *config.Config) { c.Engine.Orchestrator = "kubernetes" },
 			want: []string{`orchestrator="kubernetes (namespace qinling)"`}, wantNot: []string{"sandbox"}},
+		{name: "swift names its container, no directory", orch: func(c *config.Config) { c.Storage.Provider = "swift" },
+			want: []string{`storage="swift (container qinling)"`}, wantNot: []string{"packages"}},
+		{name: "s3 names its bucket, no directory", orch: func(c *config.Config) { c.Storage.Provider = "s3" },
+			want: []string{`storage="s3 (bucket qinling)"`}, wantNot: []string{"packages"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := *cfg
