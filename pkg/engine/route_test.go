@@ -233,7 +233,7 @@ type callRecorder struct {
 }
 
 func (r *callRecorder) Call(context.Context, string, any, any) error { return r.record("") }
-func (r *callRecorder) Cast(context.Context, string, any) error     { return r.record("") }
+func (r *callRecorder) Cast(context.Context, string, any) error      { return r.record("") }
 func (r *callRecorder) CallEngine(_ context.Context, engine, _ string, _, _ any) error {
 	return r.record(engine)
 }
@@ -249,8 +249,10 @@ func (r *callRecorder) record(to string) error {
 // an older transport).
 type sharedOnly struct{ r *callRecorder }
 
-func (s sharedOnly) Call(ctx context.Context, m string, a, b any) error { return s.r.Call(ctx, m, a, b) }
-func (s sharedOnly) Cast(ctx context.Context, m string, a any) error    { return s.r.Cast(ctx, m, a) }
+func (s sharedOnly) Call(ctx context.Context, m string, a, b any) error {
+	return s.r.Call(ctx, m, a, b)
+}
+func (s sharedOnly) Cast(ctx context.Context, m string, a any) error { return s.r.Cast(ctx, m, a) }
 
 // TestClient_SyncCallGoesToOwner: qinling-api sends a sync execution
 // straight to the queue of the live engine owning its function's warm
