@@ -40,6 +40,18 @@ func (t *failingCommit) Commit() error {
 	return mysqldriver.ErrInvalidConn
 }
 
+// syncedSQLite is a new SQLite database at the latest schema, closed when
+// the test ends.
+func syncedSQLite(t *testing.T) *DB {
+	t.Helper()
+	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	_, _, err = d.Sync(context.Background())
+	require.NoError(t, err)
+	return d
+}
+
 // TestChanging_TransactionErrorIsTranslated: with notifications on, a
 // change runs in a transaction whose own begin or commit may fail on a
 // broken connection (a function create during a MariaDB restart); that is
@@ -55,11 +67,7 @@ func TestChanging_TransactionErrorIsTranslated(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
-			require.NoError(t, err)
-			t.Cleanup(func() { d.Close() })
-			_, _, err = d.Sync(ctx)
-			require.NoError(t, err)
+			d := syncedSQLite(t)
 			d.EnableNotifications("qinling.test")
 			sqlDB, err := d.gorm.DB()
 			require.NoError(t, err)

@@ -51,18 +51,7 @@ func TestRabbitMQ_Route(t *testing.T) {
 			a := newTestTransport(t, mq.URL, topic, short)
 			serve(t, a, shared(ran))
 			if tc.ownerUp {
-				b := newTestTransport(t, mq.URL, topic, short)
-				bctx, cancel := context.WithCancel(ctx)
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					assert.NoError(t, b.ServeEngine(bctx, "b", rpc.HandlerFunc(func(ctx context.Context, method string, args json.RawMessage) (any, error) {
-						assert.False(t, rpc.Forwardable(ctx), "a routed request is not forwarded again")
-						ran <- "b"
-						return "b", nil
-					})))
-				}()
-				t.Cleanup(func() { cancel(); <-done })
+				serveOwnerB(t, mq.URL, topic, short, ran)
 			}
 			client := newTestTransport(t, mq.URL, topic, nil)
 			var got string
@@ -74,6 +63,23 @@ func TestRabbitMQ_Route(t *testing.T) {
 			nothing(t, ran, 700*time.Millisecond, "a request handled twice")
 		})
 	}
+}
+
+// serveOwnerB serves engine "b"'s own queue until the test ends: each
+// request, never forwardable there, is answered "b" and reported on ran.
+func serveOwnerB(t *testing.T, url, topic string, mod func(*Config), ran chan<- string) {
+	b := newTestTransport(t, url, topic, mod)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, b.ServeEngine(ctx, "b", rpc.HandlerFunc(func(ctx context.Context, method string, args json.RawMessage) (any, error) {
+			assert.False(t, rpc.Forwardable(ctx), "a routed request is not forwarded again")
+			ran <- "b"
+			return "b", nil
+		})))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // TestRabbitMQ_RouteDeclareRefused: when the broker refuses to declare an
@@ -162,18 +168,7 @@ func TestRabbitMQ_CallEngine(t *testing.T) {
 				return "a", nil
 			})
 			if tc.ownerUp {
-				b := newTestTransport(t, mq.URL, topic, short)
-				bctx, cancel := context.WithCancel(ctx)
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					assert.NoError(t, b.ServeEngine(bctx, "b", rpc.HandlerFunc(func(ctx context.Context, method string, args json.RawMessage) (any, error) {
-						assert.False(t, rpc.Forwardable(ctx), "a routed request is not forwarded again")
-						ran <- "b"
-						return "b", nil
-					})))
-				}()
-				t.Cleanup(func() { cancel(); <-done })
+				serveOwnerB(t, mq.URL, topic, short, ran)
 			}
 			client := newTestTransport(t, mq.URL, topic, short)
 			if tc.deleted {
