@@ -205,6 +205,14 @@ func ImageFunctions(c *config.Config) bool {
 	return c.Engine.Orchestrator == "kubernetes" && c.Kubernetes.ImageFunctions
 }
 
+// EngineLocalWorkers reports whether the configured orchestrator's workers
+// can be used only by the engine that started them (orchestrator.EngineLocal),
+// so that qinling-api, which has no orchestrator of its own, sends a
+// function's sync executions to that engine (engine.Client.Owners).
+func EngineLocalWorkers(c *config.Config) bool {
+	return c.Engine.Orchestrator == "local"
+}
+
 // NewTransport returns the RPC transport named by [DEFAULT] transport_url;
 // an empty URL is the in-process transport, usable only when API and engine
 // share the process.

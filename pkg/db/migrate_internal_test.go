@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -24,11 +23,7 @@ func TestMigration8_DropsEngineIndex(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
-			require.NoError(t, err)
-			t.Cleanup(func() { d.Close() })
-			_, _, err = d.Sync(ctx)
-			require.NoError(t, err)
+			d := syncedSQLite(t)
 			tc.before(t, d)
 			_, to, err := d.Sync(ctx)
 			require.NoError(t, err)

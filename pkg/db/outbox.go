@@ -147,7 +147,11 @@ func (d *DB) changing(ctx context.Context, table, action string, id func() strin
 	if d.publisher == "" {
 		return change(d.gorm.WithContext(ctx))
 	}
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	// The transaction's own begin or commit error (a connection MariaDB's
+	// restart broke) is translated as its statements' errors are: the
+	// caller answers 503, not 500. id() is not asked: a begin that failed
+	// left a create's row unmade.
+	return translate(d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row map[string]any
 		if action == actionDelete {
 			row = readRow(tx, table, id())
@@ -165,7 +169,7 @@ func (d *DB) changing(ctx context.Context, table, action string, id func() strin
 		// large document and says nothing a meter needs.
 		delete(row, "trust_id")
 		return d.notify(ctx, tx, resourceEvents[table]+"."+action+".end", row)
-	})
+	}), table, "")
 }
 
 // readRow returns a row's columns by name, nil if there is none.

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/qinling-go/qinling/orchestrator"
+	"github.com/qinling-go/qinling/pkg/coord"
 	"github.com/qinling-go/qinling/pkg/db"
+	"github.com/qinling-go/qinling/pkg/metrics"
 	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
@@ -74,6 +76,14 @@ type FunctionArgs struct {
 // Client is the API's typed view of the engine over any RPC transport.
 type Client struct {
 	RPC rpc.Client
+	// Owners, when set (engine-local workers, several engines), sends a
+	// sync execution straight to the queue of the engine owning its
+	// function's warm workers (route.go), where the transport can address
+	// one engine (rpc.EngineCaller).
+	Owners coord.Coordinator
+	// Metrics counts those executions (ExecutionRouted "api_owner"); nil
+	// counts none.
+	Metrics *metrics.Metrics
 }
 
 // CreateRuntime asks an engine to build the runtime's pool (cast).
@@ -103,6 +113,10 @@ func (c Client) RuntimePool(ctx context.Context, id string) (orchestrator.Capaci
 func (c Client) CreateExecution(ctx context.Context, a ExecutionArgs, sync bool) (ExecutionOutcome, error) {
 	var out ExecutionOutcome
 	if sync {
+		if ec, engine := c.owner(ctx, a); engine != "" {
+			c.Metrics.ExecutionRouted(routeAPIOwner)
+			return out, ec.CallEngine(ctx, engine, MethodCreateExecution, a, &out)
+		}
 		return out, c.RPC.Call(ctx, MethodCreateExecution, a, &out)
 	}
 	return out, c.RPC.Cast(ctx, MethodCreateExecution, a)

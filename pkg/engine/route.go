@@ -27,6 +27,9 @@ const (
 	// routeOwnerScaled: it was queued here while another engine started
 	// the function's first workers under the function's lock.
 	routeOwnerScaled = "owner_scaled"
+	// routeAPIOwner: qinling-api sent a sync execution straight to the
+	// owner's queue (Client.owner), so no engine had to pass it on.
+	routeAPIOwner = "api_owner"
 )
 
 // workerRecords reads fv's worker records: all of them, and those this
@@ -78,22 +81,44 @@ func (e *Engine) forwardOnArrival(ctx context.Context, fv coord.FunctionVersion)
 // or no owner is alive (its workers died with it; its records go when it
 // restarts).
 func (e *Engine) routeTarget(ctx context.Context, all []coord.WorkerRecord) string {
-	counts := map[string]int{}
-	for _, w := range all {
-		if w.Owner == e.opts.Name {
-			return ""
-		}
-		if w.Owner != "" {
-			counts[w.Owner]++
-		}
-	}
-	if len(counts) == 0 {
+	if !ownedByOthers(e.opts.Name, all) {
 		return ""
 	}
 	instances, err := e.coord.RecentEngines(ctx)
 	if err != nil {
 		reqctx.Logger(ctx, e.log).Warn("live engines unknown; running the execution here", "error", err)
 		return ""
+	}
+	return Owner(e.opts.Name, all, instances)
+}
+
+// ownedByOthers says whether some of all has an owner and none is self, so
+// that Owner could name an engine (checked before asking for the engines).
+func ownedByOthers(self string, all []coord.WorkerRecord) bool {
+	owned := false
+	for _, w := range all {
+		if self != "" && w.Owner == self {
+			return false
+		}
+		owned = owned || w.Owner != ""
+	}
+	return owned
+}
+
+// Owner is the routing decision: of a function version's workers all, the
+// live engine (instances: coord's registrations) other than self owning the
+// most of them, the smallest name on a tie; "" when self owns one of them
+// (it runs the execution) or no owner is alive (its workers died with it).
+// self is "" for qinling-api, which owns no worker.
+func Owner(self string, all []coord.WorkerRecord, instances []string) string {
+	counts := map[string]int{}
+	for _, w := range all {
+		if self != "" && w.Owner == self {
+			return ""
+		}
+		if w.Owner != "" {
+			counts[w.Owner]++
+		}
 	}
 	alive := map[string]bool{}
 	for _, in := range instances {
@@ -144,4 +169,28 @@ func (e *Engine) forwardWaiters(st *fnState, owner string) int {
 	clear(st.waiting[len(kept):])
 	st.waiting = kept
 	return n
+}
+
+// owner returns the engine owning the warm workers of a's function version
+// and the transport's way to reach it, for qinling-api to send a sync
+// execution straight to that engine's queue: the same decision an engine
+// makes on arrival (forwardOnArrival), taken one hop earlier. Both reads
+// come from the coordinator's mirror (pkg/coord/etcd/mirror.go), no round
+// trip. "" (the shared queue, where any engine takes it and routes it as
+// before) when routing is off, the transport cannot address one engine, no
+// live engine owns a worker, or the coordinator cannot say.
+func (c Client) owner(ctx context.Context, a ExecutionArgs) (rpc.EngineCaller, string) {
+	ec, ok := c.RPC.(rpc.EngineCaller)
+	if !ok || c.Owners == nil {
+		return nil, ""
+	}
+	all, err := c.Owners.Workers(ctx, coord.FunctionVersion{FunctionID: a.FunctionID, Version: a.FunctionVersion})
+	if err != nil || !ownedByOthers("", all) {
+		return nil, ""
+	}
+	instances, err := c.Owners.RecentEngines(ctx)
+	if err != nil {
+		return nil, ""
+	}
+	return ec, Owner("", all, instances)
 }

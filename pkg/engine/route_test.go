@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/qinling-go/qinling/orchestrator"
 	"github.com/qinling-go/qinling/orchestrator/fake"
 	"github.com/qinling-go/qinling/pkg/coord"
+	"github.com/qinling-go/qinling/pkg/coord/memory"
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/engine"
 	"github.com/qinling-go/qinling/pkg/rpc"
@@ -184,4 +186,118 @@ func TestEngine_ForwardsBeforeReading(t *testing.T) {
 	var fw *rpc.Forward
 	require.ErrorAs(t, err, &fw, "passed on without reading the execution")
 	require.Equal(t, "e1", fw.Engine)
+}
+
+// TestOwner: the routing decision, shared by an engine on arrival and by
+// qinling-api before sending (self ""): the live owner of the most workers,
+// never the deciding engine's own, "" when none may take it.
+func TestOwner(t *testing.T) {
+	ws := func(owners ...string) []coord.WorkerRecord {
+		out := make([]coord.WorkerRecord, len(owners))
+		for i, o := range owners {
+			out[i] = coord.WorkerRecord{Name: "w" + string(rune('a'+i)), Owner: o}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		self      string
+		workers   []coord.WorkerRecord
+		instances []string
+		want      string
+	}{
+		{name: "no workers", self: "e1", instances: []string{"e1#1", "e2#1"}},
+		{name: "api: no workers", instances: []string{"e1#1"}},
+		{name: "another live engine owns it", self: "e1", workers: ws("e2"), instances: []string{"e1#1", "e2#1"}, want: "e2"},
+		{name: "api: the live owner", workers: ws("e2"), instances: []string{"e1#1", "e2#1"}, want: "e2"},
+		{name: "this engine owns one: it runs here", self: "e1", workers: ws("e2", "e1", "e2"), instances: []string{"e1#1", "e2#1"}},
+		{name: "api: the owner of the most", workers: ws("e1", "e2", "e2"), instances: []string{"e1#1", "e2#1"}, want: "e2"},
+		{name: "api: a tie goes to the smallest name", workers: ws("e2", "e1"), instances: []string{"e1#1", "e2#1"}, want: "e1"},
+		{name: "api: a dead owner is skipped", workers: ws("e1", "e2", "e2"), instances: []string{"e1#1"}, want: "e1"},
+		{name: "api: no owner alive", workers: ws("e2"), instances: []string{"e1#1"}},
+		{name: "api: records without an owner (older engines)", workers: ws("", ""), instances: []string{"e1#1"}},
+		{name: "api: instance names without a suffix", workers: ws("e2"), instances: []string{"e2"}, want: "e2"},
+		{name: "api: no live engines known", workers: ws("e2")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, engine.Owner(tc.self, tc.workers, tc.instances))
+		})
+	}
+}
+
+// callRecorder is an rpc.Client that can address one engine, and records
+// where each call went.
+type callRecorder struct {
+	mu    sync.Mutex
+	calls []string // "" for the shared queue, else the engine
+}
+
+func (r *callRecorder) Call(context.Context, string, any, any) error { return r.record("") }
+func (r *callRecorder) Cast(context.Context, string, any) error      { return r.record("") }
+func (r *callRecorder) CallEngine(_ context.Context, engine, _ string, _, _ any) error {
+	return r.record(engine)
+}
+
+func (r *callRecorder) record(to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, to)
+	return nil
+}
+
+// sharedOnly is an rpc.Client that cannot address one engine (inproc, or
+// an older transport).
+type sharedOnly struct{ r *callRecorder }
+
+func (s sharedOnly) Call(ctx context.Context, m string, a, b any) error {
+	return s.r.Call(ctx, m, a, b)
+}
+func (s sharedOnly) Cast(ctx context.Context, m string, a any) error { return s.r.Cast(ctx, m, a) }
+
+// TestClient_SyncCallGoesToOwner: qinling-api sends a sync execution
+// straight to the queue of the live engine owning its function's warm
+// workers, and everything else to the shared queue: async executions,
+// functions without a live owner, a client without routing, a transport
+// that cannot address one engine.
+func TestClient_SyncCallGoesToOwner(t *testing.T) {
+	fv := coord.FunctionVersion{FunctionID: "f1"}
+	for _, tc := range []struct {
+		name     string
+		owners   []string // the function's workers' owners
+		live     []string
+		sync     bool
+		noRoute  bool // Client.Owners unset
+		noEngine bool // transport without CallEngine
+		want     string
+	}{
+		{name: "sync, warm owner alive", owners: []string{"e2"}, live: []string{"e1", "e2"}, sync: true, want: "e2"},
+		{name: "sync, owner of the most workers", owners: []string{"e1", "e2", "e2"}, live: []string{"e1", "e2"}, sync: true, want: "e2"},
+		{name: "sync, no worker yet", live: []string{"e1", "e2"}, sync: true},
+		{name: "sync, owner dead", owners: []string{"e2"}, live: []string{"e1"}, sync: true},
+		{name: "async goes to the shared queue", owners: []string{"e2"}, live: []string{"e2"}},
+		{name: "routing off (shared workers)", owners: []string{"e2"}, live: []string{"e2"}, sync: true, noRoute: true},
+		{name: "transport cannot address an engine", owners: []string{"e2"}, live: []string{"e2"}, sync: true, noEngine: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			co := memory.New()
+			for i, o := range tc.owners {
+				require.NoError(t, co.AddWorker(ctx, fv, coord.WorkerRecord{Name: fmt.Sprintf("w%d", i), Owner: o}))
+			}
+			for _, n := range tc.live {
+				require.NoError(t, co.Register(ctx, n+"#0001"))
+			}
+			rec := &callRecorder{}
+			c := engine.Client{RPC: rec, Owners: co}
+			if tc.noRoute {
+				c.Owners = nil
+			}
+			if tc.noEngine {
+				c.RPC = sharedOnly{rec}
+			}
+			_, err := c.CreateExecution(ctx, engine.ExecutionArgs{ExecutionID: "x", FunctionID: fv.FunctionID}, tc.sync)
+			require.NoError(t, err)
+			require.Equal(t, []string{tc.want}, rec.calls)
+		})
+	}
 }

@@ -14,7 +14,7 @@ func newScaling() scaling {
 			Help: "Autoscaler decisions that changed a function's workers, by direction (up, down) and rule (target, burst, scale down, no worker, load above function_concurrency)."},
 			[]string{"direction", "rule"}),
 		routed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "executions_routed_total",
-			Help: "Executions this engine passed on to the engine that owns the function's workers, by when: on arrival (warm_owner) or from its queue once another engine had started workers (owner_scaled)."},
+			Help: "Executions passed on to the engine that owns the function's workers, by when: by qinling-api, straight to the owner's queue (api_owner), or by an engine on arrival (warm_owner) or from its queue once another engine had started workers (owner_scaled)."},
 			[]string{"reason"}),
 	}
 }

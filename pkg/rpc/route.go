@@ -22,6 +22,15 @@ type EngineQueues interface {
 	ServeEngine(ctx context.Context, engine string, h Handler) error
 }
 
+// EngineCaller is implemented by clients that can send a call straight to
+// one engine's own queue, where it is not forwardable (it was routed
+// already). An engine that does not take it in time, or a queue that is
+// gone, sends it on to the shared queue: it is never lost for being
+// addressed to one engine.
+type EngineCaller interface {
+	CallEngine(ctx context.Context, engine, method string, args, reply any) error
+}
+
 // Forward, returned by a handler for a request that is Forwardable, asks the
 // transport to pass the request on to Engine's own queue.
 type Forward struct {

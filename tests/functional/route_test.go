@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
 // TestRouteWarmOwner: n concurrent 4-second calls of a fresh function leave
@@ -60,4 +62,34 @@ func TestRouteWarmOwner(t *testing.T) {
 			require.Len(t, ws, tc.workers, "workers after %d concurrent calls: %v", tc.calls, ws)
 		})
 	}
+}
+
+// TestRouteOwnerDiesSync: qinling-api sends a warm function's sync calls
+// straight to the engine owning its workers. SIGKILL that engine: every
+// sync call made afterwards still ends success. One the API sends to the
+// dead owner's queue before it learns of the death (the engine's lease
+// lives up to [etcd] lock_ttl) comes back to the shared queue after the
+// engine queue's TTL and another engine runs it: none is lost. Not
+// parallel: it kills a daemon (see resilience_test.go).
+func TestRouteOwnerDiesSync(t *testing.T) {
+	testutil.SkipUnlessReal(t, srv, "the all-in-one has one in-process engine")
+	st := srv.Stack
+	require.GreaterOrEqual(t, st.Engines, 2, "needs QINLING_ENGINES >= 2 in devstack/settings")
+	fid := newFunction(t, "sleeper", "sleeper.main", map[string]string{"sleeper.py": sleeperPy}, "timeout", "60")
+	var id string
+	for range 3 {
+		id = succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")["id"].(string)
+	}
+	m := startedOn.FindStringSubmatch(waitStarted(t, st.Logs, []string{id})[id])
+	require.NotNil(t, m, "the engine that ran %s", id)
+	owner := m[1]
+	runsAgainAfter(t, st, owner)
+	t.Logf("SIGKILL %s, the owner of the function's worker", owner)
+	require.NoError(t, st.KillDaemon(owner))
+	for i := range 4 {
+		succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")
+		t.Logf("call %d after the kill: success", i)
+	}
+	require.NoError(t, st.Restart(owner), "devstack/restart.sh %s", owner)
+	succeeds(t, srv, fid, `{"seconds": 0}`, "slept 0")
 }

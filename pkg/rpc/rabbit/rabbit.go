@@ -182,8 +182,17 @@ type session struct {
 	done    chan struct{} // closed when the session is dead
 
 	mu       sync.Mutex
-	pending  map[string]chan rpc.Response // calls waiting, by correlation ID
-	declared map[string]bool              // engine queues declared for forwarding (route.go)
+	pending  map[string]*pendingCall // calls waiting, by correlation ID
+	declared map[string]bool         // engine queues declared (route.go)
+}
+
+// pendingCall is a call waiting for its reply.
+type pendingCall struct {
+	reply chan rpc.Response // buffered; readReplies is its only sender
+	// returned is signalled when the broker hands the request back as
+	// unroutable (a call to an engine's queue that no longer exists,
+	// route.go); buffered, readReturns is its only sender.
+	returned chan struct{}
 }
 
 // New parses the URL and connects. A broker that cannot be reached is not
@@ -381,7 +390,7 @@ func (t *Transport) open(b broker) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]chan rpc.Response{}, declared: map[string]bool{}}
+	s := &session{broker: b, conn: conn, netConn: nc, done: make(chan struct{}), pending: map[string]*pendingCall{}, declared: map[string]bool{}}
 	fail := func(err error) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, err
@@ -413,6 +422,7 @@ func (t *Transport) open(b broker) (*session, error) {
 		return fail(fmt.Errorf("consume direct replies: %w", err))
 	}
 	go s.readReplies(replies, t.log)
+	go s.readReturns(s.ch.NotifyReturn(make(chan amqp.Return, 16)))
 	return s, nil
 }
 
@@ -479,23 +489,39 @@ func (s *session) readReplies(replies <-chan amqp.Delivery, log *slog.Logger) {
 			resp = rpc.Response{Error: errdefs.ToWire(errdefs.Wrap(errdefs.KindInternal, err, "Malformed reply from the engine."))}
 		}
 		s.mu.Lock()
-		ch := s.pending[d.CorrelationId]
+		p := s.pending[d.CorrelationId]
 		delete(s.pending, d.CorrelationId)
 		s.mu.Unlock()
-		if ch == nil {
+		if p == nil {
 			log.Debug("dropping a reply nobody waits for any more", "correlation_id", d.CorrelationId)
 			continue
 		}
-		ch <- resp // buffered, and this is its only sender
+		p.reply <- resp // buffered, and this is its only sender
 	}
 }
 
-func (s *session) expect(id string) chan rpc.Response {
-	ch := make(chan rpc.Response, 1)
+// readReturns tells the calls whose request the broker handed back as
+// unroutable; it ends when the channel closes.
+func (s *session) readReturns(returns <-chan amqp.Return) {
+	for r := range returns {
+		s.mu.Lock()
+		p := s.pending[r.CorrelationId]
+		s.mu.Unlock()
+		if p != nil {
+			select {
+			case p.returned <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (s *session) expect(id string) *pendingCall {
+	p := &pendingCall{reply: make(chan rpc.Response, 1), returned: make(chan struct{}, 1)}
 	s.mu.Lock()
-	s.pending[id] = ch
+	s.pending[id] = p
 	s.mu.Unlock()
-	return ch
+	return p
 }
 
 func (s *session) forget(id string) {
@@ -504,18 +530,19 @@ func (s *session) forget(id string) {
 	s.mu.Unlock()
 }
 
-// publish sends msg to the topic's queue. amqp091 ignores contexts once a
+// publish sends msg to queue key (through the default exchange); mandatory
+// asks the broker to hand it back when no such queue exists. amqp091 ignores contexts once a
 // write has started, and a write blocks when the broker stops reading, so
 // the write runs aside and the caller waits no longer than ctx allows; a
 // write left behind ends with its connection.
-func (s *session) publish(ctx context.Context, key string, msg amqp.Publishing) (*amqp.DeferredConfirmation, error) {
+func (s *session) publish(ctx context.Context, key string, mandatory bool, msg amqp.Publishing) (*amqp.DeferredConfirmation, error) {
 	type result struct {
 		dc  *amqp.DeferredConfirmation
 		err error
 	}
 	res := make(chan result, 1)
 	go func() {
-		dc, err := s.ch.PublishWithDeferredConfirm("", key, false, false, msg)
+		dc, err := s.ch.PublishWithDeferredConfirm("", key, mandatory, false, msg)
 		res <- result{dc, err}
 	}()
 	select {
@@ -558,6 +585,12 @@ func (t *Transport) prepare(ctx context.Context, method string, args any) ([]byt
 // Call sends method to one engine and waits for its reply, at most
 // CallTimeout and no longer than ctx allows.
 func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
+	return t.call(ctx, "", method, args, reply)
+}
+
+// call is Call through the topic's queue or, when engine is set, through
+// that engine's own (route.go).
+func (t *Transport) call(ctx context.Context, engine, method string, args, reply any) error {
 	body, s, err := t.prepare(ctx, method, args)
 	if err != nil {
 		return err
@@ -575,10 +608,17 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	queue := t.cfg.Topic
+	if engine != "" {
+		if queue, err = t.engineQueueOf(s, engine); err != nil {
+			t.log.Warn("cannot address an engine's queue; sending to the shared one", "engine", engine, "error", err)
+			queue = t.cfg.Topic
+		}
+	}
 	id := uuid.NewString()
-	replies := s.expect(id)
+	pending := s.expect(id)
 	defer s.forget(id)
-	dc, err := s.publish(ctx, t.cfg.Topic, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:   contentType,
 		DeliveryMode:  amqp.Transient,
 		CorrelationId: id,
@@ -589,7 +629,10 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 		Type:       method,
 		Timestamp:  time.Now(),
 		Body:       body,
-	})
+	}
+	// An engine's queue may have gone (route.go): the broker hands the
+	// request back and it goes to the shared queue instead.
+	dc, err := s.publish(ctx, queue, queue != t.cfg.Topic, msg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return timedOut(ctx.Err())
@@ -599,8 +642,18 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 	confirmed := dc.Done()
 	for {
 		select {
-		case resp := <-replies:
+		case resp := <-pending.reply:
 			return resp.Decode(reply)
+		case <-pending.returned:
+			s.undeclare(queue)
+			t.log.Info("an engine's queue is gone; sending the request to the shared one", "engine", engine)
+			if dc, err = s.publish(ctx, t.cfg.Topic, false, msg); err != nil {
+				if ctx.Err() != nil {
+					return timedOut(ctx.Err())
+				}
+				return notSent(err, "could not send the request")
+			}
+			confirmed = dc.Done()
 		case <-confirmed:
 			if !dc.Acked() {
 				return s.refused()
@@ -608,7 +661,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 			confirmed = nil
 		case <-s.done:
 			select {
-			case resp := <-replies:
+			case resp := <-pending.reply:
 				return resp.Decode(reply)
 			default:
 			}
@@ -633,7 +686,7 @@ func (t *Transport) Cast(ctx context.Context, method string, args any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.ConfirmTimeout)
 	defer cancel()
-	dc, err := s.publish(ctx, t.cfg.Topic, amqp.Publishing{
+	dc, err := s.publish(ctx, t.cfg.Topic, false, amqp.Publishing{
 		ContentType:  contentType,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    uuid.NewString(),

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // Engine queues (pkg/rpc/route.go): besides the topic's queue, each engine
@@ -36,6 +38,44 @@ func (t *Transport) engineQueueArgs() amqp.Table {
 	}
 }
 
+var _ rpc.EngineCaller = (*Transport)(nil)
+
+// CallEngine is Call through engine's own queue: qinling-api sends a sync
+// execution straight to the engine owning its function's warm workers
+// (pkg/engine/route.go). Should that queue be gone, the broker hands the
+// request back and it goes to the topic's queue; should its engine be dead,
+// it goes back there after EngineQueueTTL (above). Either way an engine
+// runs it.
+func (t *Transport) CallEngine(ctx context.Context, engine, method string, args, reply any) error {
+	return t.call(ctx, engine, method, args, reply)
+}
+
+// engineQueueOf returns engine's queue, declared on s first: publishing
+// to a queue that does not exist drops the message.
+func (t *Transport) engineQueueOf(s *session, engine string) (string, error) {
+	q := t.engineQueue(engine)
+	s.mu.Lock()
+	declared := s.declared[q]
+	s.mu.Unlock()
+	if declared {
+		return q, nil
+	}
+	if err := s.declareAside(q, t.engineQueueArgs()); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.declared[q] = true
+	s.mu.Unlock()
+	return q, nil
+}
+
+// undeclare forgets that q was declared (the broker said it is gone).
+func (s *session) undeclare(q string) {
+	s.mu.Lock()
+	delete(s.declared, q)
+	s.mu.Unlock()
+}
+
 // forward passes d on to engine's queue as it came, its reply address
 // included: the owner answers the caller itself. It returns once the
 // broker has confirmed the copy; then d may be acknowledged.
@@ -45,22 +85,13 @@ func (sv *server) forward(ctx context.Context, d amqp.Delivery, engine string) e
 	if err != nil {
 		return err
 	}
-	q := t.engineQueue(engine)
-	s.mu.Lock()
-	declared := s.declared[q]
-	s.mu.Unlock()
-	if !declared {
-		// Publishing to a queue that does not exist drops the message.
-		if err := s.declareAside(q, t.engineQueueArgs()); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		s.declared[q] = true
-		s.mu.Unlock()
+	q, err := t.engineQueueOf(s, engine)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.ConfirmTimeout)
 	defer cancel()
-	dc, err := s.publish(ctx, q, amqp.Publishing{
+	dc, err := s.publish(ctx, q, false, amqp.Publishing{
 		Headers:       d.Headers,
 		ContentType:   d.ContentType,
 		DeliveryMode:  d.DeliveryMode,

@@ -134,6 +134,9 @@ func run(ctx context.Context, cfg *config.Config, allInOne bool, log *slog.Logge
 	}
 	l := cfg.ResourceLimits
 	client := engine.Client{RPC: deps.Transport}
+	if backends.EngineLocalWorkers(cfg) {
+		client.Owners, client.Metrics = deps.Coord, deps.Metrics
+	}
 	executions := &execution.Starter{DB: deps.DB, Engine: client, Log: log.With("component", "api"),
 		MaxPerFunction: cfg.Engine.MaxPendingPerFunction, MaxPerProject: cfg.Engine.MaxPendingPerProject, Metrics: deps.Metrics}
 	srv := &api.Server{
