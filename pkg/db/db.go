@@ -5,6 +5,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -56,7 +57,11 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		// synchronous=NORMAL: in WAL mode a commit then needs no fsync (the
 		// log is synced at checkpoints); a crash of the process loses
 		// nothing, a power cut may lose the last commits but never corrupts.
-		dial = sqlite.Open(dsn + sep + "_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000")
+		conn, err := sql.Open(sqlite.DriverName, dsn+sep+"_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000")
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		dial = sqlite.New(sqlite.Config{Conn: newStmtPool(conn)})
 	case "mysql":
 		dial = mysql.Open(dsn)
 	default:
@@ -67,10 +72,9 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		NowFunc: func() time.Time { return time.Now().UTC() },
 		// Errors such as duplicate keys come back as gorm.ErrDuplicatedKey.
 		TranslateError: true,
-		// SQLite compiles every statement anew otherwise: a tenth of the
-		// embedded service's CPU per execution. MySQL keeps plain queries
-		// (server-side statements are per connection and never shared).
-		PrepareStmt: driver == "sqlite",
+		// SQLite keeps its statements prepared in its own pool
+		// (stmtcache.go). MySQL keeps plain queries (server-side statements
+		// are per connection and never shared).
 		// Every write is one statement (multi-statement changes use explicit
 		// transactions), so gorm's implicit transaction per write only costs
 		// a BEGIN/COMMIT and, with PrepareStmt, a fresh prepare inside it.
