@@ -27,6 +27,9 @@ import (
 type DB struct {
 	gorm   *gorm.DB
 	driver string
+	// writer folds concurrent per-execution writes into one transaction
+	// (SQLite only; nil on MySQL).
+	writer *groupWriter
 	// publisher is the notifications' publisher_id; empty: notifications
 	// off (EnableNotifications).
 	publisher string
@@ -100,11 +103,27 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		// MySQL closes idle connections after wait_timeout (8 h by default).
 		sqlDB.SetConnMaxIdleTime(time.Hour)
 	}
-	return &DB{gorm: g, driver: driver}, nil
+	d := &DB{gorm: g, driver: driver}
+	if driver == "sqlite" {
+		d.writer = newGroupWriter(g)
+	}
+	return d, nil
+}
+
+// writeTx runs fn in a transaction; on SQLite, one shared with the writes
+// that wait at the same time (groupcommit.go). fn must use only tx.
+func (d *DB) writeTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if d.writer != nil {
+		return d.writer.write(ctx, fn)
+	}
+	return d.gorm.WithContext(ctx).Transaction(fn)
 }
 
 // Close releases the connection pool.
 func (d *DB) Close() error {
+	if d.writer != nil {
+		d.writer.close()
+	}
 	sqlDB, err := d.gorm.DB()
 	if err != nil {
 		return err
