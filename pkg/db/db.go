@@ -114,9 +114,18 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 // that wait at the same time (groupcommit.go). fn must use only tx.
 func (d *DB) writeTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if d.writer != nil {
-		return d.writer.write(ctx, fn)
+		return d.writer.write(ctx, false, fn)
 	}
 	return d.gorm.WithContext(ctx).Transaction(fn)
+}
+
+// writeOne is writeTx for fn of one statement, which needs a transaction
+// only when it shares one.
+func (d *DB) writeOne(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if d.writer != nil {
+		return d.writer.write(ctx, true, fn)
+	}
+	return fn(d.gorm.WithContext(ctx))
 }
 
 // Close releases the connection pool.

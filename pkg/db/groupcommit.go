@@ -31,8 +31,11 @@ type groupWriter struct {
 type writeJob struct {
 	ctx context.Context
 	fn  func(tx *gorm.DB) error
-	err error
-	out chan error
+	// single: fn is one statement, which alone needs no transaction of
+	// its own (SQLite commits it by itself, cheaper than BEGIN … COMMIT).
+	single bool
+	err    error
+	out    chan error
 }
 
 // maxBatch bounds the writes of one transaction, so that one commit does
@@ -52,8 +55,8 @@ func newGroupWriter(g *gorm.DB) *groupWriter {
 // time and returns its error, or the commit's. Once handed over, the write
 // is waited for even if ctx ends: its caller must learn whether it was
 // stored.
-func (w *groupWriter) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, out: make(chan error, 1)}
+func (w *groupWriter) write(ctx context.Context, single bool, fn func(tx *gorm.DB) error) error {
+	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, single: single, out: make(chan error, 1)}
 	select {
 	case w.jobs <- j:
 	case <-ctx.Done():
@@ -113,7 +116,11 @@ func (w *groupWriter) commit(batch []*writeJob) {
 	if len(batch) == 1 {
 		// Alone: its own transaction, no savepoint needed.
 		j := batch[0]
-		err = w.g.WithContext(j.ctx).Transaction(j.fn)
+		if j.single {
+			err = j.fn(w.g.WithContext(j.ctx))
+		} else {
+			err = w.g.WithContext(j.ctx).Transaction(j.fn)
+		}
 		j.out <- err
 		return
 	}

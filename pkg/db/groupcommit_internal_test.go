@@ -30,7 +30,7 @@ func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), rel
 	d.writer.batched = func(n int) { mu.Lock(); seen = append(seen, n); mu.Unlock() }
 	hold, holding := make(chan struct{}), make(chan struct{})
 	go func() {
-		_ = d.writer.write(ctx, func(*gorm.DB) error { close(holding); <-hold; return nil })
+		_ = d.writer.write(ctx, false, func(*gorm.DB) error { close(holding); <-hold; return nil })
 	}()
 	<-holding
 	queued = func(n int) {
@@ -60,7 +60,7 @@ func TestGroupWriter_FailedWriteUndoneAlone(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i] = d.writer.write(ctx, func(tx *gorm.DB) error {
+			got[i] = d.writer.write(ctx, false, func(tx *gorm.DB) error {
 				if err := tx.Exec("INSERT INTO kv (k, v) VALUES (?, ?)", w.key, "1").Error; err != nil {
 					return err
 				}
@@ -109,7 +109,7 @@ func TestGroupWriter_FailedCommitAnswersEveryone(t *testing.T) {
 	queued(1)
 	go func() {
 		defer wg.Done()
-		orphanErr = d.writer.write(ctx, func(tx *gorm.DB) error {
+		orphanErr = d.writer.write(ctx, false, func(tx *gorm.DB) error {
 			return tx.Exec("INSERT INTO child (id, parent_id) VALUES ('c', 'missing')").Error
 		})
 	}()
@@ -139,6 +139,6 @@ func TestGroupWriter_Closed(t *testing.T) {
 	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
-	err = d.writer.write(context.Background(), func(*gorm.DB) error { return nil })
+	err = d.writer.write(context.Background(), false, func(*gorm.DB) error { return nil })
 	require.ErrorIs(t, err, errWriterStopped)
 }

@@ -12,7 +12,7 @@ import (
 // request later (a redelivered message, a replay after a restart).
 func (d *DB) StartExecution(ctx context.Context, id, engine string) (bool, error) {
 	var started bool
-	err := d.writeTx(ctx, func(tx *gorm.DB) error {
+	err := d.writeOne(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&Execution{}).
 			Where("id = ? AND status = ? AND engine IS NULL", id, StatusRunning).
 			Updates(map[string]any{"engine": engine, "started_at": now()})
