@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"gorm.io/gorm"
 )
@@ -24,6 +25,7 @@ type groupWriter struct {
 	jobs chan *writeJob
 	stop chan struct{}
 	done chan struct{}
+	once sync.Once
 	// batched, when set (tests), is told each batch's size before it runs.
 	batched func(n int)
 }
@@ -67,8 +69,10 @@ func (w *groupWriter) write(ctx context.Context, single bool, fn func(tx *gorm.D
 	return <-j.out
 }
 
+// close stops the writer once its batch is committed; a second close (a
+// store closed twice) does nothing more.
 func (w *groupWriter) close() {
-	close(w.stop)
+	w.once.Do(func() { close(w.stop) })
 	<-w.done
 }
 

@@ -19,11 +19,7 @@ import (
 func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), release func(), sizes func() []int) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { d.Close() })
-	_, _, err = d.Sync(ctx)
-	require.NoError(t, err)
+	d = openSynced(t)
 	setup(d)
 	var mu sync.Mutex
 	var seen []int
@@ -40,6 +36,17 @@ func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), rel
 	}
 	sizes = func() []int { mu.Lock(); defer mu.Unlock(); return append([]int(nil), seen...) }
 	return d, queued, func() { close(hold) }, sizes
+}
+
+// openSynced opens a SQLite store in a test's directory, with the schema.
+func openSynced(t *testing.T) *DB {
+	t.Helper()
+	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	_, _, err = d.Sync(context.Background())
+	require.NoError(t, err)
+	return d
 }
 
 // TestGroupWriter_FailedWriteUndoneAlone: in one batch, a write that fails
@@ -134,11 +141,13 @@ func TestGroupWriter_FailedCommitAnswersEveryone(t *testing.T) {
 	require.True(t, done)
 }
 
-// TestGroupWriter_Closed: a write handed to a closed store is refused.
+// TestGroupWriter_Closed: a write handed to a closed store is refused; a
+// store may be closed twice.
 func TestGroupWriter_Closed(t *testing.T) {
 	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
+	_ = d.Close()
 	err = d.writer.write(context.Background(), false, func(*gorm.DB) error { return nil })
 	require.ErrorIs(t, err, errWriterStopped)
 }
