@@ -5,6 +5,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ import (
 type DB struct {
 	gorm   *gorm.DB
 	driver string
+	// writer folds concurrent per-execution writes into one transaction
+	// (SQLite only; nil on MySQL).
+	writer *groupWriter
 	// publisher is the notifications' publisher_id; empty: notifications
 	// off (EnableNotifications).
 	publisher string
@@ -56,7 +60,11 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		// synchronous=NORMAL: in WAL mode a commit then needs no fsync (the
 		// log is synced at checkpoints); a crash of the process loses
 		// nothing, a power cut may lose the last commits but never corrupts.
-		dial = sqlite.Open(dsn + sep + "_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000")
+		conn, err := sql.Open(sqlite.DriverName, dsn+sep+"_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000")
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		dial = sqlite.New(sqlite.Config{Conn: newStmtPool(conn)})
 	case "mysql":
 		dial = mysql.Open(dsn)
 	default:
@@ -67,10 +75,9 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		NowFunc: func() time.Time { return time.Now().UTC() },
 		// Errors such as duplicate keys come back as gorm.ErrDuplicatedKey.
 		TranslateError: true,
-		// SQLite compiles every statement anew otherwise: a tenth of the
-		// embedded service's CPU per execution. MySQL keeps plain queries
-		// (server-side statements are per connection and never shared).
-		PrepareStmt: driver == "sqlite",
+		// SQLite keeps its statements prepared in its own pool
+		// (stmtcache.go). MySQL keeps plain queries (server-side statements
+		// are per connection and never shared).
 		// Every write is one statement (multi-statement changes use explicit
 		// transactions), so gorm's implicit transaction per write only costs
 		// a BEGIN/COMMIT and, with PrepareStmt, a fresh prepare inside it.
@@ -96,11 +103,36 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 		// MySQL closes idle connections after wait_timeout (8 h by default).
 		sqlDB.SetConnMaxIdleTime(time.Hour)
 	}
-	return &DB{gorm: g, driver: driver}, nil
+	d := &DB{gorm: g, driver: driver}
+	if driver == "sqlite" {
+		d.writer = newGroupWriter(g)
+	}
+	return d, nil
+}
+
+// writeTx runs fn in a transaction; on SQLite, one shared with the writes
+// that wait at the same time (groupcommit.go). fn must use only tx.
+func (d *DB) writeTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if d.writer != nil {
+		return d.writer.write(ctx, false, fn)
+	}
+	return d.gorm.WithContext(ctx).Transaction(fn)
+}
+
+// writeOne is writeTx for fn of one statement, which needs a transaction
+// only when it shares one.
+func (d *DB) writeOne(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if d.writer != nil {
+		return d.writer.write(ctx, true, fn)
+	}
+	return fn(d.gorm.WithContext(ctx))
 }
 
 // Close releases the connection pool.
 func (d *DB) Close() error {
+	if d.writer != nil {
+		d.writer.close()
+	}
 	sqlDB, err := d.gorm.DB()
 	if err != nil {
 		return err

@@ -103,7 +103,7 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 	if e.FunctionID != nil {
 		fn = *e.FunctionID
 	}
-	return translate(d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return translate(d.writeTx(ctx, func(tx *gorm.DB) error {
 		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {
 			return err
 		}

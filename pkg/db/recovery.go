@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+
+	"gorm.io/gorm"
 )
 
 // StartExecution records that engine is about to hand a running execution to
@@ -9,10 +11,15 @@ import (
 // execution started once is never started again, whoever else receives its
 // request later (a redelivered message, a replay after a restart).
 func (d *DB) StartExecution(ctx context.Context, id, engine string) (bool, error) {
-	res := d.gorm.WithContext(ctx).Model(&Execution{}).
-		Where("id = ? AND status = ? AND engine IS NULL", id, StatusRunning).
-		Updates(map[string]any{"engine": engine, "started_at": now()})
-	return res.RowsAffected > 0, translate(res.Error, "Execution", id)
+	var started bool
+	err := d.writeOne(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&Execution{}).
+			Where("id = ? AND status = ? AND engine IS NULL", id, StatusRunning).
+			Updates(map[string]any{"engine": engine, "started_at": now()})
+		started = res.RowsAffected > 0
+		return res.Error
+	})
+	return started && err == nil, translate(err, "Execution", id)
 }
 
 // StartedExecutionEngines lists the engine instances that hold running

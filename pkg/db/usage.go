@@ -93,7 +93,7 @@ func (d *DB) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
 	// row: InnoDB may pick one of two such transactions as a deadlock
 	// victim, and that one is simply tried again (it changed nothing).
 	for attempt := 1; ; attempt++ {
-		err = d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err = d.writeTx(ctx, func(tx *gorm.DB) error {
 			done, err = d.finish(ctx, tx, id, o)
 			return err
 		})
@@ -101,7 +101,8 @@ func (d *DB) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
 			break
 		}
 	}
-	return done, translate(err, "Execution", id)
+	// A write that did not commit (its batch's commit failed) did nothing.
+	return done && err == nil, translate(err, "Execution", id)
 }
 
 // finishAttempts bounds Finish's retries after a lock conflict.

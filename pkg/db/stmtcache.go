@@ -1,0 +1,179 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// stmtPool is SQLite's connection pool with each statement prepared once
+// and kept. gorm's own PrepareStmt prepares a statement first seen inside a
+// transaction on that transaction, and database/sql cannot reuse such a
+// statement in the next one: every statement of the per-execution
+// transactions (the API's insert, the engine's end) was compiled anew each
+// time, 7 % of the embedded service's CPU. Here a statement first seen in a
+// transaction runs unprepared there, and is prepared on the pool once the
+// transaction has ended (SQLite has one connection, which the transaction
+// holds until then); from then on each transaction runs it as prepared.
+type stmtPool struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// maxStmts bounds the statements kept: queries with lists of varying length
+// (IN (?, ?, …)) each have their own text. Beyond it a statement runs
+// unprepared.
+const maxStmts = 512
+
+func newStmtPool(db *sql.DB) *stmtPool {
+	return &stmtPool{db: db, stmts: map[string]*sql.Stmt{}}
+}
+
+// keepable tells the statements worth keeping: data, not schema changes
+// (migrations run each once).
+func keepable(query string) bool {
+	q := strings.TrimSpace(query)
+	if len(q) < 6 {
+		return false
+	}
+	switch strings.ToUpper(q[:6]) {
+	case "SELECT", "INSERT", "UPDATE", "DELETE":
+		return true
+	}
+	return false
+}
+
+func (p *stmtPool) cached(query string) *sql.Stmt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stmts[query]
+}
+
+// prepared returns query's kept statement, preparing it on the pool when it
+// is new; nil when it is not to be kept.
+func (p *stmtPool) prepared(ctx context.Context, query string) *sql.Stmt {
+	if s := p.cached(query); s != nil || !keepable(query) {
+		return s
+	}
+	s, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		// The statement itself fails again when it runs, with its error.
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if kept := p.stmts[query]; kept != nil {
+		_ = s.Close()
+		return kept
+	}
+	if len(p.stmts) >= maxStmts {
+		_ = s.Close()
+		return nil
+	}
+	p.stmts[query] = s
+	return s
+}
+
+func (p *stmtPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return p.db.PrepareContext(ctx, query)
+}
+
+func (p *stmtPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := p.prepared(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return p.db.ExecContext(ctx, query, args...)
+}
+
+func (p *stmtPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := p.prepared(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return p.db.QueryContext(ctx, query, args...)
+}
+
+func (p *stmtPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := p.prepared(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return p.db.QueryRowContext(ctx, query, args...)
+}
+
+// BeginTx is how gorm starts a transaction on a pool that is not *sql.DB.
+func (p *stmtPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	tx, err := p.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &stmtTx{Tx: tx, pool: p}, nil
+}
+
+// GetDBConn lets gorm's DB() find the *sql.DB.
+func (p *stmtPool) GetDBConn() (*sql.DB, error) { return p.db, nil }
+
+// Ping is what gorm.Open checks the connection with.
+func (p *stmtPool) Ping() error { return p.db.Ping() }
+
+// stmtTx is a transaction that runs the pool's kept statements and notes
+// the others, to be prepared on the pool when it ends.
+type stmtTx struct {
+	*sql.Tx
+	pool *stmtPool
+	seen []string
+}
+
+func (t *stmtTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if s := t.pool.cached(query); s != nil {
+		return t.StmtContext(ctx, s)
+	}
+	if keepable(query) {
+		t.seen = append(t.seen, query)
+	}
+	return nil
+}
+
+func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, query, args...)
+}
+
+func (t *stmtTx) Commit() error {
+	err := t.Tx.Commit()
+	t.keepSeen()
+	return err
+}
+
+func (t *stmtTx) Rollback() error {
+	err := t.Tx.Rollback()
+	t.keepSeen()
+	return err
+}
+
+// keepSeen prepares on the pool what this transaction ran unprepared, now
+// that it no longer holds the connection.
+func (t *stmtTx) keepSeen() {
+	for _, q := range t.seen {
+		t.pool.prepared(context.Background(), q)
+	}
+	t.seen = nil
+}
