@@ -15,10 +15,11 @@ env_lint() {
 	fi
 
 	go vet ./... || rc=1
-	local pkgs
+	local pkgs plain
+	plain=$(package_files)
 	for tag in $(test_tags); do
 		# Only what the tag changes: the rest is what go vet ./... just vetted.
-		mapfile -t pkgs < <(tagged_packages "$tag")
+		mapfile -t pkgs < <(tagged_packages "$tag" "$plain")
 		((${#pkgs[@]})) || continue
 		log "go vet -tags $tag ${pkgs[*]}"
 		go vet -tags "$tag" "${pkgs[@]}" || rc=1
