@@ -13,7 +13,7 @@
 #      (K8S_STORAGE picks another package storage)
 #   3. go test -tags k8s ./orchestrator/kubernetes/... (the conformance
 #      suite, as the engines' identity) and ./tests/k8s/..., then the CLI
-#      tier (tests/cli) against this stack
+#      tests that depend on the orchestrator and the store (tests/cli)
 #   4. devstack/unstack.sh (--purge when everything passed; otherwise the
 #      logs stay in K8S_STACK_DIR/logs)
 #   5. snapshot again: any difference fails the env, with the diff.
@@ -42,6 +42,15 @@ k8s_conformance_env() {
 		esac
 	done <"$STACK_DIR/stack.env"
 	export QINLING_K8S_PULL_POLICY=Never
+}
+
+# k8s_tagged_tests DIR: a -run pattern matching the top-level tests of the
+# test files under DIR built with the k8s tag, and no other test.
+k8s_tagged_tests() {
+	local names
+	names=$(grep -rlE --include='*_test.go' '^//go:build .*\bk8s\b' "$1" |
+		xargs -r grep -hoE '^func Test[A-Za-z0-9_]*\(' | sed -E 's/^func (Test[A-Za-z0-9_]*)\(/\1/' | sort -u | paste -sd'|')
+	echo "^(${names:-NoK8sTaggedTest})\$"
 }
 
 # k8s_env_lock DIR: take the env's machine-wide lock, a directory holding the
@@ -114,7 +123,11 @@ env_k8s() {
 		# The orchestrator's conformance suite needs only the cluster: as
 		# the engines' identity, on the devstack images.
 		k8s_conformance_env
-		go test -tags k8s -count=1 -timeout 30m -v "${GO_TEST_ARGS[@]}" ./orchestrator/kubernetes/... || rc=1
+		# Only its k8s-tagged tests: the package's other tests are the unit
+		# tier's (with -race), and took about 25 s more here.
+		local conformance=("${GO_TEST_ARGS[@]}")
+		((${#conformance[@]})) || conformance=(-run "$(k8s_tagged_tests orchestrator/kubernetes)")
+		go test -tags k8s -count=1 -timeout 30m -v "${conformance[@]}" ./orchestrator/kubernetes/... || rc=1
 		times+=("go test orchestrator/kubernetes $((SECONDS - t0))s")
 		t0=$SECONDS
 		# Only the stack's own services: the tier must not depend on
@@ -127,10 +140,14 @@ env_k8s() {
 		go test -tags k8s -count=1 -timeout 30m -v "${run[@]}" ./tests/k8s/... || rc=1
 		times+=("go test tests/k8s $((SECONDS - t0))s")
 		if [[ " $ENABLED_SERVICES " == *" qinling "* && ${#GO_TEST_ARGS[@]} -eq 0 ]]; then
-			# The spine's CLI scenario, unchanged, on Kubernetes workers.
+			# The CLI on Kubernetes workers: what depends on the orchestrator
+			# and the package store (functions and executions, workers, the
+			# packages in S3). The rest of TestCLI (versions, aliases,
+			# webhooks, jobs) does not, and cli-real runs it.
 			t0=$SECONDS
 			ensure_packages python3-qinlingclient python3-openstackclient curl || rc=1
-			QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v ./tests/cli/... || rc=1
+			QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v \
+				-run '^(TestCLI|TestCLIPackagesInStore)$/^(groups)$/^(functions|workers)$' ./tests/cli/... || rc=1
 			times+=("go test tests/cli $((SECONDS - t0))s")
 		fi
 	else

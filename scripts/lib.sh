@@ -22,6 +22,32 @@ test_tags() {
 	} | grep -vxE 'ignore|linux|darwin|windows|freebsd|netbsd|openbsd|unix|amd64|arm64|386|arm|cgo|race' | sort -u
 }
 
+# tagged_packages TAG [LISTING]: the packages that build tag TAG changes, one
+# import path a line. When TAG only adds test files or packages of its own
+# (the case of every tier's tag so far), these are the packages with such
+# files: every other package builds and tests exactly as without TAG, so a
+# tier or a vet under TAG need not run it again (its tests are the unit
+# tier's, which runs them with -race). When TAG changes the non-test files of
+# a package that exists without it, every package that imports that one may
+# change as well: then it prints ./..., all of them. LISTING is
+# package_files's output without a tag, for a caller that asks for several.
+tagged_packages() {
+	local plain=${2:-}
+	[[ -n $plain ]] || plain=$(package_files)
+	awk -F'|' '
+		NR == FNR { lib[$1] = $2; seen[$0] = 1; next }
+		($1 in lib) && lib[$1] != $2 { changed = 1 }
+		!($0 in seen) { out[++n] = $1 }
+		END { if (changed) print "./..."; else for (i = 1; i <= n; i++) print out[i] }
+	' <(echo "$plain") <(package_files "$1")
+}
+
+# package_files [TAG]: each package of the module with its files (built with
+# TAG), as "import path|non-test files|test files".
+package_files() {
+	go list -e ${1:+-tags "$1"} -f '{{.ImportPath}}|{{.GoFiles}} {{.CgoFiles}}|{{.TestGoFiles}} {{.XTestGoFiles}}' ./...
+}
+
 ENV_NAMES=()
 declare -A ENV_HELP=()
 declare -A ENV_NEEDS_BIN=()

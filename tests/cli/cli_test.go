@@ -355,6 +355,7 @@ func suffix(t *testing.T) string {
 // show, scaleup/scaledown/detach, worker list, version detach) run as admin,
 // everything else as the demo member.
 func TestCLI(t *testing.T) {
+	t.Parallel()
 	s := newScenario(t)
 	rtID := setUpRuntime(t, s)
 	job := startJob(t, s, rtID)

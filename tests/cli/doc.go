@@ -12,5 +12,6 @@
 // seen through a show or list. Each openstack call costs a second or more,
 // so independent groups (functions and executions, versions and aliases,
 // workers, webhooks, job updates) run in parallel, and the cron job, which
-// needs two minute boundaries, is started first and checked last.
+// needs two minute boundaries, is started first and checked last. The
+// other tests (packages in the store, functions from Swift) run beside it.
 package cli

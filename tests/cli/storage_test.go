@@ -28,6 +28,7 @@ import (
 // the API's disks outside the workers' directory. Deleting the version and
 // the function removes their objects.
 func TestCLIPackagesInStore(t *testing.T) {
+	t.Parallel()
 	s := newScenario(t)
 	testutil.SkipUnlessObjectStorage(t, s.stackEnv)
 	rtID := s.newRuntime(t, "cli-store-py-")

@@ -33,6 +33,7 @@ func md5Hex(b []byte) string {
 // TestCLISwiftFunctions runs testSwiftFunctions on a runtime of its own,
 // apart from TestCLI so that it can run alone (-run TestCLISwiftFunctions).
 func TestCLISwiftFunctions(t *testing.T) {
+	t.Parallel()
 	s := newScenario(t)
 	rtID := s.newRuntime(t, "cli-swift-py-")
 	t.Run("swift functions", func(t *testing.T) { testSwiftFunctions(t, s, rtID) })
