@@ -58,6 +58,13 @@ func newGroupWriter(g *gorm.DB) *groupWriter {
 // is waited for even if ctx ends: its caller must learn whether it was
 // stored.
 func (w *groupWriter) write(ctx context.Context, single bool, fn func(tx *gorm.DB) error) error {
+	// Checked first: once stopped, a send could still find room in the
+	// queue (a select takes any ready case), where nothing would take it.
+	select {
+	case <-w.stop:
+		return errWriterStopped
+	default:
+	}
 	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, single: single, out: make(chan error, 1)}
 	select {
 	case w.jobs <- j:
@@ -66,7 +73,19 @@ func (w *groupWriter) write(ctx context.Context, single bool, fn func(tx *gorm.D
 	case <-w.stop:
 		return errWriterStopped
 	}
-	return <-j.out
+	select {
+	case err := <-j.out:
+		return err
+	case <-w.done:
+		// The writer has ended: it answered j before that (out is
+		// buffered), or j reached the queue after the writer emptied it.
+		select {
+		case err := <-j.out:
+			return err
+		default:
+			return errWriterStopped
+		}
+	}
 }
 
 // close stops the writer once its batch is committed; a second close (a

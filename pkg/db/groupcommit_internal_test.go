@@ -148,6 +148,36 @@ func TestGroupWriter_Closed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
 	_ = d.Close()
-	err = d.writer.write(context.Background(), false, func(*gorm.DB) error { return nil })
-	require.ErrorIs(t, err, errWriterStopped)
+	// Many times: the queue has room after close, and a write must never
+	// be left in it unanswered.
+	for range 1000 {
+		err = d.writer.write(context.Background(), false, func(*gorm.DB) error { return nil })
+		require.ErrorIs(t, err, errWriterStopped)
+	}
+}
+
+// TestGroupWriter_WritesRacingClose: writes sent while the store closes are
+// each answered, stored or refused, never left waiting.
+func TestGroupWriter_WritesRacingClose(t *testing.T) {
+	for range 20 {
+		d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
+		require.NoError(t, err)
+		done := make(chan error, 100)
+		for range 100 {
+			go func() {
+				done <- d.writer.write(context.Background(), false, func(*gorm.DB) error { return nil })
+			}()
+		}
+		require.NoError(t, d.Close())
+		for range 100 {
+			select {
+			case err := <-done:
+				if err != nil {
+					require.ErrorIs(t, err, errWriterStopped)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("a write racing close was never answered")
+			}
+		}
+	}
 }
