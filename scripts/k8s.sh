@@ -143,11 +143,14 @@ env_k8s() {
 			# The CLI on Kubernetes workers: what depends on the orchestrator
 			# and the package store (functions and executions, workers, the
 			# packages in S3). The rest of TestCLI (versions, aliases,
-			# webhooks, jobs) does not, and cli-real runs it.
+			# webhooks, job updates) does not, and cli-real runs it. Its
+			# cron job runs here too: started before the groups, it ends
+			# in cron_job, which deletes its function (the runtime could
+			# not be deleted otherwise).
 			t0=$SECONDS
 			ensure_packages python3-qinlingclient python3-openstackclient curl || rc=1
 			QINLING_REAL_STACK=1 go test -tags cli -count=1 -timeout 20m -v \
-				-run '^(TestCLI|TestCLIPackagesInStore)$/^(groups)$/^(functions|workers)$' ./tests/cli/... || rc=1
+				-run '^(TestCLI|TestCLIPackagesInStore)$/^(groups|cron_job)$/^(functions|workers)$' ./tests/cli/... || rc=1
 			times+=("go test tests/cli $((SECONDS - t0))s")
 		fi
 	else
