@@ -19,7 +19,7 @@ import (
 func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), release func(), sizes func() []int) {
 	t.Helper()
 	ctx := context.Background()
-	d = openSynced(t)
+	d = syncedSQLite(t)
 	setup(d)
 	var mu sync.Mutex
 	var seen []int
@@ -36,17 +36,6 @@ func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), rel
 	}
 	sizes = func() []int { mu.Lock(); defer mu.Unlock(); return append([]int(nil), seen...) }
 	return d, queued, func() { close(hold) }, sizes
-}
-
-// openSynced opens a SQLite store in a test's directory, with the schema.
-func openSynced(t *testing.T) *DB {
-	t.Helper()
-	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { d.Close() })
-	_, _, err = d.Sync(context.Background())
-	require.NoError(t, err)
-	return d
 }
 
 // TestGroupWriter_FailedWriteUndoneAlone: in one batch, a write that fails
