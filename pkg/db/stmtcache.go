@@ -48,15 +48,23 @@ func keepable(query string) bool {
 }
 
 func (p *stmtPool) cached(query string) *sql.Stmt {
+	s, _ := p.lookup(query)
+	return s
+}
+
+// lookup returns query's kept statement and whether the pool is full.
+func (p *stmtPool) lookup(query string) (*sql.Stmt, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stmts[query]
+	return p.stmts[query], len(p.stmts) >= maxStmts
 }
 
 // prepared returns query's kept statement, preparing it on the pool when it
-// is new; nil when it is not to be kept.
+// is new; nil when it is not to be kept (nor prepared: once the pool is
+// full, a new query runs unprepared rather than compiled twice).
 func (p *stmtPool) prepared(ctx context.Context, query string) *sql.Stmt {
-	if s := p.cached(query); s != nil || !keepable(query) {
+	s, full := p.lookup(query)
+	if s != nil || full || !keepable(query) {
 		return s
 	}
 	s, err := p.db.PrepareContext(ctx, query)
