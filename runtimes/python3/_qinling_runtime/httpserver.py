@@ -47,7 +47,8 @@ class Handler:
         except Refused as e:
             try:
                 _send(conn, e.status, _error(str(e)), close=True)
-            except OSError:
+                conn.linger()
+            except (Closed, OSError):
                 pass
             return False
         except (Closed, OSError):   # gone, silent, or reset

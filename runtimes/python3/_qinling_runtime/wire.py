@@ -17,6 +17,7 @@ MAX_HEADERS = 64         # header lines
 IDLE_TIMEOUT = 300       # seconds a kept-alive connection may wait for its next request
 REQUEST_TIMEOUT = 60     # seconds a started request may go without a byte arriving
 RECV = 65536
+LINGER_RECVS, LINGER_TIMEOUT = 16, 1   # at most 1 MiB, a second without any
 _SEP = b"\r\n\r\n"
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(%s) (/[!-~]*) (HTTP/[0-9]\.[0-9])" % _TOKEN)
@@ -141,6 +142,15 @@ class Connection:
             have += len(data)
         self.buf = b""
         req.body = b"".join(parts)
+
+    def linger(self):
+        """Before closing on a refused request: reads (and drops) what the
+        peer still sends, for a moment, so that a TCP reset does not make it
+        lose the answer."""
+        self.sock.shutdown(socket.SHUT_WR)
+        for _ in range(LINGER_RECVS):
+            if not self._recv(LINGER_TIMEOUT):
+                return
 
     def send(self, status, body, ctype="application/json", close=False):
         head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
