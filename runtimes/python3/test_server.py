@@ -151,6 +151,10 @@ class ServerTest(WorkerTest):
         self.assertEqual(self.w.execute("counter")["output"], 1)
         self.assertEqual(self.w.execute("counter")["output"], 2)
 
+    def test_each_call_in_a_fresh_context(self):
+        # Reuse runs calls on kept threads: not in the context a previous call left.
+        self.assertEqual([self.w.execute("decimalctx")["output"] for _ in range(3)], [28, 28, 28])
+
     def test_no_http_library_loaded(self):
         # Reuse: the function runs in the server, which has only its own.
         r = self.w.execute("modules")
