@@ -132,15 +132,7 @@ func TestHostile_Socket(t *testing.T) {
 		for _, a := range seen.Cmdline {
 			assert.NotContains(t, a, "/sock", "the worker's command line names no socket path: %q", seen.Cmdline)
 		}
-		for i := range 3 {
-			res, err := run(t, o, w, fn, map[string]any{"n": i})
-			require.NoError(t, err)
-			var echo struct {
-				N int `json:"n"`
-			}
-			output(t, res, &echo)
-			require.Equal(t, i, echo.N, "a later caller gets its own result")
-		}
+		requireEchoes(t, o, w, fn, "a later caller gets its own result")
 
 		wk := workerOf(o, w.Name)
 		sock := filepath.Join(wk.dir, socketName)
@@ -268,19 +260,26 @@ func TestHostile_WorkerServer(t *testing.T) {
 				_, err = conn.Write([]byte("POST /execute HTTP/1.1\r\nContent-Length: 500\r\n\r\n{\"execution_id\""))
 				require.NoError(t, err)
 			}
-			for i := range 3 {
-				res, err := run(t, o, w, fn, map[string]any{"n": i})
-				require.NoError(t, err)
-				var echo struct {
-					N int `json:"n"`
-				}
-				output(t, res, &echo)
-				require.Equal(t, i, echo.N, "the next call is answered")
-			}
+			requireEchoes(t, o, w, fn, "the next calls are answered")
 			wk := workerOf(o, w.Name)
 			require.NotNil(t, wk, "the worker is still there")
 			assert.Equal(t, pid, wk.pid, "the same worker process")
 		})
+	}
+}
+
+// requireEchoes calls fn, whose input "n" it echoes, 3 times on w and
+// checks that each call gets its own input back.
+func requireEchoes(t *testing.T, o *Orchestrator, w orchestrator.Worker, fn orchestrator.Function, msg string) {
+	t.Helper()
+	for i := range 3 {
+		res, err := run(t, o, w, fn, map[string]any{"n": i})
+		require.NoError(t, err)
+		var echo struct {
+			N int `json:"n"`
+		}
+		output(t, res, &echo)
+		require.Equal(t, i, echo.N, msg)
 	}
 }
 
