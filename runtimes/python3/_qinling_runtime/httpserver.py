@@ -54,9 +54,13 @@ class Handler:
         except (Closed, OSError):   # gone, silent, or reset
             return False
         try:
-            return self._route(conn, req)
+            if self._route(conn, req):
+                return True
+            if req.body is None and req.length:   # refused before its body was read
+                conn.linger()
         except (Closed, OSError):   # gone before its whole body came, or before its answer was written
-            return False
+            pass
+        return False
 
     def _route(self, conn, req):
         """Answers req on conn; False if the connection must close."""

@@ -145,8 +145,9 @@ class Connection:
 
     def linger(self):
         """Before closing on a refused request: reads (and drops) what the
-        peer still sends, for a moment, so that a TCP reset does not make it
-        lose the answer."""
+        peer still sends, for a moment, so that it can finish sending and
+        read the answer (closing with unread data would reset the
+        connection)."""
         self.sock.shutdown(socket.SHUT_WR)
         for _ in range(LINGER_RECVS):
             if not self._recv(LINGER_TIMEOUT):
