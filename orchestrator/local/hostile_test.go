@@ -132,15 +132,7 @@ func TestHostile_Socket(t *testing.T) {
 		for _, a := range seen.Cmdline {
 			assert.NotContains(t, a, "/sock", "the worker's command line names no socket path: %q", seen.Cmdline)
 		}
-		for i := range 3 {
-			res, err := run(t, o, w, fn, map[string]any{"n": i})
-			require.NoError(t, err)
-			var echo struct {
-				N int `json:"n"`
-			}
-			output(t, res, &echo)
-			require.Equal(t, i, echo.N, "a later caller gets its own result")
-		}
+		requireEchoes(t, o, w, fn, "a later caller gets its own result")
 
 		wk := workerOf(o, w.Name)
 		sock := filepath.Join(wk.dir, socketName)
@@ -166,6 +158,129 @@ func TestHostile_Socket(t *testing.T) {
 		require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
 		require.Zero(t, reached.Load(), "the engine never connected to the link's target")
 	})
+}
+
+// hostileServerSrc looks for its worker's listening socket among its
+// descriptors and tries to connect to it by every name it can think of,
+// to send its server garbage and leave it a half request; with an input
+// "n" it only echoes it.
+const hostileServerSrc = `import os, socket, stat
+KEPT = []
+def main(n=None, **kw):
+    if n is not None:
+        return {'n': n}
+    found, reached = [], {}
+    for fd in range(3, 256):
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with s:
+            if not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue
+            found.append(fd)
+            for target in (s.getsockname(), '/proc/self/fd/%d' % fd, '/proc/1/fd/%d' % fd):
+                c = socket.socket(s.family, socket.SOCK_STREAM)
+                try:
+                    c.settimeout(5)
+                    c.connect(target)
+                    c.sendall(b'\x16\x03 garbage\r\n\r\nPOST /execute HTTP/1.1\r\nContent-Length: 99\r\n\r\n{')
+                    KEPT.append(c)   # left open, half a request sent
+                    reached[str(target)] = 'connected'
+                except OSError as e:
+                    c.close()
+                    reached[str(target)] = type(e).__name__
+    return {'found': found, 'reached': reached}
+`
+
+// hostileWire is what a neighbour that reaches a worker's server (another
+// process of a Kubernetes pod, where the server listens on TCP) may send it,
+// and the status each gets.
+var hostileWire = []struct {
+	name, send string
+	status     int
+}{
+	{"binary garbage", "\x16\x03\x01\x00\xff\r\n\r\n", http.StatusBadRequest},
+	{"chunked body", "POST /execute HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", http.StatusBadRequest},
+	{"header flood", "GET /ping HTTP/1.1\r\n" + strings.Repeat("X-A: b\r\n", 100) + "\r\n", http.StatusRequestHeaderFieldsTooLarge},
+	{"huge body announced", "POST /execute HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", http.StatusRequestEntityTooLarge},
+	{"unknown version", "GET /ping HTTP/3.0\r\n\r\n", http.StatusHTTPVersionNotSupported},
+}
+
+// TestHostile_WorkerServer: a function cannot reach its own worker's HTTP
+// server (under reuse it holds the listening socket, whose name leads
+// nowhere in the sandbox; a strict execution holds none), and what reaches
+// it anyway (a pod's neighbours over TCP; here the engine's side of the
+// socket) cannot stop it: garbage is refused, half requests left hanging
+// hold only their own connection, and the same worker answers the next calls.
+func TestHostile_WorkerServer(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "reuse", true: "strict"}[strict], func(t *testing.T) {
+			o := newSandboxed(t, func(c *Config) { c.Isolation = Isolation{Strict: strict, Spares: 1} })
+			require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: "python3"}))
+			fn := pyFunction(t, "rt", "fn-server", hostileServerSrc)
+			fn.Timeout = 60 * time.Second
+			w := scaleUp(t, o, fn)
+			pid := workerOf(o, w.Name).pid
+			res, err := run(t, o, w, fn, nil)
+			require.NoError(t, err)
+			var seen struct {
+				Found   []int             `json:"found"`
+				Reached map[string]string `json:"reached"`
+			}
+			output(t, res, &seen)
+			t.Logf("the function found listening sockets %v and got %v", seen.Found, seen.Reached)
+			if strict {
+				assert.Empty(t, seen.Found, "an execution process holds no listening socket")
+			} else {
+				assert.Equal(t, []int{listenFD}, seen.Found, "the server's own socket, in the function's process")
+			}
+			for target, got := range seen.Reached {
+				assert.NotEqual(t, "connected", got, "the function reached its server by %s", target)
+			}
+
+			sock := filepath.Join(workerOf(o, w.Name).dir, socketName)
+			for _, c := range hostileWire {
+				conn, err := net.Dial("unix", sock)
+				require.NoError(t, err)
+				_, err = conn.Write([]byte(c.send))
+				require.NoError(t, err, c.name)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				require.NoError(t, err, c.name)
+				assert.Equal(t, c.status, resp.StatusCode, c.name)
+				assert.True(t, resp.Close, "%s: the connection closes", c.name)
+				_ = conn.Close()
+			}
+			for range 8 { // half requests, left hanging while the calls run
+				conn, err := net.Dial("unix", sock)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = conn.Close() })
+				_, err = conn.Write([]byte("POST /execute HTTP/1.1\r\nContent-Length: 500\r\n\r\n{\"execution_id\""))
+				require.NoError(t, err)
+			}
+			requireEchoes(t, o, w, fn, "the next calls are answered")
+			wk := workerOf(o, w.Name)
+			require.NotNil(t, wk, "the worker is still there")
+			assert.Equal(t, pid, wk.pid, "the same worker process")
+		})
+	}
+}
+
+// requireEchoes calls fn, whose input "n" it echoes, 3 times on w and
+// checks that each call gets its own input back.
+func requireEchoes(t *testing.T, o *Orchestrator, w orchestrator.Worker, fn orchestrator.Function, msg string) {
+	t.Helper()
+	for i := range 3 {
+		res, err := run(t, o, w, fn, map[string]any{"n": i})
+		require.NoError(t, err)
+		var echo struct {
+			N int `json:"n"`
+		}
+		output(t, res, &echo)
+		require.Equal(t, i, echo.N, msg)
+	}
 }
 
 // requireEngineOwned checks that sock is a socket (not a link) in a

@@ -59,6 +59,20 @@ PACKAGES = {
         "def plain(name):\n    return name\n"
         "def explicit(context, name='n'):\n    return sorted(context)\n"
         "def kw(**kwargs):\n    return sorted(kwargs)\n")},
+    # The modules of an HTTP server loaded where the function runs.
+    "modules": {"main.py": (
+        "import sys\n"
+        "HTTP = ('http', 'email', 'socketserver', 'mimetypes', 'urllib')\n"
+        "OURS = ('_qinling_runtime.httpserver', '_qinling_runtime.wire')\n"
+        "def main():\n"
+        "    return sorted(m for m in sys.modules if m.split('.')[0] in HTTP or m in OURS)\n")},
+    # A decimal context is per context: each call must find the default.
+    "decimalctx": {"main.py": (
+        "import decimal\n"
+        "def main():\n"
+        "    prec = decimal.getcontext().prec\n"
+        "    decimal.getcontext().prec = 5\n"
+        "    return prec\n")},
     "counter": {"main.py": "COUNT = 0\ndef main():\n    global COUNT\n    COUNT += 1\n    return COUNT\n"},
     # What functions written for upstream's runtime expect (README.md).
     "compat": {"main.py": (

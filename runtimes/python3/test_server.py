@@ -151,6 +151,15 @@ class ServerTest(WorkerTest):
         self.assertEqual(self.w.execute("counter")["output"], 1)
         self.assertEqual(self.w.execute("counter")["output"], 2)
 
+    def test_each_call_in_a_fresh_context(self):
+        # Reuse runs calls on kept threads: not in the context a previous call left.
+        self.assertEqual([self.w.execute("decimalctx")["output"] for _ in range(3)], [28, 28, 28])
+
+    def test_no_http_library_loaded(self):
+        # Reuse: the function runs in the server, which has only its own.
+        r = self.w.execute("modules")
+        self.assertEqual(r["output"], ["_qinling_runtime.httpserver", "_qinling_runtime.wire"], r)
+
     def test_bad_requests(self):
         status, body = self.w.request("POST", "/execute", b"{not json")
         self.assertEqual(status, 400)
@@ -171,6 +180,11 @@ class StrictServerTest(ServerTest):
     def test_warm_module_globals_persist(self):
         self.assertEqual(self.w.execute("counter")["output"], 1)
         self.assertEqual(self.w.execute("counter")["output"], 1)
+
+    def test_no_http_library_loaded(self):
+        # An execution process is forked from a zygote that never loads the server's modules.
+        r = self.w.execute("modules")
+        self.assertEqual(r["output"], [], r)
 
     def test_timing_reported(self):
         r = self.w.execute("hello")

@@ -95,15 +95,9 @@ def main(argv, server):
             sys.__stderr__.write("server.py: error: strict isolation is not available here: %s\n" % e)
             sys.__stderr__.flush()
             os._exit(2)
-    from .httpserver import http_classes
-    Handler, Server, UnixServer = http_classes(strict)
+    from .httpserver import Handler, serve_forever
     if config.LISTEN_FD is not None:
-        server = UnixServer(None, Handler, bind_and_activate=False)
-        server.socket.close()
-        server.socket = socket.socket(fileno=config.LISTEN_FD)
-        server.socket.setblocking(True)
-        server.server_name, server.server_port = "localhost", 0
-        server.server_activate()
+        listener = socket.socket(fileno=config.LISTEN_FD)
         where = "descriptor %d (%s)" % (config.LISTEN_FD, opts["worker"] or "inherited")
     elif config.SOCKET_PATH:
         try:   # a stale socket from a dead worker would make bind fail
@@ -112,12 +106,17 @@ def main(argv, server):
                 os.unlink(config.SOCKET_PATH)
         except FileNotFoundError:
             pass
-        server = UnixServer(config.SOCKET_PATH, Handler)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(config.SOCKET_PATH)
         config.SOCKET_INODE = os.stat(config.SOCKET_PATH).st_ino
         where = "unix:" + config.SOCKET_PATH
     else:
-        server = Server((opts["host"], int(opts["port"])), Handler)
-        where = "%s:%d" % (server.server_name, server.server_port)
+        listener = socket.socket(socket.AF_INET6 if ":" in opts["host"] else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((opts["host"], int(opts["port"])))
+        where = "%s:%d" % listener.getsockname()[:2]
+    listener.setblocking(True)
+    listener.listen(128)   # a full unix-socket backlog makes clients fail with EAGAIN
 
     def on_signal(signum, frame):
         raise SystemExit(0)   # unwinds serve_forever in the main thread
@@ -131,9 +130,9 @@ def main(argv, server):
     sys.__stderr__.write("qinling python3 runtime listening on %s (isolation %s)\n" % (where, opts["isolation"]))
     sys.__stderr__.flush()
     try:
-        server.serve_forever()
+        serve_forever(listener, Handler(strict))
     except SystemExit:
         pass
-    server.server_close()
+    listener.close()
     config.exit(0)
 

@@ -1,161 +1,160 @@
-"""The worker's HTTP API (README.md): /ping, /execute, /package, /preload."""
+"""The worker's HTTP API (README.md): /ping, /execute, /package, /preload,
+served on wire.py's connections, one thread per connection."""
 
+import errno
 import json
-import socket
+import sys
+import threading
 import time
 
 from . import config, package, reuse, workertoken
 from .execution import BadRequest, parse_job
+from .wire import Closed, Connection, Refused
+
+_PONG = b"pong"
 
 
-def http_classes(strict):
-    """The HTTP server classes, serving executions in strict (a Strict) or,
-    if None, in reuse isolation. Imported after a strict server's zygote
-    forks: the zygote need not carry http.server."""
-    import socketserver
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Handler:
+    """Answers requests, executions in strict (a Strict) or, if None, in
+    reuse isolation."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"   # keep-alive for the engine's connection pool
-        server_version = "qinling-python3"
-        sys_version = ""
-        timeout = 300                   # drop idle keep-alive connections eventually
+    def __init__(self, strict):
+        self.strict = strict
 
-        def address_string(self):       # unix-socket peers have no (host, port)
-            return "unix" if not isinstance(self.client_address, tuple) else self.client_address[0]
+    def serve(self, sock):
+        """Serves one connection until it closes; raises nothing."""
+        conn = Connection(sock)
+        try:
+            while self._one(conn):
+                pass
+        except Exception:   # a bug of ours: this connection ends, the worker serves on
+            import traceback
+            traceback.print_exc(file=sys.__stderr__)
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        # The connection is closed, so any timeout answer has been flushed:
+        # exit once draining and no execution still owes an answer.
+        if reuse.drained():
+            config.exit(config.EXIT_TAINTED)
 
-        def log_message(self, *args):   # per-request logging costs time and says little
+    def _one(self, conn):
+        """Reads and answers one request; False once the connection is done."""
+        try:
+            req = conn.read_request(config.MAX_BODY_BYTES)
+        except Refused as e:
+            try:
+                _send(conn, e.status, _error(str(e)), close=True)
+                conn.linger()
+            except (Closed, OSError):
+                pass
+            return False
+        except (Closed, OSError):   # gone, silent, or reset
+            return False
+        try:
+            if self._route(conn, req):
+                return True
+            if req.body is None and req.length:   # refused before its body was read
+                conn.linger()
+        except (Closed, OSError):   # gone before its whole body came, or before its answer was written
             pass
+        return False
 
-        def send(self, status, body, ctype="application/json", close=False):
-            if close or reuse.draining():
-                self.close_connection = True
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def send_json(self, status, obj, close=False):
-            self.send(status, json.dumps(obj).encode(), close=close)
-
-        def do_GET(self):
-            if self.path.split("?", 1)[0] != "/ping":
-                return self.send_json(404, {"error": "not found"})
+    def _route(self, conn, req):
+        """Answers req on conn; False if the connection must close."""
+        if req.method == "GET":
+            conn.read_body(req)   # none, as a rule: read all the same, to find the next request
+            if req.path != "/ping":
+                return _send(conn, 404, _error("not found"), keep=req.keep_alive)
             if reuse.draining():
-                return self.send_json(503, {"error": "worker draining"}, close=True)
-            self.send(200, b"pong", "text/plain; charset=utf-8")
+                return _send(conn, 503, _error("worker draining"), close=True)
+            return _send(conn, 200, _PONG, "text/plain; charset=utf-8", keep=req.keep_alive)
+        refused = workertoken.refusal(req.path, req.header("x-qinling-worker-token"))
+        if refused:
+            return _send(conn, 403, _error(refused), close=True)   # before its body is read
+        if req.path not in ("/execute", "/preload", "/package"):
+            return _send(conn, 404, _error("not found"), close=True)
+        conn.read_body(req)
+        if req.path == "/execute":
+            return self._execute(conn, req)
+        if req.path == "/preload":
+            return self._preload(conn, req)
+        return _package(conn, req)
 
-        def body(self):
-            """The request body, or None once an error has been answered."""
+    def _execute(self, conn, req):
+        if reuse.draining():
+            return _send(conn, 503, _error("worker draining"), close=True)
+        received = time.monotonic()
+        try:
+            job = parse_job(json.loads(req.body))
+        except (ValueError, BadRequest) as e:   # JSONDecodeError is a ValueError
+            return _send(conn, 400, _error("invalid request: %s" % e), keep=req.keep_alive)
+        serving = package.serving()
+        if serving is not None and (job.fid, job.version) != serving:
+            # Our address was given to the engine for another function
+            # (a reused pod IP): nothing runs, the engine looks elsewhere.
+            return _send(conn, 410, _error("this worker serves function %s version %d" % serving),
+                         keep=req.keep_alive)
+        strict = self.strict
+        if strict is not None:
+            body, proc = strict.execute(job, req.body, received)
             try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self.send_json(400, {"error": "Content-Length required"}, close=True)
-                return None
-            if not 0 <= length <= config.MAX_BODY_BYTES:
-                self.send_json(413, {"error": "request body too large"}, close=True)
-                return None
-            return self.rfile.read(length)
-
-        def do_POST(self):
-            path = self.path.split("?", 1)[0]
-            refused = workertoken.refusal(path, self.headers.get(workertoken.HEADER))
-            if refused:
-                return self.send_json(403, {"error": refused}, close=True)
-            if path == "/preload":
-                return self.preload()
-            if path == "/package":
-                return self.package()
-            if path != "/execute":
-                return self.send_json(404, {"error": "not found"}, close=True)
-            if reuse.draining():
-                return self.send_json(503, {"error": "worker draining"}, close=True)
-            received = time.monotonic()
-            raw = self.body()
-            if raw is None:
-                return
-            try:
-                job = parse_job(json.loads(raw))
-            except (ValueError, BadRequest) as e:   # JSONDecodeError is a ValueError
-                return self.send_json(400, {"error": "invalid request: %s" % e})
-            serving = package.serving()
-            if serving is not None and (job.fid, job.version) != serving:
-                # Our address was given to the engine for another function
-                # (a reused pod IP): nothing runs, the engine looks elsewhere.
-                return self.send_json(410, {"error": "this worker serves function %s version %d" % serving})
-            if strict is not None:
-                body, proc = strict.execute(job, raw, received)
-                try:
-                    return self.send(200, body)
-                finally:
-                    strict.finish_soon(proc)
-            if not reuse.accept():   # checked again under its lock: draining may just have begun
-                return self.send_json(503, {"error": "worker draining"}, close=True)
-            try:
-                body, timed_out = reuse.execute(job)
-                self.send(200, body, close=timed_out)
+                return _send(conn, 200, body, keep=req.keep_alive)
             finally:
-                reuse.done()
+                strict.finish_soon(proc)
+        if not reuse.accept():   # checked again under its lock: draining may just have begun
+            return _send(conn, 503, _error("worker draining"), close=True)
+        try:
+            body, timed_out = reuse.execute(job)
+            return _send(conn, 200, body, close=timed_out, keep=req.keep_alive)
+        finally:
+            reuse.done()   # after the answer is written: draining waits for it
 
-        def package(self):
-            from urllib.parse import parse_qs
-            query = parse_qs(self.path.partition("?")[2])
-            raw = self.body()
-            if raw is None:
-                return
-            try:
-                fid = query.get("function_id", [""])[0]
-                version = int(query.get("function_version", ["0"])[0])
-                if version < 0:
-                    raise ValueError("negative")
-            except ValueError:
-                return self.send_json(400, {"error": "invalid request: function_version must be an integer"})
-            try:
-                package.install_package(fid, version, query.get("md5", [""])[0], raw)
-            except package.PackageError as e:
-                return self.send_json(e.status, {"error": str(e)})
-            except OSError as e:
-                return self.send_json(500, {"error": "cannot store the package: %s" % e})
-            self.send_json(200, {"function_id": fid, "function_version": version})
+    def _preload(self, conn, req):
+        try:
+            spec = PreloadSpec(json.loads(req.body))
+            if self.strict is None:   # reuse: modules are imported on the first call
+                return _send(conn, 200, _json({"level": "reuse"}), keep=req.keep_alive)
+            level, err = self.strict.preload(spec.level, spec, spec.timeout)
+        except (ValueError, BadRequest) as e:
+            return _send(conn, 400, _error("invalid request: %s" % e), keep=req.keep_alive)
+        return _send(conn, 200, _json({"level": level, "error": err}), keep=req.keep_alive)
 
-        def preload(self):
-            raw = self.body()
-            if raw is None:
-                return
-            try:
-                spec = PreloadSpec(json.loads(raw))
-                if strict is None:   # reuse: modules are imported on the first call
-                    return self.send_json(200, {"level": "reuse"})
-                level, err = strict.preload(spec.level, spec, spec.timeout)
-            except (ValueError, BadRequest) as e:
-                return self.send_json(400, {"error": "invalid request: %s" % e})
-            self.send_json(200, {"level": level, "error": err})
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        block_on_close = False
-        request_queue_size = 128   # a full unix-socket backlog makes clients fail with EAGAIN
+def _package(conn, req):
+    from urllib.parse import parse_qs
+    query = parse_qs(req.query)
+    try:
+        fid = query.get("function_id", [""])[0]
+        version = int(query.get("function_version", ["0"])[0])
+        if version < 0:
+            raise ValueError("negative")
+    except ValueError:
+        return _send(conn, 400, _error("invalid request: function_version must be an integer"), keep=req.keep_alive)
+    try:
+        package.install_package(fid, version, query.get("md5", [""])[0], req.body)
+    except package.PackageError as e:
+        return _send(conn, e.status, _error(str(e)), keep=req.keep_alive)
+    except OSError as e:
+        return _send(conn, 500, _error("cannot store the package: %s" % e), keep=req.keep_alive)
+    return _send(conn, 200, _json({"function_id": fid, "function_version": version}), keep=req.keep_alive)
 
-        def server_bind(self):
-            # Skip HTTPServer.server_bind: its getfqdn() may do slow DNS and fails on AF_UNIX.
-            socketserver.TCPServer.server_bind(self)
-            addr = self.socket.getsockname()
-            self.server_name, self.server_port = (addr[0], addr[1]) if isinstance(addr, tuple) else ("localhost", 0)
 
-        def process_request_thread(self, request, client_address):
-            super().process_request_thread(request, client_address)
-            # The connection is closed, so any timeout response has been flushed. Exit once
-            # draining and no execution still owes a response.
-            if reuse.drained():
-                config.exit(config.EXIT_TAINTED)
+def _json(obj):
+    return json.dumps(obj).encode()
 
-    class UnixServer(Server):
-        address_family = socket.AF_UNIX
 
-    return Handler, Server, UnixServer
+def _error(message):
+    return _json({"error": message})
+
+
+def _send(conn, status, body, ctype="application/json", close=False, keep=True):
+    """Writes an answer; returns whether the connection stays open."""
+    close = close or not keep or reuse.draining()
+    conn.send(status, body, ctype, close)
+    return not close
 
 
 class PreloadSpec:
@@ -167,3 +166,24 @@ class PreloadSpec:
         job = parse_job(dict(req, execution_id="preload"))
         self.fid, self.version, self.entry, self.timeout = job.fid, job.version, job.entry, job.timeout
         self.level = req.get("level")
+
+
+# Errors of accept() that a retry may outlive: out of descriptors or memory
+# for a moment (a function under reuse may hold many), or a peer that left.
+_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def serve_forever(listener, handler):
+    """Accepts connections on listener, each served by a thread of its own,
+    until a signal handler raises SystemExit."""
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError as e:
+            if e.errno in _TRANSIENT:
+                time.sleep(0.05)
+            continue
+        try:
+            threading.Thread(target=handler.serve, args=(sock,), daemon=True).start()
+        except RuntimeError:   # no thread to be had (the function holds them all): refused
+            sock.close()
