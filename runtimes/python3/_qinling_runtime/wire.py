@@ -130,9 +130,6 @@ class Connection:
             self.buf = buf[n:]
             req.body = buf[:n]
             return
-        if len(buf) >= n:
-            self.buf = buf[n:]
-            return buf[:n]
         parts, have = [buf], len(buf)
         while have < n:
             data = self._recv(REQUEST_TIMEOUT, min(n - have, 1 << 20))
