@@ -12,11 +12,24 @@ import (
 // count, one line per row of EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (MySQL),
 // its columns joined by spaces.
 func PlanOfRunningInProject(ctx context.Context, d *DB, project string) (string, error) {
-	g := d.gorm.WithContext(ctx)
-	query := g.ToSQL(func(tx *gorm.DB) *gorm.DB {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
 		var n int64
 		return runningInProject(tx, project).Count(&n)
 	})
+}
+
+// PlanOfStartedEngines is PlanOfRunningInProject for
+// StartedExecutionEngines, recovery's query.
+func PlanOfStartedEngines(ctx context.Context, d *DB) (string, error) {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
+		var out []string
+		return startedEngines(tx).Pluck("engine", &out)
+	})
+}
+
+func planOf(ctx context.Context, d *DB, build func(tx *gorm.DB) *gorm.DB) (string, error) {
+	g := d.gorm.WithContext(ctx)
+	query := g.ToSQL(build)
 	explain := "EXPLAIN "
 	if g.Dialector.Name() == "sqlite" {
 		explain = "EXPLAIN QUERY PLAN "

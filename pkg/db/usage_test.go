@@ -254,7 +254,9 @@ func TestRunningCounts(t *testing.T) {
 // TestRunningInProjectPlan: the count of a project's running executions
 // finds them by the (status, project_id) index (migration 7), not by walking
 // the project's every execution through the project_id index, however many
-// finished ones the project has.
+// finished ones the project has; recovery's query of the engines holding
+// running executions uses the same index, status having none of its own
+// (migration 9).
 func TestRunningInProjectPlan(t *testing.T) {
 	each(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
@@ -267,10 +269,18 @@ func TestRunningInProjectPlan(t *testing.T) {
 		}
 		running(t, d, "p1", f)
 		running(t, d, "p2", f)
-		plan, err := db.PlanOfRunningInProject(ctx, d, "p1")
-		require.NoError(t, err)
-		t.Logf("plan:\n%s", plan)
-		assert.Contains(t, plan, "ix_executions_running_project", "the count uses the (status, project_id) index")
+		for _, tc := range []struct {
+			name string
+			plan func() (string, error)
+		}{
+			{name: "running in project", plan: func() (string, error) { return db.PlanOfRunningInProject(ctx, d, "p1") }},
+			{name: "engines of running executions", plan: func() (string, error) { return db.PlanOfStartedEngines(ctx, d) }},
+		} {
+			plan, err := tc.plan()
+			require.NoError(t, err)
+			t.Logf("%s plan:\n%s", tc.name, plan)
+			assert.Contains(t, plan, "ix_executions_running_project", "%s: uses the (status, project_id) index", tc.name)
+		}
 		n, err := d.RunningInProject(ctx, "p1")
 		require.NoError(t, err)
 		assert.Equal(t, 1, n)

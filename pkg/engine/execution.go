@@ -209,7 +209,7 @@ type Timing struct {
 
 	failReason string    // why it failed, for the metrics (metrics.go)
 	started    time.Time // when begin started it without recording it (recovery.go)
-	ran        bool   // a worker was called: the execution waited for one (metrics.go)
+	ran        bool      // a worker was called: the execution waited for one (metrics.go)
 }
 
 // used fills t's usage figures from res and returns them for the rollup.
