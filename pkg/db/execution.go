@@ -2,8 +2,6 @@ package db
 
 import (
 	"context"
-
-	"gorm.io/gorm"
 )
 
 // CreateExecution inserts e, filling ID and CreatedAt.
@@ -42,18 +40,19 @@ func (d *DB) RunningExecutions(ctx context.Context, functionID string, version i
 	return int(n), translate(err, "Execution", "")
 }
 
-// RunningInProject counts a project's running (in flight or queued)
-// executions, for the API's bound on them.
-func (d *DB) RunningInProject(ctx context.Context, project string) (int, error) {
-	var n int64
-	err := runningInProject(d.gorm.WithContext(ctx), project).Count(&n).Error
-	return int(n), translate(err, "Execution", "")
+// RunningCounts counts, in one statement, the running (in flight or
+// queued) executions of a function version, in every project, and those of
+// a project, for the API's bounds on them. Each count has an index that
+// holds exactly what it counts: (function_id, function_version, status)
+// and (status, project_id) (migration 7; without it SQLite, having no
+// statistics, took the project_id index and counted by walking every
+// execution the project ever had, a cost that grew with each one).
+func (d *DB) RunningCounts(ctx context.Context, functionID string, version int, project string) (perFunction, perProject int, err error) {
+	err = d.gorm.WithContext(ctx).Raw(runningCounts, functionID, version, StatusRunning, StatusRunning, project).
+		Row().Scan(&perFunction, &perProject)
+	return perFunction, perProject, translate(err, "Execution", "")
 }
 
-// runningInProject selects a project's running executions. The index on
-// (status, project_id) (migration 7) finds exactly them: without it SQLite,
-// having no statistics, took the project_id index and counted by walking
-// every execution the project ever had, a cost that grew with each one.
-func runningInProject(tx *gorm.DB, project string) *gorm.DB {
-	return tx.Model(&Execution{}).Where("status = ? AND project_id = ?", StatusRunning, project)
-}
+const runningCounts = "SELECT " +
+	"(SELECT COUNT(*) FROM executions WHERE function_id = ? AND function_version = ? AND status = ?), " +
+	"(SELECT COUNT(*) FROM executions WHERE status = ? AND project_id = ?)"

@@ -8,15 +8,27 @@ import (
 	"gorm.io/gorm"
 )
 
-// PlanOfRunningInProject returns the database's plan for RunningInProject's
-// count, one line per row of EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (MySQL),
-// its columns joined by spaces.
-func PlanOfRunningInProject(ctx context.Context, d *DB, project string) (string, error) {
-	g := d.gorm.WithContext(ctx)
-	query := g.ToSQL(func(tx *gorm.DB) *gorm.DB {
-		var n int64
-		return runningInProject(tx, project).Count(&n)
+// PlanOfRunningCounts returns the database's plan for RunningCounts, one
+// line per row of EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (MySQL), its
+// columns joined by spaces.
+func PlanOfRunningCounts(ctx context.Context, d *DB, functionID, project string) (string, error) {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
+		return tx.Raw(runningCounts, functionID, 0, StatusRunning, StatusRunning, project)
 	})
+}
+
+// PlanOfStartedEngines is PlanOfRunningCounts for
+// StartedExecutionEngines, recovery's query.
+func PlanOfStartedEngines(ctx context.Context, d *DB) (string, error) {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
+		var out []string
+		return startedEngines(tx).Pluck("engine", &out)
+	})
+}
+
+func planOf(ctx context.Context, d *DB, build func(tx *gorm.DB) *gorm.DB) (string, error) {
+	g := d.gorm.WithContext(ctx)
+	query := g.ToSQL(build)
 	explain := "EXPLAIN "
 	if g.Dialector.Name() == "sqlite" {
 		explain = "EXPLAIN QUERY PLAN "

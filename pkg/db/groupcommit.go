@@ -20,12 +20,24 @@ import (
 // that commit fails every caller of the batch gets the error and nothing
 // of the batch is stored. MySQL takes concurrent transactions itself and
 // does not use it.
+//
+// The writes' own callers commit, one at a time (the leader): a write that
+// finds no batch being committed commits the writes waiting, its own among
+// them; one that finds one waits, and when that batch is committed the
+// oldest write still waiting is handed the lead. A write alone is thus
+// committed by its caller, with no hand-over to another goroutine and back
+// (two scheduler wake-ups per write on the warm path).
 type groupWriter struct {
-	g    *gorm.DB
-	jobs chan *writeJob
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	g *gorm.DB
+
+	mu sync.Mutex
+	// waiting are the writes handed over and not yet in a batch, oldest
+	// first. While any wait, a leader is committing (leading).
+	waiting []*writeJob
+	leading bool
+	stopped bool
+	// idle is signalled when the lead ends with nothing waiting (close).
+	idle *sync.Cond
 	// batched, when set (tests), is told each batch's size before it runs.
 	batched func(n int)
 }
@@ -37,7 +49,13 @@ type writeJob struct {
 	// its own (SQLite commits it by itself, cheaper than BEGIN … COMMIT).
 	single bool
 	err    error
-	out    chan error
+	// out answers the write once, or first hands its caller the lead.
+	out chan jobAnswer
+}
+
+type jobAnswer struct {
+	err  error
+	lead bool
 }
 
 // maxBatch bounds the writes of one transaction, so that one commit does
@@ -48,8 +66,8 @@ const maxBatch = 64
 var errWriterStopped = errors.New("database closed")
 
 func newGroupWriter(g *gorm.DB) *groupWriter {
-	w := &groupWriter{g: g, jobs: make(chan *writeJob, maxBatch), stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
+	w := &groupWriter{g: g}
+	w.idle = sync.NewCond(&w.mu)
 	return w
 }
 
@@ -58,76 +76,96 @@ func newGroupWriter(g *gorm.DB) *groupWriter {
 // is waited for even if ctx ends: its caller must learn whether it was
 // stored.
 func (w *groupWriter) write(ctx context.Context, single bool, fn func(tx *gorm.DB) error) error {
-	// Checked first: once stopped, a send could still find room in the
-	// queue (a select takes any ready case), where nothing would take it.
-	select {
-	case <-w.stop:
-		return errWriterStopped
-	default:
-	}
-	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, single: single, out: make(chan error, 1)}
-	select {
-	case w.jobs <- j:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-w.stop:
+	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, single: single, out: make(chan jobAnswer, 1)}
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
 		return errWriterStopped
 	}
-	select {
-	case err := <-j.out:
-		return err
-	case <-w.done:
-		// The writer has ended: it answered j before that (out is
-		// buffered), or j reached the queue after the writer emptied it.
-		select {
-		case err := <-j.out:
-			return err
-		default:
-			return errWriterStopped
+	w.waiting = append(w.waiting, j)
+	if w.leading {
+		w.mu.Unlock()
+		if a := <-j.out; !a.lead {
+			return a.err
 		}
+	} else {
+		w.leading = true
+		w.mu.Unlock()
 	}
+	w.lead()
+	return (<-j.out).err
 }
 
-// close stops the writer once its batch is committed; a second close (a
-// store closed twice) does nothing more.
-func (w *groupWriter) close() {
-	w.once.Do(func() { close(w.stop) })
-	<-w.done
-}
-
-func (w *groupWriter) run() {
-	defer close(w.done)
-	batch := make([]*writeJob, 0, maxBatch)
-	for {
-		select {
-		case j := <-w.jobs:
-			batch = append(batch[:0], j)
-		case <-w.stop:
-			w.refuseWaiting()
-			return
-		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case j := <-w.jobs:
-				batch = append(batch, j)
-			default:
-				break more
+// lead commits the oldest waiting writes (the leader's own first) as one
+// batch, then hands the lead to the oldest write still waiting. Once the
+// store is closing it refuses every waiting write instead.
+func (w *groupWriter) lead() {
+	w.mu.Lock()
+	if w.stopped {
+		defer w.mu.Unlock()
+		w.endLead()
+		return
+	}
+	n := min(len(w.waiting), maxBatch)
+	batch := append([]*writeJob(nil), w.waiting[:n]...)
+	w.waiting = append(w.waiting[:0], w.waiting[n:]...)
+	w.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			// A write that panics fails its batch, and the writes behind
+			// it still get a leader; the panic goes on in its caller.
+			for _, j := range batch {
+				select {
+				case j.out <- jobAnswer{err: fmt.Errorf("a write of the batch panicked: %v", r)}:
+				default: // answered already
+				}
 			}
+			w.handOn()
+			panic(r)
 		}
-		w.commit(batch)
-	}
+	}()
+	w.commit(batch)
+	w.handOn()
 }
 
-// refuseWaiting answers the writes still queued at close.
-func (w *groupWriter) refuseWaiting() {
-	for {
-		select {
-		case j := <-w.jobs:
-			j.out <- errWriterStopped
-		default:
-			return
-		}
+// handOn passes the lead to the oldest waiting write, or ends it.
+func (w *groupWriter) handOn() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.waiting) > 0 && !w.stopped {
+		w.waiting[0].out <- jobAnswer{lead: true}
+		return
+	}
+	w.endLead()
+}
+
+// endLead refuses the writes still waiting (a closing store) and ends the
+// lead; w.mu is held.
+func (w *groupWriter) endLead() {
+	for _, j := range w.waiting {
+		j.out <- jobAnswer{err: errWriterStopped}
+	}
+	w.waiting = nil
+	w.leading = false
+	w.idle.Broadcast()
+}
+
+// queued is how many writes wait for a batch (tests).
+func (w *groupWriter) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.waiting)
+}
+
+// close refuses new writes and returns once the batch being committed is
+// and the writes waiting behind it are refused; a second close (a store
+// closed twice) does nothing more.
+func (w *groupWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	for w.leading {
+		w.idle.Wait()
 	}
 }
 
@@ -144,7 +182,7 @@ func (w *groupWriter) commit(batch []*writeJob) {
 		} else {
 			err = w.g.WithContext(j.ctx).Transaction(j.fn)
 		}
-		j.out <- err
+		j.out <- jobAnswer{err: err}
 		return
 	}
 	err = w.g.Transaction(func(tx *gorm.DB) error {
@@ -163,9 +201,9 @@ func (w *groupWriter) commit(batch []*writeJob) {
 	})
 	for _, j := range batch {
 		if err != nil {
-			j.out <- err
+			j.out <- jobAnswer{err: err}
 		} else {
-			j.out <- j.err
+			j.out <- jobAnswer{err: j.err}
 		}
 	}
 }

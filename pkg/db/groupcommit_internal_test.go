@@ -30,7 +30,7 @@ func heldWriter(t *testing.T, setup func(d *DB)) (d *DB, queued func(n int), rel
 	}()
 	<-holding
 	queued = func(n int) {
-		for len(d.writer.jobs) < n {
+		for d.writer.queued() < n {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -168,5 +168,29 @@ func TestGroupWriter_WritesRacingClose(t *testing.T) {
 				t.Fatal("a write racing close was never answered")
 			}
 		}
+	}
+}
+
+// TestGroupWriter_PanicFreesWriter: a write that panics panics in its
+// caller, and the writes after it are still committed (its caller led the
+// writer: a lead left behind would leave every later write waiting).
+func TestGroupWriter_PanicFreesWriter(t *testing.T) {
+	d := syncedSQLite(t)
+	require.NoError(t, d.gorm.Exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)").Error)
+	func() {
+		defer func() { require.NotNil(t, recover(), "the panic reaches its caller") }()
+		_ = d.writer.write(context.Background(), false, func(*gorm.DB) error { panic("bad write") })
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- d.writer.write(context.Background(), false, func(tx *gorm.DB) error {
+			return tx.Exec("INSERT INTO kv (k, v) VALUES ('a', '1')").Error
+		})
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("a write after a panicking one was never answered")
 	}
 }

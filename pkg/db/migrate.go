@@ -50,12 +50,10 @@ var migrations = []migration{
 		return tx.Exec("CREATE INDEX " + ixRunningInProject + " ON executions (status, project_id)").Error
 	}},
 	{Version: 8, Name: "executions.engine loses its index, one write fewer per execution", Up: func(tx *gorm.DB) error {
-		// Databases created before this migration have it; newer ones
-		// never had it.
-		if !tx.Migrator().HasIndex(&Execution{}, engineIndex) {
-			return nil
-		}
-		return tx.Migrator().DropIndex(&Execution{}, engineIndex)
+		return dropIndex(tx, engineIndex)
+	}},
+	{Version: 9, Name: "executions.status loses its own index: (status, project_id) serves every query on status", Up: func(tx *gorm.DB) error {
+		return dropIndex(tx, statusIndex)
 	}},
 }
 
@@ -63,9 +61,21 @@ var migrations = []migration{
 // executions (RunningInProject).
 const ixRunningInProject = "ix_executions_running_project"
 
-// engineIndex is the index gorm named for executions.engine up to
-// migration 8.
-const engineIndex = "idx_executions_engine"
+// engineIndex and statusIndex are the indexes gorm named for
+// executions.engine up to migration 8 and executions.status up to 9.
+const (
+	engineIndex = "idx_executions_engine"
+	statusIndex = "idx_executions_status"
+)
+
+// dropIndex drops an index of executions that databases created before the
+// migration doing it have, and newer ones never had.
+func dropIndex(tx *gorm.DB, name string) error {
+	if !tx.Migrator().HasIndex(&Execution{}, name) {
+		return nil
+	}
+	return tx.Migrator().DropIndex(&Execution{}, name)
+}
 
 // LatestVersion is the schema version this build needs.
 func LatestVersion() int { return migrations[len(migrations)-1].Version }

@@ -72,11 +72,14 @@ type Execution struct {
 	FunctionVersion int     `gorm:"not null;index:ix_executions_load,priority:2"`
 	FunctionAlias   *string `gorm:"size:255"`
 	Description     *string `gorm:"size:255"`
-	Status          string  `gorm:"size:32;not null;index;index:ix_executions_load,priority:3"`
-	Sync            bool    `gorm:"not null"`
-	Input           *string `gorm:"type:longtext"` // JSON object
-	Result          *string `gorm:"type:longtext"` // JSON object
-	Logs            *string `gorm:"type:longtext"`
+	// Status has no index of its own (migration 9): the one on (status,
+	// project_id) (migration 7) serves every query that asks for a status
+	// alone, and each index is one more write per execution.
+	Status string  `gorm:"size:32;not null;index:ix_executions_load,priority:3"`
+	Sync   bool    `gorm:"not null"`
+	Input  *string `gorm:"type:longtext"` // JSON object
+	Result *string `gorm:"type:longtext"` // JSON object
+	Logs   *string `gorm:"type:longtext"`
 	// Engine is the engine instance that started the execution and
 	// StartedAt when: both stay NULL until a worker is about to receive it
 	// (pkg/engine/recovery.go settles executions of vanished engines).

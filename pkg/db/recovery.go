@@ -26,9 +26,15 @@ func (d *DB) StartExecution(ctx context.Context, id, engine string) (bool, error
 // executions they started.
 func (d *DB) StartedExecutionEngines(ctx context.Context) ([]string, error) {
 	var out []string
-	err := d.gorm.WithContext(ctx).Model(&Execution{}).
-		Where("status = ? AND engine IS NOT NULL", StatusRunning).Distinct("engine").Pluck("engine", &out).Error
+	err := startedEngines(d.gorm.WithContext(ctx)).Pluck("engine", &out).Error
 	return out, translate(err, "Execution", "")
+}
+
+// startedEngines selects the engines of running executions, found through
+// the (status, project_id) index: engine has none (migration 8), nor status
+// alone (migration 9).
+func startedEngines(tx *gorm.DB) *gorm.DB {
+	return tx.Model(&Execution{}).Where("status = ? AND engine IS NOT NULL", StatusRunning).Distinct("engine")
 }
 
 // EndEngineExecutions ends every running execution that engine started as

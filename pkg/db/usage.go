@@ -73,6 +73,11 @@ type Outcome struct {
 	// that answers with the outcome it stored sets it, so that its answer
 	// and the row agree.
 	End time.Time
+	// StartedAt, when set, is when StartedBy (an engine instance) started
+	// an execution it did not record as started then (StartExecution):
+	// stored with its end, so the ended row is the same either way.
+	StartedBy string
+	StartedAt time.Time
 }
 
 // FinishExecution stores the outcome of a running execution with no
@@ -122,8 +127,11 @@ func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (boo
 	}
 	// The conditional update is the guard: on MySQL it locks the row, so a
 	// second finisher waits and then finds it no longer running.
-	res := tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).
-		Updates(map[string]any{"status": o.Status, "result": o.Result, "logs": o.Logs, "updated_at": end})
+	set := map[string]any{"status": o.Status, "result": o.Result, "logs": o.Logs, "updated_at": end}
+	if !o.StartedAt.IsZero() {
+		set["engine"], set["started_at"] = o.StartedBy, o.StartedAt
+	}
+	res := tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).Updates(set)
 	if res.Error != nil || res.RowsAffected == 0 {
 		return false, res.Error
 	}

@@ -235,11 +235,13 @@ func TestRunningCounts(t *testing.T) {
 			count func() (int, error)
 			want  int
 		}{
-			{"a project's running executions", func() (int, error) { return d.RunningInProject(ctx, "p1") }, 3},
-			{"another project's", func() (int, error) { return d.RunningInProject(ctx, "p2") }, 1},
-			{"a project without any", func() (int, error) { return d.RunningInProject(ctx, "p3") }, 0},
-			{"a function's, in every project", func() (int, error) { return d.RunningExecutions(ctx, f1, 0) }, 3},
-			{"another version of it", func() (int, error) { return d.RunningExecutions(ctx, f1, 1) }, 0},
+			{"a project's running executions", func() (int, error) { return perProject(d, f1, "p1") }, 3},
+			{"another project's", func() (int, error) { return perProject(d, f1, "p2") }, 1},
+			{"a project without any", func() (int, error) { return perProject(d, f1, "p3") }, 0},
+			{"a function's, in every project", func() (int, error) { return perFunction(d, f1, 0) }, 3},
+			{"another version of it", func() (int, error) { return perFunction(d, f1, 1) }, 0},
+			{"another function's", func() (int, error) { return perFunction(d, f2, 0) }, 1},
+			{"the engine's count of a function's", func() (int, error) { return d.RunningExecutions(ctx, f1, 0) }, 3},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -251,10 +253,13 @@ func TestRunningCounts(t *testing.T) {
 	})
 }
 
-// TestRunningInProjectPlan: the count of a project's running executions
-// finds them by the (status, project_id) index (migration 7), not by walking
-// the project's every execution through the project_id index, however many
-// finished ones the project has.
+// TestRunningInProjectPlan: the API's counts of a function's and of a
+// project's running executions find them by their indexes, (function_id,
+// function_version, status) and (status, project_id) (migration 7), not by
+// walking the project's every execution through the project_id index,
+// however many finished ones the project has; recovery's query of the
+// engines holding running executions uses (status, project_id) too, status
+// having no index of its own (migration 9).
 func TestRunningInProjectPlan(t *testing.T) {
 	each(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
@@ -267,12 +272,36 @@ func TestRunningInProjectPlan(t *testing.T) {
 		}
 		running(t, d, "p1", f)
 		running(t, d, "p2", f)
-		plan, err := db.PlanOfRunningInProject(ctx, d, "p1")
+		for _, tc := range []struct {
+			name  string
+			plan  func() (string, error)
+			index []string
+		}{
+			{name: "running counts", plan: func() (string, error) { return db.PlanOfRunningCounts(ctx, d, f, "p1") },
+				index: []string{"ix_executions_running_project", "ix_executions_load"}},
+			{name: "engines of running executions", plan: func() (string, error) { return db.PlanOfStartedEngines(ctx, d) },
+				index: []string{"ix_executions_running_project"}},
+		} {
+			plan, err := tc.plan()
+			require.NoError(t, err)
+			t.Logf("%s plan:\n%s", tc.name, plan)
+			for _, ix := range tc.index {
+				assert.Contains(t, plan, ix, "%s: uses %s", tc.name, ix)
+			}
+		}
+		fn, proj, err := d.RunningCounts(ctx, f, 0, "p1")
 		require.NoError(t, err)
-		t.Logf("plan:\n%s", plan)
-		assert.Contains(t, plan, "ix_executions_running_project", "the count uses the (status, project_id) index")
-		n, err := d.RunningInProject(ctx, "p1")
-		require.NoError(t, err)
-		assert.Equal(t, 1, n)
+		assert.Equal(t, 2, fn)
+		assert.Equal(t, 1, proj)
 	})
+}
+
+func perProject(d *db.DB, functionID, project string) (int, error) {
+	_, n, err := d.RunningCounts(context.Background(), functionID, 0, project)
+	return n, err
+}
+
+func perFunction(d *db.DB, functionID string, version int) (int, error) {
+	n, _, err := d.RunningCounts(context.Background(), functionID, version, "p1")
+	return n, err
 }

@@ -69,6 +69,9 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 	switch {
 	case errors.Is(err, errNotOurs):
 		return nil, e.settleStarted(ctx, log, a.ExecutionID)
+	case errors.Is(err, errCallerGone):
+		log.Info("execution not run: its caller stopped waiting before a worker took it")
+		return nil, nil
 	case errors.As(err, &fw):
 		// The transport passes the request on to the engine that owns the
 		// function's workers (route.go); nothing was started here.
@@ -100,7 +103,8 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 	end := time.Now().UTC().Truncate(time.Millisecond)
 	if err := e.untilDB(sctx, log, func() error {
 		var err error
-		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur, End: end})
+		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur, End: end,
+			StartedBy: e.rec.instance, StartedAt: t.started})
 		return err
 	}); err != nil {
 		log.Error("store execution result", "error", err)
@@ -203,8 +207,9 @@ type Timing struct {
 	MemorySize      int64              `json:"memory_size"`
 	GBSeconds       float64            `json:"gb_seconds"`
 
-	failReason string // why it failed, for the metrics (metrics.go)
-	ran        bool   // a worker was called: the execution waited for one (metrics.go)
+	failReason string    // why it failed, for the metrics (metrics.go)
+	started    time.Time // when begin started it without recording it (recovery.go)
+	ran        bool      // a worker was called: the execution waited for one (metrics.go)
 }
 
 // used fills t's usage figures from res and returns them for the rollup.
@@ -244,7 +249,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 	}
 	t.MemorySize = f.MemorySize
 	if code := f.ParsedCode(); code.Source == db.SourceImage {
-		return e.executeImage(ctx, a, f, code.Image, t)
+		return e.executeImage(ctx, a, f, code.Image, sync, t)
 	}
 	inv := invocation(f, a, reqctx.From(ctx).RequestID)
 	fv := coord.FunctionVersion{FunctionID: f.ID, Version: a.FunctionVersion}
@@ -261,7 +266,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 			return orchestrator.Result{}, "", err
 		}
 		if try == 1 {
-			if err := e.begin(ctx, reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID), a.ExecutionID); err != nil {
+			if err := e.begin(ctx, a.ExecutionID, sync, t); err != nil {
 				e.release(fv, w, 0)
 				return orchestrator.Result{}, "", err
 			}
@@ -306,7 +311,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 // executeImage runs an image function through an orchestrator that can
 // (docs/kubernetes.md, "Image functions"): one container of the function's image per execution,
 // the raw string input split on whitespace as its arguments.
-func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Function, image string, t *Timing) (orchestrator.Result, string, error) {
+func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Function, image string, sync bool, t *Timing) (orchestrator.Result, string, error) {
 	runner, ok := e.orch.(orchestrator.ImageRunner)
 	if !ok {
 		return orchestrator.Result{}, "", errdefs.Invalid("Image functions cannot run on this orchestrator.")
@@ -315,7 +320,7 @@ func (e *Engine) executeImage(ctx context.Context, a ExecutionArgs, f *db.Functi
 	if err != nil {
 		return orchestrator.Result{}, "", err
 	}
-	if err := e.begin(ctx, reqctx.Logger(ctx, e.log).With("execution_id", a.ExecutionID), a.ExecutionID); err != nil {
+	if err := e.begin(ctx, a.ExecutionID, sync, t); err != nil {
 		return orchestrator.Result{}, "", err
 	}
 	run := time.Now()

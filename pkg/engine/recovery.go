@@ -17,17 +17,22 @@ import (
 	"github.com/qinling-go/qinling/pkg/db"
 	"github.com/qinling-go/qinling/pkg/errdefs"
 	"github.com/qinling-go/qinling/pkg/reqctx"
+	"github.com/qinling-go/qinling/pkg/rpc"
 )
 
 // What an execution says when its engine could not finish it
 // (docs/reliability.md).
 const (
 	msgEngineStopped = "Function execution failed: the engine stopped during the execution."
-	msgNoCaller      = "Function execution failed: the service stopped before the execution started, and its caller no longer waits for it."
+	msgNoCaller      = "Function execution failed: the service stopped before the execution ended, and its caller no longer waits for it."
 )
 
 // errNotOurs means another engine started the execution first.
 var errNotOurs = errors.New("execution started by another engine")
+
+// errCallerGone means a sync execution's caller in this process stopped
+// waiting before it started; the caller ends it.
+var errCallerGone = errors.New("caller gone before the execution started")
 
 // recovery is an engine's side of the promise that no execution stays
 // running: it records which engine instance started an execution
@@ -203,7 +208,25 @@ func (e *Engine) track(ctx context.Context, id string) (context.Context, func())
 
 // begin records that this engine starts the execution now; errNotOurs if
 // another engine did first.
-func (e *Engine) begin(ctx context.Context, log *slog.Logger, id string) error {
+//
+// A sync execution whose caller is in this process (rpc.LocalCaller: the
+// all-in-one) is not recorded now but with its end (t.started, db.Outcome):
+// its request comes exactly once, so no second delivery needs the mark, and
+// a crash that leaves it running without an engine ends its caller too and
+// is settled at the next start (db.EndUnstartedSync), as a started one
+// would be. One write and one commit fewer per warm execution. Its caller
+// gone (the API ends it), it is not run (errCallerGone).
+func (e *Engine) begin(ctx context.Context, id string, sync bool, t *Timing) error {
+	log := reqctx.Logger(ctx, e.log).With("execution_id", id)
+	if done, local := rpc.LocalCaller(ctx); local && sync {
+		select {
+		case <-done:
+			return errCallerGone
+		default:
+		}
+		t.started = time.Now().UTC()
+		return nil
+	}
 	var ok bool
 	err := e.untilDB(ctx, log, func() (err error) {
 		ok, err = e.db.StartExecution(ctx, id, e.rec.instance)

@@ -140,7 +140,7 @@ func TestRecovery_AllInOneRestart(t *testing.T) {
 	requireEndedByStop(t, h, started.ExecutionID)
 	e, res := h.stored(t, syncQueued.ExecutionID)
 	require.Equal(t, db.StatusError, e.Status)
-	require.Contains(t, res["output"], "the service stopped before the execution started")
+	require.Contains(t, res["output"], "the service stopped before the execution ended")
 
 	tr := inproc.New(time.Minute)
 	t.Cleanup(func() { tr.Close() })
@@ -209,4 +209,77 @@ func TestRecovery_UnstartedRunsElsewhere(t *testing.T) {
 	require.Equal(t, db.StatusSuccess, e.Status, "%v", res)
 	require.Equal(t, peer.Instance(), *e.Engine)
 	require.Equal(t, "Hello, x", res["output"])
+}
+
+// TestRecovery_InProcessSyncStart: a sync execution whose caller is in the
+// engine's process (the in-process transport) is not recorded as started
+// while it runs, but with its end, which then names the engine and the
+// start as a recorded start would; killed while it runs, the process's
+// restart ends it as error (its caller died with it), and the late outcome
+// of the old run changes nothing. An async one, whose request the
+// all-in-one replays, is recorded when it starts.
+func TestRecovery_InProcessSyncStart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sync bool
+		// crash restarts the all-in-one while the execution runs.
+		crash          bool
+		wantRecorded   bool // the start is in the row while it runs
+		wantStatus     string
+		wantOutputPart string
+	}{
+		{name: "sync: recorded with its end", sync: true, wantStatus: db.StatusSuccess, wantOutputPart: "Hello, x"},
+		{name: "sync: a crash while it runs ends it at the restart", sync: true, crash: true, wantStatus: db.StatusError,
+			wantOutputPart: "the service stopped before the execution ended"},
+		{name: "async: recorded when it starts", wantRecorded: true, wantStatus: db.StatusSuccess, wantOutputPart: "Hello, x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, engine.Options{Name: "aio"})
+			b := newBlocker(t)
+			h.orch.Handle("hello.main", b.run)
+			start(t, h.eng, true)
+			f := h.function(t, "hello.main")
+			a := h.execution(t, f)
+			if !tc.sync {
+				a = h.asyncExecution(t, f, "x")
+			}
+			tr := inproc.New(time.Minute)
+			t.Cleanup(func() { tr.Close() })
+			sctx, cancel := context.WithCancel(ctx)
+			t.Cleanup(cancel)
+			go func() { _ = tr.Serve(sctx, h.eng) }()
+			done := make(chan error, 1)
+			go func() {
+				_, err := engine.Client{RPC: tr}.CreateExecution(ctx, a, tc.sync)
+				done <- err
+			}()
+
+			require.Equal(t, a.ExecutionID, <-b.started)
+			e, _ := h.stored(t, a.ExecutionID)
+			require.Equal(t, db.StatusRunning, e.Status)
+			require.Equal(t, tc.wantRecorded, e.Engine != nil, "start recorded while running")
+
+			if tc.crash {
+				restarted := engine.New(h.db, h.orch, h.coord, nil, engine.Options{Name: "aio"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				start(t, restarted, true)
+			}
+			close(b.release)
+			require.NoError(t, <-done)
+			// A cast is answered before it runs: wait for its end.
+			require.Eventually(t, func() bool {
+				e, _ := h.stored(t, a.ExecutionID)
+				return e.Status != db.StatusRunning
+			}, time.Minute, 10*time.Millisecond)
+			e, res := h.stored(t, a.ExecutionID)
+			require.Equal(t, tc.wantStatus, e.Status)
+			require.Contains(t, res["output"], tc.wantOutputPart)
+			if !tc.crash {
+				require.NotNil(t, e.Engine, "the ended row names its engine")
+				require.Equal(t, h.eng.Instance(), *e.Engine)
+				require.NotNil(t, e.StartedAt)
+				require.False(t, e.StartedAt.Truncate(time.Millisecond).After(*e.UpdatedAt), "started %s, ended %s", e.StartedAt, e.UpdatedAt)
+			}
+		})
+	}
 }

@@ -162,25 +162,20 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 // engines queue what their workers cannot take yet, and the queue must not
 // grow without end (an unauthenticated webhook caller could make it).
 func (s *Starter) admit(ctx context.Context, functionID string, version int, project string) error {
-	if s.MaxPerFunction > 0 {
-		n, err := s.DB.RunningExecutions(ctx, functionID, version)
-		if err != nil {
-			return err
-		}
-		if n >= s.MaxPerFunction {
-			reqctx.Logger(ctx, s.Log).Warn("execution refused: function's queue full", "function_id", functionID, "version", version, "running", n)
-			return errdefs.TooMany(retryAfter, "Function %s (version %d) already has %d executions running or waiting for a worker, its limit; try again later.", functionID, version, n)
-		}
+	if s.MaxPerFunction <= 0 && s.MaxPerProject <= 0 {
+		return nil
 	}
-	if s.MaxPerProject > 0 {
-		n, err := s.DB.RunningInProject(ctx, project)
-		if err != nil {
-			return err
-		}
-		if n >= s.MaxPerProject {
-			reqctx.Logger(ctx, s.Log).Warn("execution refused: project's queue full", "project_id", project, "running", n)
-			return errdefs.TooMany(retryAfter, "Project %s already has %d executions running or waiting for a worker, its limit; try again later.", project, n)
-		}
+	perFunction, perProject, err := s.DB.RunningCounts(ctx, functionID, version, project)
+	if err != nil {
+		return err
+	}
+	if s.MaxPerFunction > 0 && perFunction >= s.MaxPerFunction {
+		reqctx.Logger(ctx, s.Log).Warn("execution refused: function's queue full", "function_id", functionID, "version", version, "running", perFunction)
+		return errdefs.TooMany(retryAfter, "Function %s (version %d) already has %d executions running or waiting for a worker, its limit; try again later.", functionID, version, perFunction)
+	}
+	if s.MaxPerProject > 0 && perProject >= s.MaxPerProject {
+		reqctx.Logger(ctx, s.Log).Warn("execution refused: project's queue full", "project_id", project, "running", perProject)
+		return errdefs.TooMany(retryAfter, "Project %s already has %d executions running or waiting for a worker, its limit; try again later.", project, perProject)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 // (pkg/engine/recovery.go, docs/reliability.md).
 const (
 	engineStoppedMsg = "Function execution failed: the engine stopped during the execution."
-	noCallerMsg      = "Function execution failed: the service stopped before the execution started, and its caller no longer waits for it."
+	noCallerMsg      = "Function execution failed: the service stopped before the execution ended, and its caller no longer waits for it."
 )
 
 // recoveryServer starts a private all-in-one with a python runtime and a

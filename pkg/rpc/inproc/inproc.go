@@ -16,6 +16,8 @@ import (
 type envelope struct {
 	req   rpc.Request
 	reply chan rpc.Response // nil for a cast
+	// callerDone closes when a call's caller stops waiting.
+	callerDone <-chan struct{}
 }
 
 // Transport is an in-memory queue between rpc.Client and one Serve loop.
@@ -41,7 +43,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	env := envelope{req: req, reply: make(chan rpc.Response, 1)}
+	env := envelope{req: req, reply: make(chan rpc.Response, 1), callerDone: ctx.Done()}
 	if err := t.enqueue(ctx, env); err != nil {
 		return err
 	}
@@ -102,7 +104,13 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp := rpc.Dispatch(ctx, h, env.req)
+				hctx := ctx
+				if env.reply != nil {
+					// Delivered once, from a caller that dies with this
+					// process (pkg/engine/recovery.go relies on both).
+					hctx = rpc.WithLocalCaller(ctx, env.callerDone)
+				}
+				resp := rpc.Dispatch(hctx, h, env.req)
 				if env.reply != nil {
 					env.reply <- resp
 				} else {
