@@ -96,9 +96,12 @@ func TestListPages(t *testing.T) {
 // TestListMemoryBounded: 150 executions with 1 MB results, listed by three
 // clients at once, took the API from 136 to 1,562 MiB when lists were built
 // in memory. Streamed (docs/api.md, "Lists"), the server's peak RSS during
-// the lists must stay within listMemoryBound of its RSS before them.
+// the lists must stay within listMemoryBound of its RSS before them. The
+// server is its own, so the tests beside it (it is parallel) change
+// nothing of what it measures.
 func TestListMemoryBounded(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "reads the server's memory from /proc")
+	t.Parallel()
 	priv, rt := privatePython(t)
 	const resultSize, executions, clients = 1000 * 1000, 150, 3
 	fn := createFunction(t, priv, packageForm(rt, "big", "big.main", testutil.Zip(t, map[string]string{
