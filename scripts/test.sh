@@ -46,7 +46,14 @@ env_functional() {
 	# checks /metrics with Prometheus's promtool.
 	[[ -x /usr/bin/node ]] || ensure_packages nodejs || return
 	[[ -x /usr/bin/promtool ]] || ensure_packages prometheus || return
-	go test -tags functional -count=1 -timeout 15m -v "${GO_TEST_ARGS[@]}" ./tests/functional/...
+	# Most of its time the tests wait (for workers, sleeping functions,
+	# timeouts), and go test's default -parallel is GOMAXPROCS, two here:
+	# the two halves of TestLoadBurst alone held both slots for 2.5 min.
+	# Tests that would feel the others keep to themselves: the burst runs
+	# on a private server (a project of its own), the hostile functions'
+	# limits are far from what a loaded machine takes. A later -parallel
+	# in GO_TEST_ARGS wins.
+	go test -tags functional -count=1 -timeout 15m -v -parallel "${FUNCTIONAL_PARALLEL:-8}" "${GO_TEST_ARGS[@]}" ./tests/functional/...
 }
 
 register_env integration "go test -tags integration on the packages that have integration tests: tests that start their own MariaDB, RabbitMQ and Swift (Debian's)"

@@ -100,5 +100,6 @@ exports.hello = async (context, input) => {
 var nodeHostile = hostileRuntime{
 	name: nodejs, image: "openstackqinling/nodejs-runtime", module: "hostile.js", source: hostileJS,
 	maxPids: 64, poolSize: 1,
+	defaults: []string{"timeout", hostileTimeout},
 	notFound: "ENOENT",
 }

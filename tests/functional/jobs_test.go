@@ -20,11 +20,14 @@ import (
 
 // TestJobsFireOnceWithTwoAPIs runs a second qinling-api process beside the
 // stack's, on the same MySQL database: both run the job handler every 3 s,
-// and every run of every job must still start exactly one execution.
+// and every run of every job must still start exactly one execution. It is
+// parallel: most of it waits for the next whole minute, and the second API
+// changes nothing that the tests beside it read.
 func TestJobsFireOnceWithTwoAPIs(t *testing.T) {
 	if !srv.Real() {
 		t.Skip("needs the devstack stack (QINLING_REAL_STACK=1): two API processes share its MySQL database; the all-in-one's SQLite and embedded etcd belong to one process")
 	}
+	t.Parallel()
 	second := startSecondAPI(t, srv.Stack)
 	fid := helloFunction(t)
 

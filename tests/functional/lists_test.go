@@ -96,15 +96,15 @@ func TestListPages(t *testing.T) {
 // TestListMemoryBounded: 150 executions with 1 MB results, listed by three
 // clients at once, took the API from 136 to 1,562 MiB when lists were built
 // in memory. Streamed (docs/api.md, "Lists"), the server's peak RSS during
-// the lists must stay within listMemoryBound of its RSS before them.
+// the lists must stay within listMemoryBound of its RSS before them. The
+// server is its own, so the tests beside it (it is parallel) change
+// nothing of what it measures.
 func TestListMemoryBounded(t *testing.T) {
 	testutil.SkipIfReal(t, srv, "reads the server's memory from /proc")
-	s := testutil.StartAllInOne(t)
-	priv := testutil.ServerTarget(s)
-	rt := waitRuntime(t, priv, createRuntime(t, priv, "python3", "python3")["id"].(string))
-	require.Equal(t, "available", rt["status"], "%v", rt)
+	t.Parallel()
+	priv, rt := privatePython(t)
 	const resultSize, executions, clients = 1000 * 1000, 150, 3
-	fn := createFunction(t, priv, packageForm(rt["id"].(string), "big", "big.main", testutil.Zip(t, map[string]string{
+	fn := createFunction(t, priv, packageForm(rt, "big", "big.main", testutil.Zip(t, map[string]string{
 		"big.py": fmt.Sprintf("def main(**kwargs):\n    return 'x' * %d\n", resultSize),
 	}), "memory_size", "134217728"))
 	fid := fn["id"].(string)
@@ -121,7 +121,7 @@ func TestListMemoryBounded(t *testing.T) {
 	}
 	require.NoError(t, g.Wait())
 
-	pid := serverPID(t, s)
+	pid := serverPID(t, priv.Server)
 	idle := procStatusKiB(t, pid, "VmRSS")
 	// Reset the peak to the current RSS (proc(5), clear_refs), so VmHWM is
 	// the peak of the lists alone.

@@ -69,16 +69,16 @@ func submitAll(t *testing.T, n, clients int, send func() (*testutil.Response, er
 	return ids
 }
 
-// requireAllSucceed waits until none of fid's executions runs any more and
-// checks that the ids all ended success.
-func requireAllSucceed(t *testing.T, fid string, ids []string, timeout time.Duration) {
+// requireAllSucceed waits until none of fid's executions on s runs any more
+// and checks that the ids all ended success.
+func requireAllSucceed(t *testing.T, s *testutil.Target, fid string, ids []string, timeout time.Duration) {
 	t.Helper()
 	list := func(status string) []map[string]any {
 		q := url.Values{"function_id": {fid}, "limit": {"1000"}}
 		if status != "" {
 			q.Set("status", status)
 		}
-		r := call(t, srv, http.MethodGet, "/v1/executions?"+q.Encode(), nil)
+		r := call(t, s, http.MethodGet, "/v1/executions?"+q.Encode(), nil)
 		expect(t, r, http.StatusOK)
 		var body struct {
 			Executions []map[string]any `json:"executions"`
@@ -107,11 +107,11 @@ func requireAllSucceed(t *testing.T, fid string, ids []string, timeout time.Dura
 	}
 }
 
-// deleteAll deletes the executions: on the real stack the project is the
-// demo user's, shared with the CLI tier after this one, whose `execution
+// deleteAll deletes the executions from s: on the real stack the project is
+// the demo user's, shared with the CLI tier after this one, whose `execution
 // list` (the real client reads one page, of at most [api]
 // default_page_size) must still show what it runs.
-func deleteAll(t *testing.T, ids []string) {
+func deleteAll(t *testing.T, s *testutil.Target, ids []string) {
 	t.Helper()
 	var (
 		wg   sync.WaitGroup
@@ -122,7 +122,7 @@ func deleteAll(t *testing.T, ids []string) {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
-				r, err := srv.TryDo(http.MethodDelete, "/v1/executions/"+ids[i], nil)
+				r, err := s.TryDo(http.MethodDelete, "/v1/executions/"+ids[i], nil)
 				if err != nil || r.Status != http.StatusNoContent {
 					t.Errorf("delete execution %s: %v %v", ids[i], r, err)
 				}
@@ -137,33 +137,49 @@ func deleteAll(t *testing.T, ids []string) {
 // and through a webhook at once, at default limits: every one succeeds.
 // (The bounds of 429 are 1000 per function and 2000 per project: above a
 // burst, below both.)
+//
+// On the all-in-one the burst goes to a private server: a project of its
+// own. On the shared one (every caller there is project "default") its
+// 1,800 executions, the oldest, would fill the first page of every
+// unfiltered list of executions (of at most [api] default_page_size, 1,000)
+// that the tests running beside it read (TestExecution's), which is what
+// lets the functional tier run many tests at once (scripts/test.sh). On the
+// real stack it stays the demo user's: functional-real runs its tests two at
+// a time, as before.
 func TestLoadBurst(t *testing.T) {
 	t.Parallel()
+	tgt, rt := srv, ""
+	if srv.Real() {
+		rt = pythonRuntime(t)
+	} else {
+		tgt, rt = privatePython(t)
+	}
 	n := testutil.EnvInt(t, "QINLING_LOAD_BURST", 900)
 	seconds := testutil.EnvInt(t, "QINLING_LOAD_SECONDS", 5)
 	timeout := testutil.EnvDuration(t, "QINLING_LOAD_TIMEOUT", 10*time.Minute)
 	for _, via := range []string{"api", "webhook"} {
 		t.Run(via, func(t *testing.T) {
 			t.Parallel()
-			fid := newFunction(t, "burst-"+via, "nap.main", map[string]string{"nap.py": napPy}, "timeout", "60")
+			fid := createFunction(t, tgt, packageForm(rt, "burst-"+via, "nap.main",
+				testutil.Zip(t, map[string]string{"nap.py": napPy}), "timeout", "60"))["id"].(string)
 			input := fmt.Sprintf(`{"seconds": %d}`, seconds)
 			send := func() (*testutil.Response, error) {
-				return srv.TryDo(http.MethodPost, "/v1/executions", map[string]any{"function_id": fid, "sync": false, "input": input})
+				return tgt.TryDo(http.MethodPost, "/v1/executions", map[string]any{"function_id": fid, "sync": false, "input": input})
 			}
 			if via == "webhook" {
-				r := call(t, srv, http.MethodPost, "/v1/webhooks", map[string]any{"function_id": fid, "description": "burst"})
+				r := call(t, tgt, http.MethodPost, "/v1/webhooks", map[string]any{"function_id": fid, "description": "burst"})
 				expect(t, r, http.StatusCreated)
 				wh := r.Object(t)
-				t.Cleanup(func() { srv.Do(t, http.MethodDelete, "/v1/webhooks/"+wh["id"].(string), nil) })
+				t.Cleanup(func() { tgt.Do(t, http.MethodDelete, "/v1/webhooks/"+wh["id"].(string), nil) })
 				hook := wh["webhook_url"].(string)
-				anonymous := srv.As(testutil.Anonymous)
+				anonymous := tgt.As(testutil.Anonymous)
 				send = func() (*testutil.Response, error) {
 					return anonymous.TryDo(http.MethodPost, hook, map[string]any{"seconds": seconds})
 				}
 			}
 			ids := submitAll(t, n, 16, send)
-			requireAllSucceed(t, fid, ids, timeout)
-			deleteAll(t, ids)
+			requireAllSucceed(t, tgt, fid, ids, timeout)
+			deleteAll(t, tgt, ids)
 		})
 	}
 }
@@ -227,9 +243,20 @@ func TestLoadShortNotBehindLong(t *testing.T) {
 				expect(t, r, http.StatusOK)
 				assert.Equal(t, "running", r.Object(t)["status"], "long execution %s still runs after every short one ended", id)
 			}
-			requireAllSucceed(t, long, longIDs, 2*time.Minute+time.Duration(longSeconds)*time.Second)
+			requireAllSucceed(t, srv, long, longIDs, 2*time.Minute+time.Duration(longSeconds)*time.Second)
 		})
 	}
+}
+
+// privatePython starts a private all-in-one with an available python3
+// runtime, for a test whose load or measure must not meet the shared
+// server's, and returns its target and the runtime's ID.
+func privatePython(t *testing.T, opts ...testutil.Option) (*testutil.Target, string) {
+	t.Helper()
+	s := testutil.ServerTarget(testutil.StartAllInOne(t, opts...))
+	rt := waitRuntime(t, s, createRuntime(t, s, "python3", "python3")["id"].(string))
+	require.Equal(t, "available", rt["status"], "python3 runtime: %v", rt)
+	return s, rt["id"].(string)
 }
 
 // decodeObject reads a response body that is a JSON object.
