@@ -156,7 +156,7 @@ func LaunchSwift(dir string) (*Swift, error) {
 		proc("swift-account-server", bins["swift-account-server"], []string{filepath.Join(dir, "account-server.conf"), "-v"}, nil),
 		proc("swift-container-server", bins["swift-container-server"], []string{filepath.Join(dir, "container-server.conf"), "-v"}, nil),
 		proc("swift-object-server", bins["swift-object-server"], []string{filepath.Join(dir, "object-server.conf"), "-v"}, nil),
-		proc("swift-proxy-server", bins["swift-proxy-server"], []string{filepath.Join(dir, "proxy-server.conf"), "-v"}, s.accountReady),
+		proc("swift-proxy-server", bins["swift-proxy-server"], []string{filepath.Join(dir, "proxy-server.conf"), "-v"}, s.ready(accountPort, containerPort, objectPort)),
 	}
 	if err := s.Start(); err != nil {
 		s.Close()
@@ -167,7 +167,7 @@ func LaunchSwift(dir string) (*Swift, error) {
 
 // Start starts every server that is not running and waits until the proxy
 // serves the test account. The servers start together (each takes seconds
-// to import Swift) and the proxy's probe waits for all of them.
+// to import Swift) and the proxy's probe waits for all of them (ready).
 func (s *Swift) Start() error {
 	for _, p := range s.servers {
 		if p.pid() != 0 {
@@ -211,12 +211,22 @@ func (s *Swift) Token() (token, storageURL string, err error) {
 	return resp.Header.Get("X-Auth-Token"), resp.Header.Get("X-Storage-Url"), nil
 }
 
-// accountReady is the proxy's readiness probe: the test account answers,
-// which needs the proxy, memcached (tempauth's tokens) and the account
-// server.
-func (s *Swift) accountReady() error {
-	_, _, err := s.request(http.MethodHead, "", http.StatusNoContent, http.StatusOK)
-	return err
+// ready is the proxy's readiness probe, so the probe of them all: the
+// account, container and object servers listen on their ports (the test
+// account answering needs only the account server: CI once saw a
+// container PUT refused by a container server not yet listening), and the
+// test account answers, which needs the proxy and memcached (tempauth's
+// tokens) too.
+func (s *Swift) ready(ports ...int) func() error {
+	return func() error {
+		for _, port := range ports {
+			if err := listening(port)(); err != nil {
+				return err
+			}
+		}
+		_, _, err := s.request(http.MethodHead, "", http.StatusNoContent, http.StatusOK)
+		return err
+	}
 }
 
 // request sends one authenticated request to the account's URL plus path.
