@@ -150,6 +150,14 @@ start_swift_object_daemon() { start_swift_server object "$SWIFT_OBJECT_PORT"; }
 start_swift_proxy_daemon() {
 	require_port_free swift-proxy "$SWIFT_PORT" SWIFT_PORT
 	start_daemon swift-proxy /usr/bin/swift-proxy-server "$SWIFT_DIR/proxy-server.conf" -v
+	# The proxy's healthcheck answers before the servers behind it listen
+	# (they start together, each importing Swift for seconds): a container
+	# PUT then is refused with a 503.
+	local kind port
+	for kind in account container object; do
+		port="SWIFT_${kind^^}_PORT"
+		wait_until "swift-$kind" "$SERVICE_TIMEOUT" port_open "${!port}"
+	done
 	wait_until swift-proxy "$SERVICE_TIMEOUT" swift_healthy
 	log "swift: proxy ready at $SWIFT_URL"
 }
