@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+import unittest
 
 from harness import WorkerTest
 
@@ -191,3 +192,40 @@ class WireTest(WorkerTest):
     def tearDown(self):
         self.w.err.seek(0)
         self.assertNotIn("Traceback", self.w.err.read(), "no thread raised")
+
+
+class NoThreadTest(unittest.TestCase):
+    """A connection that finds no thread to serve it (the worker's pids
+    cgroup full for a moment) waits for one rather than being closed
+    unanswered, which the engine would take for a lost worker."""
+
+    def start_failing(self, failures):
+        from _qinling_runtime import httpserver
+        real, calls = threading.Thread.start, []
+
+        def start(thread):
+            calls.append(thread)
+            if len(calls) <= failures:
+                raise RuntimeError("can't start new thread")
+            real(thread)
+        self.addCleanup(setattr, threading.Thread, "start", real)
+        threading.Thread.start = start
+        self.addCleanup(setattr, httpserver, "THREAD_WAITS", httpserver.THREAD_WAITS)
+        httpserver.THREAD_WAITS = (0.001,) * 3
+        served = threading.Event()
+        ok = httpserver._start_thread(lambda sock: served.set(), None)
+        return ok, ok and served.wait(5), len(calls)
+
+    def test_thread_found_after_failures(self):
+        for name, failures, want_ok, want_calls in [
+            ("at once", 0, True, 1),
+            ("after one failure", 1, True, 2),
+            ("on the last try", 3, True, 4),
+            ("never: refused", 4, False, 4),
+        ]:
+            with self.subTest(name):
+                ok, served, calls = self.start_failing(failures)
+                self.assertEqual(ok, want_ok)
+                self.assertEqual(served, want_ok)
+                self.assertEqual(calls, want_calls)
+                self.doCleanups()

@@ -183,7 +183,26 @@ def serve_forever(listener, handler):
             if e.errno in _TRANSIENT:
                 time.sleep(0.05)
             continue
-        try:
-            threading.Thread(target=handler.serve, args=(sock,), daemon=True).start()
-        except RuntimeError:   # no thread to be had (the function holds them all): refused
+        if not _start_thread(handler.serve, sock):
             sock.close()
+
+
+# How long serve_forever waits for a thread to serve a connection with, in
+# steps (seconds): about 1.6 s in all.
+THREAD_WAITS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def _start_thread(target, sock):
+    """Starts a thread serving sock; False if none could be had. A function
+    at its pids limit (a fork bomb whose processes are being killed after
+    its call was answered) leaves none for a moment: refused at once, the
+    engine's next call would find its connection closed and count the
+    worker lost (seen in CI: the good call after a strict fork bomb)."""
+    for wait in THREAD_WAITS + (None,):
+        try:
+            threading.Thread(target=target, args=(sock,), daemon=True).start()
+            return True
+        except RuntimeError:   # can't start new thread
+            if wait is None:
+                return False
+            time.sleep(wait)
