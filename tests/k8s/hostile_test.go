@@ -5,8 +5,11 @@ package k8s
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -133,9 +136,53 @@ func TestHostilePods(t *testing.T) {
 				assert.True(t, strings.HasPrefix(got, "closed:"), "%s (%v) got through: %s", n, probes[n], got)
 			}
 			c.strangerRefused(t, rtID, victim)
+			c.strangerSendsGarbage(t, victim)
 			c.victimServes(t, victim)
 		})
 	}
+}
+
+// strangerSendsGarbage: from where strangerRefused stands, bytes no engine
+// sends, and requests begun and left hanging, against the victim's runtime
+// server (the Python runtime's is its own: runtimes/python3/_qinling_runtime/wire.py).
+// Nothing runs, and the victim keeps serving its callers while the
+// hanging connections stay open.
+func (c *cluster) strangerSendsGarbage(t *testing.T, victim string) {
+	t.Helper()
+	addr := net.JoinHostPort(c.podIP(t, "function_id="+victim), c.stack.Env["K8S_RUNTIME_PORT"])
+	dial := func() net.Conn {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	for _, tc := range []struct{ name, send string }{
+		{"binary garbage", "\x00\x01\x02\xff\r\n\r\n"},
+		{"a TLS hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + strings.Repeat("\x00", 40) + "\r\n\r\n"},
+		{"a chunked execution", "POST /execute HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+		{"an execution of 100 GB", "POST /execute HTTP/1.1\r\nHost: w\r\nContent-Length: 100000000000\r\n\r\n{"},
+		{"two lengths", "POST /execute HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}"},
+		{"a header flood", "POST /execute HTTP/1.1\r\nHost: w\r\n" + strings.Repeat("X-Flood: "+strings.Repeat("a", 4000)+"\r\n", 64) + "Content-Length: 2\r\n\r\n{}"},
+	} {
+		t.Run("garbage/"+tc.name, func(t *testing.T) {
+			conn := dial()
+			_, _ = conn.Write([]byte(tc.send)) // the server may close before reading it all
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+			answer, err := io.ReadAll(io.LimitReader(conn, 4096))
+			var ne net.Error
+			require.False(t, errors.As(err, &ne) && ne.Timeout(), "no answer and no close within 30 s: %q", answer)
+			// An error status, or the connection closed without one.
+			if len(answer) > 0 {
+				assert.Regexp(t, `^HTTP/1\.[01] [45]\d\d `, string(answer))
+			}
+		})
+	}
+	// Half requests, held open while the victim is called.
+	for i := 0; i < 8; i++ {
+		_, err := dial().Write([]byte("POST /execute HTTP/1.1\r\nHost: w\r\nContent-Length: 100\r\n\r\n{"))
+		require.NoError(t, err)
+	}
+	c.victimServes(t, victim)
 }
 
 // strangerRefused stands where a pod of a cluster whose CNI enforces no
