@@ -6,7 +6,8 @@ malformed, too large or framed otherwise (chunked) is answered with an error
 and its connection closed; no connection can hold more than its own thread.
 
 Only the socket module: http.server and its email, http.client, mimetypes
-imports cost a worker 8 MiB and a fraction of a millisecond per call."""
+imports cost a worker 3–4 MiB of PSS and a fraction of a millisecond per
+call (docs/benchmarks.md, "Fourth round")."""
 
 import re
 import socket
