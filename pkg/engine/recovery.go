@@ -217,7 +217,6 @@ func (e *Engine) track(ctx context.Context, id string) (context.Context, func())
 // would be. One write and one commit fewer per warm execution. Its caller
 // gone (the API ends it), it is not run (errCallerGone).
 func (e *Engine) begin(ctx context.Context, id string, sync bool, t *Timing) error {
-	log := reqctx.Logger(ctx, e.log).With("execution_id", id)
 	if done, local := rpc.LocalCaller(ctx); local && sync {
 		select {
 		case <-done:
@@ -227,6 +226,7 @@ func (e *Engine) begin(ctx context.Context, id string, sync bool, t *Timing) err
 		t.started = time.Now().UTC()
 		return nil
 	}
+	log := reqctx.Logger(ctx, e.log).With("execution_id", id)
 	var ok bool
 	err := e.untilDB(ctx, log, func() (err error) {
 		ok, err = e.db.StartExecution(ctx, id, e.rec.instance)
