@@ -5,12 +5,10 @@ package db
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
@@ -48,19 +46,8 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 	var dial gorm.Dialector
 	switch driver {
 	case "sqlite":
-		// WAL lets readers (API lists) run while the engine writes results;
-		// busy_timeout makes concurrent writers wait instead of failing.
-		if dsn == "" || dsn == ":memory:" {
-			dsn = "file::memory:?cache=shared"
-		}
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		// synchronous=NORMAL: in WAL mode a commit then needs no fsync (the
-		// log is synced at checkpoints); a crash of the process loses
-		// nothing, a power cut may lose the last commits but never corrupts.
-		conn, err := sql.Open(sqlite.DriverName, dsn+sep+"_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000")
+		// Its settings, and why: sqlite.go.
+		conn, err := openSQLite(dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open database: %w", err)
 		}

@@ -63,3 +63,10 @@ func planOf(ctx context.Context, d *DB, build func(tx *gorm.DB) *gorm.DB) (strin
 	}
 	return strings.Join(lines, "\n"), rows.Err()
 }
+
+// Pragma returns the value of PRAGMA name on d's connection.
+func Pragma(ctx context.Context, d *DB, name string) (string, error) {
+	var v string
+	err := d.gorm.WithContext(ctx).Raw("PRAGMA " + name).Row().Scan(&v)
+	return v, err
+}
