@@ -31,7 +31,8 @@ var registerSQLite sync.Once
 //     is synced at checkpoints); a crash of the process loses nothing, a
 //     power cut may lose the last commits but never corrupts.
 //   - busy_timeout: a second opener (db-sync while the service runs) waits
-//     10 s for the lock before it fails, instead of failing at once.
+//     for the lock (10 s at each try, ~20 s in all) before it fails,
+//     instead of failing at once.
 //
 // The journal mode is not among them: go-sqlite3 sets it before the
 // locking mode, and WAL opened in the normal locking mode keeps its index
@@ -56,8 +57,8 @@ var connectPragmas = []string{
 	"PRAGMA wal_autocheckpoint = 4096",
 }
 
-// openSQLite opens dsn (a file name, or ":memory:" or "" for a private
-// in-memory database) with the settings above.
+// openSQLite opens dsn (a file name, or ":memory:" or "" for the process's
+// shared in-memory database) with the settings above.
 func openSQLite(dsn string) (*sql.DB, error) {
 	registerSQLite.Do(func() {
 		sql.Register(sqliteDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
