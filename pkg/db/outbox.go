@@ -70,13 +70,17 @@ func (d *DB) notify(ctx context.Context, tx *gorm.DB, event string, payload any)
 	return tx.Create(&OutboxMessage{MessageID: msgID, Priority: "INFO", Message: string(b), CreatedAt: now()}).Error
 }
 
-// notifyExecutionEnd queues function.execution.end for e, just finished.
-func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, u Usage, end time.Time) error {
+// notifyExecutionEnd queues function.execution.end for e, just finished;
+// ran is its function as its finisher read it, nil if it did not.
+func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, ran *Function, u Usage, end time.Time) error {
 	if d.publisher == "" {
 		return nil
 	}
 	var runtimeID *string
-	if e.FunctionID != nil {
+	if ran != nil {
+		// The runtime it ran on, as its finisher read the function.
+		runtimeID = ran.RuntimeID
+	} else if e.FunctionID != nil {
 		var f Function
 		if err := tx.Select("runtime_id").Where("id = ?", *e.FunctionID).Take(&f).Error; err == nil {
 			runtimeID = f.RuntimeID
