@@ -45,6 +45,8 @@ check_settings() {
 		QINLING_ENGINE_METRICS_PORT PROMETHEUS_PORT; do
 		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var='${!var}' is not a number"
 	done
+	[[ -z $QINLING_GOMAXPROCS || $QINLING_GOMAXPROCS =~ ^[1-9][0-9]*$ ]] ||
+		die "QINLING_GOMAXPROCS='$QINLING_GOMAXPROCS' is not a number of threads"
 	[[ -z $QINLING_FUNCTION_EXPIRATION || $QINLING_FUNCTION_EXPIRATION =~ ^[1-9][0-9]*$ ]] ||
 		die "QINLING_FUNCTION_EXPIRATION='$QINLING_FUNCTION_EXPIRATION' is not a number of seconds"
 	[[ $SERVICE_HOST == 127.0.0.1 ]] || die "SERVICE_HOST=$SERVICE_HOST: only 127.0.0.1 is supported"

@@ -134,7 +134,7 @@ qinling_kubernetes_config() {
 
 start_qinling_api_daemon() {
 	require_port_free qinling-api "$QINLING_API_PORT" QINLING_API_PORT
-	start_daemon qinling-api "$BIN_DIR/qinling-api" --config-file "$QINLING_CONF"
+	start_daemon qinling-api env ${QINLING_GOMAXPROCS:+GOMAXPROCS=$QINLING_GOMAXPROCS} "$BIN_DIR/qinling-api" --config-file "$QINLING_CONF"
 	wait_until qinling-api "$SERVICE_TIMEOUT" http_ok "$QINLING_URL/"
 	log "qinling-api: ready at $QINLING_URL"
 }
@@ -160,7 +160,7 @@ engines_consuming() {
 # start_engine N: start engine-N and wait until it consumes the RPC queue.
 start_engine() {
 	local name=engine-$1
-	start_daemon "$name" "$BIN_DIR/qinling-engine" --config-file "$QINLING_CONF" --config-file "$ETC_DIR/$name.conf"
+	start_daemon "$name" env ${QINLING_GOMAXPROCS:+GOMAXPROCS=$QINLING_GOMAXPROCS} "$BIN_DIR/qinling-engine" --config-file "$QINLING_CONF" --config-file "$ETC_DIR/$name.conf"
 	# A broken engine usually exits within a second or two.
 	sleep 1
 	wait_until "$name" "$SERVICE_TIMEOUT" engines_consuming

@@ -53,6 +53,9 @@ func (d *DB) RunningCounts(ctx context.Context, functionID string, version int, 
 	return perFunction, perProject, translate(err, "Execution", "")
 }
 
-const runningCounts = "SELECT " +
-	"(SELECT COUNT(*) FROM executions WHERE function_id = ? AND function_version = ? AND status = ?), " +
-	"(SELECT COUNT(*) FROM executions WHERE status = ? AND project_id = ?)"
+// The two counts, also read with the function (RunnableFunction).
+const (
+	runningOfFunction = "SELECT COUNT(*) FROM executions WHERE function_id = ? AND function_version = ? AND status = ?"
+	runningInProject  = "SELECT COUNT(*) FROM executions WHERE status = ? AND project_id = ?"
+	runningCounts     = "SELECT (" + runningOfFunction + "), (" + runningInProject + ")"
+)

@@ -70,13 +70,17 @@ func (d *DB) notify(ctx context.Context, tx *gorm.DB, event string, payload any)
 	return tx.Create(&OutboxMessage{MessageID: msgID, Priority: "INFO", Message: string(b), CreatedAt: now()}).Error
 }
 
-// notifyExecutionEnd queues function.execution.end for e, just finished.
-func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, u Usage, end time.Time) error {
+// notifyExecutionEnd queues function.execution.end for e, just finished;
+// ran is its function as its finisher read it, nil if it did not.
+func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, ran *Function, u Usage, end time.Time) error {
 	if d.publisher == "" {
 		return nil
 	}
 	var runtimeID *string
-	if e.FunctionID != nil {
+	if ran != nil {
+		// The runtime it ran on, as its finisher read the function.
+		runtimeID = ran.RuntimeID
+	} else if e.FunctionID != nil {
 		var f Function
 		if err := tx.Select("runtime_id").Where("id = ?", *e.FunctionID).Take(&f).Error; err == nil {
 			runtimeID = f.RuntimeID
@@ -188,30 +192,42 @@ func readRow(tx *gorm.DB, table, id string) map[string]any {
 
 // ClaimOutbox claims up to limit queued notifications for owner until
 // lease from now, oldest first: unclaimed ones, lapsed claims, and owner's own.
+// One statement claims the whole batch, not one per message: with one
+// notification per execution, that was a MariaDB round trip per execution
+// for each sender that tried (docs/benchmarks.md, "The real stack").
 func (d *DB) ClaimOutbox(ctx context.Context, owner string, lease time.Duration, limit int) ([]OutboxMessage, error) {
 	g := d.gorm.WithContext(ctx)
 	t := now()
+	const claimable = "(claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)"
 	var cands []OutboxMessage
-	err := g.Where("claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?", t, owner).
-		Order("seq").Limit(limit).Find(&cands).Error
-	if err != nil {
+	err := g.Where(claimable, t, owner).Order("seq").Limit(limit).Find(&cands).Error
+	if err != nil || len(cands) == 0 {
 		return nil, translate(err, "Notification", "")
 	}
-	until := t.Add(lease)
-	out := cands[:0]
-	for _, m := range cands {
-		// Claimed only if no other sender claimed it since it was read.
-		res := g.Model(&OutboxMessage{}).
-			Where("seq = ? AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)", m.Seq, t, owner).
-			Updates(map[string]any{"claimed_by": owner, "claimed_until": until})
-		if res.Error != nil {
-			return out, translate(res.Error, "Notification", m.MessageID)
-		}
-		if res.RowsAffected > 0 {
-			out = append(out, m)
-		}
+	// Milliseconds, what MySQL keeps: the claim is read back by its value.
+	until := t.Add(lease).Truncate(time.Millisecond)
+	seqs := make([]int64, len(cands))
+	for i, m := range cands {
+		seqs[i] = m.Seq
 	}
-	return out, nil
+	// Claimed only if no other sender claimed it since it was read.
+	res := g.Model(&OutboxMessage{}).Where("seq IN ? AND "+claimable, seqs, t, owner).
+		Updates(map[string]any{"claimed_by": owner, "claimed_until": until})
+	if res.Error != nil {
+		return nil, translate(res.Error, "Notification", "")
+	}
+	if int(res.RowsAffected) == len(cands) {
+		for i := range cands {
+			cands[i].ClaimedBy, cands[i].ClaimedUntil = &owner, &until
+		}
+		return cands, nil
+	}
+	// Another sender took some meanwhile (or, on MySQL, which counts only
+	// rows that changed, owner claimed some again within the millisecond):
+	// owner's are those that carry this claim.
+	var mine []OutboxMessage
+	err = g.Where("seq IN ? AND claimed_by = ? AND claimed_until = ?", seqs, owner, until).Order("seq").Find(&mine).Error
+	return mine, translate(err, "Notification", "")
 }
 
 // DeleteOutbox removes notifications the broker confirmed.

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -11,11 +12,18 @@ import (
 // execution started once is never started again, whoever else receives its
 // request later (a redelivered message, a replay after a restart).
 func (d *DB) StartExecution(ctx context.Context, id, engine string) (bool, error) {
+	return d.StartExecutionAt(ctx, id, engine, now())
+}
+
+// StartExecutionAt is StartExecution with the start time the caller
+// chose, so that it knows the row's started_at without reading it back
+// (Outcome.Read).
+func (d *DB) StartExecutionAt(ctx context.Context, id, engine string, at time.Time) (bool, error) {
 	var started bool
 	err := d.writeOne(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&Execution{}).
 			Where("id = ? AND status = ? AND engine IS NULL", id, StatusRunning).
-			Updates(map[string]any{"engine": engine, "started_at": now()})
+			Updates(map[string]any{"engine": engine, "started_at": at})
 		started = res.RowsAffected > 0
 		return res.Error
 	})

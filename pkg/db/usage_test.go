@@ -305,3 +305,91 @@ func perFunction(d *db.DB, functionID string, version int) (int, error) {
 	n, _, err := d.RunningCounts(context.Background(), functionID, version, "p1")
 	return n, err
 }
+
+// TestFinishWithWhatTheFinisherKnows: an engine that hands Finish the row it
+// read (or was sent) and the function it ran has the end transaction read
+// neither again; the stored end and its function.execution.end must be the
+// same as when Finish reads them, whether the start was recorded before
+// (StartExecutionAt) or is stored with the end (Outcome.StartedAt).
+func TestFinishWithWhatTheFinisherKnows(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		d.EnableNotifications("qinling-engine.test")
+		rt := &db.Runtime{Base: db.Base{ProjectID: "p1"}, Image: "python3", Status: db.StatusAvailable}
+		require.NoError(t, d.CreateRuntime(ctx, rt))
+		f := &db.Function{Base: db.Base{ProjectID: "p1"}, RuntimeID: &rt.ID, MemorySize: 32 << 20, Code: "{}"}
+		require.NoError(t, d.CreateFunction(ctx, f))
+		drained(t, d)
+		startedAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
+		for _, tc := range []struct {
+			name string
+			// recorded: the start was recorded before the end
+			// (StartExecutionAt); else it is stored with it.
+			recorded bool
+			read     bool // Finish is handed the row and the function
+		}{
+			{"read back, start recorded", true, false},
+			{"known, start recorded", true, true},
+			{"read back, start with the end", false, false},
+			{"known, start with the end", false, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				user, alias, trig := "u1", "prod", db.TriggerAPI
+				e := &db.Execution{Base: db.Base{ProjectID: "p1"}, FunctionID: &f.ID, FunctionAlias: &alias, Status: db.StatusRunning,
+					Sync: true, Trigger: &trig, UserID: &user}
+				require.NoError(t, d.CreateExecution(ctx, e))
+				sent := *e
+				o := db.Outcome{Status: db.StatusFailed, Usage: db.Usage{DurationMS: 3, MemorySize: 32 << 20},
+					End: time.Now().UTC().Truncate(time.Millisecond)}
+				if tc.recorded {
+					ok, err := d.StartExecutionAt(ctx, e.ID, "engine-1#a", startedAt)
+					require.NoError(t, err)
+					require.True(t, ok)
+					engine := "engine-1#a"
+					sent.Engine, sent.StartedAt = &engine, &startedAt
+				} else {
+					o.StartedBy, o.StartedAt = "engine-1#a", startedAt
+				}
+				if tc.read {
+					o.Read, o.Function = &sent, f
+				}
+				done, err := d.Finish(ctx, e.ID, o)
+				require.NoError(t, err)
+				require.True(t, done)
+
+				row, err := d.Execution(ctx, db.Internal, e.ID)
+				require.NoError(t, err)
+				require.Equal(t, db.StatusFailed, row.Status)
+				require.Equal(t, "engine-1#a", *row.Engine)
+				require.True(t, startedAt.Equal(*row.StartedAt), "started_at %s, want %s", row.StartedAt, startedAt)
+				events, payloads := outbox(t, d)
+				drained(t, d)
+				require.Equal(t, []string{"function.execution.end"}, events)
+				end := payloads[0]
+				require.Equal(t, db.StatusFailed, end["status"])
+				require.Equal(t, rt.ID, end["runtime_id"])
+				require.Equal(t, "u1", end["user_id"])
+				require.Equal(t, "prod", end["function_alias"])
+				require.Equal(t, "api", end["trigger"])
+				require.Equal(t, row.StartedAt.UTC().Format(time.RFC3339Nano), end["started_at"])
+				require.Equal(t, o.End.Format(time.RFC3339Nano), end["ended_at"])
+				created, err := time.Parse(time.RFC3339Nano, end["created_at"].(string))
+				require.NoError(t, err)
+				require.WithinDuration(t, row.CreatedAt, created, time.Millisecond)
+			})
+		}
+	})
+}
+
+// drained empties the outbox, as a sender does once the broker confirmed.
+func drained(t *testing.T, d *db.DB) {
+	t.Helper()
+	msgs, err := d.ClaimOutbox(context.Background(), "reader", time.Minute, 100)
+	require.NoError(t, err)
+	var seqs []int64
+	for _, m := range msgs {
+		seqs = append(seqs, m.Seq)
+	}
+	require.NoError(t, d.DeleteOutbox(context.Background(), seqs))
+}

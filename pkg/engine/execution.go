@@ -103,8 +103,8 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 	end := time.Now().UTC().Truncate(time.Millisecond)
 	if err := e.untilDB(sctx, log, func() error {
 		var err error
-		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: cur, End: end,
-			StartedBy: e.rec.instance, StartedAt: t.started})
+		finished, err = e.db.Finish(sctx, a.ExecutionID, db.Outcome{Status: status, Result: &result, Logs: logs, Usage: used, Read: t.read(cur, e.rec.instance),
+			Function: t.function, End: end, StartedBy: e.rec.instance, StartedAt: t.started})
 		return err
 	}); err != nil {
 		log.Error("store execution result", "error", err)
@@ -207,9 +207,22 @@ type Timing struct {
 	MemorySize      int64              `json:"memory_size"`
 	GBSeconds       float64            `json:"gb_seconds"`
 
-	failReason string    // why it failed, for the metrics (metrics.go)
-	started    time.Time // when begin started it without recording it (recovery.go)
-	ran        bool      // a worker was called: the execution waited for one (metrics.go)
+	failReason string       // why it failed, for the metrics (metrics.go)
+	started    time.Time    // when begin started it without recording it (recovery.go)
+	began      time.Time    // when begin recorded that it started it (recovery.go)
+	function   *db.Function // the function as it ran, once read
+	ran        bool         // a worker was called: the execution waited for one (metrics.go)
+}
+
+// read is the execution row as it stands before its end is stored: cur as
+// read or sent, and the start begin recorded since (db.Outcome.Read).
+func (t *Timing) read(cur *db.Execution, instance string) *db.Execution {
+	row := *cur
+	if !t.began.IsZero() {
+		began := t.began
+		row.Engine, row.StartedAt = &instance, &began
+	}
+	return &row
 }
 
 // used fills t's usage figures from res and returns them for the rollup.
@@ -247,7 +260,7 @@ func (e *Engine) execute(ctx context.Context, a ExecutionArgs, sync bool, t *Tim
 			return orchestrator.Result{}, "", err
 		}
 	}
-	t.MemorySize = f.MemorySize
+	t.MemorySize, t.function = f.MemorySize, f
 	if code := f.ParsedCode(); code.Source == db.SourceImage {
 		return e.executeImage(ctx, a, f, code.Image, sync, t)
 	}

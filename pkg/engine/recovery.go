@@ -227,9 +227,12 @@ func (e *Engine) begin(ctx context.Context, id string, sync bool, t *Timing) err
 		return nil
 	}
 	log := reqctx.Logger(ctx, e.log).With("execution_id", id)
+	// Milliseconds, what MySQL keeps: the end transaction then knows the
+	// row's started_at without reading it (db.Outcome.Read).
+	at := time.Now().UTC().Truncate(time.Millisecond)
 	var ok bool
 	err := e.untilDB(ctx, log, func() (err error) {
-		ok, err = e.db.StartExecution(ctx, id, e.rec.instance)
+		ok, err = e.db.StartExecutionAt(ctx, id, e.rec.instance, at)
 		return err
 	})
 	if err != nil {
@@ -238,6 +241,7 @@ func (e *Engine) begin(ctx context.Context, id string, sync bool, t *Timing) err
 	if !ok {
 		return errNotOurs
 	}
+	t.began = at
 	log.Info("execution started", "engine", e.rec.instance)
 	return nil
 }

@@ -103,11 +103,13 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 	if user := reqctx.From(ctx).UserID; user != "" {
 		e.UserID = &user
 	}
-	f, err := s.resolve(ctx, req, e)
+	r, err := s.resolve(ctx, req, e)
 	if err == nil {
-		err = s.admit(ctx, f.ID, e.FunctionVersion, req.Project)
+		err = s.admit(ctx, r, e.FunctionVersion, req.Project)
 	}
+	var f *db.Function
 	if err == nil {
+		f = &r.Function
 		err = s.DB.CreateCountedExecution(ctx, e)
 	}
 	if err != nil {
@@ -161,14 +163,12 @@ func (s *Starter) Start(ctx context.Context, req Request) (*db.Execution, error)
 // admit refuses an execution beyond the bounds on waiting work: the
 // engines queue what their workers cannot take yet, and the queue must not
 // grow without end (an unauthenticated webhook caller could make it).
-func (s *Starter) admit(ctx context.Context, functionID string, version int, project string) error {
-	if s.MaxPerFunction <= 0 && s.MaxPerProject <= 0 {
+// The counts were read with the function (bounded, resolve).
+func (s *Starter) admit(ctx context.Context, r *db.Runnable, version int, project string) error {
+	if !s.bounded() {
 		return nil
 	}
-	perFunction, perProject, err := s.DB.RunningCounts(ctx, functionID, version, project)
-	if err != nil {
-		return err
-	}
+	functionID, perFunction, perProject := r.ID, r.RunningOfFunction, r.RunningInProject
 	if s.MaxPerFunction > 0 && perFunction >= s.MaxPerFunction {
 		reqctx.Logger(ctx, s.Log).Warn("execution refused: function's queue full", "function_id", functionID, "version", version, "running", perFunction)
 		return errdefs.TooMany(retryAfter, "Function %s (version %d) already has %d executions running or waiting for a worker, its limit; try again later.", functionID, version, perFunction)
@@ -180,9 +180,16 @@ func (s *Starter) admit(ctx context.Context, functionID string, version int, pro
 	return nil
 }
 
+// bounded reports whether admit bounds the running executions at all.
+func (s *Starter) bounded() bool { return s.MaxPerFunction > 0 || s.MaxPerProject > 0 }
+
 // resolve fills e's function, version and alias from the request's target
-// and returns the function once it is known to be able to run.
-func (s *Starter) resolve(ctx context.Context, req Request, e *db.Execution) (*db.Function, error) {
+// and returns the function once it is known to be able to run, read in one
+// statement with its runtime's status and, if admit needs them, the
+// running counts (db.RunnableFunction). Nothing of it is kept for the
+// next execution: an updated or deleted function, a runtime no longer
+// available and a changed project are each seen at once.
+func (s *Starter) resolve(ctx context.Context, req Request, e *db.Execution) (*db.Runnable, error) {
 	t := req.Target
 	switch {
 	case t.Alias != "":
@@ -204,19 +211,13 @@ func (s *Starter) resolve(ctx context.Context, req Request, e *db.Execution) (*d
 	if e.FunctionVersion < 0 {
 		return nil, errdefs.Invalid("function_version must not be negative.")
 	}
-	f, err := s.DB.Function(ctx, req.Functions, *e.FunctionID)
+	f, err := s.DB.RunnableFunction(ctx, req.Functions, *e.FunctionID, e.FunctionVersion, req.Project, s.bounded())
 	if err != nil {
 		return nil, err
 	}
 	// Image functions have no runtime.
-	if f.RuntimeID != nil {
-		rt, err := s.DB.Runtime(ctx, db.Internal, *f.RuntimeID)
-		if err != nil {
-			return nil, err
-		}
-		if err := rt.CheckAvailable(); err != nil {
-			return nil, err
-		}
+	if err := f.CheckRuntime(); err != nil {
+		return nil, err
 	}
 	if e.FunctionVersion > 0 {
 		if f.ParsedCode().Source != db.SourcePackage {

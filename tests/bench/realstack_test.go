@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"database/sql"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qinling-go/qinling/pkg/config"
 	"github.com/qinling-go/qinling/pkg/testutil"
 )
 
@@ -96,9 +99,11 @@ func realStack(t *testing.T, pkg []byte) (r row, extra []string, skipped string)
 		}
 		return total
 	}
+	stmtsBefore := dbStatements(t, st)
 	before := daemonCPU(st, names)
 	r = measure(t, "API, "+realStackName, calls, func() phases { return c.execute(t, fid) }, cpu)
 	after := daemonCPU(st, names)
+	stmtsAfter := dbStatements(t, st)
 	r.note = fmt.Sprintf("cold start %s; %d engines, RabbitMQ, MariaDB, Keystone (one token for every call); CPU columns: qinling-api and the engines with their workers",
 		cold.Round(time.Millisecond), st.Engines)
 
@@ -113,7 +118,38 @@ func realStack(t *testing.T, pkg []byte) (r row, extra []string, skipped string)
 		}
 	}
 	extra = append(extra, realStackName+": CPU per execution by daemon: "+strings.Join(parts, ", "))
+	parts = parts[:0]
+	for _, name := range statementCounters {
+		parts = append(parts, fmt.Sprintf("%s %.2f", strings.TrimPrefix(name, "Com_"), float64(stmtsAfter[name]-stmtsBefore[name])/n))
+	}
+	extra = append(extra, realStackName+": MariaDB statements per execution (the whole server's): "+strings.Join(parts, ", "))
 	return r, extra, ""
+}
+
+// statementCounters are MariaDB's counters of the statements an execution
+// costs (SHOW GLOBAL STATUS): figures that, unlike times, do not depend on
+// the machine's load.
+var statementCounters = []string{"Com_select", "Com_insert", "Com_update", "Com_delete", "Com_begin", "Com_commit", "Com_rollback", "Questions"}
+
+// dbStatements reads statementCounters from the stack's MariaDB.
+func dbStatements(t *testing.T, st *testutil.Stack) map[string]int64 {
+	driver, dsn, err := config.ParseDatabaseURL(st.Env["DATABASE_URL"])
+	require.NoError(t, err)
+	conn, err := sql.Open(driver, dsn)
+	require.NoError(t, err)
+	defer conn.Close()
+	rows, err := conn.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('" + strings.Join(statementCounters, "','") + "')")
+	require.NoError(t, err)
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var v int64
+		require.NoError(t, rows.Scan(&name, &v))
+		out[name] = v
+	}
+	require.NoError(t, rows.Err())
+	return out
 }
 
 // validated sends one request with c's token until qinling-api has
