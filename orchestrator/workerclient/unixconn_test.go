@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,12 +24,7 @@ import (
 // (and the connection closed if it said so).
 func rawWorker(t *testing.T, header string, after func(net.Conn) bool) (string, *atomic.Int64, <-chan struct{}) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "wcraw")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "sock")
-	ln, err := net.Listen("unix", sock)
-	require.NoError(t, err)
+	ln, sock := listenUnix(t)
 	t.Cleanup(func() { _ = ln.Close() })
 	conns := &atomic.Int64{}
 	done := make(chan struct{}, 16)
