@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,4 +39,25 @@ func dialUnix(ctx context.Context, d *net.Dialer, path string) (net.Conn, error)
 			Err: fmt.Errorf("not a socket (mode %#o)", st.Mode)}
 	}
 	return d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
+}
+
+// quiet says whether the idle connection c is still open and the worker
+// sent nothing on it: one non-blocking peek, no wait.
+func quiet(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var buf [1]byte
+	ok = false
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, perr := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = errors.Is(perr, unix.EAGAIN)
+		return true
+	})
+	return err == nil && ok
 }

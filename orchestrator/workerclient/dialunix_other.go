@@ -13,3 +13,6 @@ import (
 func dialUnix(ctx context.Context, d *net.Dialer, path string) (net.Conn, error) {
 	return d.DialContext(ctx, "unix", path)
 }
+
+// quiet is Linux's peek elsewhere: an idle connection is taken as open.
+func quiet(net.Conn) bool { return true }

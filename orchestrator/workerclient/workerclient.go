@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,6 +80,7 @@ const TokenHeader = "X-Qinling-Worker-Token"
 // process (or per backend) and reuse it.
 type Client struct {
 	unix    *http.Client
+	direct  *unixPool // executions on unix-socket workers (unixconn.go)
 	tcp     *http.Client
 	maxResp int64
 	limits  limits
@@ -127,18 +129,22 @@ func New(opts Options) *Client {
 			return opts.Dial(ctx, network, addr)
 		}
 	}
+	const idleFor = 60 * time.Second
 	transport := func(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 		return &http.Transport{
 			DialContext:         dial,
 			MaxIdleConns:        0, // no global cap: the per-worker cap bounds it
 			MaxIdleConnsPerHost: opts.MaxIdleConnsPerWorker,
-			IdleConnTimeout:     60 * time.Second,
+			IdleConnTimeout:     idleFor,
 			// Workers answer small JSON documents on a local link;
 			// gzip would only cost CPU on both ends.
 			DisableCompression: true,
 		}
 	}
 	return &Client{
+		direct: newUnixPool(func(ctx context.Context, path string) (net.Conn, error) {
+			return dialUnix(ctx, dialer, path)
+		}, opts.MaxIdleConnsPerWorker, idleFor),
 		// The transport pools connections by URL host, so each socket gets
 		// its own host name: the socket path, hex-encoded (see unixURL).
 		// The dialer decodes it back; nothing is looked up in DNS.
@@ -163,6 +169,7 @@ func New(opts Options) *Client {
 func (c *Client) Close() {
 	c.unix.CloseIdleConnections()
 	c.tcp.CloseIdleConnections()
+	c.direct.closeIdle()
 }
 
 // target returns the HTTP client and URL for path on the worker at addr.
@@ -278,8 +285,13 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 	if limit <= 0 {
 		limit = noDeadlineTimeout
 	}
-	runCtx, cancel := context.WithTimeoutCause(ctx, limit+grace, ErrWorkerStuck)
-	defer cancel()
+	deadline := time.Now().Add(limit + grace)
+	runCtx := ctx
+	if hc != c.unix {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadlineCause(ctx, deadline, ErrWorkerStuck)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(runCtx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, err)
@@ -287,7 +299,12 @@ func (c *Client) Execute(ctx context.Context, addr string, inv orchestrator.Invo
 	req.Header.Set("Content-Type", "application/json")
 	c.authorize(req)
 
-	resp, err := hc.Do(req)
+	var resp *http.Response
+	if hc == c.unix {
+		resp, err = c.direct.roundTrip(ctx, addr[len(unixPrefix):], req, deadline)
+	} else {
+		resp, err = hc.Do(req)
+	}
 	if err != nil {
 		return c.failure(ctx, runCtx, addr, inv, err)
 	}
@@ -463,7 +480,9 @@ func (c *Client) failure(parent, runCtx context.Context, addr string, inv orches
 	switch {
 	case parent.Err() != nil:
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, context.Cause(parent))
-	case context.Cause(runCtx) == ErrWorkerStuck:
+	case context.Cause(runCtx) == ErrWorkerStuck || errors.Is(err, os.ErrDeadlineExceeded):
+		// The deadline of the context (TCP workers) or of the connection
+		// (unix-socket ones, unixconn.go); not the caller's, checked above.
 		out, _ := json.Marshal(TimeoutOutput)
 		return orchestrator.Result{Success: false, Output: out, Duration: inv.Timeout.Seconds()},
 			fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, ErrWorkerStuck)

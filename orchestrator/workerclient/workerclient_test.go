@@ -35,12 +35,7 @@ import (
 // and a counter of accepted connections.
 func serveUnix(t *testing.T, h http.Handler) (string, *atomic.Int64) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "wc")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "sock")
-	ln, err := net.Listen("unix", sock)
-	require.NoError(t, err)
+	ln, sock := listenUnix(t)
 	conns := &atomic.Int64{}
 	srv := &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -50,6 +45,18 @@ func serveUnix(t *testing.T, h http.Handler) (string, *atomic.Int64) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return workerclient.UnixAddress(sock), conns
+}
+
+// listenUnix listens on a fresh unix socket, removed after the test.
+func listenUnix(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wc")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	return ln, sock
 }
 
 // serveTCP serves h on a loopback port and returns its worker address.

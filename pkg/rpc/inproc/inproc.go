@@ -21,11 +21,29 @@ type envelope struct {
 }
 
 // Transport is an in-memory queue between rpc.Client and one Serve loop.
+//
+// While a Serve loop runs, a request does not go through the queue: the
+// caller starts the handler's goroutine itself (direct), one hand-over
+// fewer per call than waking the Serve loop to start it. On a small VM each
+// hand-over between goroutines is a wake-up of another thread, which costs
+// more than the call (docs/benchmarks.md, "The warm path: hand-overs").
+// The queue holds what comes while no Serve loop runs.
 type Transport struct {
 	timeout time.Duration
 	queue   chan envelope
 	done    chan struct{}
 	once    sync.Once
+
+	mu      sync.Mutex
+	serving *server // the running Serve loop, if any
+}
+
+// server is one running Serve loop: its handler, its context (the
+// handlers') and its handlers still running, which it waits for.
+type server struct {
+	ctx context.Context
+	h   rpc.Handler
+	wg  sync.WaitGroup
 }
 
 var _ rpc.Transport = (*Transport)(nil)
@@ -74,6 +92,9 @@ func (t *Transport) enqueue(ctx context.Context, env envelope) error {
 		return errdefs.Unavailable("The engine is shutting down.")
 	default:
 	}
+	if t.direct(env) {
+		return nil
+	}
 	select {
 	case t.queue <- env:
 		return nil
@@ -84,11 +105,56 @@ func (t *Transport) enqueue(ctx context.Context, env envelope) error {
 	}
 }
 
+// direct starts env's handler at once when a Serve loop runs and has not
+// stopped, and says whether it did.
+func (t *Transport) direct(env envelope) bool {
+	t.mu.Lock()
+	s := t.serving
+	if s == nil || s.ctx.Err() != nil {
+		t.mu.Unlock()
+		return false
+	}
+	// Under t.mu: a Serve loop that stops takes itself out under it first,
+	// then waits for every handler counted here.
+	s.wg.Add(1)
+	t.mu.Unlock()
+	go s.handle(env)
+	return true
+}
+
+// handle runs one request under the Serve loop's context, not the caller's,
+// as it would run on a remote engine.
+func (s *server) handle(env envelope) {
+	defer s.wg.Done()
+	hctx := s.ctx
+	if env.reply != nil {
+		// Delivered once, from a caller that dies with this
+		// process (pkg/engine/recovery.go relies on both).
+		hctx = rpc.WithLocalCaller(s.ctx, env.callerDone)
+	}
+	resp := rpc.Dispatch(hctx, s.h, env.req)
+	if env.reply != nil {
+		env.reply <- resp
+	} else {
+		rpc.ReportCast(env.req, resp)
+	}
+}
+
 // Serve handles requests, each in its own goroutine, until ctx ends. Handlers
 // run under ctx (not the caller's context), as they would on a remote engine.
 func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	s := &server{ctx: ctx, h: h}
+	t.mu.Lock()
+	t.serving = s
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if t.serving == s {
+			t.serving = nil
+		}
+		t.mu.Unlock()
+		s.wg.Wait()
+	}()
 	for {
 		select {
 		case env := <-t.queue:
@@ -101,22 +167,8 @@ func (t *Transport) Serve(ctx context.Context, h rpc.Handler) error {
 				t.putBack(env)
 				return nil
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				hctx := ctx
-				if env.reply != nil {
-					// Delivered once, from a caller that dies with this
-					// process (pkg/engine/recovery.go relies on both).
-					hctx = rpc.WithLocalCaller(ctx, env.callerDone)
-				}
-				resp := rpc.Dispatch(hctx, h, env.req)
-				if env.reply != nil {
-					env.reply <- resp
-				} else {
-					rpc.ReportCast(env.req, resp)
-				}
-			}()
+			s.wg.Add(1)
+			go s.handle(env)
 		case <-ctx.Done():
 			return nil
 		case <-t.done:
