@@ -129,7 +129,10 @@ const PACKAGES = {
         const a = [];
         for (;;) a.push({ i: a.length, s: 'x' + a.length });
       };
-      exports.fifo = () => fs.readFileSync(path.join(__dirname, 'fifo'));
+      exports.fifo = () => {
+        fs.writeFileSync(path.join(__dirname, 'entered'), '');
+        return fs.readFileSync(path.join(__dirname, 'fifo'));
+      };
       exports.orphan = () => {
         require('child_process').spawn('sleep', ['30']);
         return new Promise(() => {});
@@ -548,8 +551,10 @@ describe('lifecycle', { concurrency: true, timeout: 180000 }, () => {
     // zombie (JavaScript cannot reap it); the 16th makes the worker retire.
     const w = await Worker.start(packages);
     try {
+      // Under load a call may time out before its thread started the child,
+      // which leaves no zombie: keep calling until the worker retires.
       let calls = 0;
-      for (; calls < 40 && w.proc.exitCode === null; calls++) {
+      for (; calls < 400 && w.proc.exitCode === null; calls++) {
         const r = await w.execute('busy', 'main.orphan', null, { timeout: 0.1 }).catch(() => null);
         if (r) assertFailed(r, 'Function execution timeout.');
         await new Promise((resolve) => setTimeout(resolve, 30));   // the thread's exit
@@ -572,8 +577,16 @@ describe('lifecycle', { concurrency: true, timeout: 180000 }, () => {
     execFileSync('mkfifo', [path.join(pkgs, 'busy', 'fifo')]);
     const w = await Worker.start(pkgs);
     try {
-      const r = await w.execute('busy', 'main.fifo', null, { timeout: 0.3 });
-      assertFailed(r, 'Function execution timeout.');
+      // Under load the timeout may stop the thread before it reached open(),
+      // while terminate() still works: the function marks the moment it
+      // enters, and a call that timed out before it is made again.
+      const entered = path.join(pkgs, 'busy', 'entered');
+      for (let attempt = 1; ; attempt++) {
+        const r = await w.execute('busy', 'main.fifo', null, { timeout: 0.3 });
+        assertFailed(r, 'Function execution timeout.');
+        if (fs.existsSync(entered)) break;
+        assert.ok(attempt < 20, 'the function never reached open() within its timeout');
+      }
       let status = 200;
       for (let i = 0; i < 400 && status === 200; i++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
