@@ -27,7 +27,10 @@ type ListOptions struct {
 // whole rows into its sorter otherwise, once per batch). Then the rows
 // themselves, a few at a time by primary key, handed out in key order. No
 // connection is held between queries: the all-in-one's SQLite has one, and a
-// slow client reading a long list must not stall every other query.
+// slow client reading a long list must not stall every other query. A list
+// whose context ends (its client left) stops at its next query: on SQLite a
+// statement once started runs to its end (uninterruptible, stmtcache.go),
+// so the connection is kept at most one batch longer.
 const keysPerQuery = 1000
 
 // Listed is a model that has a list: its rows are sorted by their (created_at,

@@ -102,6 +102,22 @@ func TestEachPages(t *testing.T) {
 			require.ErrorIs(t, err, stop)
 			require.Equal(t, 3, n)
 		})
+		t.Run("a list whose context ends stops at its next batch", func(t *testing.T) {
+			// Executions are loaded four at a time: the rows of the batch
+			// being handed out come, and no more.
+			lctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			n := 0
+			_, err := db.Each[db.Execution](lctx, d, db.Scope{ProjectID: "p"}, db.ListOptions{}, func(*db.Execution) error {
+				n++
+				if n == 2 {
+					cancel()
+				}
+				return nil
+			})
+			require.ErrorIs(t, err, context.Canceled)
+			require.Equal(t, 4, n)
+		})
 		t.Run("a marker of another project is refused", func(t *testing.T) {
 			other, err := d.Executions(ctx, db.Scope{ProjectID: "other"}, db.ListOptions{})
 			require.NoError(t, err)
