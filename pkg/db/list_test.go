@@ -137,3 +137,33 @@ func TestEachPages(t *testing.T) {
 		})
 	})
 }
+
+// TestListRowsPlan: a list loads its rows by primary key, not through the
+// project_id index (every row of the project, for each few rows listed).
+func TestListRowsPlan(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		var ids []string
+		for range 50 {
+			e := &db.Execution{Base: db.Base{ProjectID: "p"}, Status: db.StatusSuccess}
+			require.NoError(t, d.CreateExecution(ctx, e))
+			ids = append(ids, e.ID)
+		}
+		for _, tc := range []struct {
+			name string
+			ids  []string
+		}{
+			{name: "one row", ids: ids[:1]},
+			{name: "a batch", ids: ids[:4]},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				plan, err := db.PlanOfListRows(ctx, d, tc.ids)
+				require.NoError(t, err)
+				t.Logf("plan:\n%s", plan)
+				require.NotContains(t, plan, "project_id")
+				require.True(t, strings.Contains(plan, "sqlite_autoindex_executions_1") || strings.Contains(plan, "PRIMARY"), "by primary key: %s", plan)
+			})
+		}
+	})
+}
