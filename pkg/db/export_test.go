@@ -26,6 +26,15 @@ func PlanOfStartedEngines(ctx context.Context, d *DB) (string, error) {
 	})
 }
 
+// PlanOfListRows is PlanOfRunningCounts for the query that loads a list's
+// executions by id (list.go).
+func PlanOfListRows(ctx context.Context, d *DB, ids []string) (string, error) {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
+		var rows []Execution
+		return rowsByID[Execution](tx, ids).Find(&rows)
+	})
+}
+
 func planOf(ctx context.Context, d *DB, build func(tx *gorm.DB) *gorm.DB) (string, error) {
 	g := d.gorm.WithContext(ctx)
 	query := g.ToSQL(build)

@@ -102,6 +102,22 @@ func TestEachPages(t *testing.T) {
 			require.ErrorIs(t, err, stop)
 			require.Equal(t, 3, n)
 		})
+		t.Run("a list whose context ends stops at its next batch", func(t *testing.T) {
+			// Executions are loaded four at a time: the rows of the batch
+			// being handed out come, and no more.
+			lctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			n := 0
+			_, err := db.Each[db.Execution](lctx, d, db.Scope{ProjectID: "p"}, db.ListOptions{}, func(*db.Execution) error {
+				n++
+				if n == 2 {
+					cancel()
+				}
+				return nil
+			})
+			require.ErrorIs(t, err, context.Canceled)
+			require.Equal(t, 4, n)
+		})
 		t.Run("a marker of another project is refused", func(t *testing.T) {
 			other, err := d.Executions(ctx, db.Scope{ProjectID: "other"}, db.ListOptions{})
 			require.NoError(t, err)
@@ -119,5 +135,35 @@ func TestEachPages(t *testing.T) {
 			require.NoError(t, err, "the bound itself is accepted")
 			require.Len(t, es, 70)
 		})
+	})
+}
+
+// TestListRowsPlan: a list loads its rows by primary key, not through the
+// project_id index (every row of the project, for each few rows listed).
+func TestListRowsPlan(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		var ids []string
+		for range 50 {
+			e := &db.Execution{Base: db.Base{ProjectID: "p"}, Status: db.StatusSuccess}
+			require.NoError(t, d.CreateExecution(ctx, e))
+			ids = append(ids, e.ID)
+		}
+		for _, tc := range []struct {
+			name string
+			ids  []string
+		}{
+			{name: "one row", ids: ids[:1]},
+			{name: "a batch", ids: ids[:4]},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				plan, err := db.PlanOfListRows(ctx, d, tc.ids)
+				require.NoError(t, err)
+				t.Logf("plan:\n%s", plan)
+				require.NotContains(t, plan, "project_id")
+				require.True(t, strings.Contains(plan, "sqlite_autoindex_executions_1") || strings.Contains(plan, "PRIMARY"), "by primary key: %s", plan)
+			})
+		}
 	})
 }

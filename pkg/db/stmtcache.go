@@ -24,6 +24,27 @@ type stmtPool struct {
 	stmts map[string]*sql.Stmt
 }
 
+// uninterruptible is the context a SQLite statement runs under: ctx's
+// values without its cancellation, or ctx itself once it has ended (then
+// database/sql refuses the statement before it reaches SQLite). Under a
+// context that can be cancelled, database/sql starts a goroutine per query
+// to close its rows when the context ends (Rows.awaitDone) and go-sqlite3
+// steps each row in a goroutine of its own (SQLiteRows.Next,
+// SQLiteStmt.exec) so as to interrupt it: three goroutines started and
+// woken per warm execution each, each wake-up possibly on the other CPU
+// (docs/benchmarks.md, "Seventh round"). A SQLite statement is short and
+// in memory: what a cancellation must stop is the next one, and each is
+// refused once its context has ended — a long list stops between its
+// batches (list.go) — while SQLite's busy_timeout bounds a wait for
+// another process's lock (sqlite.go). MySQL keeps its contexts: a query
+// there crosses the network and a lost connection must not hang.
+func uninterruptible(ctx context.Context) context.Context {
+	if ctx.Err() != nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
+}
+
 // maxStmts bounds the statements kept: queries with lists of varying length
 // (IN (?, ?, …)) each have their own text. Beyond it a statement runs
 // unprepared.
@@ -87,10 +108,12 @@ func (p *stmtPool) prepared(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (p *stmtPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	ctx = uninterruptible(ctx)
 	return p.db.PrepareContext(ctx, query)
 }
 
 func (p *stmtPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = uninterruptible(ctx)
 	if s := p.prepared(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
@@ -98,6 +121,7 @@ func (p *stmtPool) ExecContext(ctx context.Context, query string, args ...any) (
 }
 
 func (p *stmtPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = uninterruptible(ctx)
 	if s := p.prepared(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
@@ -105,6 +129,7 @@ func (p *stmtPool) QueryContext(ctx context.Context, query string, args ...any) 
 }
 
 func (p *stmtPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = uninterruptible(ctx)
 	if s := p.prepared(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
@@ -113,6 +138,9 @@ func (p *stmtPool) QueryRowContext(ctx context.Context, query string, args ...an
 
 // BeginTx is how gorm starts a transaction on a pool that is not *sql.DB.
 func (p *stmtPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	// Begun, a transaction runs to its commit or rollback: each of its
+	// statements is refused once ctx has ended, and gorm then rolls back.
+	ctx = uninterruptible(ctx)
 	tx, err := p.db.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -145,6 +173,7 @@ func (t *stmtTx) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = uninterruptible(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
@@ -152,6 +181,7 @@ func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sq
 }
 
 func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = uninterruptible(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
@@ -159,6 +189,7 @@ func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*
 }
 
 func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = uninterruptible(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}

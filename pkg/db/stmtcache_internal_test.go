@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime/metrics"
 	"strconv"
 	"testing"
 
@@ -69,4 +70,67 @@ func TestStmtPool_Bounded(t *testing.T) {
 		require.Equal(t, 1+i, n)
 	}
 	require.Len(t, pool.stmts, maxStmts)
+}
+
+// goroutinesCreated is how many goroutines the process has started so far.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestStmtPool_NoGoroutinesPerStatement: a SQLite statement under a context
+// that can be cancelled starts no goroutine (database/sql's Rows.awaitDone,
+// go-sqlite3's stepping goroutines); a transaction starts only database/sql's
+// own, one for the transaction and one per query in it (it watches the
+// transaction). Once the context has ended, statements are refused.
+func TestStmtPool_NoGoroutinesPerStatement(t *testing.T) {
+	const runs = 20
+	for _, tc := range []struct {
+		name string
+		run  func(g *gorm.DB) error
+		// perRun is the most goroutines one run may start.
+		perRun uint64
+	}{
+		{name: "query", run: func(g *gorm.DB) error {
+			var vs []string
+			return g.Raw("SELECT v FROM kv ORDER BY k").Scan(&vs).Error
+		}},
+		{name: "query of one row", run: func(g *gorm.DB) error {
+			var v string
+			return g.Raw("SELECT v FROM kv WHERE k = ?", "a").Row().Scan(&v)
+		}},
+		{name: "statement", run: func(g *gorm.DB) error {
+			return g.Exec("UPDATE kv SET v = v || ? WHERE k = ?", "x", "a").Error
+		}},
+		{name: "transaction", perRun: 2, run: func(g *gorm.DB) error {
+			return g.Transaction(func(tx *gorm.DB) error {
+				var vs []string
+				if err := tx.Raw("SELECT v FROM kv ORDER BY k").Scan(&vs).Error; err != nil {
+					return err
+				}
+				return tx.Exec("UPDATE kv SET v = ? WHERE k = ?", "y", "b").Error
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { d.Close() })
+			require.NoError(t, d.gorm.Exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)").Error)
+			require.NoError(t, d.gorm.Exec("INSERT INTO kv (k, v) VALUES ('a', '1'), ('b', '2'), ('c', '3')").Error)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			g := d.gorm.WithContext(ctx)
+			require.NoError(t, tc.run(g), "first run, which prepares the statements")
+			before := goroutinesCreated()
+			for range runs {
+				require.NoError(t, tc.run(g))
+			}
+			require.LessOrEqual(t, goroutinesCreated()-before, runs*tc.perRun)
+
+			cancel()
+			require.ErrorIs(t, tc.run(g), context.Canceled)
+		})
+	}
 }
