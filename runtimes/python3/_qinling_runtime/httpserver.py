@@ -104,13 +104,19 @@ class Handler:
                 return _send(conn, 200, body, keep=req.keep_alive)
             finally:
                 strict.finish_soon(proc)
-        if not reuse.accept():   # checked again under its lock: draining may just have begun
+        call = reuse.accept(job, conn)
+        if call is None:   # checked again under its lock: draining may just have begun
             return _send(conn, 503, _error("worker draining"), close=True)
+        owed = True
         try:
-            body, timed_out = reuse.execute(job)
-            return _send(conn, 200, body, close=timed_out, keep=req.keep_alive)
+            body = reuse.execute(call)
+            if body is None:   # timed out: the watchdog answered and closed the connection
+                owed = False
+                return False
+            return _send(conn, 200, body, keep=req.keep_alive)
         finally:
-            reuse.done()   # after the answer is written: draining waits for it
+            if owed:
+                reuse.done()   # after the answer is written: draining waits for it
 
     def _preload(self, conn, req):
         try:
