@@ -23,8 +23,9 @@ class Handler:
 
     def serve(self, sock):
         """Serves one connection until it closes; raises nothing."""
-        conn = Connection(sock)
+        conn = None
         try:
+            conn = Connection(sock)
             while self._one(conn):
                 pass
         except Exception:   # a bug of ours: this connection ends, the worker serves on
@@ -32,7 +33,8 @@ class Handler:
             traceback.print_exc(file=sys.__stderr__)
         finally:
             try:
-                sock.close()
+                if conn is None or not conn.taken:   # else the watchdog closes it
+                    sock.close()
             except OSError:
                 pass
         # The connection is closed, so any timeout answer has been flushed:

@@ -111,6 +111,7 @@ def _watch():
                 continue
             for call in late:
                 del _calls[call]
+                call.conn.taken = True   # its thread must not close it under our answer
             _draining = True   # threads cannot be killed: the worker is tainted
             _lock.release()
             try:

@@ -63,6 +63,7 @@ class Connection:
         # path: hand-overs").
         self.sock = sock
         self.buf = b""
+        self.taken = False   # reuse.py's watchdog answers on it, and closes it
         sock.setblocking(True)
         self._set_timeouts(REQUEST_TIMEOUT)
 
