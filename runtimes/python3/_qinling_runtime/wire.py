@@ -16,7 +16,7 @@ import struct
 MAX_LINE = 8192          # request line, and each header line
 MAX_HEAD = 32768         # request line and headers together
 MAX_HEADERS = 64         # header lines
-IDLE_TIMEOUT = 300       # seconds a kept-alive connection may wait for its next request (a multiple of:)
+IDLE_TIMEOUT = 300       # seconds a kept-alive connection may wait for its next request (in REQUEST_TIMEOUT slices)
 REQUEST_TIMEOUT = 60     # seconds a started request may go without a byte arriving
 RECV = 65536
 LINGER_RECVS, LINGER_TIMEOUT = 16, 1   # at most 1 MiB, a second without any
