@@ -648,3 +648,60 @@ func spiesOf(pid int) []int {
 	}
 	return out
 }
+
+// hostileStuckPy never returns: it swallows every exception, keeps a thread
+// of its own alive and writes to stray descriptors (not its connection's:
+// that would only garble its own answer, as it may).
+const hostileStuckPy = `import os, threading, time
+def main(**kw):
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+    for fd in range(3, 64):
+        try:
+            if os.readlink('/proc/self/fd/%d' % fd).startswith('pipe:'):
+                os.write(fd, b'garbage\r\n\r\n')
+        except OSError:
+            pass
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+`
+
+// TestHostile_ReuseStuckConcurrentCalls: under warm reuse the function runs
+// in the thread that read its call and one watchdog answers calls past
+// their timeout (runtimes/python3/_qinling_runtime/reuse.py). Four
+// concurrent calls of a function that never returns are each answered with
+// the timeout, the worker retires, and a new worker serves the next call.
+func TestHostile_ReuseStuckConcurrentCalls(t *testing.T) {
+	o := newSandboxed(t, func(c *Config) { c.MaxPids = 64 })
+	require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: "python3"}))
+	fn := pyFunction(t, "rt", "fn-stuck", hostileStuckPy)
+	fn.Timeout = 2 * time.Second
+	w := scaleUp(t, o, fn)
+	type answer struct {
+		res orchestrator.Result
+		err error
+	}
+	answers := make(chan answer, 4)
+	for range 4 {
+		go func() {
+			res, err := o.Run(context.Background(), w, orchestrator.Invocation{
+				ExecutionID: "exec-" + randomHex(4), FunctionID: fn.ID, Entry: fn.Entry,
+				CPU: fn.CPU, MemorySize: fn.MemorySize, Timeout: fn.Timeout,
+			})
+			answers <- answer{res, err}
+		}()
+	}
+	for range 4 {
+		a := <-answers
+		require.NoError(t, a.err)
+		require.JSONEq(t, `"Function execution timeout."`, string(a.res.Output))
+	}
+	_, err := run(t, o, w, fn, nil)
+	require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound, "the tainted worker retired")
+	fn2 := pyFunction(t, "rt", "fn-after-stuck", "def main(**kw):\n    return 'fine'\n")
+	res, err := run(t, o, scaleUp(t, o, fn2), fn2, nil)
+	require.NoError(t, err)
+	require.JSONEq(t, `"fine"`, string(res.Output))
+}

@@ -23,8 +23,9 @@ class Handler:
 
     def serve(self, sock):
         """Serves one connection until it closes; raises nothing."""
-        conn = Connection(sock)
+        conn = None
         try:
+            conn = Connection(sock)
             while self._one(conn):
                 pass
         except Exception:   # a bug of ours: this connection ends, the worker serves on
@@ -32,7 +33,8 @@ class Handler:
             traceback.print_exc(file=sys.__stderr__)
         finally:
             try:
-                sock.close()
+                if conn is None or not conn.taken:   # else the watchdog closes it
+                    sock.close()
             except OSError:
                 pass
         # The connection is closed, so any timeout answer has been flushed:
@@ -104,13 +106,19 @@ class Handler:
                 return _send(conn, 200, body, keep=req.keep_alive)
             finally:
                 strict.finish_soon(proc)
-        if not reuse.accept():   # checked again under its lock: draining may just have begun
+        call = reuse.accept(job, conn)
+        if call is None:   # checked again under its lock: draining may just have begun
             return _send(conn, 503, _error("worker draining"), close=True)
+        owed = True
         try:
-            body, timed_out = reuse.execute(job)
-            return _send(conn, 200, body, close=timed_out, keep=req.keep_alive)
+            body = reuse.execute(call)
+            if body is None:   # timed out: the watchdog answered and closed the connection
+                owed = False
+                return False
+            return _send(conn, 200, body, keep=req.keep_alive)
         finally:
-            reuse.done()   # after the answer is written: draining waits for it
+            if owed:
+                reuse.done()   # after the answer is written: draining waits for it
 
     def _preload(self, conn, req):
         try:

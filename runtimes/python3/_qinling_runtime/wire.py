@@ -11,11 +11,12 @@ call (docs/benchmarks.md, "Fourth round")."""
 
 import re
 import socket
+import struct
 
 MAX_LINE = 8192          # request line, and each header line
 MAX_HEAD = 32768         # request line and headers together
 MAX_HEADERS = 64         # header lines
-IDLE_TIMEOUT = 300       # seconds a kept-alive connection may wait for its next request
+IDLE_TIMEOUT = 300       # seconds a kept-alive connection may wait for its next request (in REQUEST_TIMEOUT slices)
 REQUEST_TIMEOUT = 60     # seconds a started request may go without a byte arriving
 RECV = 65536
 LINGER_RECVS, LINGER_TIMEOUT = 16, 1   # at most 1 MiB, a second without any
@@ -55,20 +56,34 @@ class Connection:
     """One accepted connection: reads requests, writes answers."""
 
     def __init__(self, sock):
+        # A blocking socket with the kernel's timeouts (SO_RCVTIMEO and
+        # SO_SNDTIMEO), set once: Python's own timeout would cost a poll
+        # before every recv and send, and an ioctl at every change between
+        # the idle and the request timeout (docs/benchmarks.md, "The warm
+        # path: hand-overs").
         self.sock = sock
         self.buf = b""
-        self.timeout = None
+        self.taken = False   # reuse.py's watchdog answers on it, and closes it
+        sock.setblocking(True)
+        self._set_timeouts(REQUEST_TIMEOUT)
+
+    def _set_timeouts(self, seconds):
+        self.slice = seconds
+        tv = struct.pack("ll", seconds, 0)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
 
     def _recv(self, timeout, size=RECV):
         """Bytes from the peer; b"" once it closed, None after timeout
-        seconds without any."""
-        if timeout != self.timeout:   # a system call: only when it changes
-            self.sock.settimeout(timeout)
-            self.timeout = timeout
-        try:
-            return self.sock.recv(size)
-        except socket.timeout:
-            return None
+        seconds without any (waited in slices of the kernel's timeout)."""
+        waited = 0
+        while True:
+            try:
+                return self.sock.recv(size)
+            except BlockingIOError:   # a slice passed without a byte
+                waited += self.slice
+                if waited >= timeout:
+                    return None
 
     def _head(self):
         """The request's head (up to the blank line), the rest kept in buf."""
@@ -147,6 +162,7 @@ class Connection:
         read the answer (closing with unread data would reset the
         connection)."""
         self.sock.shutdown(socket.SHUT_WR)
+        self._set_timeouts(LINGER_TIMEOUT)
         for _ in range(LINGER_RECVS):
             if not self._recv(LINGER_TIMEOUT):
                 return
@@ -155,9 +171,6 @@ class Connection:
         head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
                 % (status, _REASONS.get(status, "Unknown"), ctype, len(body),
                    "Connection: close\r\n" if close else "")).encode()
-        if self.timeout != REQUEST_TIMEOUT:
-            self.sock.settimeout(REQUEST_TIMEOUT)
-            self.timeout = REQUEST_TIMEOUT
         if len(body) <= RECV:
             self.sock.sendall(head + body)
         else:   # not copied into one buffer
