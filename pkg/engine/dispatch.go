@@ -33,6 +33,9 @@ type fnState struct {
 	removed map[string]bool      // workers scale-down took out, not to be re-added by a stale read
 	fresh   map[string]bool      // workers a scale-up made that have run nothing yet: their first call is a cold start
 	shared  int                  // the function version's running executions on every engine (shared orchestrators only)
+	// detaching: its workers are being released (Engine.DeleteFunction);
+	// no new ones are started until they are gone.
+	detaching int
 }
 
 // waiter is one queued execution. Exactly one of worker and err is sent on
@@ -71,8 +74,12 @@ func (e *Engine) state(fv coord.FunctionVersion) *fnState {
 
 // setWorkers replaces st's workers with the recorded ones (keeping the
 // counts of those still there) and hands new free slots to waiters; e.mu is
-// held. A worker scale-down took out is not put back by a stale read.
+// held. A worker scale-down took out is not put back by a stale read, nor
+// is any while the function's workers are being released.
 func (e *Engine) setWorkers(st *fnState, recorded []coord.WorkerRecord) {
+	if st.detaching > 0 {
+		return
+	}
 	out := make([]coord.WorkerRecord, 0, len(recorded))
 	still := map[string]bool{}
 	for _, w := range recorded {
@@ -283,7 +290,76 @@ func (e *Engine) forgetFunction(fv coord.FunctionVersion) {
 		return
 	}
 	st.workers = nil
-	if len(st.waiting) == 0 && len(st.busy) == 0 && st.scaling == 0 {
+	if len(st.waiting) == 0 && len(st.busy) == 0 && st.scaling == 0 && st.detaching == 0 {
 		delete(e.fns, fv)
+	}
+}
+
+// maxDetachDrain bounds how long releasing a function's workers waits for
+// the executions running on them; past it they are stopped as they run.
+const maxDetachDrain = 30 * time.Second
+
+// detachPoll is how often drainDetached looks again: releases are rare,
+// and polling keeps release() (every execution's path) free of signalling.
+const detachPoll = 20 * time.Millisecond
+
+// drainDetached waits, after forgetFunction, until no execution of this
+// engine runs on fv's workers and none is being started, for at most the
+// function's timeout (bounded by maxDetachDrain). A release that
+// killed the workers at once failed the executions an engine had just
+// handed them — a detach racing calls that arrived before it (seen in
+// tests/functional/disjoint_test.go). Meanwhile new executions queue and
+// no worker is started for them (it would be released with the others);
+// detached starts them. It reports whether it marked fv detaching, which
+// the caller then undoes with detached.
+func (e *Engine) drainDetached(ctx context.Context, fv coord.FunctionVersion) bool {
+	e.mu.Lock()
+	st := e.fns[fv]
+	if st == nil {
+		e.mu.Unlock()
+		return false
+	}
+	st.detaching++
+	wait := maxDetachDrain
+	if st.fn != nil && st.fn.Timeout > 0 {
+		wait = min(wait, time.Duration(st.fn.Timeout)*time.Second)
+	}
+	e.mu.Unlock()
+	deadline := time.Now().Add(wait)
+	for {
+		e.mu.Lock()
+		idle := len(st.busy) == 0 && st.scaling == 0
+		if idle || time.Now().After(deadline) || ctx.Err() != nil {
+			// Workers a scale-up begun before the release added meanwhile
+			// go with the others.
+			st.workers = nil
+			e.mu.Unlock()
+			if !idle {
+				e.log.Warn("releasing workers with executions still running", "function_id", fv.FunctionID, "version", fv.Version, "waited", wait)
+			}
+			return true
+		}
+		e.mu.Unlock()
+		time.Sleep(detachPoll)
+	}
+}
+
+// detached ends drainDetached's release of fv: executions that queued
+// meanwhile get fresh workers.
+func (e *Engine) detached(ctx context.Context, fv coord.FunctionVersion) {
+	e.mu.Lock()
+	st := e.fns[fv]
+	if st == nil {
+		e.mu.Unlock()
+		return
+	}
+	st.detaching--
+	queued := len(st.waiting) > 0
+	if !queued && len(st.busy) == 0 && st.scaling == 0 && st.detaching == 0 {
+		delete(e.fns, fv)
+	}
+	e.mu.Unlock()
+	if queued {
+		e.autoscale(ctx, fv, "queued during a release")
 	}
 }

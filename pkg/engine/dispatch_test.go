@@ -265,3 +265,55 @@ func TestEngine_SyncWaitsForItsColdStart(t *testing.T) {
 	ex, res := h.stored(t, a.ExecutionID)
 	require.Equal(t, db.StatusSuccess, ex.Status, "%v", res)
 }
+
+// TestEngine_ReleaseLetsRunningExecutionsEnd: releasing a function's
+// workers (a detach, an update) while one of its executions runs on them
+// deletes them only once it has ended, and an execution that arrives
+// meanwhile waits and then runs on a fresh worker. Before, the release
+// killed the worker under the running execution ("the worker process died
+// during the execution"), as a detach racing calls did on the real stack.
+func TestEngine_ReleaseLetsRunningExecutionsEnd(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, engine.Options{FunctionConcurrency: 1, MaxWorkers: 2})
+	release := make(chan struct{})
+	var deletedUnderIt atomic.Bool
+	h.orch.Handle("gate.main", func(inv orchestrator.Invocation) orchestrator.Result {
+		var in map[string]string
+		_ = json.Unmarshal(inv.Input, &in)
+		if in["name"] == "long" {
+			<-release
+			deletedUnderIt.Store(len(h.orch.Calls().DeletedFunctions) > 0)
+		}
+		return orchestrator.Result{Success: true, Output: json.RawMessage(`null`)}
+	})
+	f := h.function(t, "gate.main")
+	fv := coord.FunctionVersion{FunctionID: f.ID}
+	long := h.asyncExecution(t, f, "long")
+	waitLong := h.runAll([]engine.ExecutionArgs{long})
+	require.Eventually(t, func() bool { return len(h.orch.Calls().Run) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- h.eng.DeleteFunction(ctx, f.ID, 0) }()
+	require.Eventually(t, func() bool {
+		recs, err := h.coord.Workers(ctx, fv)
+		return err == nil && len(recs) == 0
+	}, 10*time.Second, 5*time.Millisecond, "the release began")
+	// What came next in the release (the orchestrator's deletion) takes
+	// microseconds; give it far more before the execution may end.
+	time.Sleep(100 * time.Millisecond)
+	later := h.asyncExecution(t, f, "short")
+	waitLater := h.runAll([]engine.ExecutionArgs{later})
+
+	close(release)
+	waitLong()
+	require.NoError(t, <-deleted)
+	waitLater()
+	require.False(t, deletedUnderIt.Load(), "the function's workers were deleted while its execution ran")
+	for _, a := range []engine.ExecutionArgs{long, later} {
+		e, _ := h.stored(t, a.ExecutionID)
+		require.Equal(t, db.StatusSuccess, e.Status, a.Input)
+	}
+	calls := h.orch.Calls()
+	require.Len(t, calls.DeletedFunctions, 1)
+	require.Len(t, calls.ScaleUp, 2, "the later execution's worker was started after the release")
+}

@@ -417,12 +417,19 @@ func (e *Engine) forgetWorker(ctx context.Context, fv coord.FunctionVersion, w c
 	}
 }
 
-// DeleteFunction releases every worker of a function version.
+// DeleteFunction releases every worker of a function version. Executions
+// already running on them finish first (drainDetached): a detach or an
+// update only means that the next execution gets a fresh worker.
 func (e *Engine) DeleteFunction(ctx context.Context, functionID string, version int) error {
 	fv := coord.FunctionVersion{FunctionID: functionID, Version: version}
 	if err := e.coord.DeleteFunction(ctx, fv); err != nil {
 		return err
 	}
 	e.forgetFunction(fv)
-	return e.orch.DeleteFunction(ctx, functionID, version)
+	drained := e.drainDetached(ctx, fv)
+	err := e.orch.DeleteFunction(ctx, functionID, version)
+	if drained {
+		e.detached(ctx, fv)
+	}
+	return err
 }

@@ -145,7 +145,7 @@ func (e *Engine) desired(l load) (int, string) {
 func (e *Engine) autoscale(ctx context.Context, fv coord.FunctionVersion, why string) {
 	e.mu.Lock()
 	st := e.fns[fv]
-	if st == nil || st.fn == nil {
+	if st == nil || st.fn == nil || st.detaching > 0 {
 		e.mu.Unlock()
 		return
 	}

@@ -57,14 +57,14 @@ func TestEnginesShareNoDisk(t *testing.T) {
 	var counts []float64
 	for round := 0; round < rounds && !everyEngine(counts); round++ {
 		expect(t, call(t, admin, http.MethodPost, "/v1/functions/"+fid+"/detach", nil), http.StatusAccepted)
-		statuses := make([]any, perRound)
+		ended := make([]map[string]any, perRound)
 		var wg sync.WaitGroup
-		for i := range statuses {
-			wg.Go(func() { statuses[i] = execute(t, srv, fid, `{"name": "disk"}`, true)["status"] })
+		for i := range ended {
+			wg.Go(func() { ended[i] = execute(t, srv, fid, `{"name": "disk"}`, true) })
 		}
 		wg.Wait()
-		for _, status := range statuses {
-			require.Equal(t, "success", status, "round %d: %v", round, statuses)
+		for _, ex := range ended {
+			require.Equal(t, "success", ex["status"], "round %d: execution %v: %v", round, ex["id"], ex["result"])
 		}
 		counts = ran()
 	}
