@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"strings"
 
 	"gorm.io/gorm"
@@ -39,12 +41,18 @@ func (r *Runnable) CheckRuntime() error {
 // trip to MariaDB on every execution's way in (docs/benchmarks.md, "The
 // real stack"). Nothing is kept between calls, so what it returns is what
 // the database holds, as those three would have read it.
+//
+// The row is scanned with database/sql in functionColumns' order, not by
+// gorm: gorm matched every column to a field by name through reflection on
+// each call, 6 % of the all-in-one's CPU per warm execution
+// (docs/benchmarks.md, "Eighth round"). TestFunctionColumns fails when a
+// column of Function is missing from the list.
 func (d *DB) RunnableFunction(ctx context.Context, s Scope, id string, version int, project string, counts bool) (*Runnable, error) {
 	var q strings.Builder
 	var args []any
-	q.WriteString("SELECT functions.*, runtimes.status AS runtime_status")
+	q.WriteString("SELECT " + functionColumns + ", runtimes.status")
 	if counts {
-		q.WriteString(", (" + runningOfFunction + ") AS running_of_function, (" + runningInProject + ") AS running_in_project")
+		q.WriteString(", (" + runningOfFunction + "), (" + runningInProject + ")")
 		args = append(args, id, version, StatusRunning, StatusRunning, project)
 	}
 	q.WriteString(" FROM functions LEFT JOIN runtimes ON runtimes.id = functions.runtime_id WHERE functions.id = ?")
@@ -53,12 +61,32 @@ func (d *DB) RunnableFunction(ctx context.Context, s Scope, id string, version i
 		q.WriteString(" AND functions.project_id = ?")
 		args = append(args, s.ProjectID)
 	}
-	var rows []Runnable
-	if err := d.gorm.WithContext(ctx).Raw(q.String()+" LIMIT 1", args...).Scan(&rows).Error; err != nil {
+	q.WriteString(" LIMIT 1")
+	var r Runnable
+	dest := append(functionFields(&r.Function), &r.RuntimeStatus)
+	if counts {
+		dest = append(dest, &r.RunningOfFunction, &r.RunningInProject)
+	}
+	err := d.gorm.ConnPool.QueryRowContext(ctx, q.String(), args...).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = gorm.ErrRecordNotFound
+	}
+	if err != nil {
 		return nil, translate(err, "Function", id)
 	}
-	if len(rows) == 0 {
-		return nil, translate(gorm.ErrRecordNotFound, "Function", id)
-	}
-	return &rows[0], nil
+	return &r, nil
+}
+
+// functionColumns are the columns of functions in functionFields' order.
+const functionColumns = "functions.id, functions.project_id, functions.created_at, functions.updated_at, " +
+	"functions.name, functions.description, functions.runtime_id, functions.cpu, functions.memory_size, " +
+	"functions.timeout, functions.code, functions.entry, functions.count, functions.trust_id, " +
+	"functions.latest_version, functions.min_workers, functions.max_workers"
+
+// functionFields are the scan destinations of functionColumns in f.
+func functionFields(f *Function) []any {
+	return []any{&f.ID, &f.ProjectID, &f.CreatedAt, &f.UpdatedAt,
+		&f.Name, &f.Description, &f.RuntimeID, &f.CPU, &f.MemorySize,
+		&f.Timeout, &f.Code, &f.Entry, &f.Count, &f.TrustID,
+		&f.LatestVersion, &f.MinWorkers, &f.MaxWorkers}
 }

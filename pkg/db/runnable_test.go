@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +22,11 @@ func TestRunnableFunction(t *testing.T) {
 		rt := &db.Runtime{Base: db.Base{ProjectID: "admin"}, Image: "python3", Status: db.StatusAvailable, IsPublic: true}
 		require.NoError(t, d.CreateRuntime(ctx, rt))
 		f := &db.Function{Base: db.Base{ProjectID: "p1"}, RuntimeID: &rt.ID, MemorySize: 32 << 20, Timeout: 5, Code: "{}"}
+		name, desc, entry, trust, lo, hi := "f", "d", "main.run", "t", 1, 3
+		f.Name, f.Description, f.Entry, f.TrustID, f.MinWorkers, f.MaxWorkers = &name, &desc, &entry, &trust, &lo, &hi
+		f.CPU, f.Count, f.LatestVersion = 100, 2, 4
 		require.NoError(t, d.CreateFunction(ctx, f))
+		require.NoError(t, d.SetUpdatedAt(ctx, f.ID, time.Now().Add(-time.Minute)))
 		img := &db.Function{Base: db.Base{ProjectID: "p1"}, MemorySize: 32 << 20, Code: `{"source":"image","image":"busybox"}`}
 		require.NoError(t, d.CreateFunction(ctx, img))
 		for _, p := range []string{"p1", "p1", "p2"} {
@@ -43,6 +48,13 @@ func TestRunnableFunction(t *testing.T) {
 					require.Equal(t, 5, r.Timeout)
 					require.Equal(t, 3, r.RunningOfFunction, "every project's")
 					require.Equal(t, 2, r.RunningInProject)
+				}},
+			{name: "every column as Function reads it", scope: db.Scope{ProjectID: "p1"}, id: f.ID,
+				check: func(t *testing.T, r *db.Runnable) {
+					want, err := d.Function(ctx, db.Scope{ProjectID: "p1"}, f.ID)
+					require.NoError(t, err)
+					require.NotNil(t, want.UpdatedAt)
+					require.Equal(t, *want, r.Function)
 				}},
 			{name: "not counted", scope: db.Scope{ProjectID: "p1"}, id: f.ID,
 				check: func(t *testing.T, r *db.Runnable) { require.Zero(t, r.RunningOfFunction+r.RunningInProject) }},
