@@ -93,16 +93,30 @@ func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.P
 		fns: map[coord.FunctionVersion]*fnState{}, rec: newRecovery(opts.Name)}
 }
 
-var _ rpc.Handler = (*Engine)(nil)
+var _ rpc.ValueHandler = (*Engine)(nil)
 
 // Handle dispatches one RPC method.
 func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage) (any, error) {
-	decode := func(v any) error {
+	return e.handle(ctx, method, func(v any) error {
 		if err := json.Unmarshal(raw, v); err != nil {
 			return errdefs.Invalid("Malformed arguments for %s: %v", method, err)
 		}
 		return nil
-	}
+	})
+}
+
+// HandleValue is Handle for arguments handed across in one process
+// (rpc.ValueHandler): a caller of this package passes the Args types below.
+func (e *Engine) HandleValue(ctx context.Context, method string, args any) (any, error) {
+	return e.handle(ctx, method, func(v any) error {
+		if err := rpc.Assign(args, v); err != nil {
+			return errdefs.Invalid("Malformed arguments for %s: %v", method, err)
+		}
+		return nil
+	})
+}
+
+func (e *Engine) handle(ctx context.Context, method string, decode func(v any) error) (any, error) {
 	switch method {
 	case MethodCreateRuntime, MethodDeleteRuntime, MethodGetRuntimePool:
 		var a RuntimeArgs

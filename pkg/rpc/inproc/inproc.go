@@ -1,7 +1,12 @@
 // Package inproc is the RPC transport of the all-in-one: API and engine in
-// one process. Messages still go through the JSON envelope every transport
-// uses, so the all-in-one exercises the same encoding, identity propagation
-// and error kinds as RabbitMQ does.
+// one process. Messages go in the envelope every transport uses, with the
+// same identity propagation and error kinds as RabbitMQ, but arguments and
+// replies travel as Go values (rpc.NewLocalRequest, rpc.ValueHandler): JSON
+// is what a wire needs, and here it was 5 % of the CPU of a warm execution
+// (docs/benchmarks.md, "Eighth round"). A request for a handler that is not
+// a ValueHandler, or that waits in the queue for a Serve loop, is encoded
+// before it is sent, as for a wire: arguments that cannot be encoded fail
+// there.
 package inproc
 
 import (
@@ -55,10 +60,7 @@ func New(timeout time.Duration) *Transport {
 
 // Call sends a request and waits for its reply.
 func (t *Transport) Call(ctx context.Context, method string, args, reply any) error {
-	req, err := rpc.NewRequest(ctx, method, args)
-	if err != nil {
-		return err
-	}
+	req := rpc.NewLocalRequest(ctx, method, args)
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	env := envelope{req: req, reply: make(chan rpc.Response, 1), callerDone: ctx.Done()}
@@ -77,11 +79,7 @@ func (t *Transport) Call(ctx context.Context, method string, args, reply any) er
 
 // Cast sends a request without waiting for it to be handled.
 func (t *Transport) Cast(ctx context.Context, method string, args any) error {
-	req, err := rpc.NewRequest(ctx, method, args)
-	if err != nil {
-		return err
-	}
-	return t.enqueue(ctx, envelope{req: req})
+	return t.enqueue(ctx, envelope{req: rpc.NewLocalRequest(ctx, method, args)})
 }
 
 func (t *Transport) enqueue(ctx context.Context, env envelope) error {
@@ -92,9 +90,14 @@ func (t *Transport) enqueue(ctx context.Context, env envelope) error {
 		return errdefs.Unavailable("The engine is shutting down.")
 	default:
 	}
-	if t.direct(env) {
-		return nil
+	if sent, err := t.direct(env); sent || err != nil {
+		return err
 	}
+	req, err := env.req.Encoded()
+	if err != nil {
+		return err
+	}
+	env.req = req
 	select {
 	case t.queue <- env:
 		return nil
@@ -106,20 +109,29 @@ func (t *Transport) enqueue(ctx context.Context, env envelope) error {
 }
 
 // direct starts env's handler at once when a Serve loop runs and has not
-// stopped, and says whether it did.
-func (t *Transport) direct(env envelope) bool {
+// stopped, and says whether it did; env's arguments are encoded first for
+// a handler that takes JSON.
+func (t *Transport) direct(env envelope) (bool, error) {
 	t.mu.Lock()
 	s := t.serving
 	if s == nil || s.ctx.Err() != nil {
 		t.mu.Unlock()
-		return false
+		return false, nil
+	}
+	if _, values := s.h.(rpc.ValueHandler); !values {
+		req, err := env.req.Encoded()
+		if err != nil {
+			t.mu.Unlock()
+			return false, err
+		}
+		env.req = req
 	}
 	// Under t.mu: a Serve loop that stops takes itself out under it first,
 	// then waits for every handler counted here.
 	s.wg.Add(1)
 	t.mu.Unlock()
 	go s.handle(env)
-	return true
+	return true, nil
 }
 
 // handle runs one request under the Serve loop's context, not the caller's,
