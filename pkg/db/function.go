@@ -107,7 +107,7 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {
 			return err
 		}
-		return translate(tx.Create(e).Error, "Execution", e.ID)
+		return translate(createExecution(tx, e), "Execution", e.ID)
 	}), "Execution", e.ID)
 }
 
@@ -126,8 +126,12 @@ func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, versi
 }
 
 func countExecution(tx *gorm.DB, functionID string, version int) error {
-	q, what := counted(tx, functionID, version)
-	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
+	if version == 0 {
+		_, err := execRaw(tx, countFunctionExecution, now(), functionID)
+		return translate(err, "Function", functionID)
+	}
+	_, err := execRaw(tx, countVersionExecution, now(), functionID, version)
+	return translate(err, "FunctionVersion", functionID)
 }
 
 // counted selects the row holding a function version's execution count,

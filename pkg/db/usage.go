@@ -131,13 +131,15 @@ func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (boo
 	}
 	// The conditional update is the guard: on MySQL it locks the row, so a
 	// second finisher waits and then finds it no longer running.
-	set := map[string]any{"status": o.Status, "result": o.Result, "logs": o.Logs, "updated_at": end}
-	if !o.StartedAt.IsZero() {
-		set["engine"], set["started_at"] = o.StartedBy, o.StartedAt
+	var changed int64
+	var err error
+	if o.StartedAt.IsZero() {
+		changed, err = execRaw(tx, endExecution, o.Status, o.Result, o.Logs, end, id, StatusRunning)
+	} else {
+		changed, err = execRaw(tx, endStartedExecution, o.Status, o.Result, o.Logs, end, o.StartedBy, o.StartedAt, id, StatusRunning)
 	}
-	res := tx.Model(&Execution{}).Where("id = ? AND status = ?", id, StatusRunning).Updates(set)
-	if res.Error != nil || res.RowsAffected == 0 {
-		return false, res.Error
+	if err != nil || changed == 0 {
+		return false, err
 	}
 	var e Execution
 	if o.Read != nil && o.Read.ID == id {
