@@ -120,6 +120,9 @@ func (d *DB) Close() error {
 	if d.writer != nil {
 		d.writer.close()
 	}
+	if p, ok := d.gorm.Config.ConnPool.(*stmtPool); ok {
+		p.closeConnStmts()
+	}
 	sqlDB, err := d.gorm.DB()
 	if err != nil {
 		return err

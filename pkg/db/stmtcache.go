@@ -3,6 +3,9 @@ package db
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -14,14 +17,18 @@ import (
 // transaction on that transaction, and database/sql cannot reuse such a
 // statement in the next one: every statement of the per-execution
 // transactions (the API's insert, the engine's end) was compiled anew each
-// time, 7 % of the embedded service's CPU. Here a statement first seen in a
-// transaction runs unprepared there, and is prepared on the pool once the
-// transaction has ended (SQLite has one connection, which the transaction
-// holds until then); from then on each transaction runs it as prepared.
+// time, 7 % of the embedded service's CPU. Here a statement outside a
+// transaction is prepared on the pool, and one in a transaction on the
+// driver connection the transaction holds (connTx, driverStmt; SQLite has
+// one connection), each once, and kept.
 type stmtPool struct {
 	db    *sql.DB
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
+	// connStmts are the statements transactions prepared on conn, the
+	// driver connection (connTx).
+	conn      any
+	connStmts map[string]driver.Stmt
 }
 
 // uninterruptible is the context a SQLite statement runs under: ctx's
@@ -66,11 +73,6 @@ func keepable(query string) bool {
 		return true
 	}
 	return false
-}
-
-func (p *stmtPool) cached(query string) *sql.Stmt {
-	s, _ := p.lookup(query)
-	return s
 }
 
 // lookup returns query's kept statement and whether the pool is full.
@@ -137,15 +139,40 @@ func (p *stmtPool) QueryRowContext(ctx context.Context, query string, args ...an
 }
 
 // BeginTx is how gorm starts a transaction on a pool that is not *sql.DB.
+//
+// Not a database/sql transaction: each of those starts a goroutine
+// (Tx.awaitDone) to roll back when its context ends, started and woken on
+// every execution's insert and end (docs/benchmarks.md, "Eighth round").
+// The transaction holds the pool's one connection (sql.Conn), as a
+// database/sql transaction does, and runs the driver's own begin, commit
+// and rollback on it (Conn.Raw), so go-sqlite3's behaviour (its _txlock,
+// the rollback after a failed commit) is unchanged.
 func (p *stmtPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	// Begun, a transaction runs to its commit or rollback: each of its
 	// statements is refused once ctx has ended, and gorm then rolls back.
 	ctx = uninterruptible(ctx)
-	tx, err := p.db.BeginTx(ctx, opts)
+	conn, err := p.db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &stmtTx{Tx: tx, pool: p}, nil
+	var txOpts driver.TxOptions
+	if opts != nil {
+		txOpts = driver.TxOptions{Isolation: driver.IsolationLevel(opts.Isolation), ReadOnly: opts.ReadOnly}
+	}
+	t := &connTx{conn: conn, pool: p}
+	err = conn.Raw(func(dc any) error {
+		b, ok := dc.(driver.ConnBeginTx)
+		if !ok {
+			return fmt.Errorf("database driver %T cannot begin a transaction with options", dc)
+		}
+		t.tx, err = b.BeginTx(ctx, txOpts)
+		return err
+	})
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return t, nil
 }
 
 // GetDBConn lets gorm's DB() find the *sql.DB.
@@ -154,65 +181,139 @@ func (p *stmtPool) GetDBConn() (*sql.DB, error) { return p.db, nil }
 // Ping is what gorm.Open checks the connection with.
 func (p *stmtPool) Ping() error { return p.db.Ping() }
 
-// stmtTx is a transaction that runs the pool's kept statements and notes
-// the others, to be prepared on the pool when it ends.
-type stmtTx struct {
-	*sql.Tx
+// driverStmt returns query prepared on the driver connection dc, kept for
+// later transactions on it; nil when it is not to be kept.
+func (p *stmtPool) driverStmt(ctx context.Context, dc any, query string) (driver.Stmt, error) {
+	if !keepable(query) {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != dc {
+		// A new driver connection (the last one failed): what was
+		// prepared on the old one goes with it.
+		p.closeConnStmtsLocked()
+		p.conn, p.connStmts = dc, map[string]driver.Stmt{}
+	}
+	if s := p.connStmts[query]; s != nil {
+		return s, nil
+	}
+	if len(p.connStmts) >= maxStmts {
+		return nil, nil
+	}
+	pr, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, nil
+	}
+	s, err := pr.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	p.connStmts[query] = s
+	return s, nil
+}
+
+// closeConnStmts finalizes the statements kept on the driver connection:
+// SQLite keeps a connection's file (and its exclusive lock) open until then.
+func (p *stmtPool) closeConnStmts() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeConnStmtsLocked()
+}
+
+func (p *stmtPool) closeConnStmtsLocked() {
+	for _, s := range p.connStmts {
+		_ = s.Close()
+	}
+	p.conn, p.connStmts = nil, nil
+}
+
+// connTx is a transaction on the connection it holds: data statements run
+// prepared once on that driver connection and kept (driverStmt), queries
+// through database/sql on the connection.
+type connTx struct {
+	conn *sql.Conn
+	tx   driver.Tx
 	pool *stmtPool
-	seen []string
 }
 
-func (t *stmtTx) stmt(ctx context.Context, query string) *sql.Stmt {
-	if s := t.pool.cached(query); s != nil {
-		return t.StmtContext(ctx, s)
-	}
-	if keepable(query) {
-		t.seen = append(t.seen, query)
-	}
-	return nil
+func (t *connTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return t.conn.PrepareContext(uninterruptible(ctx), query)
 }
 
-func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (t *connTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	ctx = uninterruptible(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.ExecContext(ctx, args...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return t.Tx.ExecContext(ctx, query, args...)
+	named, ok := driverArgs(args)
+	if !ok {
+		return t.conn.ExecContext(ctx, query, args...)
+	}
+	var res sql.Result
+	err := t.conn.Raw(func(dc any) error {
+		s, err := t.pool.driverStmt(ctx, dc, query)
+		if err != nil {
+			return err
+		}
+		x, ok := s.(driver.StmtExecContext)
+		if !ok {
+			return errUnprepared
+		}
+		res, err = x.ExecContext(ctx, named)
+		return err
+	})
+	if errors.Is(err, errUnprepared) {
+		return t.conn.ExecContext(ctx, query, args...)
+	}
+	return res, err
 }
 
-func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	ctx = uninterruptible(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryContext(ctx, args...)
+// errUnprepared: the statement is not kept; it runs through database/sql.
+var errUnprepared = errors.New("not kept")
+
+// driverArgs converts args as database/sql does for a driver without its
+// own checks (go-sqlite3 has none); false for what only database/sql
+// handles (named arguments).
+func driverArgs(args []any) ([]driver.NamedValue, bool) {
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		if _, ok := a.(sql.NamedArg); ok {
+			return nil, false
+		}
+		v, err := driver.DefaultParameterConverter.ConvertValue(a)
+		if err != nil {
+			return nil, false
+		}
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
 	}
-	return t.Tx.QueryContext(ctx, query, args...)
+	return named, true
 }
 
-func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = uninterruptible(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryRowContext(ctx, args...)
-	}
-	return t.Tx.QueryRowContext(ctx, query, args...)
+func (t *connTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.conn.QueryContext(uninterruptible(ctx), query, args...)
 }
 
-func (t *stmtTx) Commit() error {
-	err := t.Tx.Commit()
-	t.keepSeen()
+func (t *connTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.conn.QueryRowContext(uninterruptible(ctx), query, args...)
+}
+
+func (t *connTx) Commit() error { return t.end(driver.Tx.Commit) }
+
+func (t *connTx) Rollback() error { return t.end(driver.Tx.Rollback) }
+
+// end commits or rolls back and gives the connection back; one left inside
+// a transaction (a rollback that failed) is discarded, never handed to the
+// next statement.
+func (t *connTx) end(how func(driver.Tx) error) error {
+	var err error
+	_ = t.conn.Raw(func(dc any) error {
+		err = how(t.tx)
+		if ac, ok := dc.(interface{ AutoCommit() bool }); ok && !ac.AutoCommit() {
+			return driver.ErrBadConn
+		}
+		return nil
+	})
+	_ = t.conn.Close()
 	return err
-}
-
-func (t *stmtTx) Rollback() error {
-	err := t.Tx.Rollback()
-	t.keepSeen()
-	return err
-}
-
-// keepSeen prepares on the pool what this transaction ran unprepared, now
-// that it no longer holds the connection.
-func (t *stmtTx) keepSeen() {
-	for _, q := range t.seen {
-		t.pool.prepared(context.Background(), q)
-	}
-	t.seen = nil
 }

@@ -12,8 +12,8 @@ import (
 	"gorm.io/gorm"
 )
 
-// TestStmtPool_TransactionStatementsKept: a statement first run in a
-// transaction is kept once the transaction ends and then runs, prepared,
+// TestStmtPool_TransactionStatementsKept: a data statement first run in a
+// transaction is prepared on the connection and kept, and runs, prepared,
 // inside later transactions, still as part of them (a rollback undoes it).
 func TestStmtPool_TransactionStatementsKept(t *testing.T) {
 	const insert = "INSERT INTO kv (k, v) VALUES (?, ?)"
@@ -35,13 +35,14 @@ func TestStmtPool_TransactionStatementsKept(t *testing.T) {
 			pool := d.gorm.Config.ConnPool.(*stmtPool)
 			g := d.gorm.WithContext(ctx)
 			require.NoError(t, g.Exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)").Error)
-			require.Nil(t, pool.cached("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"), "schema changes are not kept")
+			require.Nil(t, pool.stmts["CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"], "schema changes are not kept")
 
 			require.NoError(t, g.Transaction(func(tx *gorm.DB) error {
-				require.Nil(t, pool.cached(insert))
+				require.Nil(t, pool.connStmts[insert])
 				return tx.Exec(insert, "a", "1").Error
 			}))
-			require.NotNil(t, pool.cached(insert), "kept once the transaction ended")
+			kept := pool.connStmts[insert]
+			require.NotNil(t, kept, "kept once the transaction ended")
 
 			err = g.Transaction(func(tx *gorm.DB) error {
 				if err := tx.Exec(insert, "b", "2").Error; err != nil {
@@ -49,6 +50,7 @@ func TestStmtPool_TransactionStatementsKept(t *testing.T) {
 				}
 				return tc.end
 			})
+			require.Same(t, kept, pool.connStmts[insert], "prepared once")
 			require.ErrorIs(t, err, tc.end)
 			var n int64
 			require.NoError(t, g.Raw("SELECT count(*) FROM kv").Scan(&n).Error)
@@ -81,9 +83,9 @@ func goroutinesCreated() uint64 {
 
 // TestStmtPool_NoGoroutinesPerStatement: a SQLite statement under a context
 // that can be cancelled starts no goroutine (database/sql's Rows.awaitDone,
-// go-sqlite3's stepping goroutines); a transaction starts only database/sql's
-// own, one for the transaction and one per query in it (it watches the
-// transaction). Once the context has ended, statements are refused.
+// go-sqlite3's stepping goroutines), nor does a transaction (database/sql's
+// Tx.awaitDone: a transaction holds the connection instead, connTx). Once
+// the context has ended, statements are refused.
 func TestStmtPool_NoGoroutinesPerStatement(t *testing.T) {
 	const runs = 20
 	for _, tc := range []struct {
@@ -103,7 +105,7 @@ func TestStmtPool_NoGoroutinesPerStatement(t *testing.T) {
 		{name: "statement", run: func(g *gorm.DB) error {
 			return g.Exec("UPDATE kv SET v = v || ? WHERE k = ?", "x", "a").Error
 		}},
-		{name: "transaction", perRun: 2, run: func(g *gorm.DB) error {
+		{name: "transaction", run: func(g *gorm.DB) error {
 			return g.Transaction(func(tx *gorm.DB) error {
 				var vs []string
 				if err := tx.Raw("SELECT v FROM kv ORDER BY k").Scan(&vs).Error; err != nil {
