@@ -12,7 +12,7 @@ import (
 // built the statement anew on every execution, ~10 % of the all-in-one's
 // CPU per warm execution with the allocations it made (docs/benchmarks.md,
 // "Eighth round"). The statements are what gorm wrote, so the rows are the
-// same (TestExecutionColumns, TestFinish*).
+// same (TestColumnLists, TestExecutionWrites).
 
 // execRaw runs one statement on tx's connection pool or transaction, with
 // gorm's error translation (duplicate keys), and returns the rows it

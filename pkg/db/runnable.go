@@ -45,7 +45,7 @@ func (r *Runnable) CheckRuntime() error {
 // The row is scanned with database/sql in functionColumns' order, not by
 // gorm: gorm matched every column to a field by name through reflection on
 // each call, 6 % of the all-in-one's CPU per warm execution
-// (docs/benchmarks.md, "Eighth round"). TestFunctionColumns fails when a
+// (docs/benchmarks.md, "Eighth round"). TestColumnLists fails when a
 // column of Function is missing from the list.
 func (d *DB) RunnableFunction(ctx context.Context, s Scope, id string, version int, project string, counts bool) (*Runnable, error) {
 	var q strings.Builder
