@@ -190,8 +190,8 @@ func (p *stmtPool) driverStmt(ctx context.Context, dc any, query string) (driver
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn != dc {
-		// A new driver connection (the last one failed): what was
-		// prepared on the old one goes with it.
+		// A new driver connection: the last one was discarded (end),
+		// its statements finalized before.
 		p.closeConnStmtsLocked()
 		p.conn, p.connStmts = dc, map[string]driver.Stmt{}
 	}
@@ -310,6 +310,10 @@ func (t *connTx) end(how func(driver.Tx) error) error {
 	_ = t.conn.Raw(func(dc any) error {
 		err = how(t.tx)
 		if ac, ok := dc.(interface{ AutoCommit() bool }); ok && !ac.AutoCommit() {
+			// Finalized first: SQLite closes a connection with
+			// statements left as a zombie that keeps the file and its
+			// exclusive lock (sqlite.go) open.
+			t.pool.closeConnStmts()
 			return driver.ErrBadConn
 		}
 		return nil

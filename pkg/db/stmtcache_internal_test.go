@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"path/filepath"
 	"runtime/metrics"
@@ -135,4 +136,40 @@ func TestStmtPool_NoGoroutinesPerStatement(t *testing.T) {
 			require.ErrorIs(t, tc.run(g), context.Canceled)
 		})
 	}
+}
+
+// TestConnTx_LeftInTransactionDiscarded: a connection still inside a
+// transaction after its end (a rollback that failed) is not handed to the
+// next statement: that one runs on a new connection, outside any
+// transaction, and the old one's kept statements are finalized first, so
+// no zombie connection keeps the file locked.
+func TestConnTx_LeftInTransactionDiscarded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.sqlite")
+	d, err := Open("sqlite", path, Options{})
+	require.NoError(t, err)
+	g := d.gorm.WithContext(ctx)
+	require.NoError(t, g.Exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)").Error)
+	pool := d.gorm.Config.ConnPool.(*stmtPool)
+
+	begun, err := pool.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	tx := begun.(*connTx)
+	_, err = tx.ExecContext(ctx, "INSERT INTO kv (k, v) VALUES (?, ?)", "a", "1")
+	require.NoError(t, err)
+	require.NotEmpty(t, pool.connStmts, "kept on the connection")
+	errFailed := errors.New("rollback failed")
+	require.ErrorIs(t, tx.end(func(driver.Tx) error { return errFailed }), errFailed)
+
+	var n int64
+	require.NoError(t, g.Raw("SELECT count(*) FROM kv").Scan(&n).Error)
+	require.Zero(t, n, "the unfinished transaction's write is gone")
+	require.NoError(t, g.Exec("INSERT INTO kv (k, v) VALUES (?, ?)", "b", "2").Error)
+	require.NoError(t, d.Close())
+
+	d, err = Open("sqlite", path, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	require.NoError(t, d.gorm.WithContext(ctx).Raw("SELECT count(*) FROM kv").Scan(&n).Error)
+	require.Equal(t, int64(1), n, "the write after it committed")
 }
