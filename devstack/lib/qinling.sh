@@ -173,8 +173,15 @@ engine_metrics_address() {
 	printf '%s:%d' "$SERVICE_HOST" "$((QINLING_ENGINE_METRICS_PORT + $1 - 1))"
 }
 
+# The daemons' hashes cover what they are started with, so that re-running
+# stack.sh after changing the binary, the configuration or GOMAXPROCS
+# restarts them.
+qinling_api_hash() {
+	digest "$BIN_DIR/qinling-api" "$QINLING_CONF" "GOMAXPROCS=$QINLING_GOMAXPROCS"
+}
+
 engine_hash() {
-	digest "$BIN_DIR/qinling-engine" "$QINLING_CONF" "$ETC_DIR/engine-$1.conf"
+	digest "$BIN_DIR/qinling-engine" "$QINLING_CONF" "$ETC_DIR/engine-$1.conf" "GOMAXPROCS=$QINLING_GOMAXPROCS"
 }
 
 stack_qinling() {
@@ -187,7 +194,7 @@ stack_qinling() {
 $(tail -n 20 "$LOG_DIR/qinling-db-sync.log")"
 	tail -n 1 "$LOG_DIR/qinling-db-sync.log" | sed 's/^/stack:   /' >&2
 
-	ensure_daemon qinling-api "$(digest "$BIN_DIR/qinling-api" "$QINLING_CONF")" start_qinling_api_daemon
+	ensure_daemon qinling-api "$(qinling_api_hash)" start_qinling_api_daemon
 
 	local i f name
 	for ((i = 1; i <= QINLING_ENGINES; i++)); do
@@ -211,7 +218,7 @@ restart_qinling() {
 	qinling-api)
 		stop_daemon qinling-api
 		start_qinling_api_daemon
-		printf '%s\n' "$(digest "$BIN_DIR/qinling-api" "$QINLING_CONF")" >"$PID_DIR/qinling-api.hash"
+		printf '%s\n' "$(qinling_api_hash)" >"$PID_DIR/qinling-api.hash"
 		;;
 	engine-*)
 		local n=${1#engine-}
