@@ -252,13 +252,22 @@ def main(bomb='', **kw):
 	}
 }
 
+// TestLocal_StrictKillingItsParent: an execution can signal none of its
+// worker's processes, at the runtime level (its parent is the runtime
+// zygote) and at the function level (its parent is the function zygote,
+// whose own filter, inherited, is the one protecting it, and its
+// grandparent the runtime zygote).
 func TestLocal_StrictKillingItsParent(t *testing.T) {
-	o := newStrict(t, nil)
+	o := newStrict(t, func(c *Config) { c.Isolation.Preload.Slots = 1 })
 	require.NoError(t, o.CreatePool(context.Background(), orchestrator.Runtime{ID: "rt", Image: "python3"}))
 	fn := pyFunction(t, "rt", "fn-parricide", `import os, signal
+def ppid(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        return int(f.read().rsplit(')', 1)[1].split()[1])
 def main(**kw):
     out = []
-    for pid in (os.getppid(), -os.getppid(), 1, -1):
+    parent = os.getppid()
+    for pid in (parent, -parent, ppid(parent), -ppid(parent), 1, -1):
         try:
             os.kill(pid, signal.SIGKILL)
             out.append('sent')
@@ -267,12 +276,24 @@ def main(**kw):
     return out
 `)
 	w := scaleUp(t, o, fn)
-	for range 2 {
-		res, err := run(t, o, w, fn, nil)
-		require.NoError(t, err)
-		require.JSONEq(t, `["Operation not permitted", "Operation not permitted", "Operation not permitted", "Operation not permitted"]`,
-			string(res.Output), "logs: %s", res.Logs)
+	level := func() preload.Level {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.workers[w.Name].level
 	}
+	denied := `["Operation not permitted", "Operation not permitted", "Operation not permitted",
+		"Operation not permitted", "Operation not permitted", "Operation not permitted"]`
+	for _, want := range []preload.Level{preload.Runtime, preload.Function} {
+		if want == preload.Function {
+			eventually(t, "the function to be preloaded", func() bool { return level() == preload.Function })
+		}
+		for range 3 {
+			res, err := run(t, o, w, fn, nil)
+			require.NoError(t, err)
+			require.JSONEq(t, denied, string(res.Output), "%s: logs: %s", want, res.Logs)
+		}
+	}
+	require.Equal(t, preload.Function, level())
 }
 
 func TestLocal_StrictPreloadFollowsTraffic(t *testing.T) {

@@ -54,6 +54,21 @@ STRICT_PACKAGES = {
         "        except OSError as e:\n"
         "            out[name] = e.errno\n"
         "    return out\n"
+        "def ancestors(depth):\n"
+        "    # Its zygote(s) and its server, and their process groups.\n"
+        "    out, pid = [], os.getpid()\n"
+        "    for _ in range(depth):\n"
+        "        with open('/proc/%d/stat' % pid) as f:\n"
+        "            pid = int(f.read().rsplit(')', 1)[1].split()[1])\n"
+        "        if pid <= 0:\n"
+        "            break\n"
+        "        for target in (pid, -pid):\n"
+        "            try:\n"
+        "                os.kill(target, signal.SIGKILL)\n"
+        "                out.append('sent')\n"
+        "            except OSError as e:\n"
+        "                out.append(e.errno)\n"
+        "    return out\n"
         "def exit3():\n"
         "    print('leaving')\n"
         "    os._exit(3)\n"
@@ -61,6 +76,51 @@ STRICT_PACKAGES = {
         "    print('looping', flush=True)\n"
         "    while True:\n"
         "        pass\n")},
+    # In a user and mount namespace of its own, tries to uncover what its
+    # /tmp covers (the worker's own /tmp, with its socket when unsandboxed):
+    # a bind of / without its submounts, a move of /tmp, an unmount.
+    "uncover": {"main.py": (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def attempt(rc):\n"
+        "    return 'done' if rc == 0 else os.strerror(ctypes.get_errno())\n"
+        "def main(path):\n"
+        "    shared = [l for l in open('/proc/self/mountinfo') if ' shared:' in l]\n"
+        "    uid, gid = os.getuid(), os.getgid()\n"
+        "    out = {'shared': shared, 'unshare': attempt(libc.unshare(0x10000000 | 0x00020000))}\n"
+        "    libc.prctl(4, 1, 0, 0, 0)   # dumpable: its /proc/self files become its own\n"
+        "    if out['unshare'] == 'done':\n"
+        "        maps = (('setgroups', 'deny'), ('gid_map', '%d %d 1' % (gid, gid)), ('uid_map', '%d %d 1' % (uid, uid)))\n"
+        "        for f, d in maps:\n"
+        "            with open('/proc/self/' + f, 'w') as fh:\n"
+        "                fh.write(d)\n"
+        "    os.mkdir('/tmp/x')\n"
+        "    out['bind'] = attempt(libc.mount(b'/', b'/tmp/x', None, 0x1000, None))\n"
+        "    out['move'] = attempt(libc.mount(b'/tmp', b'/tmp/x', None, 0x2000, None))\n"
+        "    out['umount'] = attempt(libc.umount2(b'/tmp', 2))\n"
+        "    out['visible'] = os.path.exists(path) or os.path.exists('/tmp/x' + path)\n"
+        "    return out\n")},
+    # Its module patches print, which the runtime's own code calls in the
+    # function zygote after the import (prewarming): the patch starts a
+    # process, or a thread, there.
+    "patch_proc": {"main.py": (
+        "import builtins, subprocess\n"
+        "real = builtins.print\n"
+        "def sneaky(*a, **kw):\n"
+        "    subprocess.Popen(['sleep', '300'])\n"
+        "    return real(*a, **kw)\n"
+        "builtins.print = sneaky\n"
+        "def main():\n"
+        "    return 'patched'\n")},
+    "patch_thread": {"main.py": (
+        "import builtins, threading, time\n"
+        "real = builtins.print\n"
+        "def sneaky(*a, **kw):\n"
+        "    threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+        "    return real(*a, **kw)\n"
+        "builtins.print = sneaky\n"
+        "def main():\n"
+        "    return 'patched'\n")},
     "threaded_import": {"main.py": (
         "import threading, time\n"
         "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
@@ -68,6 +128,22 @@ STRICT_PACKAGES = {
         "    return threading.active_count()\n")},
     "slow_import": {"main.py": "import time\ntime.sleep(30)\ndef main():\n    return 1\n"},
 }
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 class StrictTest(WorkerTest):
@@ -124,6 +200,51 @@ class StrictTest(WorkerTest):
         self.assertEqual(self.w.request("GET", "/ping")[0], 200)
         self.assertIsNone(self.w.proc.poll())
         self.assertEqual(self.ok("hello"), "Hello, World")
+
+    def test_cannot_signal_its_zygotes_at_any_level(self):
+        # At the function level its parent is the function zygote, whose
+        # filter (inherited, not installed again) protects it.
+        for level, depth in (("runtime", 2), ("function", 3), ("none", 2)):   # up to the server, no further
+            got = self.w.post("/preload", {"level": level, "function_id": "hostile", "entry": "main.ancestors"})
+            self.assertEqual(got["level"], level)
+            out = self.ok("hostile", entry="main.ancestors", input={"depth": depth})
+            self.assertEqual(out, [1] * 2 * depth, level)   # EPERM
+        self.assertIsNone(self.w.proc.poll())
+        self.assertEqual(self.ok("hello"), "Hello, World")
+
+    def test_cannot_uncover_what_its_tmp_covers(self):
+        for level in ("runtime", "function", "none"):
+            got = self.w.post("/preload", {"level": level, "function_id": "uncover"})
+            self.assertEqual(got["level"], level)
+            out = self.ok("uncover", input={"path": self.w.sock})
+            self.assertEqual(out.pop("shared"), [], "no mount propagates out (%s)" % level)
+            self.assertFalse(out.pop("visible"), level)
+            if out.pop("unshare") != "done":
+                continue   # no nested user namespaces here: nothing to try
+            self.assertEqual(out, {"bind": "Invalid argument", "move": "Invalid argument",
+                                   "umount": "Invalid argument"}, level)
+
+    def test_runtime_code_run_after_the_import_is_checked_too(self):
+        # A process started from the function zygote after the import is
+        # killed before any execution is forked; a thread makes it refuse.
+        got = self.w.post("/preload", {"level": "function", "function_id": "patch_proc"})
+        self.assertEqual(got, {"level": "function", "error": None})
+        self.assertEqual(self.ok("patch_proc"), "patched")
+        # Each prepared process started one too, below itself (killed with
+        # it); none is left below the server or a zygote.
+        time.sleep(0.3)
+        tree = descendants(self.w.proc.pid)
+        parents = {p: _ppid(p) for p in tree if alive(p)}
+        zygotes = {p for p, pp in parents.items() if pp == self.w.proc.pid}
+        zygotes |= {p for p, pp in parents.items() if pp in zygotes}
+        stray = [p for p, pp in parents.items() if _cmdline(p).startswith("sleep") and
+                 pp in zygotes | {self.w.proc.pid}]
+        self.assertEqual(stray, [], parents)
+        got = self.w.post("/preload", {"level": "function", "function_id": "patch_thread"})
+        self.assertEqual(got["level"], "runtime")
+        self.assertIn("started threads", got["error"])
+        self.assertEqual(self.ok("patch_thread"), "patched")
+        self.assertEqual(self.w.post("/preload", {"level": "runtime", "function_id": "hello"})["level"], "runtime")
 
     def test_process_exiting_without_answer(self):
         r = self.w.execute("hostile", entry="main.exit3")

@@ -122,6 +122,10 @@ class Confinement:
                      (b"/proc/self/uid_map", b"%d %d 1" % (self.uid, self.uid)))
         self.cap_header = (ctypes.c_uint32 * 2)(0x20080522, 0)   # _LINUX_CAPABILITY_VERSION_3, this process
         self.cap_data = (ctypes.c_uint32 * 6)()                   # effective, permitted, inheritable x 2: none
+        # Set in a function zygote, for the execution processes it forks
+        # (each step is one fewer per execution: see where they are set):
+        self.filtered = False   # the filter it runs under protects all of protected already
+        self.hidden = False     # its mount namespace, in a user namespace of its own, hides the socket
         self.protect(protect)
 
     def protect(self, pids):
@@ -171,8 +175,13 @@ class Confinement:
             userns = True
             for path, data in self.maps:
                 write_file(path, data)
-        # Nothing mounted here may propagate anywhere else.
-        self._call(libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None), "make mounts private")
+        # Nothing mounted here may propagate anywhere else. In a new user
+        # namespace the kernel has made every copied mount a slave already
+        # (copy_mnt_ns: CL_SHARED_TO_SLAVE for a less privileged namespace),
+        # so mounts here can receive propagation but never send it: the
+        # remount, a walk over the whole tree, is only needed without one.
+        if not userns:
+            self._call(libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None), "make mounts private")
         keep = None   # an unsandboxed worker's packages may live under /tmp: keep them in view
         if (config.PACKAGES_DIR + os.sep).startswith("/tmp" + os.sep) and os.path.isdir(config.PACKAGES_DIR):
             keep = os.open(config.PACKAGES_DIR, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -182,12 +191,20 @@ class Confinement:
             self._call(libc.mount(b"/proc/self/fd/%d" % keep, os.fsencode(config.PACKAGES_DIR), None, MS_BIND | MS_REC, None),
                        "keep the packages directory")
             os.close(keep)
-        if self.hide and os.path.isdir(self.hide):   # not already gone with the old /tmp
+        # The socket directory is hidden by a read-only tmpfs over it, unless
+        # the namespace this one was copied from hid it already and this one
+        # has a user namespace of its own (a function zygote's execution
+        # processes): the kernel then locks every copied mount (lock_mnt_tree),
+        # so not even a process with every capability in the new user
+        # namespace could unmount that tmpfs, or move it, to uncover what is
+        # below (EINVAL); and an execution drops those capabilities below.
+        if self.hide and not (userns and self.hidden) and os.path.isdir(self.hide):   # not gone with the old /tmp
             self._call(libc.mount(b"tmpfs", self.hide, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
                                   b"size=4096,mode=0555"), "hide the server's socket")
         os.chdir("/tmp")
         if userns:
             self.drop_capabilities()
+        self.hidden = userns   # for what this process forks
 
     def drop_capabilities(self):
         """Drops what the new user namespace gave. With no_new_privs set and an
@@ -204,7 +221,11 @@ class Confinement:
             write_file(self.cpu_procs, b"0")
 
     def apply_seccomp(self):
-        if self.fprog is None:
+        """Installs the filter protecting self.protected, unless this process
+        inherited one that does (filtered: a function zygote's, which
+        protects itself too; filters are inherited across fork and can
+        never be removed)."""
+        if self.fprog is None or self.filtered:
             return
         self.prctl(PR_SET_NO_NEW_PRIVS, 1, "no_new_privs")
         self._call(self.libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self.ct.addressof(self.fprog), 0, 0),

@@ -603,7 +603,7 @@ class Strict:
                 z.inflight -= 1
                 if z.retired and z.inflight == 0:
                     self.inbox.append(("drop", z))
-            self._wake()
+                    self._wake()   # only then: the spares were topped up when it was taken (_take)
         if tree > 1:   # it had started processes
             self.cleaner.put(proc.pid)
 

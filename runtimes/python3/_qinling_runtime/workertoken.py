@@ -12,8 +12,6 @@ readiness probe). Only a digest is kept, in the packages directory, so a
 restarted container keeps refusing strangers.
 """
 
-import hashlib
-import hmac
 import os
 import threading
 
@@ -45,6 +43,12 @@ def refusal(path, token):
         return None
     if not token or len(token) < MIN_LENGTH:
         return "worker token required"
+    # Imported here, by the server only: hashlib loads libcrypto, whose
+    # relocated data and modules would otherwise be in every strict-mode
+    # zygote, copied (as page table entries) by each fork of an execution
+    # process, and its import costs every worker's start tens of ms.
+    import hashlib
+    import hmac
     d = hashlib.sha256(token.encode()).hexdigest()
     with _lock:
         if _digest is None:
