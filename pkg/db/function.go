@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -103,6 +104,19 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 	if e.FunctionID != nil {
 		fn = *e.FunctionID
 	}
+	if d.multi != nil {
+		p := newPipeline()
+		_, err := p.addGorm(d.gorm, func(tx *gorm.DB) *gorm.DB { return countQuery(tx, fn, e.FunctionVersion) })
+		if err == nil {
+			_, err = p.addGorm(d.gorm, func(tx *gorm.DB) *gorm.DB { return tx.Create(e) })
+		}
+		if err == nil {
+			_, err = d.run(ctx, p)
+		}
+		if !errors.Is(err, errNotPipelined) {
+			return translate(err, "Execution", e.ID)
+		}
+	}
 	return translate(d.writeTx(ctx, func(tx *gorm.DB) error {
 		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {
 			return err
@@ -126,8 +140,14 @@ func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, versi
 }
 
 func countExecution(tx *gorm.DB, functionID string, version int) error {
-	q, what := counted(tx, functionID, version)
-	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
+	_, what := counted(tx, functionID, version)
+	return translate(countQuery(tx, functionID, version).Error, what, functionID)
+}
+
+// countQuery runs (or, in a dry run, writes) CountExecution's UPDATE.
+func countQuery(tx *gorm.DB, functionID string, version int) *gorm.DB {
+	q, _ := counted(tx, functionID, version)
+	return q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()})
 }
 
 // counted selects the row holding a function version's execution count,
