@@ -105,14 +105,18 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 		fn = *e.FunctionID
 	}
 	if d.multi != nil {
+		if e.CreatedAt.IsZero() {
+			e.CreatedAt = now()
+		}
 		p := newPipeline()
-		_, err := p.addGorm(d.gorm, func(tx *gorm.DB) *gorm.DB { return countQuery(tx, fn, e.FunctionVersion) })
-		if err == nil {
-			_, err = p.addGorm(d.gorm, func(tx *gorm.DB) *gorm.DB { return tx.Create(e) })
+		if e.FunctionVersion == 0 {
+			p.add("UPDATE functions SET count = count + 1, updated_at = ? WHERE id = ?", now(), fn)
+		} else {
+			p.add("UPDATE function_versions SET count = count + 1, updated_at = ? WHERE function_id = ? AND version_number = ?",
+				now(), fn, e.FunctionVersion)
 		}
-		if err == nil {
-			_, err = d.run(ctx, p)
-		}
+		p.add(executionInsert, executionValues(e)...)
+		_, err := d.run(ctx, p)
 		if !errors.Is(err, errNotPipelined) {
 			return translate(err, "Execution", e.ID)
 		}
@@ -140,14 +144,8 @@ func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, versi
 }
 
 func countExecution(tx *gorm.DB, functionID string, version int) error {
-	_, what := counted(tx, functionID, version)
-	return translate(countQuery(tx, functionID, version).Error, what, functionID)
-}
-
-// countQuery runs (or, in a dry run, writes) CountExecution's UPDATE.
-func countQuery(tx *gorm.DB, functionID string, version int) *gorm.DB {
-	q, _ := counted(tx, functionID, version)
-	return q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()})
+	q, what := counted(tx, functionID, version)
+	return translate(q.Updates(map[string]any{"count": gorm.Expr("count + 1"), "updated_at": now()}).Error, what, functionID)
 }
 
 // counted selects the row holding a function version's execution count,

@@ -54,14 +54,19 @@ func (p *pipeline) add(query string, args ...any) int {
 	return p.n - 1
 }
 
-// addGorm appends the statement that build makes gorm write (a dry run:
-// nothing is sent), so the pipeline writes a model's row as gorm does.
-func (p *pipeline) addGorm(g *gorm.DB, build func(tx *gorm.DB) *gorm.DB) (int, error) {
-	st := build(g.Session(&gorm.Session{DryRun: true})).Statement
-	if st.Error != nil {
-		return 0, st.Error
-	}
-	return p.add(st.SQL.String(), st.Vars...), nil
+// executionInsert inserts an Execution with every column of the model
+// (TestExecutionInsertColumns), written by hand: building it with gorm
+// (a dry run of Create) cost qinling-api as much CPU as sending the whole
+// pipeline (docs/benchmarks.md, "One round trip per transaction").
+const executionInsert = "INSERT INTO executions (`id`, `project_id`, `created_at`, `updated_at`, `function_id`, " +
+	"`function_version`, `function_alias`, `description`, `status`, `sync`, `input`, `result`, `logs`, `engine`, " +
+	"`started_at`, `trigger`, `user_id`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// executionValues are e's values in executionInsert's order.
+func executionValues(e *Execution) []any {
+	return []any{e.ID, e.ProjectID, e.CreatedAt, e.UpdatedAt, e.FunctionID,
+		e.FunctionVersion, e.FunctionAlias, e.Description, e.Status, e.Sync, e.Input, e.Result, e.Logs, e.Engine,
+		e.StartedAt, e.Trigger, e.UserID}
 }
 
 // openMulti opens the pipelines' own pool of connections that accept
