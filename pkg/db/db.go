@@ -5,6 +5,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type DB struct {
 	// publisher is the notifications' publisher_id; empty: notifications
 	// off (EnableNotifications).
 	publisher string
+	// multi runs the per-execution transactions in one round trip each
+	// (pipeline.go; MySQL only, nil otherwise).
+	multi *sql.DB
 }
 
 // Options tune the connection pool.
@@ -94,6 +98,12 @@ func Open(driver, dsn string, opts Options) (*DB, error) {
 	if driver == "sqlite" {
 		d.writer = newGroupWriter(g)
 	}
+	if driver == "mysql" {
+		if d.multi, err = openMulti(dsn, opts.MaxOpenConns); err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -122,6 +132,9 @@ func (d *DB) Close() error {
 	}
 	if p, ok := d.gorm.Config.ConnPool.(*stmtPool); ok {
 		p.closeConnStmts()
+	}
+	if d.multi != nil {
+		d.multi.Close()
 	}
 	sqlDB, err := d.gorm.DB()
 	if err != nil {

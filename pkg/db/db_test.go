@@ -130,11 +130,18 @@ func TestCountExecution(t *testing.T) {
 		stored, err := d.Execution(ctx, db.Internal, e.ID)
 		require.NoError(t, err)
 		require.Equal(t, db.StatusRunning, stored.Status)
-		require.Error(t, d.CreateCountedExecution(ctx, &db.Execution{Base: db.Base{ID: e.ID, ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning}),
-			"a failed insert")
+		require.ErrorIs(t, d.CreateCountedExecution(ctx, &db.Execution{Base: db.Base{ID: e.ID, ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning}),
+			errdefs.ErrInvalid, "a failed insert")
 		got, err := d.Function(ctx, db.Scope{ProjectID: "p"}, f.ID)
 		require.NoError(t, err)
 		require.Equal(t, 4, got.Count, "a failed insert is not counted")
+		// Nor by the next transaction on its connection (on MySQL one round
+		// trip each: a failed one must be rolled back, not left open for
+		// the next BEGIN to commit).
+		require.NoError(t, d.CreateCountedExecution(ctx, &db.Execution{Base: db.Base{ProjectID: "p"}, FunctionID: &f.ID, Status: db.StatusRunning}))
+		got, err = d.Function(ctx, db.Scope{ProjectID: "p"}, f.ID)
+		require.NoError(t, err)
+		require.Equal(t, 5, got.Count, "a failed insert is not counted by the next one")
 		_, err = d.Function(ctx, db.Scope{ProjectID: "q"}, f.ID)
 		require.ErrorIs(t, err, errdefs.ErrNotFound)
 	})

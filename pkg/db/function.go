@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -102,6 +103,22 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 	fn := ""
 	if e.FunctionID != nil {
 		fn = *e.FunctionID
+	}
+	if d.multi != nil {
+		if e.CreatedAt.IsZero() {
+			e.CreatedAt = now()
+		}
+		p := newPipeline()
+		if e.FunctionVersion == 0 {
+			p.add(countFunctionExecution, now(), fn)
+		} else {
+			p.add(countVersionExecution, now(), fn, e.FunctionVersion)
+		}
+		p.add(insertExecution, executionFields(e)...)
+		_, err := d.run(ctx, p)
+		if !errors.Is(err, errNotPipelined) {
+			return translate(err, "Execution", e.ID)
+		}
 	}
 	return translate(d.writeTx(ctx, func(tx *gorm.DB) error {
 		if err := countExecution(tx, fn, e.FunctionVersion); err != nil {

@@ -48,6 +48,15 @@ func (d *DB) notify(ctx context.Context, tx *gorm.DB, event string, payload any)
 	if d.publisher == "" {
 		return nil
 	}
+	m, err := d.outboxMessage(ctx, event, payload)
+	if err != nil {
+		return err
+	}
+	return tx.Create(m).Error
+}
+
+// outboxMessage is notify's outbox row.
+func (d *DB) outboxMessage(ctx context.Context, event string, payload any) (*OutboxMessage, error) {
 	id := reqctx.From(ctx)
 	msgID := NewID()
 	msg := map[string]any{
@@ -65,9 +74,9 @@ func (d *DB) notify(ctx context.Context, tx *gorm.DB, event string, payload any)
 	}
 	b, err := json.Marshal(msg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return tx.Create(&OutboxMessage{MessageID: msgID, Priority: "INFO", Message: string(b), CreatedAt: now()}).Error
+	return &OutboxMessage{MessageID: msgID, Priority: "INFO", Message: string(b), CreatedAt: now()}, nil
 }
 
 // notifyExecutionEnd queues function.execution.end for e, just finished;
@@ -86,15 +95,25 @@ func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, 
 			runtimeID = f.RuntimeID
 		}
 	}
+	return d.notify(executionContext(ctx, e), tx, "function.execution.end", executionEndPayload(e, runtimeID, u, end))
+}
+
+// executionContext is ctx with the execution's own project and user, not
+// its finisher's (an engine recovering another's executions): its
+// notification's _context_ fields.
+func executionContext(ctx context.Context, e *Execution) context.Context {
+	return reqctx.With(ctx, reqctx.Identity{RequestID: reqctx.From(ctx).RequestID, ProjectID: e.ProjectID, UserID: deref(e.UserID)})
+}
+
+// executionEndPayload is function.execution.end's payload for e, ended at
+// end, run on runtimeID.
+func executionEndPayload(e *Execution, runtimeID *string, u Usage, end time.Time) map[string]any {
 	trigger := TriggerAPI
 	if e.Trigger != nil {
 		trigger = *e.Trigger
 	}
 	seconds := func(ms int64) float64 { return float64(ms) / 1000 }
-	// The execution's own project and user, not the finisher's (an engine
-	// recovering another's executions).
-	ctx = reqctx.With(ctx, reqctx.Identity{RequestID: reqctx.From(ctx).RequestID, ProjectID: e.ProjectID, UserID: deref(e.UserID)})
-	return d.notify(ctx, tx, "function.execution.end", map[string]any{
+	return map[string]any{
 		"execution_id":        e.ID,
 		"project_id":          e.ProjectID,
 		"user_id":             e.UserID,
@@ -115,7 +134,7 @@ func (d *DB) notifyExecutionEnd(ctx context.Context, tx *gorm.DB, e *Execution, 
 		"peak_memory":         u.PeakMemoryBytes,
 		"cpu_time":            seconds(u.CPUMS),
 		"gb_seconds":          GBSeconds(u.MemoryKiBMS()),
-	})
+	}
 }
 
 func timeOrNil(t *time.Time) any {

@@ -102,10 +102,13 @@ func (d *DB) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
 	// row: InnoDB may pick one of two such transactions as a deadlock
 	// victim, and that one is simply tried again (it changed nothing).
 	for attempt := 1; ; attempt++ {
-		err = d.writeTx(ctx, func(tx *gorm.DB) error {
-			done, err = d.finish(ctx, tx, id, o)
-			return err
-		})
+		done, err = d.finishPipelined(ctx, id, o)
+		if errors.Is(err, errNotPipelined) {
+			err = d.writeTx(ctx, func(tx *gorm.DB) error {
+				done, err = d.finish(ctx, tx, id, o)
+				return err
+			})
+		}
 		if err == nil || attempt == finishAttempts || !lockConflict(err) {
 			break
 		}
@@ -142,34 +145,84 @@ func (d *DB) finish(ctx context.Context, tx *gorm.DB, id string, o Outcome) (boo
 		return false, err
 	}
 	var e Execution
-	if o.Read != nil && o.Read.ID == id {
-		e = *o.Read
-		e.Input, e.Status, e.UpdatedAt = nil, o.Status, &end
-		if !o.StartedAt.IsZero() {
-			e.Engine, e.StartedAt = &o.StartedBy, &o.StartedAt
-		}
+	if read := ended(id, o, end); read != nil {
+		e = *read
 	} else if err := tx.Omit("input", "result", "logs").Where("id = ?", id).Take(&e).Error; err != nil {
 		return false, err
 	}
 	if err := addUsage(tx, &e, o, end); err != nil {
 		return false, err
 	}
-	var f *Function
-	if o.Function != nil && e.FunctionID != nil && o.Function.ID == *e.FunctionID {
-		f = o.Function
+	return true, d.notifyExecutionEnd(ctx, tx, &e, ranFunction(&e, o), o.Usage, end)
+}
+
+// ended is the execution as its end leaves it, from what its finisher read
+// (Outcome.Read); nil if it read nothing.
+func ended(id string, o Outcome, end time.Time) *Execution {
+	if o.Read == nil || o.Read.ID != id {
+		return nil
 	}
-	return true, d.notifyExecutionEnd(ctx, tx, &e, f, o.Usage, end)
+	e := *o.Read
+	e.Input, e.Status, e.UpdatedAt = nil, o.Status, &end
+	if !o.StartedAt.IsZero() {
+		e.Engine, e.StartedAt = &o.StartedBy, &o.StartedAt
+	}
+	return &e
+}
+
+// ranFunction is the function e ran, as its finisher read it; nil if not.
+func ranFunction(e *Execution, o Outcome) *Function {
+	if o.Function != nil && e.FunctionID != nil && o.Function.ID == *e.FunctionID {
+		return o.Function
+	}
+	return nil
+}
+
+// finishPipelined is finish in one round trip (pipeline.go): the end's
+// UPDATE, then the usage upsert and the notification's outbox row, each
+// only if the statement before it changed a row (ROW_COUNT(), so nothing
+// but the end's own guard decides), then COMMIT. It needs the execution as
+// its finisher read it (and the function, with notifications on);
+// otherwise, or on SQLite, it returns errNotPipelined and finish runs.
+func (d *DB) finishPipelined(ctx context.Context, id string, o Outcome) (bool, error) {
+	if d.multi == nil {
+		return false, errNotPipelined
+	}
+	end := o.End
+	if end.IsZero() {
+		end = now()
+	}
+	e := ended(id, o, end)
+	if e == nil || (d.publisher != "" && ranFunction(e, o) == nil) {
+		return false, errNotPipelined
+	}
+	p := newPipeline()
+	var guard int
+	if o.StartedAt.IsZero() {
+		guard = p.add(endExecution, o.Status, o.Result, o.Logs, end, id, StatusRunning)
+	} else {
+		guard = p.add(endStartedExecution, o.Status, o.Result, o.Logs, end, o.StartedBy, o.StartedAt, id, StatusRunning)
+	}
+	// ROW_COUNT() is the statement before's: the end's 1 (or 0: not
+	// running any more), then the upsert's 1 or 2 (0 only if it did not run).
+	p.add(usageInsertIf+usageConflict["mysql"]+usageAdd, usageArgs(e, o, end)...)
+	if d.publisher != "" {
+		m, err := d.outboxMessage(executionContext(ctx, e), "function.execution.end", executionEndPayload(e, ranFunction(e, o).RuntimeID, o.Usage, end))
+		if err != nil {
+			return false, err
+		}
+		p.add("INSERT INTO notification_outbox (message_id, priority, message, created_at) SELECT ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() > 0",
+			m.MessageID, m.Priority, m.Message, m.CreatedAt)
+	}
+	affected, err := d.run(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	return affected[guard] > 0, nil
 }
 
 // addUsage adds one finished execution to its hour's row.
 func addUsage(tx *gorm.DB, e *Execution, o Outcome, end time.Time) error {
-	var ok, failed int64
-	if o.Status == StatusSuccess {
-		ok = 1
-	} else {
-		failed = 1
-	}
-	u := o.Usage
 	// One statement, its conflict clause per database, rather than gorm's upsert
 	// builder, which cost more than the upsert itself on the warm path
 	// (BenchmarkFinish). An unqualified column in the update is the stored
@@ -178,17 +231,33 @@ func addUsage(tx *gorm.DB, e *Execution, o Outcome, end time.Time) error {
 	if !known {
 		return fmt.Errorf("usage rollup: no upsert for database %q", tx.Dialector.Name())
 	}
+	return tx.Exec(usageInsert+conflict+usageAdd, usageArgs(e, o, end)...).Error
+}
+
+// usageArgs are the usage upsert's arguments: the row, then the amounts
+// added to a stored one.
+func usageArgs(e *Execution, o Outcome, end time.Time) []any {
+	var ok, failed int64
+	if o.Status == StatusSuccess {
+		ok = 1
+	} else {
+		failed = 1
+	}
+	u := o.Usage
 	adds := []any{int64(1), ok, failed, u.DurationMS, u.CPUMS, u.MemoryKiBMS()}
 	args := append([]any{e.ProjectID, deref(e.FunctionID), end.Truncate(time.Hour).UTC()}, adds...)
-	return tx.Exec(usageInsert+conflict+usageAdd, append(args, adds...)...).Error
+	return append(args, adds...)
 }
 
 // The usage upsert: the row of one execution, or these amounts added to the
 // stored row, with each database's words for the conflict in between.
+// usageInsertIf inserts (or adds) only if the statement before changed a
+// row (MySQL; finishPipelined).
 const (
-	usageInsert = "INSERT INTO usage_hourly (project_id, function_id, hour, executions, succeeded, failed, duration_ms, cpu_ms, memory_kib_ms) " +
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-	usageAdd = "executions = executions + ?, succeeded = succeeded + ?, failed = failed + ?, " +
+	usageColumns  = "INSERT INTO usage_hourly (project_id, function_id, hour, executions, succeeded, failed, duration_ms, cpu_ms, memory_kib_ms) "
+	usageInsert   = usageColumns + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	usageInsertIf = usageColumns + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM DUAL WHERE ROW_COUNT() > 0 "
+	usageAdd      = "executions = executions + ?, succeeded = succeeded + ?, failed = failed + ?, " +
 		"duration_ms = duration_ms + ?, cpu_ms = cpu_ms + ?, memory_kib_ms = memory_kib_ms + ?"
 )
 

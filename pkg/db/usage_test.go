@@ -393,3 +393,54 @@ func drained(t *testing.T, d *db.DB) {
 	}
 	require.NoError(t, d.DeleteOutbox(context.Background(), seqs))
 }
+
+// TestFinishKnownOnce: an execution finished twice by finishers that know
+// it (Outcome.Read and Function, the engine's way: on MySQL one round trip
+// whose usage and outbox statements run only if the end's guard changed the
+// row) is stored, counted and notified once.
+func TestFinishKnownOnce(t *testing.T) {
+	each(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		d := open(t)
+		d.EnableNotifications("qinling-engine.test")
+		f := &db.Function{Base: db.Base{ProjectID: "p1"}, MemorySize: 32 << 20, Code: "{}"}
+		require.NoError(t, d.CreateFunction(ctx, f))
+		drained(t, d)
+		id := running(t, d, "p1", f.ID)
+		read, err := d.Execution(ctx, db.Internal, id)
+		require.NoError(t, err)
+		for i, status := range []string{db.StatusSuccess, db.StatusFailed} {
+			done, err := d.Finish(ctx, id, db.Outcome{Status: status, Usage: db.Usage{DurationMS: 5}, Read: read, Function: f})
+			require.NoError(t, err)
+			require.Equal(t, i == 0, done, "finish %d", i+1)
+		}
+		row, err := d.Execution(ctx, db.Internal, id)
+		require.NoError(t, err)
+		require.Equal(t, db.StatusSuccess, row.Status)
+		hour := time.Now().UTC().Truncate(time.Hour)
+		rows, err := d.UsageBetween(ctx, db.Internal, hour.Add(-time.Hour), hour.Add(2*time.Hour))
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		require.EqualValues(t, 1, rows[0].Executions)
+		require.EqualValues(t, 1, rows[0].Succeeded)
+		require.EqualValues(t, 5, rows[0].DurationMS)
+		events, _ := outbox(t, d)
+		require.Equal(t, []string{"function.execution.end"}, events)
+
+		// A second execution ending in the same hour adds to the row (the
+		// upsert's update, then its outbox row).
+		id2 := running(t, d, "p1", f.ID)
+		read2, err := d.Execution(ctx, db.Internal, id2)
+		require.NoError(t, err)
+		done, err := d.Finish(ctx, id2, db.Outcome{Status: db.StatusError, Usage: db.Usage{DurationMS: 7}, Read: read2, Function: f})
+		require.NoError(t, err)
+		require.True(t, done)
+		rows, err = d.UsageBetween(ctx, db.Internal, hour.Add(-time.Hour), hour.Add(2*time.Hour))
+		require.NoError(t, err)
+		require.EqualValues(t, 2, rows[0].Executions)
+		require.EqualValues(t, 1, rows[0].Failed)
+		require.EqualValues(t, 12, rows[0].DurationMS)
+		events, _ = outbox(t, d)
+		require.Equal(t, []string{"function.execution.end", "function.execution.end"}, events)
+	})
+}
