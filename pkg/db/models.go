@@ -83,8 +83,8 @@ type Execution struct {
 	// StartedAt when: both stay NULL until a worker is about to receive it
 	// (pkg/engine/recovery.go settles executions of vanished engines).
 	// Not indexed (migration 8): every query on it also asks for running
-	// executions, which the status index finds, and each index is one more
-	// write per execution.
+	// executions, which their own index finds (migration 10), and each
+	// index is one more write per execution.
 	Engine    *string    `gorm:"size:255"`
 	StartedAt *time.Time ``
 	// Trigger says what started the execution (TriggerAPI, TriggerJob,
