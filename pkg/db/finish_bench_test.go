@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"gorm.io/gorm"
@@ -31,21 +30,7 @@ func BenchmarkFinish(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			d, err := Open("sqlite", filepath.Join(b.TempDir(), "q.sqlite"), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			if _, _, err := d.Sync(ctx); err != nil {
-				b.Fatal(err)
-			}
-			if tc.notify {
-				d.EnableNotifications("qinling.bench")
-			}
-			f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
-			if err := d.CreateFunction(ctx, f); err != nil {
-				b.Fatal(err)
-			}
+			d, f := benchSQLite(b, tc.notify)
 			execs := make([]*Execution, b.N)
 			for i := range execs {
 				e := &Execution{Base: Base{ProjectID: "p"}, FunctionID: &f.ID, Status: StatusRunning}
@@ -81,18 +66,7 @@ func finishOutcome(d *DB, id string, o Outcome) error {
 // "Ninth round").
 func BenchmarkExecutionWrites(b *testing.B) {
 	ctx := context.Background()
-	d, err := Open("sqlite", filepath.Join(b.TempDir(), "q.sqlite"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	if _, _, err := d.Sync(ctx); err != nil {
-		b.Fatal(err)
-	}
-	f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
-	if err := d.CreateFunction(ctx, f); err != nil {
-		b.Fatal(err)
-	}
+	d, f := benchSQLite(b, false)
 	result := `{"output": null, "duration": 0.002}`
 	run := func(n int) {
 		for range n {
@@ -124,4 +98,18 @@ func BenchmarkExecutionWrites(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(frames)/float64(b.N), "frames/op")
+}
+
+// benchSQLite is a synced SQLite database in a file, as the all-in-one's,
+// with notifications on if notify, and a function to execute.
+func benchSQLite(b *testing.B, notify bool) (*DB, *Function) {
+	d := syncedSQLite(b)
+	if notify {
+		d.EnableNotifications("qinling.bench")
+	}
+	f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
+	if err := d.CreateFunction(context.Background(), f); err != nil {
+		b.Fatal(err)
+	}
+	return d, f
 }
