@@ -13,7 +13,7 @@ import (
 // columns joined by spaces.
 func PlanOfRunningCounts(ctx context.Context, d *DB, functionID, project string) (string, error) {
 	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
-		return tx.Raw(runningCounts, functionID, 0, StatusRunning, StatusRunning, project)
+		return tx.Raw(d.runningCounts(), functionID, 0, project)
 	})
 }
 
@@ -23,6 +23,15 @@ func PlanOfStartedEngines(ctx context.Context, d *DB) (string, error) {
 	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
 		var out []string
 		return startedEngines(tx).Pluck("engine", &out)
+	})
+}
+
+// PlanOfUnstartedAsync is PlanOfRunningCounts for UnstartedAsync, the
+// all-in-one's query at start.
+func PlanOfUnstartedAsync(ctx context.Context, d *DB) (string, error) {
+	return planOf(ctx, d, func(tx *gorm.DB) *gorm.DB {
+		var out []Execution
+		return unstartedAsync(tx).Find(&out)
 	})
 }
 
@@ -78,4 +87,14 @@ func Pragma(ctx context.Context, d *DB, name string) (string, error) {
 	var v string
 	err := d.gorm.WithContext(ctx).Raw("PRAGMA " + name).Row().Scan(&v)
 	return v, err
+}
+
+// IndexesOf names the indexes of table.
+func IndexesOf(ctx context.Context, d *DB, table string) ([]string, error) {
+	idx, err := d.gorm.WithContext(ctx).Migrator().GetIndexes(table)
+	var names []string
+	for _, i := range idx {
+		names = append(names, i.Name())
+	}
+	return names, err
 }

@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"gorm.io/gorm"
@@ -31,21 +30,7 @@ func BenchmarkFinish(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			d, err := Open("sqlite", filepath.Join(b.TempDir(), "q.sqlite"), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			if _, _, err := d.Sync(ctx); err != nil {
-				b.Fatal(err)
-			}
-			if tc.notify {
-				d.EnableNotifications("qinling.bench")
-			}
-			f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
-			if err := d.CreateFunction(ctx, f); err != nil {
-				b.Fatal(err)
-			}
+			d, f := benchSQLite(b, tc.notify)
 			execs := make([]*Execution, b.N)
 			for i := range execs {
 				e := &Execution{Base: Base{ProjectID: "p"}, FunctionID: &f.ID, Status: StatusRunning}
@@ -72,4 +57,59 @@ func BenchmarkFinish(b *testing.B) {
 func finishOutcome(d *DB, id string, o Outcome) error {
 	_, err := d.Finish(context.Background(), id, o)
 	return err
+}
+
+// BenchmarkExecutionWrites is the database's part of a warm execution on
+// SQLite: its counted insert and its end with a start and usage, two
+// commits, after 1,000 earlier executions; it reports the WAL frames
+// (pages written, two pwrites each) per execution (docs/benchmarks.md,
+// "Ninth round").
+func BenchmarkExecutionWrites(b *testing.B) {
+	ctx := context.Background()
+	d, f := benchSQLite(b, false)
+	result := `{"output": null, "duration": 0.002}`
+	run := func(n int) {
+		for range n {
+			e := &Execution{Base: Base{ProjectID: "p"}, FunctionID: &f.ID, Status: StatusRunning, Sync: true}
+			if err := d.CreateCountedExecution(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+			o := Outcome{Status: StatusSuccess, Result: &result, Usage: Usage{DurationMS: 2, CPUMS: 1, MemorySize: 128 << 20},
+				StartedBy: "engine", StartedAt: now()}
+			if _, err := d.Finish(ctx, e.ID, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	run(1000)
+	var busy, frames, done int
+	if err := d.gorm.Raw("PRAGMA wal_checkpoint(TRUNCATE)").Row().Scan(&busy, &frames, &done); err != nil {
+		b.Fatal(err)
+	}
+	// The autocheckpoint would reset the count.
+	if err := d.gorm.Exec("PRAGMA wal_autocheckpoint = 0").Error; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	run(b.N)
+	b.StopTimer()
+	if err := d.gorm.Raw("PRAGMA wal_checkpoint(PASSIVE)").Row().Scan(&busy, &frames, &done); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(frames)/float64(b.N), "frames/op")
+}
+
+// benchSQLite is a synced SQLite database in a file, as the all-in-one's,
+// with notifications on if notify, and a function to execute.
+func benchSQLite(b *testing.B, notify bool) (*DB, *Function) {
+	d := syncedSQLite(b)
+	if notify {
+		d.EnableNotifications("qinling.bench")
+	}
+	f := &Function{Base: Base{ProjectID: "p"}, MemorySize: 128 << 20, Code: "{}"}
+	if err := d.CreateFunction(context.Background(), f); err != nil {
+		b.Fatal(err)
+	}
+	return d, f
 }

@@ -55,6 +55,7 @@ var migrations = []migration{
 	{Version: 9, Name: "executions.status loses its own index: (status, project_id) serves every query on status", Up: func(tx *gorm.DB) error {
 		return dropIndex(tx, statusIndex)
 	}},
+	{Version: 10, Name: "executions' running ones indexed apart on SQLite, no index entry moved when one ends", Up: runningIndexes},
 }
 
 // ixRunningInProject serves the API's count of a project's running
@@ -156,4 +157,50 @@ func (d *DB) CheckSchema(ctx context.Context) error {
 		return fmt.Errorf("%w (database at version %d, this build needs %d)", ErrSchemaOutdated, v, LatestVersion())
 	}
 	return nil
+}
+
+// The indexes that find running executions (runningOfFunction,
+// runningInProject, recovery's queries) and a function's executions.
+const (
+	// loadIndex (function_id, function_version, status) serves the count
+	// of a function version's running executions on MySQL; up to
+	// migration 10 on SQLite too. functionIndex serves lists and deletes
+	// by function on SQLite, runningIndex every query on running ones.
+	loadIndex     = "ix_executions_load"
+	functionIndex = "ix_executions_function"
+	runningIndex  = "ix_executions_running"
+)
+
+// runningIndexes is migration 10. On SQLite, an execution's end moved its
+// entry in both indexes that held its status, (function_id,
+// function_version, status) and (status, project_id), each from the
+// running ones to the ended ones, far apart: 4 to 5 of the ~14 pages (WAL
+// frames) each warm execution wrote (docs/benchmarks.md, "Ninth round").
+// They give way to (function_id, function_version), whose entry never
+// changes, and a partial index of the running executions alone, small
+// enough that an execution's insert and its end change one page of it.
+// MariaDB has no partial indexes: it keeps loadIndex (a tag on Execution up
+// to migration 10, so made here on new databases) and (status,
+// project_id).
+func runningIndexes(tx *gorm.DB) error {
+	if tx.Dialector.Name() != "sqlite" {
+		return createIndex(tx, loadIndex, "(function_id, function_version, status)")
+	}
+	for _, name := range []string{loadIndex, ixRunningInProject} {
+		if err := dropIndex(tx, name); err != nil {
+			return err
+		}
+	}
+	if err := createIndex(tx, functionIndex, "(function_id, function_version)"); err != nil {
+		return err
+	}
+	return createIndex(tx, runningIndex, "(function_id, function_version, project_id) WHERE "+isRunning)
+}
+
+// createIndex creates an index of executions unless it exists.
+func createIndex(tx *gorm.DB, name, def string) error {
+	if tx.Migrator().HasIndex(&Execution{}, name) {
+		return nil
+	}
+	return tx.Exec("CREATE INDEX " + name + " ON executions " + def).Error
 }

@@ -36,7 +36,48 @@ func TestMigrations_DropIndexes(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, LatestVersion(), to)
 			require.False(t, d.gorm.Migrator().HasIndex(&Execution{}, tc.index))
-			require.True(t, d.gorm.Migrator().HasIndex(&Execution{}, ixRunningInProject), "running executions are found by status")
+			require.True(t, d.gorm.Migrator().HasIndex(&Execution{}, runningIndex), "running executions are found by status")
+		})
+	}
+}
+
+// TestMigrations_RunningIndexes: on SQLite, a database synced before
+// migration 10 loses the two indexes whose entries an execution's end
+// moved and gains (function_id, function_version) and the partial index of
+// running executions; a new one has the same. (MySQL: the integration
+// test TestMySQL_ExecutionIndexes.)
+func TestMigrations_RunningIndexes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool
+	}{
+		{name: "new database"},
+		{name: "database synced before migration 10", before: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			d := syncedSQLite(t)
+			m := d.gorm.Migrator()
+			if tc.before {
+				// As an older build left it.
+				require.NoError(t, d.gorm.Exec("DROP INDEX "+runningIndex).Error)
+				require.NoError(t, d.gorm.Exec("DROP INDEX "+functionIndex).Error)
+				require.NoError(t, d.gorm.Exec("CREATE INDEX "+loadIndex+" ON executions (function_id, function_version, status)").Error)
+				require.NoError(t, d.gorm.Exec("CREATE INDEX "+ixRunningInProject+" ON executions (status, project_id)").Error)
+				require.NoError(t, d.gorm.Where("version >= ?", 10).Delete(&schemaMigration{}).Error)
+			}
+			_, to, err := d.Sync(ctx)
+			require.NoError(t, err)
+			require.Equal(t, LatestVersion(), to)
+			for _, ix := range []string{loadIndex, ixRunningInProject} {
+				require.False(t, m.HasIndex(&Execution{}, ix), ix)
+			}
+			for _, ix := range []string{functionIndex, runningIndex} {
+				require.True(t, m.HasIndex(&Execution{}, ix), ix)
+			}
+			var def string
+			require.NoError(t, d.gorm.Raw("SELECT sql FROM sqlite_master WHERE name = ?", runningIndex).Row().Scan(&def))
+			require.Contains(t, def, "WHERE status = 'running'")
 		})
 	}
 }

@@ -66,16 +66,15 @@ type Function struct {
 // Execution is one run of a function.
 type Execution struct {
 	Base
-	// The composite index serves the engine's per-execution count of
-	// running executions of one function version.
-	FunctionID      *string `gorm:"size:36;index:ix_executions_load,priority:1"`
-	FunctionVersion int     `gorm:"not null;index:ix_executions_load,priority:2"`
+	// The indexes on function_id and status are made by migrations, not
+	// tags: they differ by database (migration 10, runningIndexes).
+	FunctionID      *string `gorm:"size:36"`
+	FunctionVersion int     `gorm:"not null"`
 	FunctionAlias   *string `gorm:"size:255"`
 	Description     *string `gorm:"size:255"`
-	// Status has no index of its own (migration 9): the one on (status,
-	// project_id) (migration 7) serves every query that asks for a status
-	// alone, and each index is one more write per execution.
-	Status string  `gorm:"size:32;not null;index:ix_executions_load,priority:3"`
+	// Status has no index of its own (migration 9): every query on it
+	// asks for running executions, which runningIndexes find.
+	Status string  `gorm:"size:32;not null"`
 	Sync   bool    `gorm:"not null"`
 	Input  *string `gorm:"type:longtext"` // JSON object
 	Result *string `gorm:"type:longtext"` // JSON object
@@ -84,8 +83,8 @@ type Execution struct {
 	// StartedAt when: both stay NULL until a worker is about to receive it
 	// (pkg/engine/recovery.go settles executions of vanished engines).
 	// Not indexed (migration 8): every query on it also asks for running
-	// executions, which the status index finds, and each index is one more
-	// write per execution.
+	// executions, which their own index finds (migration 10), and each
+	// index is one more write per execution.
 	Engine    *string    `gorm:"size:255"`
 	StartedAt *time.Time ``
 	// Trigger says what started the execution (TriggerAPI, TriggerJob,

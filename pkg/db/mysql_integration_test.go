@@ -72,3 +72,20 @@ func TestMySQL_SchemaSync(t *testing.T) {
 	require.Equal(t, to, from)
 	require.NoError(t, d.CheckSchema(ctx))
 }
+
+// TestMySQL_ExecutionIndexes: MariaDB has no partial indexes, so migration
+// 10 leaves it (function_id, function_version, status) and (status,
+// project_id), which find running executions; on a new database it makes
+// the first, no longer a tag on Execution.
+func TestMySQL_ExecutionIndexes(t *testing.T) {
+	ctx := context.Background()
+	url, err := mariadb.Database("execution_indexes")
+	require.NoError(t, err)
+	d := openMySQL(t, url)
+	_, _, err = d.Sync(ctx)
+	require.NoError(t, err)
+	names, err := db.IndexesOf(ctx, d, "executions")
+	require.NoError(t, err)
+	require.Subset(t, names, []string{"ix_executions_load", "ix_executions_running_project"})
+	require.NotContains(t, names, "ix_executions_running")
+}

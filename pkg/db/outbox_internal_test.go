@@ -42,7 +42,7 @@ func (t *failingCommit) Commit() error {
 
 // syncedSQLite is a new SQLite database at the latest schema, closed when
 // the test ends.
-func syncedSQLite(t *testing.T) *DB {
+func syncedSQLite(t testing.TB) *DB {
 	t.Helper()
 	d, err := Open("sqlite", filepath.Join(t.TempDir(), "q.sqlite"), Options{})
 	require.NoError(t, err)

@@ -41,16 +41,16 @@ func (d *DB) StartedExecutionEngines(ctx context.Context) ([]string, error) {
 }
 
 // startedEngines selects the engines of running executions, found through
-// the (status, project_id) index: engine has none (migration 8), nor status
-// alone (migration 9).
+// the index of running ones (SQLite; isRunning) or (status, project_id)
+// (MySQL): engine has none (migration 8), nor status alone (migration 9).
 func startedEngines(tx *gorm.DB) *gorm.DB {
-	return tx.Model(&Execution{}).Where("status = ? AND engine IS NOT NULL", StatusRunning).Distinct("engine")
+	return tx.Model(&Execution{}).Where(isRunning + " AND engine IS NOT NULL").Distinct("engine")
 }
 
 // EndEngineExecutions ends every running execution that engine started as
 // error with result, and returns how many it ended.
 func (d *DB) EndEngineExecutions(ctx context.Context, engine, result string) (int64, error) {
-	return d.endAll(ctx, result, "status = ? AND engine = ?", StatusRunning, engine)
+	return d.endAll(ctx, result, isRunning+" AND engine = ?", engine)
 }
 
 // endAll ends the running executions that match where as error with
@@ -78,15 +78,19 @@ func (d *DB) endAll(ctx context.Context, result string, where string, args ...an
 // started as error with result. Only for a process that knows no caller
 // waits for them any more (the all-in-one at start).
 func (d *DB) EndUnstartedSync(ctx context.Context, result string) (int64, error) {
-	return d.endAll(ctx, result, "status = ? AND engine IS NULL AND sync = ?", StatusRunning, true)
+	return d.endAll(ctx, result, isRunning+" AND engine IS NULL AND sync = ?", true)
 }
 
 // UnstartedAsync lists the running asynchronous executions no engine has
 // started, oldest first: the all-in-one's queue of create_execution requests.
 func (d *DB) UnstartedAsync(ctx context.Context) ([]Execution, error) {
 	var out []Execution
-	err := d.gorm.WithContext(ctx).Model(&Execution{}).Omit("logs", "result").
-		Where("status = ? AND engine IS NULL AND sync = ?", StatusRunning, false).
-		Order("created_at, id").Find(&out).Error
+	err := unstartedAsync(d.gorm.WithContext(ctx)).Find(&out).Error
 	return out, translate(err, "Execution", "")
+}
+
+// unstartedAsync selects UnstartedAsync's executions.
+func unstartedAsync(tx *gorm.DB) *gorm.DB {
+	return tx.Model(&Execution{}).Omit("logs", "result").
+		Where(isRunning+" AND engine IS NULL AND sync = ?", false).Order("created_at, id")
 }

@@ -52,8 +52,8 @@ func (d *DB) RunnableFunction(ctx context.Context, s Scope, id string, version i
 	var args []any
 	q.WriteString("SELECT " + functionColumns + ", runtimes.status")
 	if counts {
-		q.WriteString(", (" + runningOfFunction + "), (" + runningInProject + ")")
-		args = append(args, id, version, StatusRunning, StatusRunning, project)
+		q.WriteString(", (" + runningOfFunction + "), (" + runningInProject[d.driver] + ")")
+		args = append(args, id, version, project)
 	}
 	q.WriteString(" FROM functions LEFT JOIN runtimes ON runtimes.id = functions.runtime_id WHERE functions.id = ?")
 	args = append(args, id)

@@ -254,46 +254,63 @@ func TestRunningCounts(t *testing.T) {
 }
 
 // TestRunningInProjectPlan: the API's counts of a function's and of a
-// project's running executions find them by their indexes, (function_id,
-// function_version, status) and (status, project_id) (migration 7), not by
-// walking the project's every execution through the project_id index,
-// however many finished ones the project has; recovery's query of the
-// engines holding running executions uses (status, project_id) too, status
-// having no index of its own (migration 9).
+// project's running executions, recovery's query of the engines holding
+// running executions and the all-in-one's of its queued ones find them by
+// an index that holds the running ones, not by walking the project's (or
+// every) execution, however many ended ones there are: on SQLite the
+// partial index of running executions (migration 10), on MySQL
+// (function_id, function_version, status) and (status, project_id)
+// (migration 7), status having no index of its own (migration 9).
 func TestRunningInProjectPlan(t *testing.T) {
-	each(t, func(t *testing.T, open opener) {
-		ctx := context.Background()
-		d := open(t)
-		f := db.NewID()
-		for range 200 {
-			id := running(t, d, "p1", f)
-			_, err := d.FinishExecution(ctx, id, db.StatusSuccess, nil, nil)
-			require.NoError(t, err)
-		}
-		running(t, d, "p1", f)
-		running(t, d, "p2", f)
-		for _, tc := range []struct {
-			name  string
-			plan  func() (string, error)
-			index []string
-		}{
-			{name: "running counts", plan: func() (string, error) { return db.PlanOfRunningCounts(ctx, d, f, "p1") },
-				index: []string{"ix_executions_running_project", "ix_executions_load"}},
-			{name: "engines of running executions", plan: func() (string, error) { return db.PlanOfStartedEngines(ctx, d) },
-				index: []string{"ix_executions_running_project"}},
-		} {
-			plan, err := tc.plan()
-			require.NoError(t, err)
-			t.Logf("%s plan:\n%s", tc.name, plan)
-			for _, ix := range tc.index {
-				assert.Contains(t, plan, ix, "%s: uses %s", tc.name, ix)
+	for name, open := range openers {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			d := open(t)
+			f := db.NewID()
+			for range 200 {
+				id := running(t, d, "p1", f)
+				_, err := d.FinishExecution(ctx, id, db.StatusSuccess, nil, nil)
+				require.NoError(t, err)
 			}
-		}
-		fn, proj, err := d.RunningCounts(ctx, f, 0, "p1")
-		require.NoError(t, err)
-		assert.Equal(t, 2, fn)
-		assert.Equal(t, 1, proj)
-	})
+			running(t, d, "p1", f)
+			running(t, d, "p2", f)
+			index := map[string][]string{
+				"counts":  {"ix_executions_running_project", "ix_executions_load"},
+				"engines": {"ix_executions_running_project"},
+				"queued":  {"ix_executions_running_project"},
+			}
+			if name == "sqlite" {
+				index = map[string][]string{
+					"counts":  {"ix_executions_running (function_id=? AND function_version=?)", "SCAN executions USING COVERING INDEX ix_executions_running"},
+					"engines": {"ix_executions_running"},
+					"queued":  {"ix_executions_running"},
+				}
+			}
+			for _, tc := range []struct {
+				name  string
+				plan  func() (string, error)
+				index []string
+			}{
+				{name: "running counts", plan: func() (string, error) { return db.PlanOfRunningCounts(ctx, d, f, "p1") }, index: index["counts"]},
+				{name: "engines of running executions", plan: func() (string, error) { return db.PlanOfStartedEngines(ctx, d) }, index: index["engines"]},
+				{name: "queued executions", plan: func() (string, error) { return db.PlanOfUnstartedAsync(ctx, d) }, index: index["queued"]},
+			} {
+				plan, err := tc.plan()
+				require.NoError(t, err)
+				t.Logf("%s plan:\n%s", tc.name, plan)
+				for _, ix := range tc.index {
+					assert.Contains(t, plan, ix, "%s: uses %s", tc.name, ix)
+				}
+			}
+			fn, proj, err := d.RunningCounts(ctx, f, 0, "p1")
+			require.NoError(t, err)
+			assert.Equal(t, 2, fn)
+			assert.Equal(t, 1, proj)
+			n, err := d.RunningExecutions(ctx, f, 0)
+			require.NoError(t, err)
+			assert.Equal(t, 2, n)
+		})
+	}
 }
 
 func perProject(d *db.DB, functionID, project string) (int, error) {
