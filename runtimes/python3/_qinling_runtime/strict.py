@@ -133,12 +133,20 @@ def _kill_tree(pid):
         if p not in seen:
             seen.add(p)
             todo += _children_of(p)
-    for target in [-pid] + sorted(seen):
+    n = len(seen)
+    try:
+        # Its group: it made it (setsid, before R) and, leading its
+        # session, cannot leave it, so the group's kill is its own too.
+        os.kill(-pid, signal.SIGKILL)
+        seen.discard(pid)
+    except OSError:
+        pass
+    for target in sorted(seen):
         try:
             os.kill(target, signal.SIGKILL)
         except OSError:
             pass
-    return len(seen)
+    return n
 
 
 def _describe_status(status):
@@ -157,14 +165,14 @@ def _describe_status(status):
 class Strict:
     """Strict isolation, server side. The zygote is forked before any thread
     starts. Execution processes are asked of it (or of the function zygote)
-    ahead of the calls, `spares` of them: by the finisher thread after it
-    killed the last one, by the manager thread after a change of level or a
-    failure, by a call that finds none; the call that takes one reads its
-    b"R" (ready) itself. The manager thread watches the zygotes' control
-    channels (exits, a zygote gone); a reaper thread reaps this process's
-    children (it is PID 1 of the sandbox, or a subreaper); a cleaner thread
-    kills processes that outlive their execution. Per call the server so
-    wakes one thread besides the call's (the finisher) and the manager once
+    ahead of the calls, `spares` of them: by the call's thread once it has
+    answered and killed its process, by the manager thread after a change
+    of level or a failure, by a call that finds none; the call that takes
+    one reads its b"R" (ready) itself. The manager thread watches the
+    zygotes' control channels (exits, a zygote gone); a reaper thread reaps
+    this process's children (it is PID 1 of the sandbox, or a subreaper); a
+    cleaner thread kills processes that outlive their execution. Per call
+    the server so wakes no thread besides the call's but the manager, once,
     for the exit report (docs/benchmarks.md, "The worker server's share")."""
 
     def __init__(self, spares, tmp_size, cpu_procs=None):
@@ -232,9 +240,7 @@ class Strict:
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.sel.register(a, selectors.EVENT_READ, ("ctl", self.zygote))
         self.cleaner = queue.SimpleQueue()
-        self.finishing = queue.SimpleQueue()
-        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner"),
-                             (self._finish_loop, "finisher")):
+        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner")):
             threading.Thread(target=target, name="strict-" + name, daemon=True).start()
         # Check now that execution processes can be made here: the first
         # one proves it, and is put back for the first call.
@@ -652,21 +658,19 @@ class Strict:
             self.cond.wait_for(lambda: pid in self.exits, wait)
             return self.exits.get(pid)
 
-    def finish_soon(self, proc):
-        """finish, off the request's thread: with keep-alive the engine's
-        next request on this connection is read by that thread, and must not
-        wait for the last process to be killed."""
-        if proc is not None:
-            self.finishing.put(proc)
-
-    def _finish_loop(self):
-        while True:
-            proc = self.finishing.get()
-            try:
-                self.finish(proc)
-                self._top_up()   # its replacement
-            except Exception as e:   # never lose the thread: later processes must die too
-                sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
+    def after_answer(self, proc):
+        """finish, and a replacement asked for, once the answer is sent: in
+        the call's thread rather than handed to another (a hand-over cost a
+        queue, a wake-up and GIL switches per call, more CPU than the work;
+        docs/benchmarks.md, "The worker server's share"). The engine's next
+        request on this connection waits the ~0.1 ms in the socket."""
+        if proc is None:
+            return
+        try:
+            self.finish(proc)
+            self._top_up()
+        except Exception as e:   # a bug of ours: the connection goes on, later processes must die too
+            sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
 
     def finish(self, proc):
         """Kills an execution process with everything it started, and lets
@@ -681,7 +685,7 @@ class Strict:
                 z.inflight -= 1
                 if z.retired and z.inflight == 0:
                     self.inbox.append(("drop", z))
-                    self._wake()   # only then: the finisher tops the spares up itself
+                    self._wake()   # only then: the call's thread tops the spares up itself (after_answer)
         if tree > 1:   # it had started processes
             self.cleaner.put(proc.pid)
 
