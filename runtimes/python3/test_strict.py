@@ -75,7 +75,22 @@ STRICT_PACKAGES = {
         "def loop():\n"
         "    print('looping', flush=True)\n"
         "    while True:\n"
-        "        pass\n")},
+        "        pass\n"
+        "def dribble():\n"
+        "    # On its channel to the server: the start of an answer, then a byte\n"
+        "    # every 0.1 s, each in time for a per-recv timeout.\n"
+        "    import stat, time\n"
+        "    fd = next(fd for fd in range(3, 64) if _is_socket(fd))\n"
+        "    os.write(fd, (1000).to_bytes(4, 'little'))\n"
+        "    while True:\n"
+        "        os.write(fd, b' ')\n"
+        "        time.sleep(0.1)\n"
+        "def _is_socket(fd):\n"
+        "    import stat\n"
+        "    try:\n"
+        "        return stat.S_ISSOCK(os.fstat(fd).st_mode)\n"
+        "    except OSError:\n"
+        "        return False\n")},
     # In a user and mount namespace of its own, tries to uncover what its
     # /tmp covers (the worker's own /tmp, with its socket when unsandboxed):
     # a bind of / without its submounts, a move of /tmp, an unmount.
@@ -262,6 +277,13 @@ class StrictTest(WorkerTest):
         self.assertEqual(self.w.request("GET", "/ping")[0], 200, "no draining in strict mode")
         self.assertEqual(self.ok("hello"), "Hello, World")
         self.assertIsNone(self.w.proc.poll())
+
+    def test_timeout_holds_against_a_dribbled_answer(self):
+        start = time.monotonic()
+        r = self.w.execute("hostile", entry="main.dribble", timeout=0.5)
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertFailed(r, "Function execution timeout.")
+        self.assertEqual(self.ok("hello"), "Hello, World")
 
     def test_preload_levels(self):
         for level in ("function", "runtime", "none", "function"):

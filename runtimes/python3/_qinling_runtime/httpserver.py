@@ -105,7 +105,7 @@ class Handler:
             try:
                 return _send(conn, 200, body, keep=req.keep_alive)
             finally:
-                strict.finish_soon(proc)
+                strict.after_answer(proc)
         call = reuse.accept(job, conn)
         if call is None:   # checked again under its lock: draining may just have begun
             return _send(conn, 503, _error("worker draining"), close=True)

@@ -152,7 +152,10 @@ def process_main(chan_fd, log_fd, conf, parent_ctl=None, warm=False):
         finally:
             os._exit(1)
     me = os.getpid()
-    chan.sendall(READY.pack(b"R", me))
+    try:
+        chan.sendall(READY.pack(b"R", me))
+    except OSError:   # retired before it was ready: the server closed its end
+        os._exit(0)
     try:
         raw = recv_frame(chan, config.MAX_BODY_BYTES)
     except (OSError, ValueError):

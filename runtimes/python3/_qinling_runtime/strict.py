@@ -2,6 +2,7 @@
 ready, hands each /execute to one and kills it with everything it started
 once it has answered, and switches what is preloaded (/preload)."""
 
+import _socket
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from . import config
 from .confinement import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, Confinement
 from .execution import BadRequest, response_body, timeout_body
 from .output import LOG_HEADER, read_shared_log
-from .process import FRAME, READY, frame, recv_frame
+from .process import FRAME, READY, frame
 from .zygote import zygote_loop
 
 LEVELS = ("none", "runtime", "function")
@@ -49,37 +50,75 @@ class Process:
 
 
 def _new_channel():
-    """A socketpair and a log memory file for one execution process."""
-    chan, child = socket.socketpair()
+    """A socketpair and a log memory file for one execution process. The
+    _socket module's own socketpair: socket.socketpair wraps each end again,
+    which costs a getsockname per end on every call."""
+    chan, child = _socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     memfd = os.memfd_create("qinling-log", os.MFD_CLOEXEC)
     os.ftruncate(memfd, LOG_HEADER.size + config.MAX_LOG_BYTES)
     return chan, child, memfd
 
 
+def _read_proc(path):
+    """A /proc file's contents, b"" if it is gone: os-level open and read
+    (open() adds an fstat, an ioctl, two lseeks and a read to find EOF; a
+    seq_file read returns everything it has unless the buffer fills)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        out = chunk = os.read(fd, 65536)
+        while len(chunk) == 65536:
+            chunk = os.read(fd, 65536)
+            out += chunk
+        return out
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+_PROC_CHILDREN = None
+
+
 def _children_of(pid):
-    """Live children of pid, via /proc/<pid>/task/*/children (or a /proc scan)."""
+    """Live children of pid, via /proc/<pid>/task/*/children (or a /proc
+    scan). Only its main thread's list when /proc/<pid>/stat counts one
+    thread: an execution process usually has no other (the task directory
+    is listed otherwise)."""
+    global _PROC_CHILDREN
+    if _PROC_CHILDREN is None:   # once: the kernel's CONFIG_PROC_CHILDREN
+        _PROC_CHILDREN = os.path.exists("/proc/self/task/%d/children" % os.getpid())
+    if not _PROC_CHILDREN:
+        return _children_by_scan(pid)
+    stat = _read_proc("/proc/%d/stat" % pid)
+    try:
+        threads = int(stat[stat.rindex(b")") + 2:].split()[17])
+    except (ValueError, IndexError):
+        return []   # gone
+    if threads == 1:
+        return [int(p) for p in _read_proc("/proc/%d/task/%d/children" % (pid, pid)).split()]
     out = []
     try:
         tasks = os.listdir("/proc/%d/task" % pid)
     except OSError:
         return out
-    try:
-        for tid in tasks:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                out += [int(p) for p in f.read().split()]
-        return out
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return out
-    for name in os.listdir("/proc"):   # kernel without CONFIG_PROC_CHILDREN
+    for tid in tasks:
+        out += [int(p) for p in _read_proc("/proc/%d/task/%s/children" % (pid, tid)).split()]
+    return out
+
+
+def _children_by_scan(pid):
+    """Children of pid by a /proc scan (a kernel without CONFIG_PROC_CHILDREN)."""
+    out = []
+    for name in os.listdir("/proc"):
         if name.isdigit():
+            stat = _read_proc("/proc/%s/stat" % name)
             try:
-                with open("/proc/%s/stat" % name, "rb") as f:
-                    stat = f.read()
                 if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
                     out.append(int(name))
-            except (OSError, ValueError, IndexError):
+            except (ValueError, IndexError):
                 pass
     return out
 
@@ -94,12 +133,20 @@ def _kill_tree(pid):
         if p not in seen:
             seen.add(p)
             todo += _children_of(p)
-    for target in [-pid] + sorted(seen):
+    n = len(seen)
+    try:
+        # Its group: it made it (setsid, before R) and, leading its
+        # session, cannot leave it, so the group's kill is its own too.
+        os.kill(-pid, signal.SIGKILL)
+        seen.discard(pid)
+    except OSError:
+        pass
+    for target in sorted(seen):
         try:
             os.kill(target, signal.SIGKILL)
         except OSError:
             pass
-    return len(seen)
+    return n
 
 
 def _describe_status(status):
@@ -117,11 +164,16 @@ def _describe_status(status):
 
 class Strict:
     """Strict isolation, server side. The zygote is forked before any thread
-    starts; a manager thread asks it (or the function zygote) for execution
-    processes, keeps `spares` of them ready, and watches the zygotes; a
-    reaper thread reaps this process's children (it is PID 1 of the
-    sandbox, or a subreaper); a cleaner thread kills processes that outlive
-    their execution."""
+    starts. Execution processes are asked of it (or of the function zygote)
+    ahead of the calls, `spares` of them: by the call's thread once it has
+    answered and killed its process, by the manager thread after a change
+    of level or a failure, by a call that finds none; the call that takes
+    one reads its b"R" (ready) itself. The manager thread watches the
+    zygotes' control channels (exits, a zygote gone); a reaper thread reaps
+    this process's children (it is PID 1 of the sandbox, or a subreaper); a
+    cleaner thread kills processes that outlive their execution. Per call
+    the server so wakes no thread besides the call's but the manager, once,
+    for the exit report (docs/benchmarks.md, "The worker server's share")."""
 
     def __init__(self, spares, tmp_size, cpu_procs=None):
         self.spares = spares
@@ -130,9 +182,8 @@ class Strict:
         self.cond = threading.Condition()
         self.level = "runtime"
         self.gen = 0               # bumped when the level changes: older processes are stale
-        self.ready = []            # Process objects waiting for a request
-        self.pending = 0           # asked for, not yet ready
-        self.waiting = 0           # requests waiting for a process
+        self.ready = []            # Process objects asked for (their b"R" read once taken), oldest first
+        self.pending = 0           # being asked for, not yet in ready
         self.error = None          # why the last execution process failed to start
         self.retry_at = 0.0
         self.backoff = 0.0
@@ -144,6 +195,7 @@ class Strict:
         self.source = None         # Zygote execution processes come from; None at level "none"
         self.inbox = []
         self.preload_lock = threading.Lock()
+        self.send_lock = threading.Lock()   # a zygote's ctl is not closed while a thread sends on it
         self.cleaner = None
 
     # -- start
@@ -188,20 +240,14 @@ class Strict:
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         self.sel.register(a, selectors.EVENT_READ, ("ctl", self.zygote))
         self.cleaner = queue.SimpleQueue()
-        self.finishing = queue.SimpleQueue()
-        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner"),
-                             (self._finish_loop, "finisher")):
+        for target, name in ((self._manage, "manager"), (self._reap, "reaper"), (self._clean, "cleaner")):
             threading.Thread(target=target, name="strict-" + name, daemon=True).start()
-        # Check now that execution processes can be made here.
-        with self.cond:   # as if a request waited: the first process proves it works
-            self.waiting += 1
-            end = time.monotonic() + wait
-            while not self.ready and self.error is None and time.monotonic() < end:
-                self._wake()
-                self.cond.wait(0.05)
-            self.waiting -= 1
-            if not self.ready:
-                raise NoProcess(self.error or "no execution process became ready in %gs" % wait)
+        # Check now that execution processes can be made here: the first
+        # one proves it, and is put back for the first call.
+        proc = self._take(time.monotonic() + wait, first=True)
+        with self.cond:
+            proc.zygote.inflight -= 1
+            self.ready.insert(0, proc)
 
     def _wake(self):
         try:
@@ -219,27 +265,33 @@ class Strict:
     def _manage(self):
         while True:
             with self.cond:
-                now = time.monotonic()
-                src = self.source
-                need = 0
-                if src is not None:
-                    need = max(self.spares, self.waiting) - len(self.ready) - self.pending
-                timeout = None
-                if need > 0 and now < self.retry_at:
-                    timeout, need = self.retry_at - now, 0
                 inbox, self.inbox = self.inbox, []
             for cmd in inbox:
                 self._command(cmd)
-            for _ in range(max(need, 0)):
-                self._ask(src)
+            retry = self._top_up()
+            timeout = None if retry is None else max(retry - time.monotonic(), 0.0)
             for key, _ in self.sel.select(timeout):
                 kind, obj = key.data
                 if kind == "wake":
                     os.read(self.wake_r, 4096)
-                elif kind == "ctl":
-                    self._on_ctl(key.fileobj, obj)
                 else:
-                    self._on_ready(key.fileobj, obj)
+                    self._on_ctl(key.fileobj, obj)
+
+    def _top_up(self):
+        """Asks for execution processes until `spares` are ready or being
+        made; returns when to try again (monotonic) if a failure holds it
+        back, else None."""
+        with self.cond:
+            src, gen = self.source, self.gen
+            need = self.spares - len(self.ready) - self.pending if src is not None else 0
+            if need <= 0:
+                return None
+            if time.monotonic() < self.retry_at:
+                return self.retry_at
+            self.pending += need
+        for _ in range(need):
+            self._ask(src, gen)
+        return None
 
     def _command(self, cmd):
         import selectors
@@ -251,26 +303,39 @@ class Strict:
                 self.sel.unregister(z.ctl)
             except (KeyError, ValueError):
                 pass
-            z.ctl.close()
+            with self.send_lock:
+                z.ctl.close()
 
-    def _ask(self, z):
-        import selectors
+    def _ask(self, z, gen):
+        """Asks z for an execution process for generation gen (self.pending
+        counts it already) and puts it in ready, not waiting for it: the
+        call that takes it reads its b"R" (_ready)."""
+        proc = None
         try:
             chan, child, memfd = _new_channel()
         except OSError as e:
-            return self._failed("cannot create a channel: %s" % e)
-        try:
-            socket.send_fds(z.ctl, [b"F"], [child.fileno(), memfd])
-        except OSError as e:
-            chan.close()
-            os.close(memfd)
-            return self._failed("cannot reach the zygote: %s" % e)
-        finally:
-            child.close()
+            why = "cannot create a channel: %s" % e
+        else:
+            try:
+                with self.send_lock:
+                    socket.send_fds(z.ctl, [b"F"], [child.fileno(), memfd])
+                proc = Process(chan, memfd, gen, z)
+            except (OSError, ValueError) as e:   # ValueError: its ctl was closed (dropped)
+                chan.close()
+                os.close(memfd)
+                why = "cannot reach the zygote: %s" % e
+            finally:
+                child.close()
         with self.cond:
-            self.pending += 1
-            gen = self.gen
-        self.sel.register(chan, selectors.EVENT_READ, ("process", Process(chan, memfd, gen, z)))
+            self.pending -= 1
+            if proc is not None and gen == self.gen and z is self.source:
+                self.ready.append(proc)
+                self.cond.notify_all()
+                return
+        if proc is not None:
+            proc.close()   # stale: it exits on EOF
+        elif z is self.source:
+            self._failed(why)
 
     def _failed(self, why):
         with self.cond:
@@ -282,24 +347,31 @@ class Strict:
             self.retry_at = time.monotonic() + self.backoff
             self.cond.notify_all()
 
-    def _on_ready(self, chan, proc):
-        self.sel.unregister(chan)
+    def _ready(self, proc, deadline):
+        """Reads proc's b"R" (it is ready, with its pid); False, with the
+        reason recorded (_failed), if it failed to start. A spare is ready
+        long before it is taken as a rule: one recv."""
+        chan = proc.chan
         try:
-            head = chan.recv(READY.size, socket.MSG_WAITALL)
-        except OSError:
+            head = chan.recv(READY.size, socket.MSG_DONTWAIT)
+        except BlockingIOError:   # still starting: wait for it
             head = b""
-        with self.cond:
-            self.pending -= 1
+        except OSError:
+            head = None
+        if head is not None and len(head) < READY.size:
+            try:
+                chan.settimeout(max(deadline - time.monotonic(), 0.001))
+                head += chan.recv(READY.size - len(head), socket.MSG_WAITALL)
+                chan.settimeout(None)
+            except OSError:
+                head = None
+        head = head or b""
         if len(head) == READY.size and head[:1] == b"R":
             proc.pid = READY.unpack(head)[1]
-            with self.cond:
-                if proc.gen == self.gen and proc.zygote is self.source:
-                    self.ready.append(proc)
+            if self.error is not None:
+                with self.cond:
                     self.error, self.backoff = None, 0.0
-                    self.cond.notify_all()
-                    return
-            proc.close()   # stale: it exits on EOF
-            return
+            return True
         why = "an execution process could not be started (the zygote could not fork: pids limit?)"
         if head[:1] == b"E":
             try:
@@ -308,8 +380,8 @@ class Strict:
                     head[5:] + chan.recv(max(0, n - len(head) + 5), socket.MSG_WAITALL)).decode("utf-8", "replace")
             except (OSError, struct.error):
                 pass
-        proc.close()
         self._failed(why)
+        return False
 
     def _on_ctl(self, ctl, z):
         try:
@@ -469,27 +541,38 @@ class Strict:
 
     # -- executing
 
-    def _take(self, deadline):
-        with self.cond:
-            self.waiting += 1
-            try:
-                while True:
-                    if self.source is None:
-                        return None
-                    while self.ready:
-                        proc = self.ready.pop(0)
-                        if proc.gen == self.gen:
-                            proc.zygote.inflight += 1
-                            return proc
+    def _take(self, deadline, first=False):
+        """A ready execution process (None at level none); NoProcess if none
+        became ready by deadline. With none asked for already, the call
+        asks for its own; first: fail at the first failure to start one
+        (the check at start)."""
+        while True:
+            proc = ask = None
+            with self.cond:
+                if self.source is None:
+                    return None
+                while self.ready and proc is None:
+                    proc = self.ready.pop(0)
+                    if proc.gen != self.gen:
                         proc.close()
-                    self._wake()
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                        proc = None
+                if proc is not None:
+                    proc.zygote.inflight += 1
+                else:
+                    now = time.monotonic()
+                    if now >= deadline or (first and self.error is not None):
                         raise NoProcess(self.error or "none became ready in %gs" % PROCESS_WAIT)
-                    self.cond.wait(left)
-            finally:
-                self.waiting -= 1
-                self._wake()   # top the spares up
+                    if now >= self.retry_at:
+                        self.pending += 1
+                        ask = (self.source, self.gen)
+                    else:
+                        self.cond.wait(min(self.retry_at, deadline) - now)
+            if ask is not None:
+                self._ask(*ask)
+            elif proc is not None:
+                if proc.pid is not None or self._ready(proc, deadline):   # put back by start: ready
+                    return proc
+                self.finish(proc)
 
     def _fresh(self, deadline):
         """Level none: a fresh interpreter for this one execution, forked by
@@ -548,7 +631,7 @@ class Strict:
         limit = 6 * config.MAX_LOG_BYTES + config.MAX_RESULT_BYTES + (64 << 10)
         answer, timed_out = None, False
         try:
-            answer = recv_frame(proc.chan, limit, t1 + job.timeout)
+            answer = _recv_answer(proc.chan, limit, t1 + job.timeout)
         except socket.timeout:
             timed_out = True
         except (OSError, ValueError):
@@ -575,20 +658,19 @@ class Strict:
             self.cond.wait_for(lambda: pid in self.exits, wait)
             return self.exits.get(pid)
 
-    def finish_soon(self, proc):
-        """finish, off the request's thread: with keep-alive the engine's
-        next request on this connection is read by that thread, and must not
-        wait for the last process to be killed."""
-        if proc is not None:
-            self.finishing.put(proc)
-
-    def _finish_loop(self):
-        while True:
-            proc = self.finishing.get()
-            try:
-                self.finish(proc)
-            except Exception as e:   # never lose the thread: later processes must die too
-                sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
+    def after_answer(self, proc):
+        """finish, and a replacement asked for, once the answer is sent: in
+        the call's thread rather than handed to another (a hand-over cost a
+        queue, a wake-up and GIL switches per call, more CPU than the work;
+        docs/benchmarks.md, "The worker server's share"). The engine's next
+        request on this connection waits the ~0.1 ms in the socket."""
+        if proc is None:
+            return
+        try:
+            self.finish(proc)
+            self._top_up()
+        except Exception as e:   # a bug of ours: the connection goes on, later processes must die too
+            sys.__stderr__.write("server.py: finishing an execution process: %r\n" % (e,))
 
     def finish(self, proc):
         """Kills an execution process with everything it started, and lets
@@ -603,9 +685,40 @@ class Strict:
                 z.inflight -= 1
                 if z.retired and z.inflight == 0:
                     self.inbox.append(("drop", z))
-                    self._wake()   # only then: the spares were topped up when it was taken (_take)
+                    self._wake()   # only then: the call's thread tops the spares up itself (after_answer)
         if tree > 1:   # it had started processes
             self.cleaner.put(proc.pid)
+
+
+def _recv_answer(chan, limit, deadline):
+    """An execution process's answer frame: None at EOF, socket.timeout once
+    deadline (monotonic) passes, ValueError past limit. On the blocking
+    channel with the kernel's receive timeout, set to what is left before
+    each recv (a process dribbling bytes cannot stretch it): a setsockopt
+    and a recv for an answer, where a Python timeout costs a poll and a
+    switch to non-blocking mode besides."""
+    data = bytearray()
+    size = FRAME.size
+    while len(data) < size:
+        left = max(deadline - time.monotonic(), 0.0)
+        if left <= 0:
+            raise socket.timeout("timed out")
+        sec = int(left)
+        chan.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", sec, max(int((left - sec) * 1e6), 1 if sec == 0 else 0)))
+        try:
+            more = chan.recv(min(max(size - len(data), 65536), 1 << 20))
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+        if not more:
+            return None
+        data += more
+        if size == FRAME.size and len(data) >= FRAME.size:
+            n = FRAME.unpack_from(data)[0]
+            if n > limit:
+                raise ValueError("frame of %d bytes exceeds %d" % (n, limit))
+            size = FRAME.size + n
+    return bytes(data[FRAME.size:size])
 
 
 def _checked(answer, timing):
