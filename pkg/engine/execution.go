@@ -111,8 +111,8 @@ func (e *Engine) RunExecution(ctx context.Context, a ExecutionArgs) (*ExecutionO
 		return nil, err
 	}
 	// One INFO line per execution: its start (recovery.go), which the
-	// chaos suite counts; a success's end, a second line, was 7 % of an
-	// engine's CPU on the real stack (docs/benchmarks.md, "The engine's and
+	// chaos suite counts; a success's end, a second line with nothing the
+	// row does not keep, is DEBUG (docs/benchmarks.md, "The engine's and
 	// the API's share"). An end that is not a success stays at INFO.
 	level := slog.LevelInfo
 	if status == db.StatusSuccess {

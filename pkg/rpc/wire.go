@@ -13,9 +13,9 @@ import (
 // The wire transports' message bodies: a request is {"method", "args",
 // "context"} and a reply {"result"} or {"error"}, the fields of Request and
 // Response. The functions here write and read exactly those bodies, in one
-// pass over the JSON each: on the real stack decoding a request's envelope
-// and then its arguments again was 12 % of an engine's CPU
-// (docs/benchmarks.md, "The engine's and the API's share").
+// pass over the JSON each: reading a request's envelope and then its
+// arguments again took twice the time and bytes (docs/benchmarks.md, "The
+// engine's and the API's share").
 
 // ArgsHandler is a ValueHandler that names the Go type of each method's
 // arguments, so that a wire transport decodes them straight from the
