@@ -93,7 +93,7 @@ func New(d *db.DB, o orchestrator.Orchestrator, c coord.Coordinator, s storage.P
 		fns: map[coord.FunctionVersion]*fnState{}, rec: newRecovery(opts.Name)}
 }
 
-var _ rpc.ValueHandler = (*Engine)(nil)
+var _ rpc.ArgsHandler = (*Engine)(nil)
 
 // Handle dispatches one RPC method.
 func (e *Engine) Handle(ctx context.Context, method string, raw json.RawMessage) (any, error) {
@@ -116,13 +116,32 @@ func (e *Engine) HandleValue(ctx context.Context, method string, args any) (any,
 	})
 }
 
-func (e *Engine) handle(ctx context.Context, method string, decode func(v any) error) (any, error) {
+// NewArgs is the argument type of each method (rpc.ArgsHandler): the
+// RabbitMQ transport decodes a request's arguments straight into it.
+func (e *Engine) NewArgs(method string) any {
 	switch method {
 	case MethodCreateRuntime, MethodDeleteRuntime, MethodGetRuntimePool:
-		var a RuntimeArgs
-		if err := decode(&a); err != nil {
-			return nil, err
-		}
+		return new(RuntimeArgs)
+	case MethodUpdateRuntime:
+		return new(UpdateRuntimeArgs)
+	case MethodCreateExecution:
+		return new(ExecutionArgs)
+	case MethodDeleteFunction, MethodScaleUpFunction, MethodScaleDownFunction:
+		return new(FunctionArgs)
+	}
+	return nil
+}
+
+func (e *Engine) handle(ctx context.Context, method string, decode func(v any) error) (any, error) {
+	args := e.NewArgs(method)
+	if args == nil {
+		return nil, errdefs.Invalid("Unknown engine method %q.", method)
+	}
+	if err := decode(args); err != nil {
+		return nil, err
+	}
+	switch a := args.(type) {
+	case *RuntimeArgs:
 		switch method {
 		case MethodCreateRuntime:
 			return nil, e.CreateRuntime(ctx, a.RuntimeID)
@@ -131,35 +150,23 @@ func (e *Engine) handle(ctx context.Context, method string, decode func(v any) e
 		default:
 			return e.RuntimePool(ctx, a.RuntimeID)
 		}
-	case MethodUpdateRuntime:
-		var a UpdateRuntimeArgs
-		if err := decode(&a); err != nil {
-			return nil, err
-		}
-		return nil, e.UpdateRuntime(ctx, a)
-	case MethodCreateExecution:
-		var a ExecutionArgs
-		if err := decode(&a); err != nil {
-			return nil, err
-		}
-		out, err := e.RunExecution(ctx, a)
+	case *UpdateRuntimeArgs:
+		return nil, e.UpdateRuntime(ctx, *a)
+	case *ExecutionArgs:
+		out, err := e.RunExecution(ctx, *a)
 		if out == nil {
 			// No "null" reply: an API reads the row when the reply is empty.
 			return nil, err
 		}
 		return out, err
-	case MethodDeleteFunction, MethodScaleUpFunction, MethodScaleDownFunction:
-		var a FunctionArgs
-		if err := decode(&a); err != nil {
-			return nil, err
-		}
+	case *FunctionArgs:
 		switch method {
 		case MethodDeleteFunction:
 			return nil, e.DeleteFunction(ctx, a.FunctionID, a.FunctionVersion)
 		case MethodScaleUpFunction:
-			return nil, e.ScaleUp(ctx, a)
+			return nil, e.ScaleUp(ctx, *a)
 		default:
-			return nil, e.ScaleDown(ctx, a)
+			return nil, e.ScaleDown(ctx, *a)
 		}
 	}
 	return nil, errdefs.Invalid("Unknown engine method %q.", method)

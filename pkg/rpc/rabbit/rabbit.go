@@ -188,7 +188,7 @@ type session struct {
 
 // pendingCall is a call waiting for its reply.
 type pendingCall struct {
-	reply chan rpc.Response // buffered; readReplies is its only sender
+	reply chan []byte // a reply's body, buffered; readReplies is its only sender
 	// returned is signalled when the broker hands the request back as
 	// unroutable (a call to an engine's queue that no longer exists,
 	// route.go); buffered, readReturns is its only sender.
@@ -483,11 +483,6 @@ func (s *session) shutdown() {
 
 func (s *session) readReplies(replies <-chan amqp.Delivery, log *slog.Logger) {
 	for d := range replies {
-		var resp rpc.Response
-		if err := json.Unmarshal(d.Body, &resp); err != nil {
-			log.Error("malformed RPC reply", "correlation_id", d.CorrelationId, "error", err)
-			resp = rpc.Response{Error: errdefs.ToWire(errdefs.Wrap(errdefs.KindInternal, err, "Malformed reply from the engine."))}
-		}
 		s.mu.Lock()
 		p := s.pending[d.CorrelationId]
 		delete(s.pending, d.CorrelationId)
@@ -496,7 +491,7 @@ func (s *session) readReplies(replies <-chan amqp.Delivery, log *slog.Logger) {
 			log.Debug("dropping a reply nobody waits for any more", "correlation_id", d.CorrelationId)
 			continue
 		}
-		p.reply <- resp // buffered, and this is its only sender
+		p.reply <- d.Body // buffered, and this is its only sender
 	}
 }
 
@@ -517,7 +512,7 @@ func (s *session) readReturns(returns <-chan amqp.Return) {
 }
 
 func (s *session) expect(id string) *pendingCall {
-	p := &pendingCall{reply: make(chan rpc.Response, 1), returned: make(chan struct{}, 1)}
+	p := &pendingCall{reply: make(chan []byte, 1), returned: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.pending[id] = p
 	s.mu.Unlock()
@@ -567,13 +562,9 @@ func (s *session) refused() error {
 // prepare encodes a request and returns it with the live session, or why
 // it cannot be sent now.
 func (t *Transport) prepare(ctx context.Context, method string, args any) ([]byte, *session, error) {
-	req, err := rpc.NewRequest(ctx, method, args)
+	body, err := rpc.EncodeRequest(ctx, method, args)
 	if err != nil {
 		return nil, nil, err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, nil, errdefs.Wrap(errdefs.KindInternal, err, "encode request %s", method)
 	}
 	s, err := t.current()
 	if err != nil {
@@ -643,7 +634,7 @@ func (t *Transport) call(ctx context.Context, engine, method string, args, reply
 	for {
 		select {
 		case resp := <-pending.reply:
-			return resp.Decode(reply)
+			return t.decodeReply(resp, reply)
 		case <-pending.returned:
 			s.undeclare(queue)
 			t.log.Info("an engine's queue is gone; sending the request to the shared one", "engine", engine)
@@ -662,7 +653,7 @@ func (t *Transport) call(ctx context.Context, engine, method string, args, reply
 		case <-s.done:
 			select {
 			case resp := <-pending.reply:
-				return resp.Decode(reply)
+				return t.decodeReply(resp, reply)
 			default:
 			}
 			return unavailable(nil, "the connection was lost while waiting for the reply to %s", method)
@@ -672,6 +663,17 @@ func (t *Transport) call(ctx context.Context, engine, method string, args, reply
 			return timedOut(ctx.Err())
 		}
 	}
+}
+
+// decodeReply reads a reply's body into reply, logging one that is not
+// JSON.
+func (t *Transport) decodeReply(body []byte, reply any) error {
+	err := rpc.DecodeResponse(body, reply)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		t.log.Error("malformed RPC reply", "error", err)
+	}
+	return err
 }
 
 // Cast sends method to one engine without waiting for it to be handled. The

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,6 +142,25 @@ func TestRabbitMQ(t *testing.T) {
 		rpctest.Run(t, func(t *testing.T) rpc.Transport {
 			return newTestTransport(t, mq.URL, uniqueTopic(), nil)
 		})
+	})
+
+	t.Run("an ArgsHandler takes its arguments decoded once, as a value", func(t *testing.T) {
+		topic := uniqueTopic()
+		h := &typedHandler{}
+		ctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		go func() { _ = newTestTransport(t, mq.URL, topic, nil).Serve(ctx, h) }()
+		client := newTestTransport(t, mq.URL, topic, nil)
+		var out num
+		require.NoError(t, client.Call(ctx, "inc", num{N: 41}, &out))
+		require.Equal(t, 42, out.N)
+		require.Equal(t, int64(1), h.values.Load(), "handed as a value")
+		require.Zero(t, h.raws.Load(), "not as JSON")
+		err := client.Call(ctx, "inc", num{N: -1}, &out)
+		require.Equal(t, errdefs.KindConflict, errdefs.KindOf(err), "the error keeps its kind: %v", err)
+		err = client.Call(ctx, "nope", num{}, &out)
+		require.Equal(t, errdefs.KindInvalid, errdefs.KindOf(err), "an unknown method reaches Handle: %v", err)
+		require.Equal(t, int64(1), h.raws.Load())
 	})
 
 	t.Run("round trip latency", func(t *testing.T) {
@@ -433,4 +453,29 @@ func TestRabbitMQ_BrokerRestart(t *testing.T) {
 	}
 	assert.Equal(t, map[int]bool{0: true, 1: true, 2: true}, got)
 	require.NoError(t, client.Cast(ctx, "double", num{N: 3}), "casts are confirmed again")
+}
+
+// typedHandler is an rpc.ArgsHandler of one method, "inc", which fails
+// with a conflict for a negative number.
+type typedHandler struct{ values, raws atomic.Int64 }
+
+func (h *typedHandler) NewArgs(method string) any {
+	if method == "inc" {
+		return new(num)
+	}
+	return nil
+}
+
+func (h *typedHandler) Handle(_ context.Context, method string, _ json.RawMessage) (any, error) {
+	h.raws.Add(1)
+	return nil, errdefs.Invalid("Unknown method %q.", method)
+}
+
+func (h *typedHandler) HandleValue(_ context.Context, _ string, args any) (any, error) {
+	h.values.Add(1)
+	a := args.(*num)
+	if a.N < 0 {
+		return nil, errdefs.New(errdefs.KindConflict, "negative")
+	}
+	return num{N: a.N + 1}, nil
 }

@@ -2,7 +2,6 @@ package rabbit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -173,8 +172,7 @@ func (sv *server) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery)
 		sv.wg.Done()
 	}()
 	start := time.Now()
-	var req rpc.Request
-	err := json.Unmarshal(d.Body, &req)
+	req, err := rpc.DecodeRequest(d.Body, sv.h)
 	if err == nil && req.Method == "" {
 		err = errors.New("no method")
 	}
@@ -228,16 +226,11 @@ func (sv *server) reply(ch *amqp.Channel, d amqp.Delivery, resp rpc.Response, lo
 	if d.ReplyTo == "" {
 		return
 	}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		log.Error("cannot encode an RPC reply", "error", err)
-		body, _ = json.Marshal(rpc.Response{Error: errdefs.ToWire(err)})
-	}
-	err = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{
+	err := ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{
 		ContentType:   contentType,
 		DeliveryMode:  amqp.Transient,
 		CorrelationId: d.CorrelationId,
-		Body:          body,
+		Body:          rpc.EncodeResponse(resp),
 	})
 	if err != nil {
 		log.Warn("could not send an RPC reply; its caller will time out", "error", err)
