@@ -480,14 +480,18 @@ func (c *Client) failure(parent, runCtx context.Context, addr string, inv orches
 	switch {
 	case parent.Err() != nil:
 		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, context.Cause(parent))
+	case isDialError(err):
+		// Before the deadline's case: a connection that timed out (a pod
+		// whose address no longer answers, once evicted or deleted) sent
+		// nothing, so the function did not run and another worker may
+		// serve the call; it is not a function past its timeout.
+		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %v", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound, err)
 	case context.Cause(runCtx) == ErrWorkerStuck || errors.Is(err, os.ErrDeadlineExceeded):
 		// The deadline of the context (TCP workers) or of the connection
 		// (unix-socket ones, unixconn.go); not the caller's, checked above.
 		out, _ := json.Marshal(TimeoutOutput)
 		return orchestrator.Result{Success: false, Output: out, Duration: inv.Timeout.Seconds()},
 			fmt.Errorf("execute %s on %s: %w", inv.ExecutionID, addr, ErrWorkerStuck)
-	case isDialError(err):
-		return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %v", inv.ExecutionID, addr, orchestrator.ErrWorkerNotFound, err)
 	}
 	return orchestrator.Result{}, fmt.Errorf("execute %s on %s: %w: %v", inv.ExecutionID, addr, orchestrator.ErrWorkerLost, err)
 }

@@ -209,6 +209,47 @@ func TestExecute_Errors(t *testing.T) {
 	}
 }
 
+// TestExecute_DialTimeoutIsNotFound: a worker whose address no longer
+// answers (an evicted pod's) times out while connecting; nothing was sent,
+// so the call may go to another worker: ErrWorkerNotFound, not a function
+// past its timeout (found by tests/k8s TestHostileDisk, whose call after
+// the eviction failed as "Function execution timeout." after the 3 s dial
+// timeout: the connect's own deadline gives os.ErrDeadlineExceeded).
+func TestExecute_DialTimeoutIsNotFound(t *testing.T) {
+	t.Parallel()
+	addr := silentAddress(t)
+	c := workerclient.New(workerclient.Options{DialTimeout: 200 * time.Millisecond})
+	for range 3 { // the connect's deadline and its context's race: try both ways
+		res, err := c.Execute(context.Background(), "http://"+addr, invocation(), time.Second)
+		require.ErrorIs(t, err, orchestrator.ErrWorkerNotFound)
+		require.NotErrorIs(t, err, workerclient.ErrWorkerStuck)
+		require.Empty(t, res.Output, "no timeout result: nothing ran")
+	}
+}
+
+// silentAddress is a TCP address on loopback whose SYNs are dropped, as a
+// gone pod's are: a listener with a backlog of 0 whose one queued
+// connection is never accepted.
+func silentAddress(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 4 { // fill the accept queue; later connects time out
+		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	t.Fatalf("connections to %s did not start timing out", addr)
+	return ""
+}
+
 func TestExecute_Stuck(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
