@@ -206,6 +206,13 @@ class StrictTest(WorkerTest):
         pids = self.ok("spawn")
         tree = self.settled(3)   # the zygote and two prepared processes
         self.assertEqual(len(tree), 3, tree)
+        # The tree is killed once the answer is sent, while the spares are
+        # topped up; a /proc children file read during those forks may miss
+        # the old process, so settled() alone does not say it is gone yet.
+        # Each of these sleeps for 300 s: gone within 5 s means killed.
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
         for pid in pids:
             self.assertFalse(alive(pid), "process %d survived" % pid)
 
