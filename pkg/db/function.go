@@ -109,11 +109,8 @@ func (d *DB) CreateCountedExecution(ctx context.Context, e *Execution) error {
 			e.CreatedAt = now()
 		}
 		p := newPipeline()
-		if e.FunctionVersion == 0 {
-			p.add(countFunctionExecution, now(), fn)
-		} else {
-			p.add(countVersionExecution, now(), fn, e.FunctionVersion)
-		}
+		count, args := countStatement(fn, e.FunctionVersion)
+		p.add(count, args...)
 		p.add(insertExecution, executionFields(e)...)
 		_, err := d.run(ctx, p)
 		if !errors.Is(err, errNotPipelined) {
@@ -143,12 +140,22 @@ func (d *DB) WithdrawExecution(ctx context.Context, id, functionID string, versi
 }
 
 func countExecution(tx *gorm.DB, functionID string, version int) error {
+	count, args := countStatement(functionID, version)
+	_, err := execRaw(tx, count, args...)
 	if version == 0 {
-		_, err := execRaw(tx, countFunctionExecution, now(), functionID)
 		return translate(err, "Function", functionID)
 	}
-	_, err := execRaw(tx, countVersionExecution, now(), functionID, version)
 	return translate(err, "FunctionVersion", functionID)
+}
+
+// countStatement is the UPDATE adding an execution to the count of a
+// function (version 0) or of a function version, with its arguments: the
+// same statement in a transaction and in a pipeline.
+func countStatement(functionID string, version int) (string, []any) {
+	if version == 0 {
+		return countFunctionExecution, []any{now(), functionID}
+	}
+	return countVersionExecution, []any{now(), functionID, version}
 }
 
 // counted selects the row holding a function version's execution count,
